@@ -1,0 +1,1225 @@
+//! Load tool for ThitsaX (and any ILP-over-HTTP connector).
+//!
+//! Three subcommands, all loopback-only:
+//!
+//! * `receiver` — ILP-over-HTTP (RFC 0035) endpoint that fulfils every Prepare
+//!   whose execution condition it can meet (see "Conditions" below).
+//! * `proxy` — bare forwarding HTTP proxy: streams the request body to a fixed
+//!   target URL and streams the response body back. No ILP parsing, no state.
+//!   This is the ceiling reference for a connector in the same position.
+//! * `send` — sends N Prepares with at most C in flight over C keep-alive
+//!   connections, then prints a human-readable summary and one JSON line.
+//!
+//! Conditions: by default (`--condition data`) every Prepare carries a unique
+//! 32-byte preimage as its data and the condition is SHA-256(preimage); the
+//! receiver answers with that preimage as the fulfillment. ILP connectors
+//! forward `data` unchanged, so this works through any connector. With
+//! `--condition fixed` the data is empty and the condition is
+//! SHA-256(FIXED_FULFILLMENT), which the receiver also recognises (it then
+//! answers with a pre-built constant Fulfill).
+//!
+//! Typical topology (three terminals or background jobs):
+//!
+//! ```text
+//! cargo run --release --example load -- receiver --listen 127.0.0.1:4001
+//! cargo run --release --example load -- proxy --listen 127.0.0.1:4000 --to http://127.0.0.1:4001/
+//! cargo run --release --example load -- send --url http://127.0.0.1:4000/ -n 200000 -c 50 \
+//!     --destination test.receiver --amount 1 --warmup 5000
+//! ```
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use interledger_packet::{
+    Address, ErrorCode, Fulfill, FulfillBuilder, PrepareBuilder, Reject, RejectBuilder,
+};
+use ring::digest::{digest, SHA256};
+use tokio::net::{TcpListener, TcpStream};
+
+// ---------------------------------------------------------------------------
+// ILP constants and minimal OER helpers
+// ---------------------------------------------------------------------------
+
+const TYPE_PREPARE: u8 = 12;
+const TYPE_FULFILL: u8 = 13;
+const TYPE_REJECT: u8 = 14;
+
+/// Fulfillment used by `--condition fixed`. Known to sender and receiver.
+const FIXED_FULFILLMENT: [u8; 32] = *b"thitsax-load-fixed-fulfillment!!";
+
+const OCTET_STREAM: &str = "application/octet-stream";
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = digest(&SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Reads an OER length prefix. Returns (length, bytes used by the prefix).
+fn read_len(buf: &[u8]) -> Option<(usize, usize)> {
+    let first = *buf.first()?;
+    if first & 0x80 == 0 {
+        return Some((first as usize, 1));
+    }
+    let n = (first & 0x7f) as usize;
+    if n == 0 || n > 8 || buf.len() < 1 + n {
+        return None;
+    }
+    let mut len: u64 = 0;
+    for b in &buf[1..1 + n] {
+        len = (len << 8) | *b as u64;
+    }
+    Some((usize::try_from(len).ok()?, 1 + n))
+}
+
+/// Reads an OER variable-length octet string. Returns (contents, rest).
+fn read_var_octets(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, hdr) = read_len(buf)?;
+    let end = hdr.checked_add(len)?;
+    if buf.len() < end {
+        return None;
+    }
+    Some((&buf[hdr..end], &buf[end..]))
+}
+
+/// Checks the packet type byte and returns the envelope contents.
+fn envelope(buf: &[u8], packet_type: u8) -> Option<&[u8]> {
+    if *buf.first()? != packet_type {
+        return None;
+    }
+    read_var_octets(&buf[1..]).map(|(content, _)| content)
+}
+
+/// The fields of a Prepare the receiver needs, read without copying or
+/// parsing the timestamp.
+#[derive(Debug, PartialEq)]
+struct PrepareView<'a> {
+    condition: &'a [u8],
+    destination: &'a [u8],
+    data: &'a [u8],
+}
+
+fn view_prepare(buf: &[u8]) -> Option<PrepareView<'_>> {
+    const FIXED: usize = 8 + 17 + 32; // amount, expiry, condition
+    let content = envelope(buf, TYPE_PREPARE)?;
+    if content.len() < FIXED {
+        return None;
+    }
+    let condition = &content[25..FIXED];
+    let (destination, rest) = read_var_octets(&content[FIXED..])?;
+    let (data, _) = read_var_octets(rest)?;
+    Some(PrepareView { condition, destination, data })
+}
+
+/// Code and message of a Reject. Tolerates an empty triggered_by (which
+/// interledger-packet 0.4's parser refuses).
+fn view_reject(buf: &[u8]) -> Option<([u8; 3], &[u8])> {
+    let content = envelope(buf, TYPE_REJECT)?;
+    if content.len() < 3 {
+        return None;
+    }
+    let code = [content[0], content[1], content[2]];
+    let (_triggered_by, rest) = read_var_octets(&content[3..])?;
+    let (message, _) = read_var_octets(rest)?;
+    Some((code, message))
+}
+
+fn bytes04_to_1(b: bytes04::BytesMut) -> Bytes {
+    Bytes::copy_from_slice(&b)
+}
+
+// ---------------------------------------------------------------------------
+// Receiver logic (pure, unit-tested)
+// ---------------------------------------------------------------------------
+
+enum Answer {
+    Fulfill(Bytes),
+    Reject(Bytes),
+}
+
+struct ReceiverLogic {
+    fixed_fulfill: Bytes,
+    fixed_condition: [u8; 32],
+    address: Address,
+}
+
+impl ReceiverLogic {
+    fn new(address: Address) -> Self {
+        let fixed_fulfill =
+            bytes04_to_1(FulfillBuilder { fulfillment: &FIXED_FULFILLMENT, data: &[] }.build().into());
+        ReceiverLogic { fixed_fulfill, fixed_condition: sha256(&FIXED_FULFILLMENT), address }
+    }
+
+    fn reject(&self, code: ErrorCode, message: &str) -> Answer {
+        let r =
+            RejectBuilder { code, message: message.as_bytes(), triggered_by: Some(&self.address), data: &[] }
+                .build();
+        Answer::Reject(bytes04_to_1(r.into()))
+    }
+
+    fn answer(&self, body: &[u8]) -> Answer {
+        let Some(p) = view_prepare(body) else {
+            return self.reject(ErrorCode::F01_INVALID_PACKET, "load receiver: not a valid ILP Prepare");
+        };
+        if p.data.len() >= 32 {
+            let pre: &[u8; 32] = p.data[..32].try_into().unwrap();
+            if sha256(pre)[..] == *p.condition {
+                let f = FulfillBuilder { fulfillment: pre, data: &[] }.build();
+                return Answer::Fulfill(bytes04_to_1(f.into()));
+            }
+        }
+        if *p.condition == self.fixed_condition[..] {
+            return Answer::Fulfill(self.fixed_fulfill.clone());
+        }
+        self.reject(ErrorCode::F05_WRONG_CONDITION, "load receiver: unknown condition")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// CLI
+// ---------------------------------------------------------------------------
+
+#[derive(Parser)]
+#[command(name = "load", about = "ILP-over-HTTP load tool: sender, fulfilling receiver, bare proxy")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// ILP-over-HTTP receiver that fulfils Prepares.
+    Receiver(ReceiverArgs),
+    /// Bare forwarding HTTP proxy (no ILP parsing, no state): the ceiling reference.
+    Proxy(ProxyArgs),
+    /// Send N Prepares with C in flight and report packets/s and latency.
+    Send(SendArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServerCommon {
+    /// Address to listen on (loopback only).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Runtime worker threads; 1 = current-thread runtime.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Exit by itself after this many seconds (0 = run until SIGINT/SIGTERM).
+    #[arg(long, default_value_t = 0)]
+    exit_after_secs: u64,
+}
+
+#[derive(Args)]
+struct ReceiverArgs {
+    #[command(flatten)]
+    common: ServerCommon,
+    /// ILP address put in triggered_by of the receiver's own Rejects.
+    #[arg(long, default_value = "test.receiver")]
+    address: String,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
+enum ProxyMode {
+    /// One shared keep-alive pool (hyper-util legacy Client) to the target.
+    Pool,
+    /// One dedicated upstream keep-alive connection per downstream connection.
+    Pinned,
+}
+
+#[derive(Args)]
+struct ProxyArgs {
+    #[command(flatten)]
+    common: ServerCommon,
+    /// Target URL every request is POSTed to (http://127.0.0.1:PORT/path).
+    #[arg(long)]
+    to: String,
+    /// Upstream connection strategy.
+    #[arg(long, value_enum, default_value_t = ProxyMode::Pool)]
+    mode: ProxyMode,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
+enum ConditionMode {
+    /// Unique 32-byte preimage per packet in data; condition = SHA-256(data).
+    Data,
+    /// Empty data; condition = SHA-256(FIXED_FULFILLMENT).
+    Fixed,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    /// ILP-over-HTTP endpoint (http://127.0.0.1:PORT/path).
+    #[arg(long)]
+    url: String,
+    /// Bearer token for the Authorization header (omitted if not given).
+    #[arg(long)]
+    token: Option<String>,
+    /// Number of measured Prepares.
+    #[arg(short = 'n', long, default_value_t = 100_000)]
+    packets: u64,
+    /// Maximum in flight (= number of keep-alive connections).
+    #[arg(short = 'c', long, default_value_t = 50)]
+    concurrency: usize,
+    /// Prepares sent before the measurement (same connections), not counted.
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
+    /// ILP destination address.
+    #[arg(long, default_value = "test.receiver")]
+    destination: String,
+    /// Amount of every Prepare.
+    #[arg(long, default_value_t = 1)]
+    amount: u64,
+    /// Expiry of each Prepare, relative to its send time.
+    #[arg(long, default_value_t = 30_000)]
+    expiry_ms: u64,
+    /// Per-request timeout (counted as an error when hit).
+    #[arg(long, default_value_t = 60_000)]
+    timeout_ms: u64,
+    /// How conditions are chosen (see the file header).
+    #[arg(long, value_enum, default_value_t = ConditionMode::Data)]
+    condition: ConditionMode,
+    /// Runtime worker threads; 1 = current-thread runtime.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Free-form label copied into the JSON line.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let threads = match &cli.cmd {
+        Cmd::Receiver(a) => a.common.threads,
+        Cmd::Proxy(a) => a.common.threads,
+        Cmd::Send(a) => a.threads,
+    };
+    let rt = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+    }
+    .expect("tokio runtime");
+    let result = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Receiver(a) => run_receiver(a).await,
+            Cmd::Proxy(a) => run_proxy(a).await,
+            Cmd::Send(a) => run_send(a).await,
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("load: {e}");
+        std::process::exit(2);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------
+
+fn require_loopback(addr: &SocketAddr) -> Result<(), String> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(format!("{addr} is not a loopback address; this tool only talks to 127.0.0.0/8 or ::1"))
+    }
+}
+
+/// Parses an http:// URL whose host is a loopback address or `localhost`.
+fn loopback_url(url: &str) -> Result<(Uri, SocketAddr), String> {
+    let uri: Uri = url.parse().map_err(|e| format!("bad URL {url:?}: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("{url}: only http:// is supported"));
+    }
+    let host = uri.host().ok_or_else(|| format!("{url}: no host"))?;
+    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| format!("{url}: host must be a loopback IP or localhost"))?
+    };
+    let addr = SocketAddr::new(ip, uri.port_u16().unwrap_or(80));
+    require_loopback(&addr)?;
+    Ok((uri, addr))
+}
+
+/// CPU seconds (user + system) used by this process so far.
+fn cpu_seconds() -> f64 {
+    // Fields 14 and 15 of /proc/self/stat, counted after the ")" closing comm.
+    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
+    let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else { return f64::NAN };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    (ticks(11) + ticks(12)) / 100.0 // USER_HZ is 100 on Linux
+}
+
+async fn shutdown_signal(exit_after_secs: u64) -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let timer = async {
+        if exit_after_secs == 0 {
+            std::future::pending::<()>().await
+        } else {
+            tokio::time::sleep(Duration::from_secs(exit_after_secs)).await
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = timer => "exit-after-secs",
+    }
+}
+
+/// Accept loop shared by receiver and proxy; `serve` handles one connection.
+async fn accept_loop<F, Fut>(listener: TcpListener, serve: F)
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve(stream));
+            }
+            Err(e) => {
+                // E.g. EMFILE: back off instead of spinning.
+                eprintln!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+fn http1_server() -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.keep_alive(true);
+    b
+}
+
+// ---------------------------------------------------------------------------
+// receiver
+// ---------------------------------------------------------------------------
+
+#[derive(Default)]
+struct ServerStats {
+    requests: AtomicU64,
+    fulfilled: AtomicU64,
+    rejected: AtomicU64,
+    bad: AtomicU64,
+}
+
+async fn run_receiver(a: ReceiverArgs) -> Result<(), String> {
+    require_loopback(&a.common.listen)?;
+    let address: Address = a.address.parse().map_err(|e| format!("--address: {e:?}"))?;
+    let logic = Arc::new(ReceiverLogic::new(address));
+    let stats = Arc::new(ServerStats::default());
+    let listener =
+        TcpListener::bind(a.common.listen).await.map_err(|e| format!("bind {}: {e}", a.common.listen))?;
+    eprintln!("receiver listening on http://{} (threads={})", a.common.listen, a.common.threads);
+    let server = http1_server();
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let st = stats.clone();
+    let accept = accept_loop(listener, move |stream| {
+        let logic = logic.clone();
+        let stats = st.clone();
+        let conn = server.serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |req| receiver_handle(req, logic.clone(), stats.clone())),
+        );
+        async move {
+            let _ = conn.await;
+        }
+    });
+    let why = tokio::select! {
+        _ = accept => "accept loop ended",
+        w = shutdown_signal(a.common.exit_after_secs) => w,
+    };
+    eprintln!(
+        "receiver stopping ({why}) after {:.1}s: requests={} fulfilled={} rejected={} bad={} cpu_s={:.2}",
+        t0.elapsed().as_secs_f64(),
+        stats.requests.load(Ordering::Relaxed),
+        stats.fulfilled.load(Ordering::Relaxed),
+        stats.rejected.load(Ordering::Relaxed),
+        stats.bad.load(Ordering::Relaxed),
+        cpu_seconds() - cpu0,
+    );
+    Ok(())
+}
+
+fn plain(status: StatusCode, msg: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(msg.as_bytes())));
+    *r.status_mut() = status;
+    r
+}
+
+async fn receiver_handle(
+    req: Request<Incoming>,
+    logic: Arc<ReceiverLogic>,
+    stats: Arc<ServerStats>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    if req.method() != Method::POST {
+        stats.bad.fetch_add(1, Ordering::Relaxed);
+        return Ok(plain(StatusCode::METHOD_NOT_ALLOWED, "POST only\n"));
+    }
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            stats.bad.fetch_add(1, Ordering::Relaxed);
+            return Ok(plain(StatusCode::BAD_REQUEST, "body read error\n"));
+        }
+    };
+    let packet = match logic.answer(&body) {
+        Answer::Fulfill(b) => {
+            stats.fulfilled.fetch_add(1, Ordering::Relaxed);
+            b
+        }
+        Answer::Reject(b) => {
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            b
+        }
+    };
+    let mut resp = Response::new(Full::new(packet));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
+    Ok(resp)
+}
+
+// ---------------------------------------------------------------------------
+// proxy
+// ---------------------------------------------------------------------------
+
+type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+fn bad_gateway() -> Response<ProxyBody> {
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(b"upstream error\n"))));
+    *r.status_mut() = StatusCode::BAD_GATEWAY;
+    r
+}
+
+fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
+    h.remove(CONNECTION);
+    h.remove("keep-alive");
+}
+
+async fn run_proxy(a: ProxyArgs) -> Result<(), String> {
+    require_loopback(&a.common.listen)?;
+    let (target, target_addr) = loopback_url(&a.to)?;
+    let listener =
+        TcpListener::bind(a.common.listen).await.map_err(|e| format!("bind {}: {e}", a.common.listen))?;
+    eprintln!(
+        "proxy listening on http://{} -> {} (mode={:?}, threads={})",
+        a.common.listen, target, a.mode, a.common.threads
+    );
+    let stats = Arc::new(ServerStats::default());
+    let server = http1_server();
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let accept = {
+        let stats = stats.clone();
+        let target = target.clone();
+        async move {
+            match a.mode {
+                ProxyMode::Pool => {
+                    let mut connector = HttpConnector::new();
+                    connector.set_nodelay(true);
+                    let client: Client<HttpConnector, Incoming> =
+                        Client::builder(TokioExecutor::new()).build(connector);
+                    accept_loop(listener, move |stream| {
+                        let client = client.clone();
+                        let stats = stats.clone();
+                        let target = target.clone();
+                        let conn = server.serve_connection(
+                            TokioIo::new(stream),
+                            service_fn(move |req: Request<Incoming>| {
+                                stats.requests.fetch_add(1, Ordering::Relaxed);
+                                let (mut parts, body) = req.into_parts();
+                                parts.uri = target.clone();
+                                parts.headers.remove(HOST);
+                                strip_hop_by_hop(&mut parts.headers);
+                                let fut = client.request(Request::from_parts(parts, body));
+                                let stats = stats.clone();
+                                async move {
+                                    Ok::<_, Infallible>(match fut.await {
+                                        Ok(resp) => {
+                                            let (mut parts, body) = resp.into_parts();
+                                            strip_hop_by_hop(&mut parts.headers);
+                                            Response::from_parts(parts, Either::Left(body))
+                                        }
+                                        Err(_) => {
+                                            stats.bad.fetch_add(1, Ordering::Relaxed);
+                                            bad_gateway()
+                                        }
+                                    })
+                                }
+                            }),
+                        );
+                        async move {
+                            let _ = conn.await;
+                        }
+                    })
+                    .await
+                }
+                ProxyMode::Pinned => {
+                    let path =
+                        Uri::from(target.path_and_query().cloned().unwrap_or_else(|| "/".parse().unwrap()));
+                    let host =
+                        HeaderValue::from_str(target.authority().map(|a| a.as_str()).unwrap_or("127.0.0.1"))
+                            .expect("authority is a valid header");
+                    accept_loop(listener, move |stream| {
+                        let stats = stats.clone();
+                        let path = path.clone();
+                        let host = host.clone();
+                        // The upstream connection of this downstream connection.
+                        // HTTP/1 serves requests one at a time, so the sender is
+                        // taken for a request and put back afterwards.
+                        let upstream: Arc<Mutex<Option<hyper::client::conn::http1::SendRequest<Incoming>>>> =
+                            Arc::new(Mutex::new(None));
+                        let conn = server.serve_connection(
+                            TokioIo::new(stream),
+                            service_fn(move |req: Request<Incoming>| {
+                                stats.requests.fetch_add(1, Ordering::Relaxed);
+                                let (mut parts, body) = req.into_parts();
+                                parts.uri = path.clone();
+                                parts.headers.insert(HOST, host.clone());
+                                strip_hop_by_hop(&mut parts.headers);
+                                let req = Request::from_parts(parts, body);
+                                let upstream = upstream.clone();
+                                let stats = stats.clone();
+                                async move {
+                                    let taken = upstream.lock().unwrap().take();
+                                    let mut tx = match taken {
+                                        Some(tx) if !tx.is_closed() => tx,
+                                        _ => match connect_http1(target_addr).await {
+                                            Ok(tx) => tx,
+                                            Err(_) => {
+                                                stats.bad.fetch_add(1, Ordering::Relaxed);
+                                                return Ok::<_, Infallible>(bad_gateway());
+                                            }
+                                        },
+                                    };
+                                    let res = match tx.ready().await {
+                                        Ok(()) => tx.send_request(req).await,
+                                        Err(e) => Err(e),
+                                    };
+                                    Ok(match res {
+                                        Ok(resp) => {
+                                            *upstream.lock().unwrap() = Some(tx);
+                                            let (mut parts, body) = resp.into_parts();
+                                            strip_hop_by_hop(&mut parts.headers);
+                                            Response::from_parts(parts, Either::Left(body))
+                                        }
+                                        Err(_) => {
+                                            stats.bad.fetch_add(1, Ordering::Relaxed);
+                                            bad_gateway()
+                                        }
+                                    })
+                                }
+                            }),
+                        );
+                        async move {
+                            let _ = conn.await;
+                        }
+                    })
+                    .await
+                }
+            }
+        }
+    };
+    let why = tokio::select! {
+        _ = accept => "accept loop ended",
+        w = shutdown_signal(a.common.exit_after_secs) => w,
+    };
+    eprintln!(
+        "proxy stopping ({why}) after {:.1}s: requests={} upstream_errors={} cpu_s={:.2}",
+        t0.elapsed().as_secs_f64(),
+        stats.requests.load(Ordering::Relaxed),
+        stats.bad.load(Ordering::Relaxed),
+        cpu_seconds() - cpu0,
+    );
+    Ok(())
+}
+
+async fn connect_http1<B>(addr: SocketAddr) -> Result<hyper::client::conn::http1::SendRequest<B>, String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake {addr}: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(tx)
+}
+
+// ---------------------------------------------------------------------------
+// send
+// ---------------------------------------------------------------------------
+
+/// Nearest-rank percentile of a sorted slice (p in 0..=100).
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// What one response was.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Fulfilled,
+    Rejected([u8; 3]),
+    /// Error kind, e.g. "bad_fulfillment", "http_503".
+    Error(String),
+}
+
+/// Classifies an HTTP 200 body against the condition that was sent.
+fn classify(body: &[u8], condition: &[u8; 32]) -> Outcome {
+    match body.first() {
+        Some(&TYPE_FULFILL) => match Fulfill::try_from(bytes04::BytesMut::from(body)) {
+            Ok(f) => {
+                if sha256(f.fulfillment()) == *condition {
+                    Outcome::Fulfilled
+                } else {
+                    Outcome::Error("bad_fulfillment".into())
+                }
+            }
+            Err(_) => Outcome::Error("bad_fulfill_packet".into()),
+        },
+        Some(&TYPE_REJECT) => match view_reject(body) {
+            Some((code, _)) => Outcome::Rejected(code),
+            None => match Reject::try_from(bytes04::BytesMut::from(body)) {
+                Ok(r) => Outcome::Rejected(<[u8; 3]>::from(r.code())),
+                Err(_) => Outcome::Error("bad_reject_packet".into()),
+            },
+        },
+        _ => Outcome::Error("not_ilp_response".into()),
+    }
+}
+
+struct SendCtx {
+    addr: SocketAddr,
+    path: Uri,
+    host: HeaderValue,
+    auth: Option<HeaderValue>,
+    destination: Address,
+    amount: u64,
+    expiry: Duration,
+    timeout: Duration,
+    condition: ConditionMode,
+    /// First 24 bytes of every preimage; the last 8 are the packet's sequence number.
+    nonce: [u8; 24],
+    fixed_condition: [u8; 32],
+}
+
+struct Phase {
+    next: AtomicU64,
+    total: u64,
+    /// Offset added to sequence numbers so warm-up and measurement differ.
+    seq_base: u64,
+}
+
+#[derive(Default)]
+struct WorkerStats {
+    latencies_ns: Vec<u64>,
+    fulfilled: u64,
+    rejected: BTreeMap<String, u64>,
+    errors: BTreeMap<String, u64>,
+    /// First reject message seen per code, for diagnosis.
+    reject_samples: BTreeMap<String, String>,
+}
+
+impl WorkerStats {
+    fn merge(&mut self, o: WorkerStats) {
+        self.latencies_ns.extend(o.latencies_ns);
+        self.fulfilled += o.fulfilled;
+        for (k, v) in o.rejected {
+            *self.rejected.entry(k).or_default() += v;
+        }
+        for (k, v) in o.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+        for (k, v) in o.reject_samples {
+            self.reject_samples.entry(k).or_insert(v);
+        }
+    }
+    fn error(&mut self, kind: &str) {
+        *self.errors.entry(kind.to_string()).or_default() += 1;
+    }
+}
+
+type Conn = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+fn build_prepare(ctx: &SendCtx, seq: u64) -> (Bytes, [u8; 32]) {
+    let mut preimage = [0u8; 32];
+    preimage[..24].copy_from_slice(&ctx.nonce);
+    preimage[24..].copy_from_slice(&seq.to_be_bytes());
+    let (condition, data): ([u8; 32], &[u8]) = match ctx.condition {
+        ConditionMode::Data => (sha256(&preimage), &preimage),
+        ConditionMode::Fixed => (ctx.fixed_condition, &[]),
+    };
+    let prepare = PrepareBuilder {
+        amount: ctx.amount,
+        expires_at: SystemTime::now() + ctx.expiry,
+        execution_condition: &condition,
+        destination: ctx.destination.clone(),
+        data,
+    }
+    .build();
+    (bytes04_to_1(prepare.into()), condition)
+}
+
+async fn worker(
+    ctx: Arc<SendCtx>,
+    phase: Arc<Phase>,
+    mut conn: Option<Conn>,
+    record: bool,
+) -> (Option<Conn>, WorkerStats) {
+    let mut st = WorkerStats::default();
+    if record {
+        st.latencies_ns.reserve((phase.total as usize) / 8 + 16);
+    }
+    loop {
+        let i = phase.next.fetch_add(1, Ordering::Relaxed);
+        if i >= phase.total {
+            break;
+        }
+        let (body, condition) = build_prepare(&ctx, phase.seq_base + i);
+
+        // Make sure we have a usable keep-alive connection (not timed).
+        let mut tx = match conn.take() {
+            Some(tx) if !tx.is_closed() => tx,
+            _ => match connect_http1(ctx.addr).await {
+                Ok(tx) => tx,
+                Err(_) => {
+                    st.error("connect");
+                    // Do not spin against a dead target.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        if tx.ready().await.is_err() {
+            st.error("connection_closed");
+            continue;
+        }
+
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = ctx.path.clone();
+        let h = req.headers_mut();
+        h.insert(HOST, ctx.host.clone());
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
+        if let Some(auth) = &ctx.auth {
+            h.insert(AUTHORIZATION, auth.clone());
+        }
+
+        let t0 = Instant::now();
+        let exchange = async {
+            let resp = tx.send_request(req).await.map_err(|_| "request_failed")?;
+            let status = resp.status();
+            let body = resp.into_body().collect().await.map_err(|_| "body_read_failed")?.to_bytes();
+            Ok::<_, &'static str>((status, body))
+        };
+        let res = tokio::time::timeout(ctx.timeout, exchange).await;
+        let elapsed = t0.elapsed().as_nanos() as u64;
+
+        match res {
+            Err(_) => {
+                // The connection may still deliver the late response; drop it.
+                st.error("timeout");
+                continue;
+            }
+            Ok(Err(kind)) => {
+                st.error(kind);
+                continue;
+            }
+            Ok(Ok((status, body))) => {
+                conn = Some(tx);
+                if status != StatusCode::OK {
+                    st.error(&format!("http_{}", status.as_u16()));
+                    continue;
+                }
+                match classify(&body, &condition) {
+                    Outcome::Fulfilled => {
+                        st.fulfilled += 1;
+                    }
+                    Outcome::Rejected(code) => {
+                        let code = String::from_utf8_lossy(&code).into_owned();
+                        if !st.reject_samples.contains_key(&code) {
+                            let msg = view_reject(&body)
+                                .map(|(_, m)| String::from_utf8_lossy(m).into_owned())
+                                .unwrap_or_default();
+                            st.reject_samples.insert(code.clone(), msg);
+                        }
+                        *st.rejected.entry(code).or_default() += 1;
+                    }
+                    Outcome::Error(kind) => {
+                        st.error(&kind);
+                        continue;
+                    }
+                }
+                if record {
+                    st.latencies_ns.push(elapsed);
+                }
+            }
+        }
+    }
+    (conn, st)
+}
+
+/// Runs one phase of `total` packets over the connections; returns them for reuse.
+async fn run_phase(
+    ctx: &Arc<SendCtx>,
+    conns: Vec<Option<Conn>>,
+    total: u64,
+    seq_base: u64,
+    record: bool,
+) -> (Vec<Option<Conn>>, WorkerStats, Duration) {
+    let phase = Arc::new(Phase { next: AtomicU64::new(0), total, seq_base });
+    let t0 = Instant::now();
+    let handles: Vec<_> =
+        conns.into_iter().map(|c| tokio::spawn(worker(ctx.clone(), phase.clone(), c, record))).collect();
+    let mut out_conns = Vec::with_capacity(handles.len());
+    let mut all = WorkerStats::default();
+    for h in handles {
+        match h.await {
+            Ok((c, st)) => {
+                out_conns.push(c);
+                all.merge(st);
+            }
+            Err(_) => {
+                out_conns.push(None);
+                all.error("worker_panicked");
+            }
+        }
+    }
+    (out_conns, all, t0.elapsed())
+}
+
+fn json_map(m: &BTreeMap<String, u64>) -> String {
+    let items: Vec<String> = m.iter().map(|(k, v)| format!("{}:{}", json_str(k), v)).collect();
+    format!("{{{}}}", items.join(","))
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+async fn run_send(a: SendArgs) -> Result<(), String> {
+    if a.concurrency == 0 {
+        return Err("-c must be at least 1".into());
+    }
+    let (uri, addr) = loopback_url(&a.url)?;
+    let path = Uri::from(uri.path_and_query().cloned().unwrap_or_else(|| "/".parse().unwrap()));
+    let host = HeaderValue::from_str(uri.authority().map(|x| x.as_str()).unwrap_or("127.0.0.1"))
+        .map_err(|e| e.to_string())?;
+    let auth = match &a.token {
+        Some(t) => Some(HeaderValue::from_str(&format!("Bearer {t}")).map_err(|e| format!("--token: {e}"))?),
+        None => None,
+    };
+    let destination: Address = a.destination.parse().map_err(|e| format!("--destination: {e:?}"))?;
+    let mut nonce = [0u8; 24];
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    nonce[..16].copy_from_slice(&now.to_be_bytes());
+    nonce[16..20].copy_from_slice(&std::process::id().to_be_bytes());
+    let ctx = Arc::new(SendCtx {
+        addr,
+        path,
+        host,
+        auth,
+        destination,
+        amount: a.amount,
+        expiry: Duration::from_millis(a.expiry_ms),
+        timeout: Duration::from_millis(a.timeout_ms),
+        condition: a.condition,
+        nonce,
+        fixed_condition: sha256(&FIXED_FULFILLMENT),
+    });
+
+    // Open all C connections up front (not timed).
+    let mut conns = Vec::with_capacity(a.concurrency);
+    for _ in 0..a.concurrency {
+        conns.push(connect_http1(addr).await.ok());
+    }
+    let opened = conns.iter().filter(|c| c.is_some()).count();
+    if opened == 0 {
+        return Err(format!("could not connect to {addr}"));
+    }
+    eprintln!("send: {opened}/{} connections open to {}", a.concurrency, a.url);
+
+    if a.warmup > 0 {
+        let (c, st, d) = run_phase(&ctx, conns, a.warmup, 1 << 62, false).await;
+        conns = c;
+        let errs: u64 = st.errors.values().sum();
+        let rej: u64 = st.rejected.values().sum();
+        eprintln!(
+            "send: warm-up {} packets in {:.2}s: fulfilled={} rejected={} errors={}",
+            a.warmup,
+            d.as_secs_f64(),
+            st.fulfilled,
+            rej,
+            errs
+        );
+    }
+
+    let cpu0 = cpu_seconds();
+    let (_conns, mut st, dur) = run_phase(&ctx, conns, a.packets, 0, true).await;
+    let cpu = cpu_seconds() - cpu0;
+
+    st.latencies_ns.sort_unstable();
+    let lat = &st.latencies_ns;
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let p50 = ms(percentile(lat, 50.0));
+    let p90 = ms(percentile(lat, 90.0));
+    let p99 = ms(percentile(lat, 99.0));
+    let p999 = ms(percentile(lat, 99.9));
+    let max = ms(lat.last().copied().unwrap_or(0));
+    let mean = if lat.is_empty() { 0.0 } else { ms(lat.iter().sum::<u64>() / lat.len() as u64) };
+    let secs = dur.as_secs_f64();
+    let rejected: u64 = st.rejected.values().sum();
+    let errors: u64 = st.errors.values().sum();
+    let pps = a.packets as f64 / secs;
+    let fps = st.fulfilled as f64 / secs;
+
+    println!("== load send {} ==", if a.label.is_empty() { "" } else { a.label.as_str() });
+    println!(
+        "target        {}  (C={}, threads={}, condition={:?})",
+        a.url, a.concurrency, a.threads, a.condition
+    );
+    println!(
+        "packets       {} in {:.3}s  => {:.0} packets/s  ({:.0} fulfilled/s)",
+        a.packets, secs, pps, fps
+    );
+    println!("outcome       fulfilled={}  rejected={}  errors={}", st.fulfilled, rejected, errors);
+    println!("latency ms    p50={p50:.3}  p90={p90:.3}  p99={p99:.3}  p99.9={p999:.3}  max={max:.3}  mean={mean:.3}");
+    println!("sender cpu    {:.2}s ({:.0}% of one core)", cpu, 100.0 * cpu / secs);
+    for (code, n) in &st.rejected {
+        println!(
+            "reject {code}    {n}  e.g. {:?}",
+            st.reject_samples.get(code).map(String::as_str).unwrap_or("")
+        );
+    }
+    for (kind, n) in &st.errors {
+        println!("error {kind}  {n}");
+    }
+    println!(
+        "{{\"label\":{},\"url\":{},\"packets\":{},\"concurrency\":{},\"seconds\":{:.4},\"packets_per_s\":{:.1},\"fulfilled_per_s\":{:.1},\"p50_ms\":{:.4},\"p90_ms\":{:.4},\"p99_ms\":{:.4},\"p999_ms\":{:.4},\"max_ms\":{:.4},\"mean_ms\":{:.4},\"fulfilled\":{},\"rejected\":{},\"errors\":{},\"reject_codes\":{},\"error_kinds\":{},\"sender_cpu_s\":{:.2},\"sender_threads\":{}}}",
+        json_str(&a.label),
+        json_str(&a.url),
+        a.packets,
+        a.concurrency,
+        secs,
+        pps,
+        fps,
+        p50,
+        p90,
+        p99,
+        p999,
+        max,
+        mean,
+        st.fulfilled,
+        rejected,
+        errors,
+        json_map(&st.rejected),
+        json_map(&st.errors),
+        cpu,
+        a.threads,
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// tests
+// ---------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(mode: ConditionMode, dest: &str) -> SendCtx {
+        SendCtx {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            path: Uri::from_static("/"),
+            host: HeaderValue::from_static("127.0.0.1:1"),
+            auth: None,
+            destination: dest.parse().unwrap(),
+            amount: 7,
+            expiry: Duration::from_secs(30),
+            timeout: Duration::from_secs(1),
+            condition: mode,
+            nonce: [9u8; 24],
+            fixed_condition: sha256(&FIXED_FULFILLMENT),
+        }
+    }
+
+    fn receiver() -> ReceiverLogic {
+        ReceiverLogic::new("test.receiver".parse().unwrap())
+    }
+
+    #[test]
+    fn percentile_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&v, 99.9), 100);
+        assert_eq!(percentile(&v, 100.0), 100);
+        assert_eq!(percentile(&v, 0.0), 1);
+        assert_eq!(percentile(&[42], 50.0), 42);
+        assert_eq!(percentile(&[], 99.0), 0);
+        let v: Vec<u64> = (1..=1000).collect();
+        assert_eq!(percentile(&v, 99.0), 990);
+    }
+
+    #[test]
+    fn view_prepare_matches_interledger_packet() {
+        let c = ctx(ConditionMode::Data, "test.receiver.alice");
+        let (bytes, cond) = build_prepare(&c, 5);
+        let parsed = interledger_packet::Prepare::try_from(bytes04::BytesMut::from(&bytes[..])).unwrap();
+        let v = view_prepare(&bytes).unwrap();
+        assert_eq!(v.condition, parsed.execution_condition());
+        assert_eq!(v.condition, &cond[..]);
+        assert_eq!(v.data, parsed.data());
+        assert_eq!(v.destination, b"test.receiver.alice");
+        assert_eq!(parsed.amount(), 7);
+        assert_eq!(&v.data[24..], &5u64.to_be_bytes());
+    }
+
+    #[test]
+    fn view_prepare_long_lengths() {
+        // Data > 127 bytes forces multi-byte OER lengths in both envelope and data.
+        let data = vec![0xabu8; 1000];
+        let p = PrepareBuilder {
+            amount: 1,
+            expires_at: SystemTime::now(),
+            execution_condition: &[3u8; 32],
+            destination: "g.x".parse().unwrap(),
+            data: &data,
+        }
+        .build();
+        let b: bytes04::BytesMut = p.into();
+        let v = view_prepare(&b).unwrap();
+        assert_eq!(v.data, &data[..]);
+        assert_eq!(v.condition, &[3u8; 32]);
+        // Truncated packets are refused, not panicked on.
+        for cut in [0, 1, 2, 10, 60, b.len() - 1] {
+            assert!(view_prepare(&b[..cut]).is_none(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn receiver_fulfils_data_mode_and_sender_accepts() {
+        let c = ctx(ConditionMode::Data, "test.receiver");
+        let (bytes, cond) = build_prepare(&c, 123);
+        let Answer::Fulfill(f) = receiver().answer(&bytes) else { panic!("expected fulfill") };
+        assert_eq!(classify(&f, &cond), Outcome::Fulfilled);
+        // A different condition must not be accepted.
+        assert_eq!(classify(&f, &[0u8; 32]), Outcome::Error("bad_fulfillment".into()));
+    }
+
+    #[test]
+    fn receiver_fulfils_fixed_mode() {
+        let c = ctx(ConditionMode::Fixed, "test.receiver");
+        let (bytes, cond) = build_prepare(&c, 1);
+        assert_eq!(view_prepare(&bytes).unwrap().data, b"");
+        let Answer::Fulfill(f) = receiver().answer(&bytes) else { panic!("expected fulfill") };
+        assert_eq!(classify(&f, &cond), Outcome::Fulfilled);
+    }
+
+    #[test]
+    fn receiver_rejects_unknown_condition_and_garbage() {
+        let p = PrepareBuilder {
+            amount: 1,
+            expires_at: SystemTime::now(),
+            execution_condition: &[1u8; 32],
+            destination: "test.receiver".parse().unwrap(),
+            data: &[2u8; 32],
+        }
+        .build();
+        let b: bytes04::BytesMut = p.into();
+        let Answer::Reject(r) = receiver().answer(&b) else { panic!("expected reject") };
+        assert_eq!(classify(&r, &[1u8; 32]), Outcome::Rejected(*b"F05"));
+        // The receiver's rejects parse with interledger-packet too.
+        let parsed = Reject::try_from(bytes04::BytesMut::from(&r[..])).unwrap();
+        assert_eq!(parsed.code(), ErrorCode::F05_WRONG_CONDITION);
+
+        let Answer::Reject(r) = receiver().answer(b"\x0chello") else { panic!("expected reject") };
+        assert_eq!(classify(&r, &[0u8; 32]), Outcome::Rejected(*b"F01"));
+    }
+
+    #[test]
+    fn classify_reject_with_empty_triggered_by() {
+        // type 14, len, code "T04", triggered_by "", message "busy", data "".
+        let mut content = b"T04".to_vec();
+        content.push(0);
+        content.push(4);
+        content.extend_from_slice(b"busy");
+        content.push(0);
+        let mut pkt = vec![TYPE_REJECT, content.len() as u8];
+        pkt.extend_from_slice(&content);
+        assert_eq!(classify(&pkt, &[0u8; 32]), Outcome::Rejected(*b"T04"));
+        assert_eq!(view_reject(&pkt).unwrap().1, b"busy");
+    }
+
+    #[test]
+    fn classify_garbage_is_error_not_panic() {
+        for body in [&b""[..], b"\x0d", b"\x0d\x05abc", b"\x0e", b"\x0e\x01X", b"<html>", b"\x0d\xff"] {
+            assert!(matches!(classify(body, &[0u8; 32]), Outcome::Error(_)), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn loopback_only() {
+        assert!(loopback_url("http://127.0.0.1:3000/ilp").is_ok());
+        assert!(loopback_url("http://localhost:3000/").is_ok());
+        assert!(loopback_url("http://[::1]:3000/").is_ok());
+        assert!(loopback_url("http://10.0.0.1:3000/").is_err());
+        assert!(loopback_url("http://example.com/").is_err());
+        assert!(loopback_url("https://127.0.0.1/").is_err());
+        assert!(require_loopback(&"0.0.0.0:1".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn json_escaping() {
+        assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+        let mut m = BTreeMap::new();
+        m.insert("F02".to_string(), 3);
+        m.insert("T04".to_string(), 1);
+        assert_eq!(json_map(&m), "{\"F02\":3,\"T04\":1}");
+    }
+}

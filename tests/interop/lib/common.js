@@ -1,0 +1,309 @@
+'use strict'
+// Shared helpers: argument parsing, JSON-lines output, timeouts, free ports,
+// ilp-plugin-http construction and packet accounting.
+require('./compat')
+
+const net = require('net')
+const IlpPacket = require('ilp-packet')
+const PluginHttp = require('ilp-plugin-http')
+
+const SCRIPT = require('path').basename(process.argv[1] || 'interop', '.js')
+
+// ---------------------------------------------------------------- output
+
+/** One JSON object per line on stdout: the machine-readable channel. */
+function emit (obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n')
+}
+
+/** Diagnostics go to stderr, prefixed with the script name. */
+function log (...args) {
+  const line = args.map(a => (typeof a === 'string' ? a : safeJson(a))).join(' ')
+  process.stderr.write(`[${SCRIPT} ${new Date().toISOString()}] ${line}\n`)
+}
+
+function safeJson (v) {
+  try { return JSON.stringify(v) } catch (e) { return String(v) }
+}
+
+let exiting = false
+/** Print {"event":"error",...} on stdout, the reason on stderr, exit non-zero. */
+function fail (message, err, code = 1) {
+  if (exiting) return
+  exiting = true
+  const detail = err ? (err.stack || String(err)) : undefined
+  log('FAILED:', message, detail ? '\n' + detail : '')
+  emit({ event: 'error', script: SCRIPT, message, detail: err ? String(err.message || err) : undefined })
+  // Let stdout drain before exiting.
+  setImmediate(() => process.exit(code))
+  setTimeout(() => process.exit(code), 200).unref()
+}
+
+/** Exit cleanly (code 0) after stdout drained. */
+function done (code = 0) {
+  if (exiting) return
+  exiting = true
+  setImmediate(() => process.exit(code))
+}
+
+function installCrashHandlers () {
+  process.on('uncaughtException', err => fail('uncaught exception', err))
+  process.on('unhandledRejection', err => fail('unhandled promise rejection', err))
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
+    process.on(sig, () => {
+      log(`received ${sig}, exiting`)
+      emit({ event: 'exit', reason: sig })
+      done(0)
+    })
+  }
+}
+
+/**
+ * Hard deadline for the whole script: on expiry call onTimeout() (which may
+ * decide the outcome) or fail. Never hangs past it.
+ */
+function installTimeout (ms, onTimeout) {
+  if (!ms || ms <= 0) return
+  const t = setTimeout(() => {
+    if (onTimeout) {
+      try { onTimeout() } catch (e) { fail('timeout handler threw', e) }
+    } else {
+      fail(`timed out after ${ms} ms`)
+    }
+  }, ms)
+  t.unref()
+}
+
+/** With --watch-stdin: exit when stdin closes (the parent process died). */
+function watchStdin () {
+  process.stdin.on('end', () => {
+    log('stdin closed (parent gone), exiting')
+    done(0)
+  })
+  process.stdin.on('error', () => done(0))
+  process.stdin.resume()
+}
+
+// ---------------------------------------------------------------- args
+
+/**
+ * Parse `--key value` / `--key=value` / `--flag` arguments. `spec` maps
+ * option names to {env, default, type: 'string'|'int'|'bool', required}.
+ * An option also reads env var `spec.env` when not given on the command line.
+ */
+function parseArgs (spec, argv = process.argv.slice(2)) {
+  const raw = {}
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--help' || a === '-h') {
+      usage(spec)
+      process.exit(0)
+    }
+    if (!a.startsWith('--')) throw new Error(`unexpected argument: ${a}`)
+    let key = a.slice(2)
+    let val
+    const eq = key.indexOf('=')
+    if (eq >= 0) {
+      val = key.slice(eq + 1)
+      key = key.slice(0, eq)
+    }
+    if (!spec[key]) throw new Error(`unknown option --${key} (see --help)`)
+    if (val === undefined) {
+      if (spec[key].type === 'bool') val = 'true'
+      else {
+        if (i + 1 >= argv.length) throw new Error(`option --${key} needs a value`)
+        val = argv[++i]
+      }
+    }
+    raw[key] = val
+  }
+  const out = {}
+  for (const [key, s] of Object.entries(spec)) {
+    let v = raw[key]
+    if (v === undefined && s.env && process.env[s.env] !== undefined) v = process.env[s.env]
+    if (v === undefined) {
+      if (s.required) throw new Error(`missing required option --${key}${s.env ? ' (or env ' + s.env + ')' : ''}`)
+      v = s.default
+    } else if (s.type === 'int') {
+      if (!/^\d+$/.test(String(v))) throw new Error(`--${key} must be a non-negative integer, got ${v}`)
+      v = Number(v)
+    } else if (s.type === 'bool') {
+      v = v === true || v === 'true' || v === '1' || v === 'yes'
+    } else if (s.type === 'uint64') {
+      if (!/^\d+$/.test(String(v))) throw new Error(`--${key} must be an unsigned integer string, got ${v}`)
+      v = String(v)
+    }
+    out[camel(key)] = v
+  }
+  return out
+}
+
+function usage (spec) {
+  process.stderr.write(`usage: node ${SCRIPT}.js [options]\n`)
+  for (const [key, s] of Object.entries(spec)) {
+    const d = s.default !== undefined ? ` (default ${s.default})` : ''
+    const e = s.env ? ` [env ${s.env}]` : ''
+    process.stderr.write(`  --${key}${s.type === 'bool' ? '' : ' VALUE'}${s.required ? ' (required)' : ''}${d}${e}\n      ${s.help || ''}\n`)
+  }
+}
+
+function camel (s) {
+  return s.replace(/-([a-z])/g, (_, c) => c.toUpperCase())
+}
+
+// ---------------------------------------------------------------- ports
+
+/** A free TCP port on 127.0.0.1 (bind :0, read, close). */
+function freePort () {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.unref()
+    srv.on('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+async function resolvePort (port) {
+  return port && port > 0 ? port : freePort()
+}
+
+// ---------------------------------------------------------------- plugin
+
+/**
+ * An ilp-plugin-http (bilateral, non-multi) with static bearer tokens:
+ *   incoming: listens on 127.0.0.1:listenPort and accepts `Authorization:
+ *             Bearer <incomingToken>` (or the bare token) on POST (any path);
+ *   outgoing: POSTs to `url` with `Authorization: Bearer <outgoingToken>`.
+ */
+function makeHttpPlugin ({ listenPort, url, incomingToken, outgoingToken, name }) {
+  for (const [k, v] of Object.entries({ url, incomingToken, outgoingToken })) {
+    if (!v) throw new Error(`plugin option ${k} is required`)
+  }
+  return new PluginHttp({
+    multi: false,
+    incoming: { port: listenPort, staticToken: incomingToken },
+    outgoing: { url, staticToken: outgoingToken, name: name || String(listenPort) }
+  })
+}
+
+/** Connect the plugin and wait until its HTTP server is really listening. */
+async function connectPlugin (plugin) {
+  await plugin.connect()
+  const srv = plugin._httpServer
+  if (srv && !srv.listening) {
+    await new Promise((resolve, reject) => {
+      srv.once('listening', resolve)
+      srv.once('error', err => reject(new Error(`plugin HTTP server could not listen on port ${plugin._port}: ${err.message}`)))
+    })
+  }
+  return srv ? srv.address().port : undefined
+}
+
+/**
+ * Wrap plugin.sendData to count what goes out and what comes back. ILDCP
+ * (peer.*) packets are counted separately.
+ */
+function countPackets (plugin) {
+  const stats = {
+    prepares: 0, // ILP Prepares sent (excluding peer.*)
+    prepareAmountTotal: 0n,
+    maxPrepareAmount: 0n,
+    fulfills: 0,
+    fulfilledAmount: 0n, // sum of amounts of fulfilled Prepares (source units)
+    maxFulfilledAmount: 0n,
+    rejects: 0,
+    rejectCodes: {},
+    transportErrors: 0,
+    peerProtocol: 0 // peer.config etc.
+  }
+  const inner = plugin.sendData.bind(plugin)
+  plugin.sendData = async (data) => {
+    let prepare
+    try { prepare = IlpPacket.deserializeIlpPrepare(data) } catch (e) { /* not a prepare */ }
+    if (prepare && prepare.destination.startsWith('peer.')) {
+      stats.peerProtocol++
+      return inner(data)
+    }
+    const amount = prepare ? BigInt(prepare.amount) : 0n
+    stats.prepares++
+    stats.prepareAmountTotal += amount
+    if (amount > stats.maxPrepareAmount) stats.maxPrepareAmount = amount
+    let res
+    try {
+      res = await inner(data)
+    } catch (err) {
+      stats.transportErrors++
+      log('sendData failed:', err.message)
+      throw err
+    }
+    if (res[0] === IlpPacket.Type.TYPE_ILP_FULFILL) {
+      stats.fulfills++
+      stats.fulfilledAmount += amount
+      if (amount > stats.maxFulfilledAmount) stats.maxFulfilledAmount = amount
+    } else if (res[0] === IlpPacket.Type.TYPE_ILP_REJECT) {
+      stats.rejects++
+      try {
+        const rej = IlpPacket.deserializeIlpReject(res)
+        stats.rejectCodes[rej.code] = (stats.rejectCodes[rej.code] || 0) + 1
+      } catch (e) {
+        stats.rejectCodes.unparseable = (stats.rejectCodes.unparseable || 0) + 1
+      }
+    }
+    return res
+  }
+  return stats
+}
+
+/** Stats with BigInts turned into decimal strings, for JSON. */
+function statsJson (stats) {
+  const o = {}
+  for (const [k, v] of Object.entries(stats)) o[k] = typeof v === 'bigint' ? v.toString() : v
+  return o
+}
+
+module.exports = {
+  emit,
+  log,
+  fail,
+  done,
+  installCrashHandlers,
+  installTimeout,
+  watchStdin,
+  parseArgs,
+  freePort,
+  resolvePort,
+  makeHttpPlugin,
+  connectPlugin,
+  countPackets,
+  statsJson
+}
+
+// ---------------------------------------------------------------- ILDCP
+
+/**
+ * ILDCP (peer.config) through the plugin, retried until `timeoutMs` passes so
+ * the script can be started before the connector is listening. Returns
+ * {clientAddress, assetCode, assetScale}.
+ */
+async function ildcpWithRetry (plugin, timeoutMs = 20000) {
+  const ILDCP = require('ilp-protocol-ildcp')
+  const deadline = Date.now() + timeoutMs
+  let attempt = 0
+  for (;;) {
+    attempt++
+    try {
+      return await ILDCP.fetch(plugin.sendData.bind(plugin))
+    } catch (err) {
+      if (Date.now() + 250 > deadline) {
+        throw new Error(`ILDCP (peer.config) to ${plugin._url} failed after ${attempt} attempts: ${err.message}`)
+      }
+      if (attempt === 1 || attempt % 10 === 0) log(`ILDCP attempt ${attempt} failed (${err.message}); retrying`)
+      await new Promise(resolve => setTimeout(resolve, 250))
+    }
+  }
+}
+
+module.exports.ildcpWithRetry = ildcpWithRetry
