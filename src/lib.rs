@@ -1,1 +1,25 @@
+//! ThitsaX: an Interledger connector node speaking ILP-over-HTTP.
+//!
+//! # Layout
+//! Each line uses only the lines above it.
+//! 1. [`packet`] (codec, addresses, validation), [`balance`] (pure rules), [`shutdown`];
+//! 2. [`account`], [`reject`] (the one mapping from refusals to ILP codes);
+//! 3. [`routing`], [`rates`], [`store`], [`http::client`], [`ildcp`], [`settlement`];
+//! 4. [`forward`]: the packet's path, top to bottom;
+//! 5. [`http::server`]: the edge that receives traffic and calls `forward`;
+//! 6. [`config`] parses and validates the TOML file, [`app`] wires everything; `main` runs it.
+
+pub mod account;
+pub mod app;
+pub mod balance;
+pub mod config;
+pub mod forward;
+pub mod http;
+pub mod ildcp;
 pub mod packet;
+pub mod rates;
+pub mod reject;
+pub mod routing;
+pub mod settlement;
+pub mod shutdown;
+pub mod store;

@@ -1,1 +1,82 @@
-fn main() {}
+//! `thitsax --config FILE` runs a node; `thitsax check-config FILE` only validates.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use thitsax::app::App;
+use thitsax::config::Config;
+
+#[derive(Parser)]
+#[command(name = "thitsax", version, about = "ThitsaX Interledger connector (ILP-over-HTTP)")]
+struct Cli {
+    /// Configuration file (TOML); see connector.toml.example.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a configuration file and exit: 0 when valid, 1 with every problem listed.
+    CheckConfig { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (path, check_only) = match (cli.command, cli.config) {
+        (Some(Command::CheckConfig { file }), _) => (file, true),
+        (None, Some(file)) => (file, false),
+        (None, None) => {
+            eprintln!("thitsax: give --config FILE to run, or check-config FILE to validate (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::from_file(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("thitsax: {} is not valid:\n{e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if check_only {
+        println!(
+            "{}: valid ({} accounts, {} routes)",
+            path.display(),
+            config.accounts.len(),
+            config.routes.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("thitsax: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> ExitCode {
+    let address = config.node_address.clone();
+    let app = match App::bind(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot bind the ILP-over-HTTP listener");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(%address, listen = %app.local_addr(), "ThitsaX node serving ILP-over-HTTP");
+    app.run_until(thitsax::shutdown::os_signal()).await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// `RUST_LOG` wins over the config's `node.log_level`. Logs go to stderr.
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

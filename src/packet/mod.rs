@@ -388,6 +388,28 @@ impl Response {
     }
 }
 
+/// Reads one OER var-octet string from the front of `bytes`: `(value, rest)`. For protocols
+/// carried in packet data (ILDCP), with the same canonical-length rules as packets.
+pub fn read_var_octets(bytes: &[u8]) -> Result<(&[u8], &[u8]), PacketError> {
+    let mut r = Reader::new(bytes);
+    let value = r.var_octets()?;
+    Ok((value, &bytes[r.pos..]))
+}
+
+/// Appends `value` as an OER var-octet string (canonical length prefix).
+pub fn write_var_octets(out: &mut Vec<u8>, value: &[u8]) {
+    let len = value.len();
+    if len < 128 {
+        out.push(len as u8);
+    } else {
+        let be = (len as u64).to_be_bytes();
+        let skip = be.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (8 - skip) as u8);
+        out.extend_from_slice(&be[skip..]);
+    }
+    out.extend_from_slice(value);
+}
+
 /// RFC 0027 F08 data: the amount received and the maximum, both u64 big-endian.
 pub fn amount_too_large_data(received: u64, maximum: u64) -> [u8; 16] {
     let mut data = [0u8; 16];

@@ -239,3 +239,16 @@ proptest! {
         exercise(&packet);
     }
 }
+
+#[test]
+fn var_octets_round_trip_at_length_boundaries() {
+    for len in [0usize, 1, 127, 128, 255, 256, 1023, 32767] {
+        let value = vec![5u8; len];
+        let mut out = Vec::new();
+        write_var_octets(&mut out, &value);
+        out.push(0xAA);
+        let (read, rest) = read_var_octets(&out).unwrap();
+        assert_eq!(read, &value[..]);
+        assert_eq!(rest, &[0xAA]);
+    }
+}

@@ -74,7 +74,7 @@ async function main () {
   const { destinationAccount, sharedSecret } = server.generateAddressAndSecret()
 
   server.on('connection', conn => {
-    emit({ event: 'connection', connectionId: conn.connectionId, sourceAccount: conn.sourceAccount || null })
+    emit({ event: 'connection', connectionId: conn.connectionId })
     conn.on('stream', stream => {
       stream.setReceiveMax('18446744073709551615')
       stream.on('money', amount => {

@@ -1,0 +1,65 @@
+//! Wires a validated [`Config`] into a running node.
+
+use crate::account::Accounts;
+use crate::config::{Config, StoreKind};
+use crate::forward::Node;
+use crate::http::client::{ClientLimits, HttpClient};
+use crate::http::server;
+use crate::routing::Router;
+use crate::shutdown::Shutdown;
+use crate::store::{MemoryStore, Store};
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// A node bound to its port, not yet serving. Tests read `local_addr` to find it.
+pub struct App<S> {
+    pub node: Arc<Node<S>>,
+    pub listener: TcpListener,
+    pub shutdown: Shutdown,
+    config: Config,
+}
+
+impl App<MemoryStore> {
+    /// Binds the ILP-over-HTTP listener and builds the node with the in-memory store.
+    pub async fn bind(config: Config) -> std::io::Result<Self> {
+        match config.store {
+            StoreKind::Memory => Self::bind_with(config, MemoryStore::new()).await,
+        }
+    }
+}
+
+impl<S: Store> App<S> {
+    pub async fn bind_with(config: Config, store: S) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let shutdown = Shutdown::new().0;
+        let node = Arc::new(Node {
+            address: config.node_address.clone(),
+            accounts: ArcSwap::from_pointee(Accounts::new(config.accounts.clone())),
+            router: Router::new(config.routes.clone()),
+            rates: ArcSwap::from_pointee(config.rates.clone()),
+            store,
+            client: HttpClient::new(&ClientLimits::default()),
+            expiry: config.expiry.clone(),
+            shutdown: shutdown.signal(),
+        });
+        Ok(App { node, listener, shutdown, config })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// Serves until `stop` resolves (or the shutdown is triggered otherwise), then drains.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
+        let App { node, listener, shutdown, config } = self;
+        let serving = server::serve(listener, node, config.server.clone(), &shutdown);
+        tokio::pin!(serving);
+        tokio::select! {
+            _ = &mut serving => return,
+            _ = stop => shutdown.drain(),
+        }
+        serving.await;
+    }
+}

@@ -1,0 +1,520 @@
+//! The TOML configuration: parsed strictly (unknown keys are errors), then validated as a whole so
+//! that every problem is reported at once with its key path, before anything binds a port.
+//! All defaults live in [`defaults`].
+
+use crate::account::{hash_token, Account, Outgoing, Relation, Secret, TokenHash};
+use crate::forward::ExpiryRules;
+use crate::http::server::ServerLimits;
+use crate::packet::IlpAddress;
+use crate::rates::{Decimal, Rates};
+use crate::routing::RoutingTable;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Every default, in one place, units last.
+pub mod defaults {
+    pub const LISTEN: &str = "127.0.0.1:7770";
+    pub const LOG_LEVEL: &str = "info";
+    pub const BODY_BYTES_MAX: usize = 64 * 1024;
+    pub const CONNECTIONS_MAX: usize = 1024;
+    pub const REQUESTS_IN_FLIGHT_MAX: usize = 4096;
+    pub const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
+    pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
+    pub const EXPIRY_MARGIN_MS: u64 = 1_000;
+    pub const HOLD_TIME_MS_MAX: u64 = 30_000;
+    pub const MIN_OUTGOING_WINDOW_MS: u64 = 500;
+    pub const SPREAD: &str = "0";
+    /// Asset scales above this are refused: 10^18 already covers wei.
+    pub const ASSET_SCALE_MAX: u8 = 18;
+    /// Bounds on operator-set limits, so a typo cannot disable a limit.
+    pub const BODY_BYTES_MAX_CEILING: usize = 16 * 1024 * 1024;
+    pub const BODY_BYTES_MAX_FLOOR: usize = 1024;
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: RawNode,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    forwarding: RawForwarding,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    rates: RawRates,
+    #[serde(default)]
+    accounts: Vec<RawAccount>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    ilp_address: String,
+    log_level: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+    body_bytes_max: Option<usize>,
+    connections_max: Option<usize>,
+    requests_in_flight_max: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+    shutdown_grace_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawForwarding {
+    expiry_margin_ms: Option<u64>,
+    hold_time_ms_max: Option<u64>,
+    min_outgoing_window_ms: Option<u64>,
+}
+
+/// Which store keeps balances. Only the in-memory store exists in this build.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Memory,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    #[serde(default)]
+    kind: StoreKind,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRates {
+    spread: Option<String>,
+    #[serde(default)]
+    prices: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    id: String,
+    relation: Relation,
+    asset_code: String,
+    asset_scale: u8,
+    ilp_address: Option<String>,
+    incoming_token: Option<String>,
+    incoming_token_sha256: Option<String>,
+    outgoing_url: Option<String>,
+    outgoing_token: Option<String>,
+    max_packet_amount: Option<u64>,
+    min_balance: Option<i64>,
+    settle_threshold: Option<i64>,
+    settle_to: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    prefix: String,
+    account: String,
+}
+
+/// A validated configuration: everything the node needs, typed.
+#[derive(Debug)]
+pub struct Config {
+    pub node_address: IlpAddress,
+    pub log_level: String,
+    pub listen: SocketAddr,
+    pub server: ServerLimits,
+    pub expiry: ExpiryRules,
+    pub store: StoreKind,
+    pub rates: Rates,
+    pub accounts: Vec<Account>,
+    pub routes: RoutingTable,
+}
+
+/// One problem in the file, at a key path such as `accounts[2].outgoing_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+/// All problems found; reading stops only where parsing could not go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub Vec<Problem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}", p.path, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(vec![Problem { path: path.display().to_string(), message: e.to_string() }])
+        })?;
+        Self::from_toml(&text)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let deserializer = toml::Deserializer::new(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner.message().to_string();
+            let at = inner
+                .span()
+                .map(|s| line_of(text, s.start))
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
+            ConfigError(vec![Problem {
+                path: if path == "." { "(top level)".into() } else { path },
+                message: message + &at,
+            }])
+        })?;
+        Validator::default().validate(raw)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem { path: path.into(), message: message.into() });
+    }
+
+    /// Runs `parse` and records its error at `path`.
+    fn check<T, E: fmt::Display>(&mut self, path: &str, parsed: Result<T, E>) -> Option<T> {
+        parsed.map_err(|e| self.problem(path, e.to_string())).ok()
+    }
+
+    fn validate(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let node_address = self.check("node.ilp_address", IlpAddress::parse(&raw.node.ilp_address));
+        let log_level = raw.node.log_level.unwrap_or_else(|| defaults::LOG_LEVEL.into());
+        self.check("node.log_level", tracing_subscriber::EnvFilter::try_new(&log_level));
+
+        let (listen, server) = self.http(raw.http);
+        let expiry = self.forwarding(raw.forwarding);
+        let rates = self.rates(raw.rates);
+        let accounts = match &node_address {
+            Some(node) => self.accounts(node, raw.accounts),
+            None => Vec::new(),
+        };
+        self.rate_coverage(&accounts, rates.as_ref().map(|r| &r.1));
+        let routes = self.routes(&accounts, raw.routes);
+
+        match (self.problems.is_empty(), node_address, listen, expiry, rates) {
+            (true, Some(node_address), Some(listen), Some(expiry), Some((rates, _))) => Ok(Config {
+                node_address,
+                log_level,
+                listen,
+                server,
+                expiry,
+                store: raw.store.kind,
+                rates,
+                accounts,
+                routes,
+            }),
+            _ => Err(ConfigError(self.problems)),
+        }
+    }
+
+    fn http(&mut self, raw: RawHttp) -> (Option<SocketAddr>, ServerLimits) {
+        let listen = raw.listen.as_deref().unwrap_or(defaults::LISTEN);
+        let listen = self.check("http.listen", listen.parse::<SocketAddr>());
+        let body_bytes_max = raw.body_bytes_max.unwrap_or(defaults::BODY_BYTES_MAX);
+        if !(defaults::BODY_BYTES_MAX_FLOOR..=defaults::BODY_BYTES_MAX_CEILING).contains(&body_bytes_max) {
+            self.problem(
+                "http.body_bytes_max",
+                format!(
+                    "must be between {} and {}",
+                    defaults::BODY_BYTES_MAX_FLOOR,
+                    defaults::BODY_BYTES_MAX_CEILING
+                ),
+            );
+        }
+        let connections_max =
+            self.positive("http.connections_max", raw.connections_max, defaults::CONNECTIONS_MAX);
+        let requests_in_flight_max = self.positive(
+            "http.requests_in_flight_max",
+            raw.requests_in_flight_max,
+            defaults::REQUESTS_IN_FLIGHT_MAX,
+        );
+        let header_read_timeout_ms = self.positive(
+            "http.header_read_timeout_ms",
+            raw.header_read_timeout_ms,
+            defaults::HEADER_READ_TIMEOUT_MS,
+        );
+        let limits = ServerLimits {
+            body_bytes_max,
+            connections_max,
+            requests_in_flight_max,
+            header_read_timeout: Duration::from_millis(header_read_timeout_ms),
+            shutdown_grace: Duration::from_millis(
+                raw.shutdown_grace_ms.unwrap_or(defaults::SHUTDOWN_GRACE_MS),
+            ),
+        };
+        (listen, limits)
+    }
+
+    fn positive<T: PartialOrd + Default + Copy>(&mut self, path: &str, value: Option<T>, default: T) -> T {
+        let value = value.unwrap_or(default);
+        if value <= T::default() {
+            self.problem(path, "must be greater than 0");
+        }
+        value
+    }
+
+    fn forwarding(&mut self, raw: RawForwarding) -> Option<ExpiryRules> {
+        let margin = raw.expiry_margin_ms.unwrap_or(defaults::EXPIRY_MARGIN_MS);
+        let hold =
+            self.positive("forwarding.hold_time_ms_max", raw.hold_time_ms_max, defaults::HOLD_TIME_MS_MAX);
+        let window = raw.min_outgoing_window_ms.unwrap_or(defaults::MIN_OUTGOING_WINDOW_MS);
+        if window > hold {
+            self.problem("forwarding.min_outgoing_window_ms", "must not exceed forwarding.hold_time_ms_max");
+            return None;
+        }
+        Some(ExpiryRules {
+            margin: Duration::from_millis(margin),
+            hold_time_max: Duration::from_millis(hold),
+            outgoing_window_min: Duration::from_millis(window),
+        })
+    }
+
+    /// Returns the rates and the set of priced asset codes.
+    fn rates(&mut self, raw: RawRates) -> Option<(Rates, HashSet<String>)> {
+        let spread = raw.spread.as_deref().unwrap_or(defaults::SPREAD);
+        let spread = self.check("rates.spread", Decimal::parse(spread));
+        if let Some(s) = spread {
+            if !s.is_below_one() {
+                self.problem("rates.spread", "must be below 1 (it is the fraction the node keeps)");
+            }
+        }
+        let mut prices = HashMap::new();
+        for (code, price) in &raw.prices {
+            let path = format!("rates.prices.{code}");
+            if let Some(p) = self.check(&path, Decimal::parse(price)) {
+                if p.is_zero() {
+                    self.problem(&path, "a price must be greater than 0");
+                } else {
+                    prices.insert(Arc::<str>::from(code.as_str()), p);
+                }
+            }
+        }
+        let spread = spread.filter(Decimal::is_below_one)?;
+        let priced = prices.keys().map(|k| k.to_string()).collect();
+        (prices.len() == raw.prices.len()).then(|| (Rates::new(prices, spread), priced))
+    }
+
+    fn accounts(&mut self, node: &IlpAddress, raw: Vec<RawAccount>) -> Vec<Account> {
+        let mut ids = HashSet::new();
+        let mut tokens: HashMap<TokenHash, String> = HashMap::new();
+        let mut parents = 0;
+        let mut out = Vec::new();
+        for (i, raw) in raw.into_iter().enumerate() {
+            let at = |field: &str| format!("accounts[{i}].{field}");
+            let before = self.problems.len();
+            if !is_segment(&raw.id) {
+                self.problem(at("id"), "must be one ILP address segment: letters, digits, _ ~ - only");
+            } else if !ids.insert(raw.id.clone()) {
+                self.problem(at("id"), format!("duplicate account id {:?}", raw.id));
+            }
+            if raw.asset_code.is_empty() || raw.asset_code.len() > 16 || !raw.asset_code.is_ascii() {
+                self.problem(at("asset_code"), "must be 1 to 16 ASCII characters");
+            }
+            if raw.asset_scale > defaults::ASSET_SCALE_MAX {
+                self.problem(at("asset_scale"), format!("must be at most {}", defaults::ASSET_SCALE_MAX));
+            }
+            let ilp_address = self.account_address(node, &raw, &at("ilp_address"));
+            if raw.relation == Relation::Parent {
+                parents += 1;
+                if parents > 1 {
+                    self.problem(at("relation"), "only one parent account is supported");
+                }
+            }
+            let token_hash = self.incoming_token(&raw, &at);
+            if let Some(hash) = token_hash {
+                if let Some(other) = tokens.insert(hash, raw.id.clone()) {
+                    self.problem(at("incoming_token"), format!("same token as account {other:?}"));
+                }
+            }
+            let outgoing = self.outgoing(&raw, &at);
+            if let (Some(threshold), Some(to)) = (raw.settle_threshold, raw.settle_to) {
+                if to > threshold {
+                    self.problem(at("settle_to"), "must not exceed settle_threshold");
+                }
+            }
+            if let Some(0) = raw.max_packet_amount {
+                self.problem(at("max_packet_amount"), "must be greater than 0 (omit it for no limit)");
+            }
+            if self.problems.len() == before {
+                out.push(Account {
+                    id: raw.id.as_str().into(),
+                    relation: raw.relation,
+                    asset_code: raw.asset_code.as_str().into(),
+                    asset_scale: raw.asset_scale,
+                    ilp_address,
+                    incoming_token_hash: token_hash,
+                    outgoing,
+                    max_packet_amount: raw.max_packet_amount.unwrap_or(u64::MAX),
+                    min_balance: raw.min_balance.map(Into::into),
+                    settle_threshold: raw.settle_threshold.map(Into::into),
+                    settle_to: raw.settle_to.unwrap_or(0).into(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Children get `<node>.<id>`; peers and parents may name their own prefix.
+    fn account_address(&mut self, node: &IlpAddress, raw: &RawAccount, path: &str) -> Option<IlpAddress> {
+        match (raw.relation, &raw.ilp_address) {
+            (Relation::Child, Some(_)) => {
+                self.problem(
+                    path,
+                    "children get their address from the node (<node address>.<id>); remove it",
+                );
+                None
+            }
+            (Relation::Child, None) => is_segment(&raw.id).then(|| node.with_suffix(&raw.id).ok()).flatten(),
+            (_, Some(address)) => self.check(path, IlpAddress::parse(address)),
+            (_, None) => None,
+        }
+    }
+
+    fn incoming_token(&mut self, raw: &RawAccount, at: &dyn Fn(&str) -> String) -> Option<TokenHash> {
+        match (&raw.incoming_token, &raw.incoming_token_sha256) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    at("incoming_token_sha256"),
+                    "give incoming_token or incoming_token_sha256, not both",
+                );
+                None
+            }
+            (Some(token), None) if token.is_empty() => {
+                self.problem(at("incoming_token"), "must not be empty");
+                None
+            }
+            (Some(token), None) => Some(hash_token(token.as_bytes())),
+            (None, Some(hex)) => {
+                let parsed = hex::decode(hex).ok().and_then(|b| <TokenHash>::try_from(b).ok());
+                if parsed.is_none() {
+                    self.problem(
+                        at("incoming_token_sha256"),
+                        "must be 64 hexadecimal characters (a SHA-256)",
+                    );
+                }
+                parsed
+            }
+            (None, None) => None,
+        }
+    }
+
+    fn outgoing(&mut self, raw: &RawAccount, at: &dyn Fn(&str) -> String) -> Option<Outgoing> {
+        let (url, token) = match (&raw.outgoing_url, &raw.outgoing_token) {
+            (None, None) => return None,
+            (Some(url), Some(token)) => (url, token),
+            (Some(_), None) => {
+                self.problem(at("outgoing_token"), "required with outgoing_url");
+                return None;
+            }
+            (None, Some(_)) => {
+                self.problem(at("outgoing_url"), "required with outgoing_token");
+                return None;
+            }
+        };
+        let uri = self.check(&at("outgoing_url"), url.parse::<hyper::Uri>())?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            let reason = if uri.scheme_str() == Some("https") {
+                "https is not supported by this build: front the peer with a local TLS proxy"
+            } else {
+                "must be an absolute http:// URL"
+            };
+            self.problem(at("outgoing_url"), reason);
+            return None;
+        }
+        // The token's value is never echoed into an error message.
+        let outgoing = Outgoing::new(uri, &Secret::new(token.clone()));
+        self.check(
+            &at("outgoing_token"),
+            outgoing.map_err(|_| "holds characters an HTTP header cannot carry"),
+        )
+    }
+
+    /// Packets between different asset codes need a price for both.
+    fn rate_coverage(&mut self, accounts: &[Account], priced: Option<&HashSet<String>>) {
+        let Some(priced) = priced else { return };
+        let codes: HashSet<&str> = accounts.iter().map(|a| &*a.asset_code).collect();
+        if codes.len() < 2 {
+            return;
+        }
+        let mut missing: Vec<&str> = codes.into_iter().filter(|c| !priced.contains(*c)).collect();
+        missing.sort();
+        for code in missing {
+            self.problem(
+                format!("rates.prices.{code}"),
+                "accounts use several assets, so every asset needs a price",
+            );
+        }
+    }
+
+    fn routes(&mut self, accounts: &[Account], raw: Vec<RawRoute>) -> RoutingTable {
+        let mut prefixes: HashMap<String, Arc<str>> = HashMap::new();
+        let mut default = None;
+        for account in accounts {
+            match (account.relation, &account.ilp_address) {
+                (Relation::Parent, _) => default = Some(account.id.clone()),
+                (_, Some(address)) => {
+                    prefixes.insert(address.to_string(), account.id.clone());
+                }
+                _ => {}
+            }
+        }
+        for (i, route) in raw.into_iter().enumerate() {
+            let at = |field: &str| format!("routes[{i}].{field}");
+            self.check(&at("prefix"), IlpAddress::parse(&route.prefix));
+            let Some(account) = accounts.iter().find(|a| *a.id == route.account) else {
+                self.problem(at("account"), format!("no account with id {:?}", route.account));
+                continue;
+            };
+            if prefixes.insert(route.prefix.clone(), account.id.clone()).is_some() {
+                self.problem(at("prefix"), format!("prefix {:?} is already routed", route.prefix));
+            }
+        }
+        RoutingTable::new(prefixes, default)
+    }
+}
+
+/// One ILP address segment (RFC 0015): `[a-zA-Z0-9_~-]+`.
+fn is_segment(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'~' | b'-'))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[node]
+ilp_address = "test.node"
+
+[[accounts]]
+id = "a"
+relation = "child"
+asset_code = "USD"
+asset_scale = 2
+incoming_token = "ta"
+outgoing_url = "http://127.0.0.1:1/"
+outgoing_token = "secret-out"
+"#;
+
+fn problems(text: &str) -> Vec<Problem> {
+    Config::from_toml(text).unwrap_err().0
+}
+
+fn paths(text: &str) -> Vec<String> {
+    problems(text).into_iter().map(|p| p.path).collect()
+}
+
+#[test]
+fn the_example_file_is_valid() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/connector.toml.example")).unwrap();
+    let config = Config::from_toml(&text).unwrap();
+    assert_eq!(config.node_address.as_str(), "test.thitsax");
+    assert_eq!(config.accounts.len(), 3);
+    let alice = config.accounts.iter().find(|a| &*a.id == "alice").unwrap();
+    assert_eq!(alice.ilp_address.as_ref().unwrap().as_str(), "test.thitsax.alice");
+    // The example's sha256 form is the hash of bob-dev-token.
+    let bob = config.accounts.iter().find(|a| &*a.id == "bob").unwrap();
+    assert_eq!(bob.incoming_token_hash, Some(hash_token(b"bob-dev-token")));
+    assert_eq!(config.routes.lookup("test.partner-network.x").map(|a| &**a), Some("mobile-money"));
+    assert_eq!(config.routes.lookup("test.mobile-money.y").map(|a| &**a), Some("mobile-money"));
+}
+
+#[test]
+fn defaults_apply() {
+    let config = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(config.listen.to_string(), defaults::LISTEN);
+    assert_eq!(config.server.body_bytes_max, defaults::BODY_BYTES_MAX);
+    assert_eq!(config.accounts[0].max_packet_amount, u64::MAX);
+    assert_eq!(config.accounts[0].min_balance, None);
+}
+
+#[test]
+fn unknown_keys_are_errors_with_their_path() {
+    let text = MINIMAL.replace("asset_scale = 2", "asset_scale = 2\nmax_packet = 5");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].path, "accounts[0].max_packet");
+    assert!(p[0].message.contains("unknown field `max_packet`"), "{}", p[0].message);
+    let p = problems(&format!("{MINIMAL}\n[extra]\nx = 1\n"));
+    assert!(p[0].message.contains("unknown field `extra`"), "{:?}", p);
+}
+
+#[test]
+fn type_errors_name_the_key() {
+    let text = MINIMAL.replace("asset_scale = 2", "asset_scale = 300");
+    assert_eq!(paths(&text), ["accounts[0].asset_scale"]);
+    let text = MINIMAL.replace(r#"relation = "child""#, r#"relation = "sibling""#);
+    assert_eq!(paths(&text), ["accounts[0].relation"]);
+}
+
+#[test]
+fn every_semantic_problem_is_reported_at_once() {
+    let text = r#"
+[node]
+ilp_address = "nope"
+log_level = "info"
+[http]
+listen = "localhost:x"
+connections_max = 0
+[rates]
+spread = "1.5"
+[[accounts]]
+id = "a b"
+relation = "peer"
+asset_code = ""
+asset_scale = 2
+incoming_token = "t"
+incoming_token_sha256 = "00"
+outgoing_url = "https://example.com/"
+outgoing_token = "tok"
+[[routes]]
+prefix = "g.x"
+account = "ghost"
+"#;
+    let paths = paths(text);
+    for expected in ["node.ilp_address", "http.listen", "http.connections_max", "rates.spread"] {
+        assert!(paths.contains(&expected.to_string()), "{expected} missing from {paths:?}");
+    }
+}
+
+#[test]
+fn account_rules() {
+    let dup = format!(
+        "{MINIMAL}{}",
+        MINIMAL.split("[[accounts]]").nth(1).map(|a| format!("[[accounts]]{a}")).unwrap()
+    );
+    let p = paths(&dup);
+    assert!(p.contains(&"accounts[1].id".to_string()), "{p:?}");
+    assert!(p.contains(&"accounts[1].incoming_token".to_string()), "{p:?}");
+
+    let child_with_address = MINIMAL.replace("asset_scale = 2", "asset_scale = 2\nilp_address = \"test.x\"");
+    assert_eq!(paths(&child_with_address), ["accounts[0].ilp_address"]);
+
+    let no_token = MINIMAL.replace("outgoing_token = \"secret-out\"", "");
+    assert_eq!(paths(&no_token), ["accounts[0].outgoing_token"]);
+
+    let https = MINIMAL.replace("http://127.0.0.1:1/", "https://127.0.0.1:1/");
+    assert_eq!(paths(&https), ["accounts[0].outgoing_url"]);
+
+    let bad_hash = MINIMAL.replace("incoming_token = \"ta\"", "incoming_token_sha256 = \"abcd\"");
+    assert_eq!(paths(&bad_hash), ["accounts[0].incoming_token_sha256"]);
+}
+
+#[test]
+fn secrets_never_appear_in_errors() {
+    let text = MINIMAL.replace("outgoing_token = \"secret-out\"", "outgoing_token = \"secret\\nout\"");
+    let err = Config::from_toml(&text).unwrap_err().to_string();
+    assert!(err.contains("accounts[0].outgoing_token"), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+}
+
+#[test]
+fn mixed_assets_need_prices() {
+    let text = format!(
+        "{MINIMAL}\n[[accounts]]\nid = \"b\"\nrelation = \"child\"\nasset_code = \"MXN\"\nasset_scale = 2\n"
+    );
+    let p = paths(&text);
+    assert_eq!(p, ["rates.prices.MXN", "rates.prices.USD"]);
+    let priced = format!("{text}\n[rates.prices]\nUSD = \"1\"\nMXN = \"0.055\"\n");
+    assert!(Config::from_toml(&priced).is_ok());
+}
+
+#[test]
+fn routes_must_name_accounts_and_not_repeat() {
+    let text = format!("{MINIMAL}\n[[routes]]\nprefix = \"g.x\"\naccount = \"ghost\"\n[[routes]]\nprefix = \"test.node.a\"\naccount = \"a\"\n");
+    assert_eq!(paths(&text), ["routes[0].account", "routes[1].prefix"]);
+}

@@ -1,0 +1,10 @@
+//! ILP-over-HTTP (RFC 0035). The outgoing [`client`] sits below the packet path; the incoming
+//! [`server`] sits above it and calls into it. Nothing in `client` may import `server`.
+
+pub mod client;
+pub mod server;
+
+/// RFC 0035's content type; Rafiki accepts nothing else on requests we send.
+pub const CONTENT_TYPE_ILP: &str = "application/octet-stream";
+/// Also accepted on requests we receive.
+pub const CONTENT_TYPE_ILP_ALT: &str = "application/ilp+octet-stream";

@@ -1,0 +1,264 @@
+//! The incoming side of ILP-over-HTTP (RFC 0035, synchronous mode).
+//!
+//! Order of checks on a request, cheapest and least trusting first: method and path, then the
+//! bearer token (so strangers cannot make us read bodies), content type, declared length, a slot
+//! among the requests in flight, the body under its size limit, and finally packet validation.
+//! Only a valid Prepare from a known account reaches [`Node::forward`].
+
+use super::{CONTENT_TYPE_ILP, CONTENT_TYPE_ILP_ALT};
+use crate::account::Account;
+use crate::forward::Node;
+use crate::packet::Prepare;
+use crate::reject::Refusal;
+use crate::shutdown::{Phase, Shutdown};
+use crate::store::Store;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// Larger request bodies get 413 (a maximal valid Prepare is ~33 KB).
+    pub body_bytes_max: usize,
+    /// TCP connections served at once; further ones wait in the kernel's accept queue.
+    pub connections_max: usize,
+    /// Requests being processed at once; past this a Prepare gets a T03 Reject at once.
+    pub requests_in_flight_max: usize,
+    /// Time a client has to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// On shutdown, time in-flight packets get to finish before they are rejected.
+    pub shutdown_grace: Duration,
+}
+
+/// What a request got wrong, answered as a 4xx with a short plain-text reason.
+#[derive(Debug, thiserror::Error)]
+enum HttpError {
+    #[error("not found: use POST /, /ilp or /accounts/{{id}}/ilp")]
+    NotFound,
+    #[error("method not allowed: use POST")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("Content-Type must be application/octet-stream")]
+    UnsupportedMediaType,
+    #[error("body larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("body is not a valid ILP Prepare: {0}")]
+    BadRequest(String),
+}
+
+impl HttpError {
+    fn status(&self) -> StatusCode {
+        match self {
+            HttpError::NotFound => StatusCode::NOT_FOUND,
+            HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            HttpError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            HttpError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn into_response(self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(Bytes::from(self.to_string())));
+        *response.status_mut() = self.status();
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        if let HttpError::Unauthorized(_) = self {
+            response.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Shared by every connection.
+struct Gate<S> {
+    node: Arc<Node<S>>,
+    in_flight: Semaphore,
+    limits: ServerLimits,
+}
+
+/// Serves until `shutdown` drains, then gives in-flight packets the grace period, then aborts
+/// what is left (those packets are rejected and their debits reversed) and returns.
+pub async fn serve<S: Store>(
+    listener: TcpListener,
+    node: Arc<Node<S>>,
+    limits: ServerLimits,
+    shutdown: &Shutdown,
+) {
+    let signal = shutdown.signal();
+    let connections = Arc::new(Semaphore::new(limits.connections_max));
+    let gate = Arc::new(Gate { node, in_flight: Semaphore::new(limits.requests_in_flight_max), limits });
+    let graceful = GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("connection semaphore is never closed"),
+            _ = signal.reached(Phase::Draining) => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = signal.reached(Phase::Draining) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let header_read_timeout = gate.limits.header_read_timeout;
+        let gate = gate.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let gate = gate.clone();
+            async move { Ok::<_, Infallible>(handle(&gate, req).await) }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    info!("draining: no new connections; waiting for in-flight packets");
+    let grace = gate.limits.shutdown_grace;
+    let mut graceful = Box::pin(graceful.shutdown());
+    if tokio::time::timeout(grace, &mut graceful).await.is_err() {
+        warn!(grace_ms = grace.as_millis() as u64, "grace period over: rejecting in-flight packets");
+        shutdown.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(2), graceful).await;
+    }
+}
+
+async fn handle<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match accept(gate, req).await {
+        Ok(packet) => {
+            let mut response = Response::new(Full::new(packet));
+            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_ILP));
+            response
+        }
+        Err(e) => {
+            debug!(error = %e, "request refused");
+            e.into_response()
+        }
+    }
+}
+
+/// Checks a request from the outside in and, if it carries a valid Prepare, forwards it.
+async fn accept<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> Result<Bytes, HttpError> {
+    if req.method() != Method::POST {
+        return Err(HttpError::MethodNotAllowed);
+    }
+    let path_account = account_in_path(req.uri().path())?;
+    let account = authenticate(gate, &req, path_account)?;
+    check_content_type(&req)?;
+    let body_max = gate.limits.body_bytes_max;
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > body_max as u64) {
+        return Err(HttpError::PayloadTooLarge(body_max));
+    }
+    let Ok(_slot) = gate.in_flight.try_acquire() else {
+        // Overloaded: an ILP answer the sender understands (retry later), not an HTTP error.
+        return Ok(Refusal::Busy.to_reject(&gate.node.address).as_bytes().clone());
+    };
+    let body = Limited::new(req.into_body(), body_max)
+        .collect()
+        .await
+        .map_err(|_| HttpError::PayloadTooLarge(body_max))?
+        .to_bytes();
+    let prepare = Prepare::parse(&body).map_err(|e| HttpError::BadRequest(e.to_string()))?;
+    Ok(gate.node.forward(&account, prepare).await)
+}
+
+/// `/` and `/ilp` take the account from the token; `/accounts/{id}/ilp` names it too.
+fn account_in_path(path: &str) -> Result<Option<&str>, HttpError> {
+    match path {
+        "/" | "/ilp" => Ok(None),
+        _ => {
+            let id = path.strip_prefix("/accounts/").and_then(|rest| rest.strip_suffix("/ilp"));
+            match id {
+                Some(id) if !id.is_empty() && !id.contains('/') => Ok(Some(id)),
+                _ => Err(HttpError::NotFound),
+            }
+        }
+    }
+}
+
+fn authenticate<S: Store>(
+    gate: &Gate<S>,
+    req: &Request<Incoming>,
+    path_account: Option<&str>,
+) -> Result<Arc<Account>, HttpError> {
+    let header = req.headers().get(AUTHORIZATION).ok_or(HttpError::Unauthorized("missing bearer token"))?;
+    let token =
+        bearer_token(header.as_bytes()).ok_or(HttpError::Unauthorized("malformed Authorization header"))?;
+    let accounts = gate.node.accounts.load();
+    let account = accounts.authenticate(token).ok_or(HttpError::Unauthorized("unknown token"))?;
+    // Same answer as an unknown token: do not reveal which accounts a token is valid for.
+    if path_account.is_some_and(|id| id != &*account.id) {
+        return Err(HttpError::Unauthorized("unknown token"));
+    }
+    Ok(account.clone())
+}
+
+/// The token of `Bearer <token>` (scheme case-insensitive, RFC 6750).
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = token.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+fn check_content_type(req: &Request<Incoming>) -> Result<(), HttpError> {
+    let value = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media_type = value.split(';').next().unwrap_or("").trim();
+    if media_type.eq_ignore_ascii_case(CONTENT_TYPE_ILP)
+        || media_type.eq_ignore_ascii_case(CONTENT_TYPE_ILP_ALT)
+    {
+        Ok(())
+    } else {
+        Err(HttpError::UnsupportedMediaType)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(account_in_path("/").unwrap(), None);
+        assert_eq!(account_in_path("/ilp").unwrap(), None);
+        assert_eq!(account_in_path("/accounts/alice/ilp").unwrap(), Some("alice"));
+        for bad in ["/accounts//ilp", "/accounts/a/b/ilp", "/x", "/ilp/", "/accounts/alice"] {
+            assert!(account_in_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        assert_eq!(bearer_token(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"bearer abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"Bearer "), None);
+        assert_eq!(bearer_token(b"Basic abc"), None);
+        assert_eq!(bearer_token(b"Bear"), None);
+    }
+}

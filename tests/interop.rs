@@ -1,0 +1,776 @@
+//! Interop with third-party JavaScript Interledger software (see
+//! tests/interop/README.md): STREAM payments from `ilp-protocol-stream` 2.7.1
+//! over `ilp-plugin-http` 1.6.1 through ThitsaX, directly and via the JS
+//! reference connector `ilp-connector` 23.0.2.
+//!
+//! Needs Node >= 18 and `npm ci --prefix tests/interop`. Without `node` on
+//! PATH (or in $NODE) the tests print a skip note and pass, unless `CI` is set,
+//! in which case they fail.
+//!
+//! Every child process (ThitsaX and the Node scripts) is killed when the test
+//! ends, also on panic (`Procs` drop guard); the Node scripts additionally
+//! exit when their stdin pipe closes (`--watch-stdin`), i.e. when this test
+//! process dies.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+const AMOUNT: u64 = 10_000;
+const MAX_PACKET: u64 = 1_000;
+
+// ---------------------------------------------------------------------------
+// Environment: node, npm packages, temp dirs, ports
+// ---------------------------------------------------------------------------
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("interop")
+}
+
+/// The `node` to use, or `None` after printing why the test is skipped.
+/// Panics when node is missing and `CI` is set.
+fn node_or_skip(test: &str) -> Option<PathBuf> {
+    let node = std::env::var_os("NODE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("node"));
+    let version = Command::new(&node).arg("--version").stdin(Stdio::null()).output();
+    match version {
+        Ok(out) if out.status.success() => {
+            let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let major: u32 =
+                v.trim_start_matches('v').split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+            assert!(major >= 18, "{test}: node {v} is too old; the interop harness needs Node >= 18");
+        }
+        _ => {
+            let ci = std::env::var("CI").map(|v| !v.is_empty() && v != "0" && v != "false").unwrap_or(false);
+            if ci {
+                panic!(
+                    "{test}: `{}` not found or not runnable, and CI is set: install Node >= 18",
+                    node.display()
+                );
+            }
+            eprintln!(
+                "SKIPPED {test}: `{}` not found (install Node >= 18 to run the JS interop tests)",
+                node.display()
+            );
+            return None;
+        }
+    }
+    let marker = interop_dir().join("node_modules").join("ilp-protocol-stream").join("package.json");
+    assert!(
+        marker.exists(),
+        "{test}: the JS packages are not installed ({} missing); run `npm ci --prefix tests/interop` first",
+        marker.display()
+    );
+    Some(node)
+}
+
+/// `n` distinct free ports on 127.0.0.1 (all bound at once, then released).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let p = std::env::temp_dir().join(format!("thitsax-interop-{}-{name}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Child processes with JSON-line stdout
+// ---------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Lines {
+    events: Vec<Json>,
+    exited: bool,
+}
+
+struct Proc {
+    name: String,
+    child: Child,
+    lines: Arc<(Mutex<Lines>, Condvar)>,
+    /// Last stderr lines, for failure messages.
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+/// Owns every child of a test; kills them all when dropped (also on panic).
+#[derive(Default)]
+struct Procs(Vec<Proc>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for p in &mut self.0 {
+            let _ = p.child.kill();
+        }
+        for p in &mut self.0 {
+            let _ = p.child.wait();
+        }
+    }
+}
+
+impl Procs {
+    /// Spawn `cmd` with piped stdio. Stdout lines that parse as JSON objects
+    /// are collected as events; stderr is echoed (captured by the test
+    /// harness) with a `[name]` prefix.
+    fn spawn(&mut self, name: &str, mut cmd: Command) -> usize {
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let lines = Arc::new((Mutex::new(Lines::default()), Condvar::new()));
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+
+        let stdout = child.stdout.take().unwrap();
+        let (l2, n2) = (lines.clone(), name.to_string());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[{n2} stdout] {line}");
+                if let Ok(ev) = Json::parse(&line) {
+                    let (m, cv) = &*l2;
+                    m.lock().unwrap().events.push(ev);
+                    cv.notify_all();
+                }
+            }
+            let (m, cv) = &*l2;
+            m.lock().unwrap().exited = true;
+            cv.notify_all();
+        });
+        let stderr = child.stderr.take().unwrap();
+        let (t2, n3) = (stderr_tail.clone(), name.to_string());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[{n3}] {line}");
+                let mut t = t2.lock().unwrap();
+                if t.len() == 40 {
+                    t.pop_front();
+                }
+                t.push_back(line);
+            }
+        });
+        self.0.push(Proc { name: name.to_string(), child, lines, stderr_tail });
+        self.0.len() - 1
+    }
+
+    /// Start a harness script: `node <script> args... --watch-stdin`.
+    fn node(&mut self, node: &Path, name: &str, script: &str, args: &[String]) -> usize {
+        let mut cmd = Command::new(node);
+        cmd.current_dir(interop_dir()).arg(script).args(args).arg("--watch-stdin");
+        self.spawn(name, cmd)
+    }
+
+    fn diagnostics(&mut self, i: usize) -> String {
+        let p = &mut self.0[i];
+        let status = match p.child.try_wait() {
+            Ok(Some(s)) => format!("exited with {s}"),
+            Ok(None) => "still running".to_string(),
+            Err(e) => format!("wait error {e}"),
+        };
+        let tail: Vec<String> = p.stderr_tail.lock().unwrap().iter().cloned().collect();
+        format!("{} {status}; last stderr lines:\n  {}", p.name, tail.join("\n  "))
+    }
+
+    /// Wait for the first event named `event` from process `i`. Panics on an
+    /// `{"event":"error"}` line, on exit, or after `timeout`.
+    fn wait_event(&mut self, i: usize, event: &str, timeout: Duration) -> Json {
+        let deadline = Instant::now() + timeout;
+        let lines = self.0[i].lines.clone();
+        let (m, cv) = &*lines;
+        let mut g = m.lock().unwrap();
+        loop {
+            if let Some(ev) = g.events.iter().find(|e| e.str("event") == Some(event)) {
+                return ev.clone();
+            }
+            if let Some(err) = g.events.iter().find(|e| e.str("event") == Some("error")) {
+                let msg = format!("{} reported an error: {}", self.0[i].name, err);
+                drop(g);
+                let diag = self.diagnostics(i);
+                panic!("{msg}\n{diag}");
+            }
+            let now = Instant::now();
+            if g.exited || now >= deadline {
+                let why = if g.exited { "exited" } else { "timed out" };
+                drop(g);
+                let (name, diag) = (self.0[i].name.clone(), self.diagnostics(i));
+                panic!("{name} {why} before \"{event}\" ({timeout:?})\n{diag}");
+            }
+            g = cv.wait_timeout(g, (deadline - now).min(Duration::from_millis(200))).unwrap().0;
+        }
+    }
+
+    /// Wait until `port` on 127.0.0.1 accepts TCP connections (process `i` must keep running).
+    fn wait_port(&mut self, i: usize, port: u16, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+            {
+                return;
+            }
+            if let Ok(Some(_)) = self.0[i].child.try_wait() {
+                let (name, diag) = (self.0[i].name.clone(), self.diagnostics(i));
+                panic!("{name} exited before listening on port {port}\n{diag}");
+            }
+            if Instant::now() >= deadline {
+                let (name, diag) = (self.0[i].name.clone(), self.diagnostics(i));
+                panic!("{name} not listening on 127.0.0.1:{port} after {timeout:?}\n{diag}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ThitsaX
+// ---------------------------------------------------------------------------
+
+struct Account<'a> {
+    id: &'a str,
+    relation: &'a str,
+    incoming_token: &'a str,
+    outgoing_url: String,
+    outgoing_token: &'a str,
+    max_packet_amount: u64,
+    ilp_address: Option<&'a str>,
+}
+
+fn thitsax_config(port: u16, accounts: &[Account]) -> String {
+    let mut s = format!(
+        r#"# generated by tests/interop.rs
+[node]
+ilp_address = "test.thitsax"
+log_level = "info"
+
+[http]
+listen = "127.0.0.1:{port}"
+
+[forwarding]
+expiry_margin_ms = 1000
+hold_time_ms_max = 30000
+min_outgoing_window_ms = 500
+
+[store]
+kind = "memory"
+
+[rates]
+spread = "0.0"
+
+[rates.prices]
+USD = "1"
+"#
+    );
+    for a in accounts {
+        s.push_str(&format!(
+            r#"
+[[accounts]]
+id = "{}"
+relation = "{}"
+asset_code = "USD"
+asset_scale = 9
+incoming_token = "{}"
+outgoing_url = "{}"
+outgoing_token = "{}"
+max_packet_amount = {}
+"#,
+            a.id, a.relation, a.incoming_token, a.outgoing_url, a.outgoing_token, a.max_packet_amount
+        ));
+        if let Some(addr) = a.ilp_address {
+            s.push_str(&format!("ilp_address = \"{addr}\"\n"));
+        }
+    }
+    s
+}
+
+/// Validate the config with `thitsax check-config`, then start `thitsax
+/// --config` and wait until it listens.
+fn start_thitsax(procs: &mut Procs, dir: &Path, port: u16, config: &str) -> usize {
+    let bin = env!("CARGO_BIN_EXE_thitsax");
+    let path = dir.join("thitsax.toml");
+    std::fs::File::create(&path).and_then(|mut f| f.write_all(config.as_bytes())).expect("write config");
+    let check = Command::new(bin)
+        .arg("check-config")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run thitsax check-config");
+    assert!(
+        check.status.success(),
+        "thitsax check-config rejected the generated config ({}):\n{}{}\n--- config ---\n{config}",
+        check.status,
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config").arg(&path);
+    let i = procs.spawn("thitsax", cmd);
+    procs.wait_port(i, port, Duration::from_secs(20));
+    i
+}
+
+// ---------------------------------------------------------------------------
+// Assertions on the STREAM results
+// ---------------------------------------------------------------------------
+
+fn check_payment(paid: &Json, received: &Json, max_packet: u64) {
+    let amount = AMOUNT.to_string();
+    assert_eq!(paid.str("sent"), Some(amount.as_str()), "sender did not send the full amount: {paid}");
+    assert_eq!(paid.str("delivered"), Some(amount.as_str()), "sender: not all delivered: {paid}");
+    assert_eq!(
+        received.str("total"),
+        Some(amount.as_str()),
+        "receiver did not get the full amount: {received}"
+    );
+    let packets = paid.get("packets").unwrap_or_else(|| panic!("no packet stats: {paid}"));
+    let f08 = packets.get("rejectCodes").and_then(|c| c.num("F08")).unwrap_or(0);
+    let fulfills = packets.num("fulfills").unwrap_or(0);
+    let max_fulfilled: u64 =
+        packets.str("maxFulfilledAmount").and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+    assert!(f08 >= 1, "expected at least one F08 (amount too large) reject: {paid}");
+    assert!(
+        fulfills >= AMOUNT / max_packet,
+        "expected the payment split into >= {} packets, got {fulfills}: {paid}",
+        AMOUNT / max_packet
+    );
+    assert!(
+        max_fulfilled <= max_packet,
+        "a fulfilled packet exceeded max_packet_amount {max_packet}: {paid}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+/// sender (child "sender", max_packet_amount 1000) -> ThitsaX -> receiver (child "receiver").
+/// Both JS endpoints learn their addresses from ThitsaX by ILDCP.
+#[test]
+fn stream_payment_through_thitsax_splits_on_f08() {
+    let Some(node) = node_or_skip("stream_payment_through_thitsax_splits_on_f08") else { return };
+    let dir = TempDir::new("direct");
+    let [pt, ps, pr] = free_ports(3)[..] else { unreachable!() };
+    let mut procs = Procs::default();
+
+    let config = thitsax_config(
+        pt,
+        &[
+            Account {
+                id: "sender",
+                relation: "child",
+                incoming_token: "sender-token",
+                outgoing_url: format!("http://127.0.0.1:{ps}/"),
+                outgoing_token: "thitsax-to-sender",
+                max_packet_amount: MAX_PACKET,
+                ilp_address: None,
+            },
+            Account {
+                id: "receiver",
+                relation: "child",
+                incoming_token: "receiver-token",
+                outgoing_url: format!("http://127.0.0.1:{pr}/"),
+                outgoing_token: "thitsax-to-receiver",
+                max_packet_amount: 1_000_000_000,
+                ilp_address: None,
+            },
+        ],
+    );
+    start_thitsax(&mut procs, &dir.0, pt, &config);
+
+    let rx = procs.node(
+        &node,
+        "receiver",
+        "receiver.js",
+        &[
+            "--port".into(),
+            pr.to_string(),
+            "--url".into(),
+            format!("http://127.0.0.1:{pt}/accounts/receiver/ilp"),
+            "--incoming-token".into(),
+            "thitsax-to-receiver".into(),
+            "--outgoing-token".into(),
+            "receiver-token".into(),
+            "--expect".into(),
+            AMOUNT.to_string(),
+            "--timeout-ms".into(),
+            "90000".into(),
+        ],
+    );
+    let ready = procs.wait_event(rx, "ready", Duration::from_secs(30));
+    assert_eq!(ready.str("clientAddress"), Some("test.thitsax.receiver"), "receiver ILDCP: {ready}");
+    assert_eq!(ready.str("assetCode"), Some("USD"), "receiver ILDCP: {ready}");
+    assert_eq!(ready.num("assetScale"), Some(9), "receiver ILDCP: {ready}");
+
+    let tx = procs.node(
+        &node,
+        "sender",
+        "sender.js",
+        &[
+            "--port".into(),
+            ps.to_string(),
+            "--url".into(),
+            format!("http://127.0.0.1:{pt}/ilp"),
+            "--incoming-token".into(),
+            "thitsax-to-sender".into(),
+            "--outgoing-token".into(),
+            "sender-token".into(),
+            "--destination".into(),
+            ready.str("address").expect("receiver address").to_string(),
+            "--shared-secret".into(),
+            ready.str("sharedSecret").expect("receiver sharedSecret").to_string(),
+            "--amount".into(),
+            AMOUNT.to_string(),
+            "--timeout-ms".into(),
+            "60000".into(),
+        ],
+    );
+    let connected = procs.wait_event(tx, "connected", Duration::from_secs(40));
+    assert_eq!(connected.str("sourceAddress"), Some("test.thitsax.sender"), "sender ILDCP: {connected}");
+    let paid = procs.wait_event(tx, "paid", Duration::from_secs(65));
+    let received = procs.wait_event(rx, "received", Duration::from_secs(10));
+    check_payment(&paid, &received, MAX_PACKET);
+    procs.wait_event(tx, "exit", Duration::from_secs(10));
+}
+
+/// sender (child "sender" of ilp-connector test.jsc) -> ilp-connector
+///   -> (peer "thitsax" / peer "jsc", ILP-over-HTTP, max_packet_amount 1000 on ThitsaX)
+///   -> ThitsaX -> receiver (child "receiver" of ThitsaX).
+#[test]
+fn stream_payment_via_ilp_connector_and_thitsax() {
+    let Some(node) = node_or_skip("stream_payment_via_ilp_connector_and_thitsax") else { return };
+    let dir = TempDir::new("via-jsc");
+    let [pt, ps, pr, pj_sender, pj_thitsax] = free_ports(5)[..] else { unreachable!() };
+    let mut procs = Procs::default();
+
+    let config = thitsax_config(
+        pt,
+        &[
+            Account {
+                id: "jsc",
+                relation: "peer",
+                incoming_token: "jsc-to-thitsax",
+                outgoing_url: format!("http://127.0.0.1:{pj_thitsax}/"),
+                outgoing_token: "thitsax-to-jsc",
+                max_packet_amount: MAX_PACKET,
+                ilp_address: Some("test.jsc"),
+            },
+            Account {
+                id: "receiver",
+                relation: "child",
+                incoming_token: "receiver-token",
+                outgoing_url: format!("http://127.0.0.1:{pr}/"),
+                outgoing_token: "thitsax-to-receiver",
+                max_packet_amount: 1_000_000_000,
+                ilp_address: None,
+            },
+        ],
+    );
+    start_thitsax(&mut procs, &dir.0, pt, &config);
+
+    let jsc_config = format!(
+        r#"{{
+  "ilpAddress": "test.jsc",
+  "routes": [{{"targetPrefix": "test.thitsax", "peerId": "thitsax"}}],
+  "accounts": {{
+    "sender": {{"relation": "child", "assetCode": "USD", "assetScale": 9,
+      "http": {{"listenPort": {pj_sender}, "url": "http://127.0.0.1:{ps}/",
+               "incomingToken": "sender-to-jsc", "outgoingToken": "jsc-to-sender"}}}},
+    "thitsax": {{"relation": "peer", "assetCode": "USD", "assetScale": 9,
+      "http": {{"listenPort": {pj_thitsax}, "url": "http://127.0.0.1:{pt}/accounts/jsc/ilp",
+               "incomingToken": "thitsax-to-jsc", "outgoingToken": "jsc-to-thitsax"}}}}
+  }}
+}}"#
+    );
+    let jsc_path = dir.0.join("ilp-connector.json");
+    std::fs::write(&jsc_path, &jsc_config).expect("write ilp-connector config");
+    let jsc = procs.node(
+        &node,
+        "ilp-connector",
+        "connector.js",
+        &["--config".into(), jsc_path.display().to_string()],
+    );
+    let jsc_ready = procs.wait_event(jsc, "ready", Duration::from_secs(30));
+    assert_eq!(jsc_ready.str("address"), Some("test.jsc"), "{jsc_ready}");
+
+    let rx = procs.node(
+        &node,
+        "receiver",
+        "receiver.js",
+        &[
+            "--port".into(),
+            pr.to_string(),
+            "--url".into(),
+            format!("http://127.0.0.1:{pt}/"),
+            "--incoming-token".into(),
+            "thitsax-to-receiver".into(),
+            "--outgoing-token".into(),
+            "receiver-token".into(),
+            "--expect".into(),
+            AMOUNT.to_string(),
+            "--timeout-ms".into(),
+            "90000".into(),
+        ],
+    );
+    let ready = procs.wait_event(rx, "ready", Duration::from_secs(30));
+    assert_eq!(ready.str("clientAddress"), Some("test.thitsax.receiver"), "receiver ILDCP: {ready}");
+
+    let tx = procs.node(
+        &node,
+        "sender",
+        "sender.js",
+        &[
+            "--port".into(),
+            ps.to_string(),
+            "--url".into(),
+            format!("http://127.0.0.1:{pj_sender}/"),
+            "--incoming-token".into(),
+            "jsc-to-sender".into(),
+            "--outgoing-token".into(),
+            "sender-to-jsc".into(),
+            "--destination".into(),
+            ready.str("address").expect("receiver address").to_string(),
+            "--shared-secret".into(),
+            ready.str("sharedSecret").expect("receiver sharedSecret").to_string(),
+            "--amount".into(),
+            AMOUNT.to_string(),
+            "--timeout-ms".into(),
+            "60000".into(),
+        ],
+    );
+    let connected = procs.wait_event(tx, "connected", Duration::from_secs(40));
+    assert_eq!(connected.str("sourceAddress"), Some("test.jsc.sender"), "sender ILDCP: {connected}");
+    let paid = procs.wait_event(tx, "paid", Duration::from_secs(65));
+    let received = procs.wait_event(rx, "received", Duration::from_secs(10));
+    check_payment(&paid, &received, MAX_PACKET);
+    procs.wait_event(tx, "exit", Duration::from_secs(10));
+}
+
+// ---------------------------------------------------------------------------
+// A small JSON reader for the scripts' stdout lines (std only).
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn parse(s: &str) -> Result<Json, String> {
+        let b = s.as_bytes();
+        let mut i = 0;
+        let v = parse_value(b, &mut i)?;
+        skip_ws(b, &mut i);
+        if i != b.len() {
+            return Err(format!("trailing characters at {i}"));
+        }
+        Ok(v)
+    }
+
+    fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Obj(kv) => kv.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn str(&self, key: &str) -> Option<&str> {
+        match self.get(key) {
+            Some(Json::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn num(&self, key: &str) -> Option<u64> {
+        match self.get(key) {
+            Some(Json::Num(n)) if *n >= 0.0 && n.fract() == 0.0 => Some(*n as u64),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Json {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Json::Null => write!(f, "null"),
+            Json::Bool(b) => write!(f, "{b}"),
+            Json::Num(n) => write!(f, "{n}"),
+            Json::Str(s) => write!(f, "{s:?}"),
+            Json::Arr(a) => {
+                write!(f, "[")?;
+                for (i, v) in a.iter().enumerate() {
+                    write!(f, "{}{v}", if i > 0 { "," } else { "" })?;
+                }
+                write!(f, "]")
+            }
+            Json::Obj(kv) => {
+                write!(f, "{{")?;
+                for (i, (k, v)) in kv.iter().enumerate() {
+                    write!(f, "{}{k:?}:{v}", if i > 0 { "," } else { "" })?;
+                }
+                write!(f, "}}")
+            }
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], i: &mut usize) {
+    while *i < b.len() && b[*i].is_ascii_whitespace() {
+        *i += 1;
+    }
+}
+
+fn parse_value(b: &[u8], i: &mut usize) -> Result<Json, String> {
+    skip_ws(b, i);
+    match b.get(*i) {
+        None => Err("unexpected end".into()),
+        Some(b'{') => {
+            *i += 1;
+            let mut kv = Vec::new();
+            skip_ws(b, i);
+            if b.get(*i) == Some(&b'}') {
+                *i += 1;
+                return Ok(Json::Obj(kv));
+            }
+            loop {
+                skip_ws(b, i);
+                let Json::Str(k) = parse_value(b, i)? else {
+                    return Err("object key must be a string".into());
+                };
+                skip_ws(b, i);
+                if b.get(*i) != Some(&b':') {
+                    return Err(format!("expected ':' at {i}"));
+                }
+                *i += 1;
+                kv.push((k, parse_value(b, i)?));
+                skip_ws(b, i);
+                match b.get(*i) {
+                    Some(b',') => *i += 1,
+                    Some(b'}') => {
+                        *i += 1;
+                        return Ok(Json::Obj(kv));
+                    }
+                    _ => return Err(format!("expected ',' or '}}' at {i}")),
+                }
+            }
+        }
+        Some(b'[') => {
+            *i += 1;
+            let mut a = Vec::new();
+            skip_ws(b, i);
+            if b.get(*i) == Some(&b']') {
+                *i += 1;
+                return Ok(Json::Arr(a));
+            }
+            loop {
+                a.push(parse_value(b, i)?);
+                skip_ws(b, i);
+                match b.get(*i) {
+                    Some(b',') => *i += 1,
+                    Some(b']') => {
+                        *i += 1;
+                        return Ok(Json::Arr(a));
+                    }
+                    _ => return Err(format!("expected ',' or ']' at {i}")),
+                }
+            }
+        }
+        Some(b'"') => {
+            *i += 1;
+            let mut out: Vec<u8> = Vec::new();
+            loop {
+                let c = *b.get(*i).ok_or("unterminated string")?;
+                *i += 1;
+                match c {
+                    b'"' => return String::from_utf8(out).map(Json::Str).map_err(|e| e.to_string()),
+                    b'\\' => {
+                        let e = *b.get(*i).ok_or("bad escape")?;
+                        *i += 1;
+                        let ch = match e {
+                            b'"' => '"',
+                            b'\\' => '\\',
+                            b'/' => '/',
+                            b'b' => '\u{8}',
+                            b'f' => '\u{c}',
+                            b'n' => '\n',
+                            b'r' => '\r',
+                            b't' => '\t',
+                            b'u' => {
+                                let hex = std::str::from_utf8(b.get(*i..*i + 4).ok_or("bad \\u")?)
+                                    .map_err(|e| e.to_string())?;
+                                *i += 4;
+                                let mut cp = u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
+                                if (0xD800..0xDC00).contains(&cp)
+                                    && b.get(*i) == Some(&b'\\')
+                                    && b.get(*i + 1) == Some(&b'u')
+                                {
+                                    let lo = std::str::from_utf8(b.get(*i + 2..*i + 6).ok_or("bad \\u")?)
+                                        .map_err(|e| e.to_string())?;
+                                    let lo = u32::from_str_radix(lo, 16).map_err(|e| e.to_string())?;
+                                    *i += 6;
+                                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF);
+                                }
+                                char::from_u32(cp).unwrap_or('\u{FFFD}')
+                            }
+                            _ => return Err("bad escape".into()),
+                        };
+                        let mut buf = [0u8; 4];
+                        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                    }
+                    _ => out.push(c),
+                }
+            }
+        }
+        Some(b't') if b[*i..].starts_with(b"true") => {
+            *i += 4;
+            Ok(Json::Bool(true))
+        }
+        Some(b'f') if b[*i..].starts_with(b"false") => {
+            *i += 5;
+            Ok(Json::Bool(false))
+        }
+        Some(b'n') if b[*i..].starts_with(b"null") => {
+            *i += 4;
+            Ok(Json::Null)
+        }
+        Some(_) => {
+            let start = *i;
+            while *i < b.len() && matches!(b[*i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                *i += 1;
+            }
+            let s = std::str::from_utf8(&b[start..*i]).map_err(|e| e.to_string())?;
+            s.parse::<f64>().map(Json::Num).map_err(|_| format!("bad value at {start}"))
+        }
+    }
+}
+
+#[test]
+fn json_reader_reads_harness_lines() {
+    let v = Json::parse(r#"{"event":"paid","sent":"10000","packets":{"fulfills":10,"rejectCodes":{"F08":3}},"a":[1,true,null,"x\"\u00e9"]}"#)
+        .unwrap();
+    assert_eq!(v.str("event"), Some("paid"));
+    assert_eq!(v.get("packets").unwrap().num("fulfills"), Some(10));
+    assert_eq!(v.get("packets").unwrap().get("rejectCodes").unwrap().num("F08"), Some(3));
+    assert_eq!(
+        v.get("a"),
+        Some(&Json::Arr(vec![Json::Num(1.0), Json::Bool(true), Json::Null, Json::Str("x\"é".into())]))
+    );
+    assert!(Json::parse("{\"a\":").is_err());
+}
