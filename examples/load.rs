@@ -30,7 +30,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -741,21 +741,30 @@ struct Phase {
     total: u64,
     /// Offset added to sequence numbers so warm-up and measurement differ.
     seq_base: u64,
+    /// Set when the target looks down (repeated connect failures): stop early.
+    aborted: AtomicBool,
 }
+
+/// Consecutive failed connects (20 ms apart) after which a worker aborts the phase.
+const MAX_CONNECT_FAILURES: u32 = 25;
 
 #[derive(Default)]
 struct WorkerStats {
     latencies_ns: Vec<u64>,
+    /// Packets this worker took from the phase counter.
+    attempted: u64,
     fulfilled: u64,
     rejected: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
-    /// First reject message seen per code, for diagnosis.
+    /// First reject message seen per code (and first body per non-200
+    /// status, keyed "http_NNN"), for diagnosis.
     reject_samples: BTreeMap<String, String>,
 }
 
 impl WorkerStats {
     fn merge(&mut self, o: WorkerStats) {
         self.latencies_ns.extend(o.latencies_ns);
+        self.attempted += o.attempted;
         self.fulfilled += o.fulfilled;
         for (k, v) in o.rejected {
             *self.rejected.entry(k).or_default() += v;
@@ -868,20 +877,33 @@ async fn worker(
     if record {
         st.latencies_ns.reserve((phase.total as usize) / 8 + 16);
     }
+    let mut connect_failures = 0u32;
     loop {
+        if phase.aborted.load(Ordering::Relaxed) {
+            break;
+        }
         let i = phase.next.fetch_add(1, Ordering::Relaxed);
         if i >= phase.total {
             break;
         }
+        st.attempted += 1;
         let (body, condition) = build_prepare(&ctx, &tpl, &mut expiry, phase.seq_base + i);
 
         // Make sure we have a usable keep-alive connection (not timed).
         let mut tx = match conn.take() {
             Some(tx) if !tx.is_closed() => tx,
             _ => match connect_http1(ctx.addr).await {
-                Ok(tx) => tx,
+                Ok(tx) => {
+                    connect_failures = 0;
+                    tx
+                }
                 Err(_) => {
                     st.error("connect");
+                    connect_failures += 1;
+                    if connect_failures >= MAX_CONNECT_FAILURES {
+                        phase.aborted.store(true, Ordering::Relaxed);
+                        break;
+                    }
                     // Do not spin against a dead target.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
@@ -926,7 +948,12 @@ async fn worker(
             Ok(Ok((status, body))) => {
                 conn = Some(tx);
                 if status != StatusCode::OK {
-                    st.error(&format!("http_{}", status.as_u16()));
+                    let kind = format!("http_{}", status.as_u16());
+                    if !st.reject_samples.contains_key(&kind) {
+                        let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                        st.reject_samples.insert(kind.clone(), text);
+                    }
+                    st.error(&kind);
                     continue;
                 }
                 match classify(&body, &condition) {
@@ -965,7 +992,7 @@ async fn run_phase(
     seq_base: u64,
     record: bool,
 ) -> (Vec<Option<Conn>>, WorkerStats, Duration) {
-    let phase = Arc::new(Phase { next: AtomicU64::new(0), total, seq_base });
+    let phase = Arc::new(Phase { next: AtomicU64::new(0), total, seq_base, aborted: AtomicBool::new(false) });
     let t0 = Instant::now();
     let handles: Vec<_> =
         conns.into_iter().map(|c| tokio::spawn(worker(ctx.clone(), phase.clone(), c, record))).collect();
@@ -983,7 +1010,11 @@ async fn run_phase(
             }
         }
     }
-    (out_conns, all, t0.elapsed())
+    let elapsed = t0.elapsed();
+    if all.attempted < total {
+        *all.errors.entry("not_sent_target_down".into()).or_default() += total - all.attempted;
+    }
+    (out_conns, all, elapsed)
 }
 
 fn json_map(m: &BTreeMap<String, u64>) -> String {
@@ -1070,63 +1101,128 @@ async fn run_send(a: SendArgs) -> Result<(), String> {
     st.latencies_ns.sort_unstable();
     let lat = &st.latencies_ns;
     let ms = |ns: u64| ns as f64 / 1e6;
-    let p50 = ms(percentile(lat, 50.0));
-    let p90 = ms(percentile(lat, 90.0));
-    let p99 = ms(percentile(lat, 99.0));
-    let p999 = ms(percentile(lat, 99.9));
-    let max = ms(lat.last().copied().unwrap_or(0));
     let mean = if lat.is_empty() { 0.0 } else { ms(lat.iter().sum::<u64>() / lat.len() as u64) };
     let secs = dur.as_secs_f64();
     let rejected: u64 = st.rejected.values().sum();
     let errors: u64 = st.errors.values().sum();
-    let pps = a.packets as f64 / secs;
-    let fps = st.fulfilled as f64 / secs;
-
-    println!("== load send {} ==", if a.label.is_empty() { "" } else { a.label.as_str() });
-    println!(
-        "target        {}  (C={}, threads={}, condition={:?})",
-        a.url, a.concurrency, a.threads, a.condition
-    );
-    println!(
-        "packets       {} in {:.3}s  => {:.0} packets/s  ({:.0} fulfilled/s)",
-        a.packets, secs, pps, fps
-    );
-    println!("outcome       fulfilled={}  rejected={}  errors={}", st.fulfilled, rejected, errors);
-    println!("latency ms    p50={p50:.3}  p90={p90:.3}  p99={p99:.3}  p99.9={p999:.3}  max={max:.3}  mean={mean:.3}");
-    println!("sender cpu    {:.2}s ({:.0}% of one core)", cpu, 100.0 * cpu / secs);
-    for (code, n) in &st.rejected {
-        println!(
-            "reject {code}    {n}  e.g. {:?}",
-            st.reject_samples.get(code).map(String::as_str).unwrap_or("")
-        );
-    }
-    for (kind, n) in &st.errors {
-        println!("error {kind}  {n}");
-    }
-    println!(
-        "{{\"label\":{},\"url\":{},\"packets\":{},\"concurrency\":{},\"seconds\":{:.4},\"packets_per_s\":{:.1},\"fulfilled_per_s\":{:.1},\"p50_ms\":{:.4},\"p90_ms\":{:.4},\"p99_ms\":{:.4},\"p999_ms\":{:.4},\"max_ms\":{:.4},\"mean_ms\":{:.4},\"fulfilled\":{},\"rejected\":{},\"errors\":{},\"reject_codes\":{},\"error_kinds\":{},\"sender_cpu_s\":{:.2},\"sender_threads\":{}}}",
-        json_str(&a.label),
-        json_str(&a.url),
-        a.packets,
-        a.concurrency,
-        secs,
-        pps,
-        fps,
-        p50,
-        p90,
-        p99,
-        p999,
-        max,
-        mean,
-        st.fulfilled,
+    // Throughput counts ILP answers only (Fulfill or Reject); errors such as
+    // fast 502s must not inflate it. With errors=0 this is packets/seconds.
+    let answered = st.fulfilled + rejected;
+    let summary = Summary {
+        label: a.label.clone(),
+        url: a.url.clone(),
+        packets: a.packets,
+        concurrency: a.concurrency,
+        seconds: secs,
+        packets_per_s: answered as f64 / secs,
+        fulfilled_per_s: st.fulfilled as f64 / secs,
+        p50_ms: ms(percentile(lat, 50.0)),
+        p90_ms: ms(percentile(lat, 90.0)),
+        p99_ms: ms(percentile(lat, 99.0)),
+        p999_ms: ms(percentile(lat, 99.9)),
+        max_ms: ms(lat.last().copied().unwrap_or(0)),
+        mean_ms: mean,
+        fulfilled: st.fulfilled,
         rejected,
         errors,
-        json_map(&st.rejected),
-        json_map(&st.errors),
-        cpu,
-        a.threads,
+        reject_codes: st.rejected.clone(),
+        error_kinds: st.errors.clone(),
+        sender_cpu_s: cpu,
+        sender_threads: a.threads,
+        aborted: st.errors.contains_key("not_sent_target_down"),
+    };
+
+    let s = &summary;
+    println!("== load send {} ==", s.label);
+    println!(
+        "target        {}  (C={}, threads={}, condition={:?})",
+        s.url, s.concurrency, a.threads, a.condition
     );
+    println!(
+        "packets       {} in {:.3}s  => {:.0} packets/s answered  ({:.0} fulfilled/s)",
+        s.packets, s.seconds, s.packets_per_s, s.fulfilled_per_s
+    );
+    println!("outcome       fulfilled={}  rejected={}  errors={}", s.fulfilled, s.rejected, s.errors);
+    println!(
+        "latency ms    p50={:.3}  p90={:.3}  p99={:.3}  p99.9={:.3}  max={:.3}  mean={:.3}",
+        s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms, s.max_ms, s.mean_ms
+    );
+    println!("sender cpu    {:.2}s ({:.0}% of one core)", cpu, 100.0 * cpu / secs);
+    for (code, n) in &st.rejected {
+        let sample = st.reject_samples.get(code).map(String::as_str).unwrap_or("");
+        println!("reject {code}    {n}  e.g. {sample:?}");
+    }
+    for (kind, n) in &st.errors {
+        match st.reject_samples.get(kind) {
+            Some(body) => println!("error {kind}  {n}  e.g. body {body:?}"),
+            None => println!("error {kind}  {n}"),
+        }
+    }
+    if s.aborted {
+        println!("ABORTED: the target stopped accepting connections; figures cover a partial run");
+    }
+    println!("{}", s.to_json());
     Ok(())
+}
+
+/// The figures of one measured run; `to_json` is the machine-readable line.
+struct Summary {
+    label: String,
+    url: String,
+    packets: u64,
+    concurrency: usize,
+    seconds: f64,
+    packets_per_s: f64,
+    fulfilled_per_s: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    max_ms: f64,
+    mean_ms: f64,
+    fulfilled: u64,
+    rejected: u64,
+    errors: u64,
+    reject_codes: BTreeMap<String, u64>,
+    error_kinds: BTreeMap<String, u64>,
+    sender_cpu_s: f64,
+    sender_threads: usize,
+    aborted: bool,
+}
+
+impl Summary {
+    fn to_json(&self) -> String {
+        let f = |x: f64| if x.is_finite() { format!("{x:.4}") } else { "null".to_string() };
+        format!(
+            concat!(
+                "{{\"label\":{},\"url\":{},\"packets\":{},\"concurrency\":{},\"seconds\":{},",
+                "\"packets_per_s\":{},\"fulfilled_per_s\":{},\"p50_ms\":{},\"p90_ms\":{},\"p99_ms\":{},",
+                "\"p999_ms\":{},\"max_ms\":{},\"mean_ms\":{},\"fulfilled\":{},\"rejected\":{},\"errors\":{},",
+                "\"reject_codes\":{},\"error_kinds\":{},\"sender_cpu_s\":{},\"sender_threads\":{},\"aborted\":{}}}"
+            ),
+            json_str(&self.label),
+            json_str(&self.url),
+            self.packets,
+            self.concurrency,
+            f(self.seconds),
+            f(self.packets_per_s),
+            f(self.fulfilled_per_s),
+            f(self.p50_ms),
+            f(self.p90_ms),
+            f(self.p99_ms),
+            f(self.p999_ms),
+            f(self.max_ms),
+            f(self.mean_ms),
+            self.fulfilled,
+            self.rejected,
+            self.errors,
+            json_map(&self.reject_codes),
+            json_map(&self.error_kinds),
+            f(self.sender_cpu_s),
+            self.sender_threads,
+            self.aborted,
+        )
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -297,6 +297,13 @@ async function ildcpWithRetry (plugin, timeoutMs = 20000) {
     try {
       return await ILDCP.fetch(plugin.sendData.bind(plugin))
     } catch (err) {
+      // Retry only while the connector is not reachable yet; an ILP Reject or
+      // an HTTP error status (e.g. 401: token not accepted) is final.
+      const transient = /ECONNREFUSED|ECONNRESET|socket hang up|code=502|code=503/.test(String(err.message)) ||
+        ['ECONNREFUSED', 'ECONNRESET'].includes(err.code)
+      if (!transient) {
+        throw new Error(`ILDCP (peer.config) to ${plugin._url} failed: ${err.message}`)
+      }
       if (Date.now() + 250 > deadline) {
         throw new Error(`ILDCP (peer.config) to ${plugin._url} failed after ${attempt} attempts: ${err.message}`)
       }

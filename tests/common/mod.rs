@@ -1,0 +1,298 @@
+//! Shared pieces for end-to-end tests: real ThitsaX nodes on loopback ports, a scripted
+//! downstream ILP-over-HTTP endpoint, and a raw HTTP sender.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use thitsax::app::App;
+use thitsax::config::Config;
+use thitsax::forward::Node;
+use thitsax::packet::{ErrorCode, Fulfill, IlpAddress, Prepare, Reject, Response as IlpResponse};
+use thitsax::store::{MemoryStore, Store};
+use tokio::net::TcpListener;
+
+/// A node running in this process on a loopback port, stopped (drained) on drop.
+pub struct TestNode {
+    pub addr: SocketAddr,
+    pub node: Arc<Node<MemoryStore>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestNode {
+    /// Starts a node from TOML; `listen` is forced to 127.0.0.1:0.
+    pub async fn start(toml: &str) -> TestNode {
+        let mut config = Config::from_toml(toml).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let app = App::bind(config).await.expect("bind");
+        let addr = app.local_addr();
+        let node = app.node.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        TestNode { addr, node, stop: Some(tx), task: Some(task) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    pub async fn balance(&self, account: &str) -> i128 {
+        self.node.store.balance(account).await.unwrap()
+    }
+
+    /// Drains and waits until the node has stopped.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// What a scripted downstream endpoint does with a Prepare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Fulfil with the preimage the sender put in the data.
+    Fulfill,
+    /// Fulfil with a wrong preimage.
+    WrongFulfillment,
+    /// Answer with an F99 Reject triggered by an empty address, as STREAM receivers do.
+    Reject,
+    /// Never answer (the connector must time out at the packet's expiry).
+    Hang,
+    /// HTTP 500.
+    ServerError,
+    /// 200 with bytes that are not an ILP packet.
+    Garbage,
+}
+
+pub type Script = Arc<dyn Fn(&Prepare) -> Behaviour + Send + Sync>;
+
+/// A downstream ILP-over-HTTP endpoint that follows a script; records what it received.
+pub struct Downstream {
+    pub addr: SocketAddr,
+    pub received: Arc<std::sync::Mutex<Vec<ReceivedPacket>>>,
+    pub requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReceivedPacket {
+    pub amount: u64,
+    pub destination: String,
+    pub expires_at: SystemTime,
+    pub authorization: String,
+    pub content_type: String,
+}
+
+impl Downstream {
+    pub async fn start(script: Script) -> Downstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (rec, reqs) = (received.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            // Connection tasks live in this set, so aborting the accept loop closes them too.
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let _ = stream.set_nodelay(true);
+                let (script, rec, reqs) = (script.clone(), rec.clone(), reqs.clone());
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (script, rec, reqs) = (script.clone(), rec.clone(), reqs.clone());
+                        async move { Ok::<_, std::convert::Infallible>(answer(req, &*script, &rec, &reqs).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Downstream { addr, received, requests, task }
+    }
+
+    pub async fn always(behaviour: Behaviour) -> Downstream {
+        Self::start(Arc::new(move |_| behaviour)).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<ReceivedPacket> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Downstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    script: &(dyn Fn(&Prepare) -> Behaviour + Send + Sync),
+    received: &std::sync::Mutex<Vec<ReceivedPacket>>,
+    requests: &AtomicUsize,
+) -> Response<Full<Bytes>> {
+    requests.fetch_add(1, Ordering::SeqCst);
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let (authorization, content_type) = (header("authorization"), header("content-type"));
+    let body = req.into_body().collect().await.unwrap().to_bytes();
+    let prepare = Prepare::parse(&body).expect("connector forwards valid prepares");
+    received.lock().unwrap().push(ReceivedPacket {
+        amount: prepare.amount(),
+        destination: prepare.destination().to_string(),
+        expires_at: prepare.expires_at(),
+        authorization,
+        content_type,
+    });
+    let packet = match script(&prepare) {
+        Behaviour::Fulfill => Fulfill::build(&preimage_of(&prepare), b"fulfilled").as_bytes().clone(),
+        Behaviour::WrongFulfillment => Fulfill::build(&[0xEE; 32], b"").as_bytes().clone(),
+        Behaviour::Reject => Bytes::from_static(&[14, 6, b'F', b'9', b'9', 0, 0, 0]),
+        Behaviour::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            unreachable!()
+        }
+        Behaviour::ServerError => {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"boom")));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            return r;
+        }
+        Behaviour::Garbage => Bytes::from_static(b"not a packet"),
+    };
+    Response::new(Full::new(packet))
+}
+
+/// Test packets carry their preimage in the first 32 bytes of data, so any hop can fulfil them.
+pub fn preimage_of(prepare: &Prepare) -> [u8; 32] {
+    let mut p = [0u8; 32];
+    let data = prepare.data();
+    p.copy_from_slice(&data[..32]);
+    p
+}
+
+pub fn condition_for(preimage: &[u8; 32]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, preimage);
+    d.as_ref().try_into().unwrap()
+}
+
+/// A Prepare to `destination` that the scripted downstream can fulfil.
+pub fn prepare(destination: &str, amount: u64, expires_in: Duration) -> Prepare {
+    prepare_with_id(destination, amount, expires_in, rand_u64())
+}
+
+pub fn prepare_with_id(destination: &str, amount: u64, expires_in: Duration, id: u64) -> Prepare {
+    let mut preimage = [0u8; 32];
+    preimage[..8].copy_from_slice(&id.to_be_bytes());
+    preimage[8..16].copy_from_slice(&rand_u64().to_be_bytes());
+    let dest = IlpAddress::parse(destination).unwrap();
+    Prepare::build(&dest, amount, SystemTime::now() + expires_in, &condition_for(&preimage), &preimage)
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).unwrap();
+    u64::from_be_bytes(b)
+}
+
+type Client =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+pub fn client() -> Client {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+/// A raw HTTP answer: status, content type and body.
+pub struct HttpAnswer {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Bytes,
+}
+
+impl HttpAnswer {
+    pub fn packet(&self) -> IlpResponse {
+        assert_eq!(self.status, StatusCode::OK, "body: {:?}", String::from_utf8_lossy(&self.body));
+        assert_eq!(self.content_type, "application/octet-stream");
+        IlpResponse::parse(self.body.clone()).expect("node answers a valid packet")
+    }
+
+    pub fn reject(&self) -> Reject {
+        match self.packet() {
+            IlpResponse::Reject(r) => r,
+            IlpResponse::Fulfill(_) => panic!("expected a Reject, got a Fulfill"),
+        }
+    }
+
+    pub fn fulfill(&self) -> Fulfill {
+        match self.packet() {
+            IlpResponse::Fulfill(f) => f,
+            IlpResponse::Reject(r) => {
+                panic!("expected a Fulfill, got {:?} {:?}", r.code(), String::from_utf8_lossy(r.message()))
+            }
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// POSTs `body` with the given headers; `None` leaves a header out.
+pub async fn post_raw(
+    client: &Client,
+    url: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> HttpAnswer {
+    let mut req = Request::post(url);
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let response = client.request(req.body(Full::new(body)).unwrap()).await.expect("node reachable");
+    let status = response.status();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    HttpAnswer { status, content_type, body }
+}
+
+/// Sends a Prepare the way an ILP-over-HTTP peer does.
+pub async fn send(client: &Client, url: &str, token: &str, prepare: &Prepare) -> HttpAnswer {
+    post_raw(client, url, Some(token), Some("application/octet-stream"), prepare.to_bytes()).await
+}
+
+pub fn assert_code(reject: &Reject, code: ErrorCode) {
+    assert_eq!(reject.code(), code, "message: {:?}", String::from_utf8_lossy(reject.message()));
+}
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
