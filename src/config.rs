@@ -222,10 +222,10 @@ impl Validator {
         let (listen, server) = self.http(raw.http);
         let expiry = self.forwarding(raw.forwarding);
         let rates = self.rates(raw.rates);
-        let accounts = match &node_address {
-            Some(node) => self.accounts(node, raw.accounts),
-            None => Vec::new(),
-        };
+        // With a bad node address, accounts are still checked (against a stand-in) so that every
+        // problem is reported in one go; the config is refused either way.
+        let stand_in = IlpAddress::parse("private.unset").expect("valid address");
+        let accounts = self.accounts(node_address.as_ref().unwrap_or(&stand_in), raw.accounts);
         self.rate_coverage(&accounts, rates.as_ref().map(|r| &r.1));
         let routes = self.routes(&accounts, raw.routes);
 

@@ -316,7 +316,7 @@ fn start_thitsax(procs: &mut Procs, dir: &Path, port: u16, config: &str) -> usiz
         String::from_utf8_lossy(&check.stderr)
     );
     let mut cmd = Command::new(bin);
-    cmd.arg("--config").arg(&path);
+    cmd.arg("--config").arg(&path).env("NO_COLOR", "1");
     let i = procs.spawn("thitsax", cmd);
     procs.wait_port(i, port, Duration::from_secs(20));
     i
@@ -326,7 +326,7 @@ fn start_thitsax(procs: &mut Procs, dir: &Path, port: u16, config: &str) -> usiz
 // Assertions on the STREAM results
 // ---------------------------------------------------------------------------
 
-fn check_payment(paid: &Json, received: &Json, max_packet: u64) {
+fn check_payment(paid: &Json, received: &Json, max_packet: u64, f08_from: &str) {
     let amount = AMOUNT.to_string();
     assert_eq!(paid.str("sent"), Some(amount.as_str()), "sender did not send the full amount: {paid}");
     assert_eq!(paid.str("delivered"), Some(amount.as_str()), "sender: not all delivered: {paid}");
@@ -341,6 +341,11 @@ fn check_payment(paid: &Json, received: &Json, max_packet: u64) {
     let max_fulfilled: u64 =
         packets.str("maxFulfilledAmount").and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
     assert!(f08 >= 1, "expected at least one F08 (amount too large) reject: {paid}");
+    let f08_by = packets.get("rejectTriggeredBy").and_then(|t| t.get("F08"));
+    assert!(
+        matches!(f08_by, Some(Json::Arr(a)) if a.iter().all(|v| *v == Json::Str(f08_from.to_string()))),
+        "expected every F08 to be triggered by {f08_from}: {paid}"
+    );
     assert!(
         fulfills >= AMOUNT / max_packet,
         "expected the payment split into >= {} packets, got {fulfills}: {paid}",
@@ -441,7 +446,7 @@ fn stream_payment_through_thitsax_splits_on_f08() {
     assert_eq!(connected.str("sourceAddress"), Some("test.thitsax.sender"), "sender ILDCP: {connected}");
     let paid = procs.wait_event(tx, "paid", Duration::from_secs(65));
     let received = procs.wait_event(rx, "received", Duration::from_secs(10));
-    check_payment(&paid, &received, MAX_PACKET);
+    check_payment(&paid, &received, MAX_PACKET, "test.thitsax");
     procs.wait_event(tx, "exit", Duration::from_secs(10));
 }
 
@@ -554,7 +559,7 @@ fn stream_payment_via_ilp_connector_and_thitsax() {
     assert_eq!(connected.str("sourceAddress"), Some("test.jsc.sender"), "sender ILDCP: {connected}");
     let paid = procs.wait_event(tx, "paid", Duration::from_secs(65));
     let received = procs.wait_event(rx, "received", Duration::from_secs(10));
-    check_payment(&paid, &received, MAX_PACKET);
+    check_payment(&paid, &received, MAX_PACKET, "test.thitsax");
     procs.wait_event(tx, "exit", Duration::from_secs(10));
 }
 

@@ -215,7 +215,8 @@ function countPackets (plugin) {
     fulfilledAmount: 0n, // sum of amounts of fulfilled Prepares (source units)
     maxFulfilledAmount: 0n,
     rejects: 0,
-    rejectCodes: {},
+    rejectCodes: {}, // code -> count
+    rejectTriggeredBy: {}, // code -> distinct triggeredBy addresses
     transportErrors: 0,
     peerProtocol: 0 // peer.config etc.
   }
@@ -248,6 +249,8 @@ function countPackets (plugin) {
       try {
         const rej = IlpPacket.deserializeIlpReject(res)
         stats.rejectCodes[rej.code] = (stats.rejectCodes[rej.code] || 0) + 1
+        const by = stats.rejectTriggeredBy[rej.code] || (stats.rejectTriggeredBy[rej.code] = [])
+        if (!by.includes(rej.triggeredBy)) by.push(rej.triggeredBy)
       } catch (e) {
         stats.rejectCodes.unparseable = (stats.rejectCodes.unparseable || 0) + 1
       }

@@ -1,0 +1,194 @@
+//! The `thitsax` binary as an operator runs it: config checking, start-up refusal, and SIGTERM.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use thitsax::packet::ErrorCode;
+
+const BIN: &str = env!("CARGO_BIN_EXE_thitsax");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("node.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("thitsax-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Kills the child if the test fails before it exits on its own.
+struct Running(Child);
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn node_config(port: u16, downstream: &str, grace_ms: u64) -> String {
+    format!(
+        r#"
+[node]
+ilp_address = "test.bin"
+log_level = "info"
+[http]
+listen = "127.0.0.1:{port}"
+shutdown_grace_ms = {grace_ms}
+[[accounts]]
+id = "alice"
+relation = "child"
+asset_code = "USD"
+asset_scale = 9
+incoming_token = "alice-token"
+[[accounts]]
+id = "bob"
+relation = "child"
+asset_code = "USD"
+asset_scale = 9
+outgoing_url = "{downstream}"
+outgoing_token = "to-bob"
+"#
+    )
+}
+
+#[test]
+fn check_config_accepts_the_example_and_lists_every_problem_of_a_bad_file() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/connector.toml.example");
+    let ok = Command::new(BIN).args(["check-config", example]).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+
+    let dir = temp_dir("check");
+    let bad = write_config(
+        &dir,
+        "[node]\nilp_address = \"bad\"\n[http]\nlisten = \"nope\"\n[[accounts]]\nid = \"a\"\nrelation = \"child\"\nasset_code = \"USD\"\nasset_scale = 2\nincoming_token = \"s3cret-value\"\nincoming_token_sha256 = \"00\"\n",
+    );
+    let out = Command::new(BIN).args(["check-config"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for path in ["node.ilp_address", "http.listen", "accounts[0].incoming_token_sha256"] {
+        assert!(stderr.contains(path), "{path} not reported:\n{stderr}");
+    }
+    assert!(!stderr.contains("s3cret-value"), "a token leaked into the error output");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn an_invalid_config_exits_non_zero_before_binding() {
+    let dir = temp_dir("invalid");
+    let port = free_port();
+    let text = node_config(port, "http://127.0.0.1:9/", 1000)
+        .replace("asset_scale = 9\noutgoing_url", "asset_scale = 99\noutgoing_url");
+    let path = write_config(&dir, &text);
+    let out = Command::new(BIN).arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("accounts[1].asset_scale"));
+    // Nothing was bound: the port is still free.
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("port left free");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Starts the binary and waits for its "serving" log line.
+fn start(path: &std::path::Path) -> Running {
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(path)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("serving ILP-over-HTTP") {
+                let _ = tx.send(());
+            }
+            // Tokens must never reach the logs.
+            assert!(!line.contains("alice-token") && !line.contains("to-bob"), "secret in log: {line}");
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20)).expect("node did not start");
+    Running(child)
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(started.elapsed() < within, "node did not exit within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_packets_then_exits_zero() {
+    let downstream = Downstream::start(std::sync::Arc::new(|_| {
+        std::thread::sleep(Duration::from_millis(300));
+        Behaviour::Fulfill
+    }))
+    .await;
+    let dir = temp_dir("drain");
+    let port = free_port();
+    let path = write_config(&dir, &node_config(port, &downstream.url(), 3000));
+    let mut node = start(&path);
+    let url = format!("http://127.0.0.1:{port}/");
+
+    let in_flight = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            send(&client(), &url, "alice-token", &prepare("test.bin.bob", 5, Duration::from_secs(10))).await
+        })
+    };
+    while downstream.requests.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sigterm(&node.0);
+    // The packet already in flight completes normally.
+    in_flight.await.unwrap().fulfill();
+    let status = wait_exit(&mut node.0, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    // And the listener is gone.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_rejects_packets_still_in_flight_after_the_grace_period() {
+    let downstream = Downstream::always(Behaviour::Hang).await;
+    let dir = temp_dir("abort");
+    let port = free_port();
+    let path = write_config(&dir, &node_config(port, &downstream.url(), 300));
+    let mut node = start(&path);
+    let url = format!("http://127.0.0.1:{port}/");
+    let in_flight = tokio::spawn(async move {
+        send(&client(), &url, "alice-token", &prepare("test.bin.bob", 5, Duration::from_secs(20))).await
+    });
+    while downstream.requests.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    sigterm(&node.0);
+    let reject = in_flight.await.unwrap().reject();
+    assert_code(&reject, ErrorCode::T00_INTERNAL_ERROR);
+    assert!(started.elapsed() < Duration::from_secs(3), "rejected after the grace period, not at expiry");
+    assert_eq!(wait_exit(&mut node.0, Duration::from_secs(5)).code(), Some(0));
+    std::fs::remove_dir_all(dir).unwrap();
+}
