@@ -3,7 +3,8 @@
 //! over `ilp-plugin-http` 1.6.1 through ThitsaX, directly and via the JS
 //! reference connector `ilp-connector` 23.0.2.
 //!
-//! Needs Node >= 18 and `npm ci --prefix tests/interop`. Without `node` on
+//! Needs Node >= 18 and npm; the pinned packages are installed with `npm ci` on first use
+//! (`.ci/run` installs them up front). Without `node` on
 //! PATH (or in $NODE) the tests print a skip note and pass, unless `CI` is set,
 //! in which case they fail.
 //!
@@ -19,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 const AMOUNT: u64 = 10_000;
 const MAX_PACKET: u64 = 1_000;
@@ -58,13 +61,30 @@ fn node_or_skip(test: &str) -> Option<PathBuf> {
             return None;
         }
     }
-    let marker = interop_dir().join("node_modules").join("ilp-protocol-stream").join("package.json");
-    assert!(
-        marker.exists(),
-        "{test}: the JS packages are not installed ({} missing); run `npm ci --prefix tests/interop` first",
-        marker.display()
-    );
+    install_packages(test);
     Some(node)
+}
+
+/// Installs the pinned npm packages (`npm ci`) when they are missing, once per test binary, so
+/// that `cargo test` alone runs the interop tests on a fresh checkout.
+fn install_packages(test: &str) {
+    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    let marker = interop_dir().join("node_modules").join("ilp-protocol-stream").join("package.json");
+    if *installed || marker.exists() {
+        *installed = true;
+        return;
+    }
+    eprintln!("{test}: installing the interop packages with `npm ci --prefix tests/interop`");
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+        .arg(interop_dir())
+        .stdin(Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() && marker.exists() => *installed = true,
+        other => panic!("{test}: `npm ci --prefix tests/interop` failed ({other:?}); is npm installed and the registry reachable?"),
+    }
 }
 
 /// `n` distinct free ports on 127.0.0.1 (all bound at once, then released).
@@ -98,7 +118,7 @@ impl Drop for TempDir {
 
 #[derive(Default)]
 struct Lines {
-    events: Vec<Json>,
+    events: Vec<Value>,
     exited: bool,
 }
 
@@ -141,7 +161,7 @@ impl Procs {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("[{n2} stdout] {line}");
-                if let Ok(ev) = Json::parse(&line) {
+                if let Ok(ev) = serde_json::from_str::<Value>(&line) {
                     let (m, cv) = &*l2;
                     m.lock().unwrap().events.push(ev);
                     cv.notify_all();
@@ -188,16 +208,16 @@ impl Procs {
 
     /// Wait for the first event named `event` from process `i`. Panics on an
     /// `{"event":"error"}` line, on exit, or after `timeout`.
-    fn wait_event(&mut self, i: usize, event: &str, timeout: Duration) -> Json {
+    fn wait_event(&mut self, i: usize, event: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         let lines = self.0[i].lines.clone();
         let (m, cv) = &*lines;
         let mut g = m.lock().unwrap();
         loop {
-            if let Some(ev) = g.events.iter().find(|e| e.str("event") == Some(event)) {
+            if let Some(ev) = g.events.iter().find(|e| e["event"].as_str() == Some(event)) {
                 return ev.clone();
             }
-            if let Some(err) = g.events.iter().find(|e| e.str("event") == Some("error")) {
+            if let Some(err) = g.events.iter().find(|e| e["event"].as_str() == Some("error")) {
                 let msg = format!("{} reported an error: {}", self.0[i].name, err);
                 drop(g);
                 let diag = self.diagnostics(i);
@@ -326,24 +346,24 @@ fn start_thitsax(procs: &mut Procs, dir: &Path, port: u16, config: &str) -> usiz
 // Assertions on the STREAM results
 // ---------------------------------------------------------------------------
 
-fn check_payment(paid: &Json, received: &Json, max_packet: u64, f08_from: &str) {
+fn check_payment(paid: &Value, received: &Value, max_packet: u64, f08_from: &str) {
     let amount = AMOUNT.to_string();
-    assert_eq!(paid.str("sent"), Some(amount.as_str()), "sender did not send the full amount: {paid}");
-    assert_eq!(paid.str("delivered"), Some(amount.as_str()), "sender: not all delivered: {paid}");
+    assert_eq!(paid["sent"].as_str(), Some(amount.as_str()), "sender did not send the full amount: {paid}");
+    assert_eq!(paid["delivered"].as_str(), Some(amount.as_str()), "sender: not all delivered: {paid}");
     assert_eq!(
-        received.str("total"),
+        received["total"].as_str(),
         Some(amount.as_str()),
         "receiver did not get the full amount: {received}"
     );
     let packets = paid.get("packets").unwrap_or_else(|| panic!("no packet stats: {paid}"));
-    let f08 = packets.get("rejectCodes").and_then(|c| c.num("F08")).unwrap_or(0);
-    let fulfills = packets.num("fulfills").unwrap_or(0);
+    let f08 = packets["rejectCodes"]["F08"].as_u64().unwrap_or(0);
+    let fulfills = packets["fulfills"].as_u64().unwrap_or(0);
     let max_fulfilled: u64 =
-        packets.str("maxFulfilledAmount").and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+        packets["maxFulfilledAmount"].as_str().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
     assert!(f08 >= 1, "expected at least one F08 (amount too large) reject: {paid}");
     let f08_by = packets.get("rejectTriggeredBy").and_then(|t| t.get("F08"));
     assert!(
-        matches!(f08_by, Some(Json::Arr(a)) if a.iter().all(|v| *v == Json::Str(f08_from.to_string()))),
+        matches!(f08_by, Some(Value::Array(a)) if a.iter().all(|v| v.as_str() == Some(f08_from))),
         "expected every F08 to be triggered by {f08_from}: {paid}"
     );
     assert!(
@@ -415,9 +435,9 @@ fn stream_payment_through_thitsax_splits_on_f08() {
         ],
     );
     let ready = procs.wait_event(rx, "ready", Duration::from_secs(30));
-    assert_eq!(ready.str("clientAddress"), Some("test.thitsax.receiver"), "receiver ILDCP: {ready}");
-    assert_eq!(ready.str("assetCode"), Some("USD"), "receiver ILDCP: {ready}");
-    assert_eq!(ready.num("assetScale"), Some(9), "receiver ILDCP: {ready}");
+    assert_eq!(ready["clientAddress"].as_str(), Some("test.thitsax.receiver"), "receiver ILDCP: {ready}");
+    assert_eq!(ready["assetCode"].as_str(), Some("USD"), "receiver ILDCP: {ready}");
+    assert_eq!(ready["assetScale"].as_u64(), Some(9), "receiver ILDCP: {ready}");
 
     let tx = procs.node(
         &node,
@@ -433,9 +453,9 @@ fn stream_payment_through_thitsax_splits_on_f08() {
             "--outgoing-token".into(),
             "sender-token".into(),
             "--destination".into(),
-            ready.str("address").expect("receiver address").to_string(),
+            ready["address"].as_str().expect("receiver address").to_string(),
             "--shared-secret".into(),
-            ready.str("sharedSecret").expect("receiver sharedSecret").to_string(),
+            ready["sharedSecret"].as_str().expect("receiver sharedSecret").to_string(),
             "--amount".into(),
             AMOUNT.to_string(),
             "--timeout-ms".into(),
@@ -443,7 +463,7 @@ fn stream_payment_through_thitsax_splits_on_f08() {
         ],
     );
     let connected = procs.wait_event(tx, "connected", Duration::from_secs(40));
-    assert_eq!(connected.str("sourceAddress"), Some("test.thitsax.sender"), "sender ILDCP: {connected}");
+    assert_eq!(connected["sourceAddress"].as_str(), Some("test.thitsax.sender"), "sender ILDCP: {connected}");
     let paid = procs.wait_event(tx, "paid", Duration::from_secs(65));
     let received = procs.wait_event(rx, "received", Duration::from_secs(10));
     check_payment(&paid, &received, MAX_PACKET, "test.thitsax");
@@ -508,7 +528,7 @@ fn stream_payment_via_ilp_connector_and_thitsax() {
         &["--config".into(), jsc_path.display().to_string()],
     );
     let jsc_ready = procs.wait_event(jsc, "ready", Duration::from_secs(30));
-    assert_eq!(jsc_ready.str("address"), Some("test.jsc"), "{jsc_ready}");
+    assert_eq!(jsc_ready["address"].as_str(), Some("test.jsc"), "{jsc_ready}");
 
     let rx = procs.node(
         &node,
@@ -530,7 +550,7 @@ fn stream_payment_via_ilp_connector_and_thitsax() {
         ],
     );
     let ready = procs.wait_event(rx, "ready", Duration::from_secs(30));
-    assert_eq!(ready.str("clientAddress"), Some("test.thitsax.receiver"), "receiver ILDCP: {ready}");
+    assert_eq!(ready["clientAddress"].as_str(), Some("test.thitsax.receiver"), "receiver ILDCP: {ready}");
 
     let tx = procs.node(
         &node,
@@ -546,9 +566,9 @@ fn stream_payment_via_ilp_connector_and_thitsax() {
             "--outgoing-token".into(),
             "sender-to-jsc".into(),
             "--destination".into(),
-            ready.str("address").expect("receiver address").to_string(),
+            ready["address"].as_str().expect("receiver address").to_string(),
             "--shared-secret".into(),
-            ready.str("sharedSecret").expect("receiver sharedSecret").to_string(),
+            ready["sharedSecret"].as_str().expect("receiver sharedSecret").to_string(),
             "--amount".into(),
             AMOUNT.to_string(),
             "--timeout-ms".into(),
@@ -556,226 +576,9 @@ fn stream_payment_via_ilp_connector_and_thitsax() {
         ],
     );
     let connected = procs.wait_event(tx, "connected", Duration::from_secs(40));
-    assert_eq!(connected.str("sourceAddress"), Some("test.jsc.sender"), "sender ILDCP: {connected}");
+    assert_eq!(connected["sourceAddress"].as_str(), Some("test.jsc.sender"), "sender ILDCP: {connected}");
     let paid = procs.wait_event(tx, "paid", Duration::from_secs(65));
     let received = procs.wait_event(rx, "received", Duration::from_secs(10));
     check_payment(&paid, &received, MAX_PACKET, "test.thitsax");
     procs.wait_event(tx, "exit", Duration::from_secs(10));
-}
-
-// ---------------------------------------------------------------------------
-// A small JSON reader for the scripts' stdout lines (std only).
-// ---------------------------------------------------------------------------
-
-#[derive(Clone, Debug, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn parse(s: &str) -> Result<Json, String> {
-        let b = s.as_bytes();
-        let mut i = 0;
-        let v = parse_value(b, &mut i)?;
-        skip_ws(b, &mut i);
-        if i != b.len() {
-            return Err(format!("trailing characters at {i}"));
-        }
-        Ok(v)
-    }
-
-    fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Obj(kv) => kv.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    fn str(&self, key: &str) -> Option<&str> {
-        match self.get(key) {
-            Some(Json::Str(s)) => Some(s),
-            _ => None,
-        }
-    }
-
-    fn num(&self, key: &str) -> Option<u64> {
-        match self.get(key) {
-            Some(Json::Num(n)) if *n >= 0.0 && n.fract() == 0.0 => Some(*n as u64),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Json {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Json::Null => write!(f, "null"),
-            Json::Bool(b) => write!(f, "{b}"),
-            Json::Num(n) => write!(f, "{n}"),
-            Json::Str(s) => write!(f, "{s:?}"),
-            Json::Arr(a) => {
-                write!(f, "[")?;
-                for (i, v) in a.iter().enumerate() {
-                    write!(f, "{}{v}", if i > 0 { "," } else { "" })?;
-                }
-                write!(f, "]")
-            }
-            Json::Obj(kv) => {
-                write!(f, "{{")?;
-                for (i, (k, v)) in kv.iter().enumerate() {
-                    write!(f, "{}{k:?}:{v}", if i > 0 { "," } else { "" })?;
-                }
-                write!(f, "}}")
-            }
-        }
-    }
-}
-
-fn skip_ws(b: &[u8], i: &mut usize) {
-    while *i < b.len() && b[*i].is_ascii_whitespace() {
-        *i += 1;
-    }
-}
-
-fn parse_value(b: &[u8], i: &mut usize) -> Result<Json, String> {
-    skip_ws(b, i);
-    match b.get(*i) {
-        None => Err("unexpected end".into()),
-        Some(b'{') => {
-            *i += 1;
-            let mut kv = Vec::new();
-            skip_ws(b, i);
-            if b.get(*i) == Some(&b'}') {
-                *i += 1;
-                return Ok(Json::Obj(kv));
-            }
-            loop {
-                skip_ws(b, i);
-                let Json::Str(k) = parse_value(b, i)? else {
-                    return Err("object key must be a string".into());
-                };
-                skip_ws(b, i);
-                if b.get(*i) != Some(&b':') {
-                    return Err(format!("expected ':' at {i}"));
-                }
-                *i += 1;
-                kv.push((k, parse_value(b, i)?));
-                skip_ws(b, i);
-                match b.get(*i) {
-                    Some(b',') => *i += 1,
-                    Some(b'}') => {
-                        *i += 1;
-                        return Ok(Json::Obj(kv));
-                    }
-                    _ => return Err(format!("expected ',' or '}}' at {i}")),
-                }
-            }
-        }
-        Some(b'[') => {
-            *i += 1;
-            let mut a = Vec::new();
-            skip_ws(b, i);
-            if b.get(*i) == Some(&b']') {
-                *i += 1;
-                return Ok(Json::Arr(a));
-            }
-            loop {
-                a.push(parse_value(b, i)?);
-                skip_ws(b, i);
-                match b.get(*i) {
-                    Some(b',') => *i += 1,
-                    Some(b']') => {
-                        *i += 1;
-                        return Ok(Json::Arr(a));
-                    }
-                    _ => return Err(format!("expected ',' or ']' at {i}")),
-                }
-            }
-        }
-        Some(b'"') => {
-            *i += 1;
-            let mut out: Vec<u8> = Vec::new();
-            loop {
-                let c = *b.get(*i).ok_or("unterminated string")?;
-                *i += 1;
-                match c {
-                    b'"' => return String::from_utf8(out).map(Json::Str).map_err(|e| e.to_string()),
-                    b'\\' => {
-                        let e = *b.get(*i).ok_or("bad escape")?;
-                        *i += 1;
-                        let ch = match e {
-                            b'"' => '"',
-                            b'\\' => '\\',
-                            b'/' => '/',
-                            b'b' => '\u{8}',
-                            b'f' => '\u{c}',
-                            b'n' => '\n',
-                            b'r' => '\r',
-                            b't' => '\t',
-                            b'u' => {
-                                let hex = std::str::from_utf8(b.get(*i..*i + 4).ok_or("bad \\u")?)
-                                    .map_err(|e| e.to_string())?;
-                                *i += 4;
-                                let mut cp = u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
-                                if (0xD800..0xDC00).contains(&cp)
-                                    && b.get(*i) == Some(&b'\\')
-                                    && b.get(*i + 1) == Some(&b'u')
-                                {
-                                    let lo = std::str::from_utf8(b.get(*i + 2..*i + 6).ok_or("bad \\u")?)
-                                        .map_err(|e| e.to_string())?;
-                                    let lo = u32::from_str_radix(lo, 16).map_err(|e| e.to_string())?;
-                                    *i += 6;
-                                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF);
-                                }
-                                char::from_u32(cp).unwrap_or('\u{FFFD}')
-                            }
-                            _ => return Err("bad escape".into()),
-                        };
-                        let mut buf = [0u8; 4];
-                        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                    }
-                    _ => out.push(c),
-                }
-            }
-        }
-        Some(b't') if b[*i..].starts_with(b"true") => {
-            *i += 4;
-            Ok(Json::Bool(true))
-        }
-        Some(b'f') if b[*i..].starts_with(b"false") => {
-            *i += 5;
-            Ok(Json::Bool(false))
-        }
-        Some(b'n') if b[*i..].starts_with(b"null") => {
-            *i += 4;
-            Ok(Json::Null)
-        }
-        Some(_) => {
-            let start = *i;
-            while *i < b.len() && matches!(b[*i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
-                *i += 1;
-            }
-            let s = std::str::from_utf8(&b[start..*i]).map_err(|e| e.to_string())?;
-            s.parse::<f64>().map(Json::Num).map_err(|_| format!("bad value at {start}"))
-        }
-    }
-}
-
-#[test]
-fn json_reader_reads_harness_lines() {
-    let v = Json::parse(r#"{"event":"paid","sent":"10000","packets":{"fulfills":10,"rejectCodes":{"F08":3}},"a":[1,true,null,"x\"\u00e9"]}"#)
-        .unwrap();
-    assert_eq!(v.str("event"), Some("paid"));
-    assert_eq!(v.get("packets").unwrap().num("fulfills"), Some(10));
-    assert_eq!(v.get("packets").unwrap().get("rejectCodes").unwrap().num("F08"), Some(3));
-    assert_eq!(
-        v.get("a"),
-        Some(&Json::Arr(vec![Json::Num(1.0), Json::Bool(true), Json::Null, Json::Str("x\"é".into())]))
-    );
-    assert!(Json::parse("{\"a\":").is_err());
 }
