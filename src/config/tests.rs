@@ -39,6 +39,16 @@ fn the_example_file_is_valid() {
 }
 
 #[test]
+fn the_two_node_example_is_valid_and_routes_across() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/two-nodes/");
+    let a = Config::from_file(Path::new(&format!("{dir}node-a.toml"))).unwrap();
+    let b = Config::from_file(Path::new(&format!("{dir}node-b.toml"))).unwrap();
+    assert_eq!(a.routes.lookup("g.thitsax-b.mm.wallet").map(|x| &**x), Some("b"));
+    assert_eq!(b.routes.lookup("g.thitsax-b.mm.wallet").map(|x| &**x), Some("mm"));
+    assert_eq!(b.routes.lookup("g.thitsax-a.cu").map(|x| &**x), Some("a"));
+}
+
+#[test]
 fn defaults_apply() {
     let config = Config::from_toml(MINIMAL).unwrap();
     assert_eq!(config.listen.to_string(), defaults::LISTEN);
