@@ -192,37 +192,38 @@ impl<S: Store> Node<S> {
 
     /// Sends the packet and settles its outcome: credit on a valid Fulfill, reverse otherwise.
     async fn send_and_settle(&self, from: &Account, out: Outbound) -> Result<Response, Refusal> {
-        let outgoing = out.to.outgoing.as_ref().expect("route() only returns accounts with an outgoing URL");
-        let condition: [u8; 32] = out.prepare.execution_condition().try_into().expect("32-byte condition");
+        let Outbound { to, prepare, amount_in, amount_out, deadline, expires_at } = out;
+        let outgoing = to.outgoing.as_ref().expect("route() only returns accounts with an outgoing URL");
+        let condition = *prepare.execution_condition();
         let sent = tokio::select! {
-            sent = self.client.send(outgoing, out.prepare.to_bytes(), out.deadline) => sent,
+            sent = self.client.send(outgoing, prepare.into_bytes(), deadline) => sent,
             _ = self.shutdown.reached(Phase::Aborting) => Err(SendError::Transport("node shutting down".into())),
         };
         match sent {
             Ok(Response::Fulfill(fulfill)) if fulfills(&condition, fulfill.fulfillment()) => {
-                match self.store.credit_fulfill(&out.to, out.amount_out).await {
-                    Ok(balance) => settlement::after_credit(&out.to, balance),
+                match self.store.credit_fulfill(&to, amount_out).await {
+                    Ok(balance) => settlement::after_credit(&to, balance),
                     // The money moved downstream whatever our store says; relay the Fulfill so
                     // the sender pays us, and make the gap loud for reconciliation.
                     Err(e) => {
-                        error!(error = %e, to = %out.to.id, amount = out.amount_out, "fulfilled packet not credited")
+                        error!(error = %e, to = %to.id, amount = amount_out, "fulfilled packet not credited")
                     }
                 }
                 Ok(Response::Fulfill(fulfill))
             }
             Ok(Response::Fulfill(_)) => {
-                warn!(to = %out.to.id, "fulfillment does not match the condition");
-                self.reverse(from, out.amount_in).await;
+                warn!(to = %to.id, "fulfillment does not match the condition");
+                self.reverse(from, amount_in).await;
                 Err(Refusal::WrongCondition)
             }
             Ok(Response::Reject(reject)) => {
-                self.reverse(from, out.amount_in).await;
+                self.reverse(from, amount_in).await;
                 Ok(Response::Reject(reject))
             }
             Err(e) => {
-                self.reverse(from, out.amount_in).await;
-                debug!(error = %e, to = %out.to.id, "send failed");
-                Err(self.send_refusal(e, out.expires_at))
+                self.reverse(from, amount_in).await;
+                debug!(error = %e, to = %to.id, "send failed");
+                Err(self.send_refusal(e, expires_at))
             }
         }
     }

@@ -62,15 +62,36 @@ pub fn validate_address(bytes: &[u8]) -> Result<(), AddressError> {
     Ok(())
 }
 
-/// A valid ILP address. Cheap to clone (shared string).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IlpAddress(Arc<str>);
+/// A valid ILP address. Cheap to clone (shared string). It also keeps the codec's own address
+/// type, built once, because the codec re-validates with a regex every time one is made.
+#[derive(Clone)]
+pub struct IlpAddress(Arc<str>, interledger_packet::Address);
+
+impl PartialEq for IlpAddress {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl Eq for IlpAddress {}
+impl std::hash::Hash for IlpAddress {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
 
 impl IlpAddress {
     /// Parses and validates an address.
     pub fn parse(s: &str) -> Result<Self, AddressError> {
         validate_address(s.as_bytes())?;
-        Ok(IlpAddress(Arc::from(s)))
+        // Our grammar check is the codec's regex, so the codec accepts what we accepted.
+        let wire =
+            interledger_packet::Address::try_from(s.as_bytes()).map_err(|_| AddressError::Character)?;
+        Ok(IlpAddress(Arc::from(s), wire))
+    }
+
+    /// The codec's form, for building packets.
+    pub(crate) fn wire(&self) -> &interledger_packet::Address {
+        &self.1
     }
 
     pub fn as_str(&self) -> &str {

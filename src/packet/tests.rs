@@ -97,7 +97,15 @@ fn bad_destination_is_refused() {
 #[test]
 fn data_over_the_limit_is_refused() {
     let data = vec![0u8; DATA_BYTES_MAX + 1];
-    let bytes = sample_prepare(&data).to_bytes();
+    let too_long = interledger_packet::PrepareBuilder {
+        amount: 1,
+        expires_at: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        execution_condition: &[0; 32],
+        destination: addr("g.x").wire().clone(),
+        data: &data,
+    }
+    .build();
+    let bytes = compat::from_04(too_long.into());
     assert_eq!(Prepare::parse(&bytes).unwrap_err(), PacketError::DataTooLong(DATA_BYTES_MAX + 1));
 }
 
@@ -154,6 +162,14 @@ fn exercise(bytes: &[u8]) {
     if let Ok(p) = Prepare::parse(bytes) {
         let _ = (p.amount(), p.expires_at(), p.execution_condition(), p.destination(), p.data());
         assert_eq!(&p.to_bytes()[..], bytes);
+        // Differential check: the codec reads exactly the same fields from what we accepted.
+        let reference =
+            interledger_packet::Prepare::try_from(compat::to_04(bytes)).expect("codec accepts it too");
+        assert_eq!(reference.amount(), p.amount());
+        assert_eq!(reference.expires_at(), p.expires_at());
+        assert_eq!(reference.execution_condition(), p.execution_condition());
+        assert_eq!(&*reference.destination(), p.destination());
+        assert_eq!(reference.data(), p.data());
         let rebuilt = Prepare::build(
             &IlpAddress::parse(p.destination()).unwrap(),
             p.amount(),
@@ -251,4 +267,23 @@ fn var_octets_round_trip_at_length_boundaries() {
         assert_eq!(read, &value[..]);
         assert_eq!(rest, &[0xAA]);
     }
+}
+
+#[test]
+fn amount_and_expiry_are_rewritten_in_place_like_the_codec_would() {
+    let mut ours = sample_prepare(b"payload");
+    let mut reference = interledger_packet::Prepare::try_from(compat::to_04(&ours.to_bytes())).unwrap();
+    for ms in [0u64, 1, 999, 1_700_000_000_123, 253_402_300_799_999] {
+        let t = UNIX_EPOCH + Duration::from_millis(ms);
+        ours.set_amount_and_expiry(ms ^ 0xdead_beef, t);
+        reference.set_amount(ms ^ 0xdead_beef);
+        reference.set_expires_at(t);
+        assert_eq!(&ours.to_bytes()[..], reference.as_ref(), "at {ms} ms");
+        assert_eq!(ours.expires_at(), t);
+        assert_eq!(ours.amount(), ms ^ 0xdead_beef);
+    }
+    // Sub-millisecond precision is truncated, as on the wire.
+    ours.set_amount_and_expiry(1, UNIX_EPOCH + Duration::from_micros(1_500));
+    assert_eq!(ours.expires_at(), UNIX_EPOCH + Duration::from_millis(1));
+    assert_eq!(Prepare::parse(&ours.into_bytes()).unwrap().amount(), 1);
 }
