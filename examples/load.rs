@@ -1,6 +1,6 @@
 //! Load tool for ThitsaX (and any ILP-over-HTTP connector).
 //!
-//! Three subcommands, all loopback-only:
+//! Four subcommands, all loopback-only:
 //!
 //! * `receiver` — ILP-over-HTTP (RFC 0035) endpoint that fulfils every Prepare
 //!   whose execution condition it can meet (see "Conditions" below).
@@ -9,6 +9,11 @@
 //!   This is the ceiling reference for a connector in the same position.
 //! * `send` — sends N Prepares with at most C in flight over C keep-alive
 //!   connections, then prints a human-readable summary and one JSON line.
+//! * `compare` — the side-by-side comparison in one command: starts a
+//!   receiver, a bare proxy, ThitsaX and (with `--ilp-connector`) the JS
+//!   reference connector as child processes, runs `send` against each in
+//!   interleaved rounds and prints medians, ratios and the pass/fail checks
+//!   (see "compare" below).
 //!
 //! Conditions: by default (`--condition data`) every Prepare carries a unique
 //! 32-byte preimage as its data and the condition is SHA-256(preimage); the
@@ -38,6 +43,29 @@
 //! The receiver and proxy print their connection/request counts and CPU
 //! seconds on SIGINT/SIGTERM (or at `--exit-after-secs`) to stderr.
 //!
+//! compare:
+//!
+//! ```text
+//! cargo build --release
+//! cargo run --release --example load -- compare --thitsax target/release/thitsax \
+//!     --ilp-connector tests/interop/bench-connector.js -n 100000 -c 50 --warmup 5000 --rounds 3 [--json]
+//! ```
+//!
+//! Each round runs proxy, ThitsaX, ilp-connector in turn (interleaved so that
+//! drift of the machine hits all three alike), each with a fresh `send` child
+//! process, after waiting until the CPUs are idle (`--quiet-idle-pct` over 1 s,
+//! giving up with a warning after `--quiet-timeout-secs`). ilp-connector gets
+//! `--connector-packets` (default n/5) measured packets: it is about ten times
+//! slower. The table shows per target the median over rounds of each figure
+//! and the target process's CPU time (user + system, all threads, from
+//! /proc/PID/stat) per packet of the measured phase; then the checks
+//! ThitsaX/proxy packets/s >= 0.60, ThitsaX/ilp-connector >= 6, ThitsaX p99
+//! < 5 ms, every packet fulfilled. Exit status 0 when all pass, 1 when one
+//! fails or could not be measured, 2 on error. Every child is killed and the
+//! temp dir removed at the end, also on error and on SIGINT/SIGTERM; node
+//! also exits when compare dies by SIGKILL (its stdin pipe closes), the
+//! receiver, proxy and ThitsaX do not.
+//!
 //! Threads: every subcommand defaults to a current-thread runtime
 //! (`--threads 1`). On a 2-core machine shared by sender, middle box and
 //! receiver, that was the fastest for sender and receiver; multi-thread
@@ -47,7 +75,10 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -227,6 +258,8 @@ enum Cmd {
     Proxy(ProxyArgs),
     /// Send N Prepares with C in flight and report packets/s and latency.
     Send(SendArgs),
+    /// Proxy vs ThitsaX vs ilp-connector, side by side, with the pass/fail checks.
+    Compare(CompareArgs),
 }
 
 #[derive(Args, Clone)]
@@ -319,12 +352,48 @@ struct SendArgs {
     label: String,
 }
 
+#[derive(Args)]
+struct CompareArgs {
+    /// ThitsaX binary, e.g. target/release/thitsax.
+    #[arg(long)]
+    thitsax: PathBuf,
+    /// tests/interop/bench-connector.js: also measure ilp-connector (needs node, or $NODE).
+    #[arg(long)]
+    ilp_connector: Option<PathBuf>,
+    /// Measured Prepares per run against the proxy and ThitsaX.
+    #[arg(short = 'n', long, default_value_t = 100_000)]
+    packets: u64,
+    /// Measured Prepares per ilp-connector run [default: n/5].
+    #[arg(long)]
+    connector_packets: Option<u64>,
+    /// Maximum in flight (= keep-alive connections) of every run.
+    #[arg(short = 'c', long, default_value_t = 50)]
+    concurrency: usize,
+    /// Prepares sent before each run's measurement, not counted.
+    #[arg(long, default_value_t = 5000)]
+    warmup: u64,
+    /// Rounds; each round measures every target once. Figures are medians over rounds.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Before each run, wait until the CPUs were at least this idle (%) over one second.
+    #[arg(long, default_value_t = 90.0)]
+    quiet_idle_pct: f64,
+    /// Give up waiting for a quiet machine after this long, warn, and measure anyway.
+    #[arg(long, default_value_t = 60)]
+    quiet_timeout_secs: u64,
+    /// Also print one JSON line with every figure (the last line on stdout).
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() {
     let cli = Cli::parse();
     let threads = match &cli.cmd {
         Cmd::Receiver(a) => a.common.threads,
         Cmd::Proxy(a) => a.common.threads,
         Cmd::Send(a) => a.threads,
+        // The runtime only waits for the compare thread and for signals.
+        Cmd::Compare(_) => 1,
     };
     let rt = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
@@ -337,6 +406,7 @@ fn main() {
             Cmd::Receiver(a) => run_receiver(a).await,
             Cmd::Proxy(a) => run_proxy(a).await,
             Cmd::Send(a) => run_send(a).await,
+            Cmd::Compare(a) => run_compare(a).await,
         }
     });
     if let Err(e) = result {
@@ -379,9 +449,20 @@ fn loopback_url(url: &str) -> Result<(Uri, SocketAddr), String> {
 
 /// CPU seconds (user + system) used by this process so far.
 fn cpu_seconds() -> f64 {
-    // Fields 14 and 15 of /proc/self/stat, counted after the ")" closing comm.
-    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
-    let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else { return f64::NAN };
+    process_cpu_seconds("self")
+}
+
+/// CPU seconds (user + system, all threads) used so far by process `pid`
+/// ("self" or a number); NaN when it cannot be read (e.g. it has exited).
+fn process_cpu_seconds(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| stat_cpu_seconds(&s)).unwrap_or(f64::NAN)
+}
+
+/// utime + stime of a /proc/PID/stat line, in seconds.
+fn stat_cpu_seconds(stat: &str) -> f64 {
+    // Fields 14 and 15, counted after the ")" closing comm (which may itself
+    // contain spaces and parentheses, hence the last ")").
+    let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else { return f64::NAN };
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
     (ticks(11) + ticks(12)) / 100.0 // USER_HZ is 100 on Linux
@@ -1117,6 +1198,7 @@ async fn run_send(a: SendArgs) -> Result<(), String> {
         );
     }
 
+    eprintln!("{MEASURE_START} {} packets", a.packets);
     let cpu0 = cpu_seconds();
     let (_conns, mut st, dur) = run_phase(&ctx, conns, a.packets, 0, true).await;
     let cpu = cpu_seconds() - cpu0;
@@ -1187,6 +1269,10 @@ async fn run_send(a: SendArgs) -> Result<(), String> {
     println!("{}", s.to_json());
     Ok(())
 }
+
+/// Printed by `send` on stderr right before its measured phase; `compare`
+/// starts the target's CPU clock when it reads it.
+const MEASURE_START: &str = "send: measuring";
 
 /// The figures of one measured run; `to_json` is the machine-readable line.
 struct Summary {

@@ -59,20 +59,49 @@ pub fn hash_token(token: &[u8]) -> TokenHash {
     out
 }
 
-/// Where and how the node sends this account's packets (ILP-over-HTTP).
+/// Where and how the node sends this account's packets (ILP-over-HTTP). Everything a request
+/// needs is derived once here, not per packet.
 #[derive(Clone, Debug)]
 pub struct Outgoing {
     pub url: hyper::Uri,
+    /// `host:port` to connect to (port 80 when the URL gives none); also the connection pool key.
+    pub authority: Arc<str>,
+    /// The `Host` header value.
+    pub host: hyper::header::HeaderValue,
+    /// The request target: the URL's path and query.
+    pub path: hyper::Uri,
     /// `Bearer <token>`, built once and marked sensitive so hyper and `Debug` never show it.
     pub authorization: hyper::header::HeaderValue,
 }
 
+/// Why an outgoing URL or token cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutgoingError {
+    #[error("must be an absolute http:// URL with a host")]
+    Url,
+    #[error("holds characters an HTTP header cannot carry")]
+    Token,
+}
+
 impl Outgoing {
-    /// Fails when the token holds characters an HTTP header cannot carry.
-    pub fn new(url: hyper::Uri, token: &Secret) -> Result<Self, hyper::header::InvalidHeaderValue> {
-        let mut authorization = hyper::header::HeaderValue::try_from(format!("Bearer {}", token.expose()))?;
+    /// Only plain `http://` URLs: this build has no TLS client.
+    pub fn new(url: hyper::Uri, token: &Secret) -> Result<Self, OutgoingError> {
+        let authority =
+            url.authority().filter(|_| url.scheme_str() == Some("http")).ok_or(OutgoingError::Url)?;
+        let host =
+            hyper::header::HeaderValue::from_str(authority.as_str()).map_err(|_| OutgoingError::Url)?;
+        let connect_to: Arc<str> =
+            format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80)).into();
+        let path = url
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .parse()
+            .map_err(|_| OutgoingError::Url)?;
+        let mut authorization = hyper::header::HeaderValue::try_from(format!("Bearer {}", token.expose()))
+            .map_err(|_| OutgoingError::Token)?;
         authorization.set_sensitive(true);
-        Ok(Outgoing { url, authorization })
+        Ok(Outgoing { url, authority: connect_to, host, path, authorization })
     }
 }
 

@@ -2,7 +2,7 @@
 //! that every problem is reported at once with its key path, before anything binds a port.
 //! All defaults live in [`defaults`].
 
-use crate::account::{hash_token, Account, Outgoing, Relation, Secret, TokenHash};
+use crate::account::{hash_token, Account, Outgoing, OutgoingError, Relation, Secret, TokenHash};
 use crate::forward::ExpiryRules;
 use crate::http::server::ServerLimits;
 use crate::packet::IlpAddress;
@@ -460,11 +460,11 @@ impl Validator {
             return None;
         }
         // The token's value is never echoed into an error message.
-        let outgoing = Outgoing::new(uri, &Secret::new(token.clone()));
-        self.check(
-            &at("outgoing_token"),
-            outgoing.map_err(|_| "holds characters an HTTP header cannot carry"),
-        )
+        match Outgoing::new(uri, &Secret::new(token.clone())) {
+            Ok(outgoing) => Some(outgoing),
+            Err(e @ OutgoingError::Url) => self.check(&at("outgoing_url"), Err(e)),
+            Err(e @ OutgoingError::Token) => self.check(&at("outgoing_token"), Err(e)),
+        }
     }
 
     /// Packets between different asset codes need a price for both.

@@ -1,15 +1,24 @@
-//! The outgoing side of ILP-over-HTTP: one pooled keep-alive client for all next hops.
+//! The outgoing side of ILP-over-HTTP: keep-alive HTTP/1.1 connections pooled per next hop.
+//!
+//! Each next hop (`host:port`) has its own pool with a hard cap on connections, so one slow peer
+//! cannot exhaust the node's sockets and a burst cannot open unbounded connections to a peer.
+//! HTTP/1.1 carries one request per connection at a time, so the cap is also the cap on packets
+//! in flight to that peer; a packet waits for a connection until its own deadline.
 
 use crate::account::Outgoing;
 use crate::packet::{PacketError, Response, PACKET_BYTES_MAX};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tracing::debug;
 
 /// Why a forwarded packet got no valid answer. The caller reverses the debit for every variant.
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +37,9 @@ pub enum SendError {
 
 #[derive(Debug, Clone)]
 pub struct ClientLimits {
-    /// Idle keep-alive connections kept per next hop.
-    pub idle_connections_per_host_max: usize,
-    /// Idle connections are closed after this, before a peer's own idle timeout would race us.
+    /// Connections to one next hop, busy and idle together.
+    pub connections_per_peer_max: usize,
+    /// Idle connections are dropped after this, before a peer's own idle timeout would race us.
     pub idle_timeout: Duration,
     pub connect_timeout: Duration,
 }
@@ -38,30 +47,37 @@ pub struct ClientLimits {
 impl Default for ClientLimits {
     fn default() -> Self {
         ClientLimits {
-            idle_connections_per_host_max: 256,
+            connections_per_peer_max: 256,
             idle_timeout: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(5),
         }
     }
 }
 
-#[derive(Clone, Debug)]
+/// Connections to one next hop.
+struct PeerPool {
+    /// One permit per busy connection: at most `connections_per_peer_max` requests in flight.
+    busy: Semaphore,
+    /// Idle connections, most recently used last (reused first: it is the least likely to have
+    /// been closed by the peer).
+    idle: Mutex<Vec<(SendRequest<Full<Bytes>>, Instant)>>,
+}
+
+#[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
+    limits: ClientLimits,
+    peers: Arc<RwLock<HashMap<Arc<str>, Arc<PeerPool>>>>,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient").field("limits", &self.limits).finish()
+    }
 }
 
 impl HttpClient {
     pub fn new(limits: &ClientLimits) -> Self {
-        let mut connector = HttpConnector::new();
-        // Packets are small request/response pairs: Nagle's delay would dominate latency.
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(limits.connect_timeout));
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(limits.idle_connections_per_host_max)
-            .pool_idle_timeout(limits.idle_timeout)
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(connector);
-        HttpClient { inner }
+        HttpClient { limits: limits.clone(), peers: Default::default() }
     }
 
     /// Posts one packet and returns the validated Fulfill or Reject. Gives up at `deadline`,
@@ -71,23 +87,114 @@ impl HttpClient {
     }
 
     async fn exchange(&self, to: &Outgoing, packet: Bytes) -> Result<Response, SendError> {
-        let request = hyper::Request::post(to.url.clone())
-            .header(AUTHORIZATION, to.authorization.clone())
-            .header(CONTENT_TYPE, super::CONTENT_TYPE_ILP)
-            .body(Full::new(packet))
-            .map_err(|e| SendError::Transport(e.to_string()))?;
-        let response =
-            self.inner.request(request).await.map_err(|e| SendError::Transport(error_chain(&e)))?;
-        if !response.status().is_success() {
-            return Err(SendError::Status(response.status().as_u16()));
+        let pool = self.pool(&to.authority);
+        let _busy = pool.busy.acquire().await.expect("pool semaphore is never closed");
+        let mut request = Some(request(to, packet));
+        // A pooled connection the peer closed while idle refuses the request before writing any
+        // of it; only then is it safe to send the same packet again, on a fresh connection.
+        for _ in 0..2 {
+            let (mut conn, reused) = match self.idle_connection(&pool) {
+                Some(conn) => (conn, true),
+                None => (self.connect(to).await?, false),
+            };
+            let req = request.take().expect("request is present until sent");
+            match conn.try_send_request(req).await {
+                Ok(response) => {
+                    let result = read_response(response).await;
+                    if result.is_ok() {
+                        self.release(&pool, conn);
+                    }
+                    return result;
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => request = Some(unsent),
+                    _ => return Err(SendError::Transport(error_chain(&e.into_error()))),
+                },
+            }
         }
-        let body = Limited::new(response.into_body(), PACKET_BYTES_MAX)
-            .collect()
-            .await
-            .map_err(|_| SendError::Body)?
-            .to_bytes();
-        Ok(Response::parse(body)?)
+        Err(SendError::Transport("connection closed before the request was sent".into()))
     }
+
+    fn pool(&self, authority: &Arc<str>) -> Arc<PeerPool> {
+        if let Some(pool) = self.peers.read().unwrap_or_else(|e| e.into_inner()).get(authority) {
+            return pool.clone();
+        }
+        let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
+        peers
+            .entry(authority.clone())
+            .or_insert_with(|| {
+                Arc::new(PeerPool {
+                    busy: Semaphore::new(self.limits.connections_per_peer_max),
+                    idle: Mutex::new(Vec::new()),
+                })
+            })
+            .clone()
+    }
+
+    /// The most recently used idle connection that is still open and fresh.
+    fn idle_connection(&self, pool: &PeerPool) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((conn, since)) = idle.pop() {
+            if conn.is_ready() && since.elapsed() < self.limits.idle_timeout {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Puts a connection back. Busy + idle never exceed the cap: a connection is only opened
+    /// when no idle one exists, by a request holding one of the cap's permits.
+    fn release(&self, pool: &PeerPool, conn: SendRequest<Full<Bytes>>) {
+        if conn.is_ready() {
+            let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+            // Drop connections that have idled too long (oldest first) while we hold the lock.
+            let timeout = self.limits.idle_timeout;
+            idle.retain(|(_, since)| since.elapsed() < timeout);
+            idle.push((conn, Instant::now()));
+        }
+    }
+
+    async fn connect(&self, to: &Outgoing) -> Result<SendRequest<Full<Bytes>>, SendError> {
+        let connecting = TcpStream::connect(&*to.authority);
+        let stream = tokio::time::timeout(self.limits.connect_timeout, connecting)
+            .await
+            .map_err(|_| SendError::Transport("connect timed out".into()))?
+            .map_err(|e| SendError::Transport(e.to_string()))?;
+        // Packets are small request/response pairs: Nagle's delay would dominate latency.
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| SendError::Transport(error_chain(&e)))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(error = %e, "outgoing connection closed with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+fn request(to: &Outgoing, packet: Bytes) -> hyper::Request<Full<Bytes>> {
+    let mut request = hyper::Request::new(Full::new(packet));
+    *request.method_mut() = hyper::Method::POST;
+    *request.uri_mut() = to.path.clone();
+    let headers = request.headers_mut();
+    headers.insert(HOST, to.host.clone());
+    headers.insert(AUTHORIZATION, to.authorization.clone());
+    headers.insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static(super::CONTENT_TYPE_ILP));
+    request
+}
+
+async fn read_response(response: hyper::Response<hyper::body::Incoming>) -> Result<Response, SendError> {
+    if !response.status().is_success() {
+        return Err(SendError::Status(response.status().as_u16()));
+    }
+    let body = Limited::new(response.into_body(), PACKET_BYTES_MAX)
+        .collect()
+        .await
+        .map_err(|_| SendError::Body)?
+        .to_bytes();
+    Ok(Response::parse(body)?)
 }
 
 /// hyper's errors say little at the top level; the cause chain names the real problem.
@@ -100,4 +207,104 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::Secret;
+    use crate::packet::Fulfill;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A next hop that counts connections and answers every request with a Fulfill after `delay`.
+    async fn peer(delay: Duration, connections: Arc<AtomicUsize>) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                connections.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_req| async move {
+                        tokio::time::sleep(delay).await;
+                        let body = Fulfill::build(&[0; 32], b"").as_bytes().clone();
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(body)))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn outgoing(addr: std::net::SocketAddr) -> Outgoing {
+        Outgoing::new(format!("http://{addr}/ilp").parse().unwrap(), &Secret::new("t".into())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn connections_per_peer_are_capped_and_reused() {
+        let connections = Arc::new(AtomicUsize::new(0));
+        let addr = peer(Duration::from_millis(20), connections.clone()).await;
+        let limits = ClientLimits { connections_per_peer_max: 4, ..ClientLimits::default() };
+        let client = HttpClient::new(&limits);
+        let to = outgoing(addr);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let sends = (0..40).map(|_| client.send(&to, Bytes::from_static(b"x"), deadline));
+        for result in futures::future::join_all(sends).await {
+            assert!(matches!(result, Ok(Response::Fulfill(_))));
+        }
+        assert!(
+            connections.load(Ordering::SeqCst) <= 4,
+            "{} connections",
+            connections.load(Ordering::SeqCst)
+        );
+        // A later packet reuses an idle connection.
+        client.send(&to, Bytes::from_static(b"x"), deadline).await.unwrap();
+        assert!(connections.load(Ordering::SeqCst) <= 4);
+    }
+
+    #[tokio::test]
+    async fn a_packet_waiting_for_a_connection_gives_up_at_its_deadline() {
+        let addr = peer(Duration::from_millis(500), Arc::new(AtomicUsize::new(0))).await;
+        let client =
+            HttpClient::new(&ClientLimits { connections_per_peer_max: 1, ..ClientLimits::default() });
+        let to = outgoing(addr);
+        let far = Instant::now() + Duration::from_secs(10);
+        let near = Instant::now() + Duration::from_millis(100);
+        let (slow, waiting) =
+            tokio::join!(client.send(&to, Bytes::new(), far), client.send(&to, Bytes::new(), near));
+        assert!(slow.is_ok());
+        assert!(matches!(waiting, Err(SendError::TimedOut)));
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_by_the_peer_while_idle_is_replaced() {
+        // The peer closes each connection after one response.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_req| async {
+                        let body = Fulfill::build(&[0; 32], b"").as_bytes().clone();
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(body)))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(false)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        let client = HttpClient::new(&ClientLimits::default());
+        let to = outgoing(addr);
+        for _ in 0..5 {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            assert!(client.send(&to, Bytes::new(), deadline).await.is_ok());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
