@@ -3,7 +3,7 @@
 use crate::account::Accounts;
 use crate::config::{Config, StoreKind};
 use crate::forward::Node;
-use crate::http::client::{ClientLimits, HttpClient};
+use crate::http::client::HttpClient;
 use crate::http::server;
 use crate::routing::Router;
 use crate::shutdown::Shutdown;
@@ -40,7 +40,7 @@ impl<S: Store> App<S> {
             router: Router::new(config.routes.clone()),
             rates: ArcSwap::from_pointee(config.rates.clone()),
             store,
-            client: HttpClient::new(&ClientLimits::default()),
+            client: HttpClient::new(&config.client),
             expiry: config.expiry.clone(),
             shutdown: shutdown.signal(),
         });

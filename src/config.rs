@@ -4,6 +4,7 @@
 
 use crate::account::{hash_token, Account, Outgoing, OutgoingError, Relation, Secret, TokenHash};
 use crate::forward::ExpiryRules;
+use crate::http::client::ClientLimits;
 use crate::http::server::ServerLimits;
 use crate::packet::IlpAddress;
 use crate::rates::{Decimal, Rates};
@@ -25,6 +26,9 @@ pub mod defaults {
     pub const REQUESTS_IN_FLIGHT_MAX: usize = 4096;
     pub const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
     pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
+    pub const OUTGOING_CONNECTIONS_PER_PEER_MAX: usize = 256;
+    pub const OUTGOING_IDLE_TIMEOUT_MS: u64 = 20_000;
+    pub const OUTGOING_CONNECT_TIMEOUT_MS: u64 = 5_000;
     pub const EXPIRY_MARGIN_MS: u64 = 1_000;
     pub const HOLD_TIME_MS_MAX: u64 = 30_000;
     pub const MIN_OUTGOING_WINDOW_MS: u64 = 500;
@@ -70,6 +74,9 @@ struct RawHttp {
     requests_in_flight_max: Option<usize>,
     header_read_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
+    outgoing_connections_per_peer_max: Option<usize>,
+    outgoing_idle_timeout_ms: Option<u64>,
+    outgoing_connect_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -135,6 +142,7 @@ pub struct Config {
     pub log_level: String,
     pub listen: SocketAddr,
     pub server: ServerLimits,
+    pub client: ClientLimits,
     pub expiry: ExpiryRules,
     pub store: StoreKind,
     pub rates: Rates,
@@ -219,6 +227,7 @@ impl Validator {
         let log_level = raw.node.log_level.unwrap_or_else(|| defaults::LOG_LEVEL.into());
         self.check("node.log_level", tracing_subscriber::EnvFilter::try_new(&log_level));
 
+        let client = self.client(&raw.http);
         let (listen, server) = self.http(raw.http);
         let expiry = self.forwarding(raw.forwarding);
         let rates = self.rates(raw.rates);
@@ -235,6 +244,7 @@ impl Validator {
                 log_level,
                 listen,
                 server,
+                client,
                 expiry,
                 store: raw.store.kind,
                 rates,
@@ -281,6 +291,27 @@ impl Validator {
             ),
         };
         (listen, limits)
+    }
+
+    fn client(&mut self, raw: &RawHttp) -> ClientLimits {
+        let ms = |v: u64| Duration::from_millis(v);
+        ClientLimits {
+            connections_per_peer_max: self.positive(
+                "http.outgoing_connections_per_peer_max",
+                raw.outgoing_connections_per_peer_max,
+                defaults::OUTGOING_CONNECTIONS_PER_PEER_MAX,
+            ),
+            idle_timeout: ms(self.positive(
+                "http.outgoing_idle_timeout_ms",
+                raw.outgoing_idle_timeout_ms,
+                defaults::OUTGOING_IDLE_TIMEOUT_MS,
+            )),
+            connect_timeout: ms(self.positive(
+                "http.outgoing_connect_timeout_ms",
+                raw.outgoing_connect_timeout_ms,
+                defaults::OUTGOING_CONNECT_TIMEOUT_MS,
+            )),
+        }
     }
 
     fn positive<T: PartialOrd + Default + Copy>(&mut self, path: &str, value: Option<T>, default: T) -> T {

@@ -53,6 +53,9 @@ fn defaults_apply() {
     let config = Config::from_toml(MINIMAL).unwrap();
     assert_eq!(config.listen.to_string(), defaults::LISTEN);
     assert_eq!(config.server.body_bytes_max, defaults::BODY_BYTES_MAX);
+    assert_eq!(config.client.connections_per_peer_max, defaults::OUTGOING_CONNECTIONS_PER_PEER_MAX);
+    let zero = MINIMAL.replace("[[accounts]]", "[http]\noutgoing_connections_per_peer_max = 0\n[[accounts]]");
+    assert_eq!(paths(&zero), ["http.outgoing_connections_per_peer_max"]);
     assert_eq!(config.accounts[0].max_packet_amount, u64::MAX);
     assert_eq!(config.accounts[0].min_balance, None);
 }

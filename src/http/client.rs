@@ -46,10 +46,11 @@ pub struct ClientLimits {
 
 impl Default for ClientLimits {
     fn default() -> Self {
+        use crate::config::defaults::*;
         ClientLimits {
-            connections_per_peer_max: 256,
-            idle_timeout: Duration::from_secs(20),
-            connect_timeout: Duration::from_secs(5),
+            connections_per_peer_max: OUTGOING_CONNECTIONS_PER_PEER_MAX,
+            idle_timeout: Duration::from_millis(OUTGOING_IDLE_TIMEOUT_MS),
+            connect_timeout: Duration::from_millis(OUTGOING_CONNECT_TIMEOUT_MS),
         }
     }
 }
