@@ -1335,6 +1335,827 @@ impl Summary {
 }
 
 // ---------------------------------------------------------------------------
+// compare
+// ---------------------------------------------------------------------------
+
+/// ThitsaX must reach this fraction of the bare proxy's packets/s...
+const MIN_RATIO_VS_PROXY: f64 = 0.60;
+/// ...this multiple of ilp-connector's packets/s...
+const MIN_RATIO_VS_ILP_CONNECTOR: f64 = 6.0;
+/// ...and keep its p99 latency below this.
+const MAX_P99_MS: f64 = 5.0;
+
+/// Bearer token the sender presents to every target, so that all three get
+/// requests of the same size (the proxy forwards it, the receiver ignores it).
+const SENDER_TOKEN: &str = "sender-token";
+/// Routed by ThitsaX to its child account "receiver"; ilp-connector's
+/// default route takes every "test." address to the receiver.
+const COMPARE_DESTINATION: &str = "test.thitsax.receiver.x";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Proxy,
+    Thitsax,
+    IlpConnector,
+}
+
+impl Target {
+    /// Order within a round, and of the table.
+    const ALL: [Target; 3] = [Target::Proxy, Target::Thitsax, Target::IlpConnector];
+
+    fn name(self) -> &'static str {
+        match self {
+            Target::Proxy => "proxy",
+            Target::Thitsax => "thitsax",
+            Target::IlpConnector => "ilp-connector",
+        }
+    }
+}
+
+/// A running system under test.
+struct Endpoint {
+    target: Target,
+    url: String,
+    pid: u32,
+}
+
+/// What `compare` reads from the JSON line of one `send` run.
+#[derive(Clone, Debug, PartialEq)]
+struct SendFigures {
+    packets: u64,
+    packets_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    fulfilled: u64,
+    rejected: u64,
+    errors: u64,
+    aborted: bool,
+    sender_cpu_s: f64,
+}
+
+fn parse_send_json(line: &str) -> Result<SendFigures, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("send's last line is not JSON ({e}): {line:?}"))?;
+    let num = |k: &str| v[k].as_f64().ok_or_else(|| format!("send's JSON has no number {k:?}: {line}"));
+    let int = |k: &str| v[k].as_u64().ok_or_else(|| format!("send's JSON has no integer {k:?}: {line}"));
+    Ok(SendFigures {
+        packets: int("packets")?,
+        packets_per_s: num("packets_per_s")?,
+        p50_ms: num("p50_ms")?,
+        p99_ms: num("p99_ms")?,
+        max_ms: num("max_ms")?,
+        fulfilled: int("fulfilled")?,
+        rejected: int("rejected")?,
+        errors: int("errors")?,
+        aborted: v["aborted"].as_bool().unwrap_or(true),
+        sender_cpu_s: v["sender_cpu_s"].as_f64().unwrap_or(f64::NAN),
+    })
+}
+
+/// One `send` run against one target, with the CPU the target and the
+/// receiver used during its measured phase.
+#[derive(Clone, Debug)]
+struct Run {
+    target: Target,
+    round: usize,
+    send: SendFigures,
+    target_cpu_s: f64,
+    receiver_cpu_s: f64,
+    /// False when the machine was still busy when the quiet wait gave up.
+    quiet: bool,
+}
+
+impl Run {
+    /// Packets sent in the measured phase that did not come back as a Fulfill.
+    fn not_fulfilled(&self) -> u64 {
+        self.send.packets.saturating_sub(self.send.fulfilled)
+    }
+
+    fn target_cpu_us_per_packet(&self) -> f64 {
+        per_packet_us(self.target_cpu_s, self.send.packets)
+    }
+}
+
+fn per_packet_us(cpu_s: f64, packets: u64) -> f64 {
+    if packets == 0 {
+        return f64::NAN;
+    }
+    cpu_s * 1e6 / packets as f64
+}
+
+/// Median of the finite values (mean of the middle two for an even count);
+/// NaN when there is none.
+fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// Medians over the rounds of one target. Each figure is its own median, so
+/// the p99 shown may come from another round than the packets/s.
+#[derive(Clone, Debug, PartialEq)]
+struct TargetSummary {
+    target: Target,
+    rounds: usize,
+    packets: u64,
+    packets_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    cpu_us_per_packet: f64,
+    not_fulfilled: u64,
+}
+
+fn summarize(target: Target, runs: &[Run]) -> Option<TargetSummary> {
+    let mine: Vec<&Run> = runs.iter().filter(|r| r.target == target).collect();
+    if mine.is_empty() {
+        return None;
+    }
+    let med = |f: &dyn Fn(&Run) -> f64| median(&mine.iter().map(|r| f(r)).collect::<Vec<_>>());
+    Some(TargetSummary {
+        target,
+        rounds: mine.len(),
+        packets: mine[0].send.packets,
+        packets_per_s: med(&|r| r.send.packets_per_s),
+        p50_ms: med(&|r| r.send.p50_ms),
+        p99_ms: med(&|r| r.send.p99_ms),
+        max_ms: med(&|r| r.send.max_ms),
+        cpu_us_per_packet: med(&|r| r.target_cpu_us_per_packet()),
+        not_fulfilled: mine.iter().map(|r| r.not_fulfilled()).sum(),
+    })
+}
+
+/// `a / b`, or None when it means nothing (b zero, either not finite).
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    let r = a / b;
+    (a.is_finite() && b.is_finite() && b > 0.0 && r.is_finite()).then_some(r)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Pass,
+    Fail,
+    /// A target of the check was not measured (e.g. no `--ilp-connector`).
+    NotMeasured,
+}
+
+impl Verdict {
+    fn of(value: Option<f64>, ok: impl Fn(f64) -> bool) -> Verdict {
+        match value {
+            None => Verdict::NotMeasured,
+            Some(v) if ok(v) => Verdict::Pass,
+            Some(_) => Verdict::Fail,
+        }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::NotMeasured => "NOT MEASURED",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Check {
+    what: &'static str,
+    value: Option<f64>,
+    limit: String,
+    verdict: Verdict,
+}
+
+/// The comparison the project reports, from the per-target medians.
+fn checks(summaries: &[TargetSummary]) -> Vec<Check> {
+    let get = |t: Target| summaries.iter().find(|s| s.target == t);
+    let pps = |t: Target| get(t).map(|s| s.packets_per_s);
+    let thitsax_over = |t: Target| pps(Target::Thitsax).zip(pps(t)).and_then(|(a, b)| ratio(a, b));
+    let vs_proxy = thitsax_over(Target::Proxy);
+    let vs_connector = thitsax_over(Target::IlpConnector);
+    let p99 = get(Target::Thitsax).map(|s| s.p99_ms).filter(|v| v.is_finite());
+    // Throughput counts Rejects and leaves errors out, so a target that fails
+    // packets fast could look good: the comparison only holds if all were fulfilled.
+    let not_fulfilled = (!summaries.is_empty()).then(|| summaries.iter().map(|s| s.not_fulfilled).sum::<u64>());
+    vec![
+        Check {
+            what: "ThitsaX/proxy packets/s",
+            value: vs_proxy,
+            limit: format!(">= {MIN_RATIO_VS_PROXY:.2}"),
+            verdict: Verdict::of(vs_proxy, |r| r >= MIN_RATIO_VS_PROXY),
+        },
+        Check {
+            what: "ThitsaX/ilp-connector packets/s",
+            value: vs_connector,
+            limit: format!(">= {MIN_RATIO_VS_ILP_CONNECTOR:.2}"),
+            verdict: Verdict::of(vs_connector, |r| r >= MIN_RATIO_VS_ILP_CONNECTOR),
+        },
+        Check {
+            what: "ThitsaX p99 ms",
+            value: p99,
+            limit: format!("< {MAX_P99_MS:.2}"),
+            verdict: Verdict::of(p99, |v| v < MAX_P99_MS),
+        },
+        Check {
+            what: "packets not fulfilled (all runs)",
+            value: not_fulfilled.map(|n| n as f64),
+            limit: "= 0".to_string(),
+            verdict: Verdict::of(not_fulfilled.map(|n| n as f64), |n| n == 0.0),
+        },
+    ]
+}
+
+/// The ThitsaX config of the comparison: `sender` sends with SENDER_TOKEN,
+/// `receiver` forwards to the load receiver.
+fn thitsax_config(port: u16, receiver_url: &str) -> String {
+    format!(
+        r#"# generated by examples/load.rs compare
+[node]
+ilp_address = "test.thitsax"
+log_level = "warn"
+
+[http]
+listen = "127.0.0.1:{port}"
+
+[[accounts]]
+id = "sender"
+relation = "child"
+asset_code = "USD"
+asset_scale = 9
+incoming_token = "{SENDER_TOKEN}"
+
+[[accounts]]
+id = "receiver"
+relation = "child"
+asset_code = "USD"
+asset_scale = 9
+outgoing_url = "{receiver_url}"
+outgoing_token = "to-receiver"
+"#
+    )
+}
+
+/// Aggregate CPU time from the first line of /proc/stat: (idle incl. iowait, total), in ticks.
+fn cpu_ticks(proc_stat: &str) -> Option<(u64, u64)> {
+    let line = proc_stat.lines().next()?.strip_prefix("cpu ")?;
+    // user nice system idle iowait irq softirq steal; guest time is already in user.
+    let f: Vec<u64> = line.split_whitespace().take(8).map(|v| v.parse().ok()).collect::<Option<_>>()?;
+    if f.len() < 5 {
+        return None;
+    }
+    Some((f[3] + f[4], f.iter().sum()))
+}
+
+/// Fraction of CPU time spent idle between two `cpu_ticks` samples.
+fn idle_fraction(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let idle = after.0.saturating_sub(before.0) as f64;
+    let total = after.1.saturating_sub(before.1) as f64;
+    if total == 0.0 {
+        return f64::NAN;
+    }
+    idle / total
+}
+
+fn read_cpu_ticks() -> Result<(u64, u64), String> {
+    let text = std::fs::read_to_string("/proc/stat").map_err(|e| format!("/proc/stat: {e}"))?;
+    cpu_ticks(&text).ok_or_else(|| "/proc/stat: unexpected format".to_string())
+}
+
+// -- child processes --------------------------------------------------------
+
+/// Every child of `compare`, shared with the signal handler so that Ctrl-C can
+/// kill them while the compare thread is blocked reading from one of them.
+#[derive(Clone, Default)]
+struct Children {
+    list: Arc<Mutex<Vec<Child>>>,
+    stopped: Arc<AtomicBool>,
+}
+
+struct Spawned {
+    pid: u32,
+    /// The child's stderr when the command asked for a pipe.
+    stderr: Option<ChildStderr>,
+}
+
+impl Children {
+    fn spawn(&self, name: &str, cmd: &mut Command) -> Result<Spawned, String> {
+        if self.stopped() {
+            return Err("interrupted".into());
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {name} ({}): {e}", cmd.get_program().to_string_lossy()))?;
+        let spawned = Spawned { pid: child.id(), stderr: child.stderr.take() };
+        self.list.lock().unwrap().push(child);
+        Ok(spawned)
+    }
+
+    /// The exit status of child `pid` if it has ended.
+    fn exited(&self, pid: u32) -> Option<ExitStatus> {
+        let mut list = self.list.lock().unwrap();
+        let child = list.iter_mut().find(|c| c.id() == pid)?;
+        child.try_wait().ok().flatten()
+    }
+
+    /// Takes child `pid` out of the set and waits for it. Only for a child
+    /// that has closed its output, i.e. is ending anyway.
+    fn reap(&self, pid: u32) -> Result<ExitStatus, String> {
+        let child = {
+            let mut list = self.list.lock().unwrap();
+            let i = list.iter().position(|c| c.id() == pid).ok_or("child already reaped")?;
+            list.swap_remove(i)
+        };
+        let mut child = child;
+        child.wait().map_err(|e| format!("wait for child {pid}: {e}"))
+    }
+
+    /// Kills every child (SIGKILL) and refuses new ones. Whatever the compare
+    /// thread is blocked on then ends: pipes close, waits return.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        for c in self.list.lock().unwrap().iter_mut() {
+            let _ = c.kill();
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    fn stop_and_reap_all(&self) {
+        self.stop();
+        for mut c in std::mem::take(&mut *self.list.lock().unwrap()) {
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The temp dir (config, logs) and children of one `compare`. Dropping it
+/// kills and reaps every child and removes the dir, whether the comparison
+/// ended normally, with an error, or because of Ctrl-C.
+struct Lab {
+    dir: PathBuf,
+    children: Children,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.children.stop_and_reap_all();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Lab {
+    fn new(children: Children) -> Result<Lab, String> {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+        let dir = std::env::temp_dir().join(format!("thitsax-compare-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        Ok(Lab { dir, children })
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.log"))
+    }
+
+    /// Starts a long-running child with stdout and stderr in `<name>.log`.
+    /// With `stdin_pipe` the child's stdin stays open as long as we live.
+    fn start(&self, name: &str, cmd: &mut Command, stdin_pipe: bool) -> Result<u32, String> {
+        let path = self.log_path(name);
+        let log = std::fs::File::create(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        cmd.stdin(if stdin_pipe { Stdio::piped() } else { Stdio::null() }).stdout(log).stderr(log2);
+        Ok(self.children.spawn(name, cmd)?.pid)
+    }
+
+    /// `what` went wrong with `name`, plus the end of its log.
+    fn failure(&self, name: &str, what: &str) -> String {
+        let log = std::fs::read_to_string(self.log_path(name)).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+        format!("{name} {what}; last lines of its output:\n  {}", tail.join("\n  "))
+    }
+
+    /// Polls `ready` until it holds; fails when child `pid` exits, on Ctrl-C, or after `timeout`.
+    fn wait_for(
+        &self,
+        name: &str,
+        pid: u32,
+        what: &str,
+        timeout: Duration,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if ready() {
+                return Ok(());
+            }
+            if self.children.stopped() {
+                return Err("interrupted".into());
+            }
+            if let Some(status) = self.children.exited(pid) {
+                return Err(self.failure(name, &format!("exited ({status}) before {what}")));
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failure(name, &format!("not {what} after {timeout:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_port(&self, name: &str, pid: u32, port: u16) -> Result<(), String> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        self.wait_for(name, pid, &format!("listening on {addr}"), Duration::from_secs(20), || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        })
+    }
+}
+
+/// A port that was free on 127.0.0.1 a moment ago.
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+fn start_receiver(lab: &Lab, exe: &Path) -> Result<(String, u32), String> {
+    let port = free_port()?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["receiver", "--listen", &format!("127.0.0.1:{port}")]);
+    let pid = lab.start("receiver", &mut cmd, false)?;
+    lab.wait_port("receiver", pid, port)?;
+    Ok((format!("http://127.0.0.1:{port}/"), pid))
+}
+
+fn start_proxy(lab: &Lab, exe: &Path, receiver_url: &str) -> Result<Endpoint, String> {
+    let port = free_port()?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["proxy", "--listen", &format!("127.0.0.1:{port}"), "--to", receiver_url]);
+    let pid = lab.start("proxy", &mut cmd, false)?;
+    lab.wait_port("proxy", pid, port)?;
+    Ok(Endpoint { target: Target::Proxy, url: format!("http://127.0.0.1:{port}/"), pid })
+}
+
+fn start_thitsax(lab: &Lab, bin: &Path, receiver_url: &str) -> Result<Endpoint, String> {
+    let port = free_port()?;
+    let config = lab.dir.join("thitsax.toml");
+    std::fs::write(&config, thitsax_config(port, receiver_url))
+        .map_err(|e| format!("write {}: {e}", config.display()))?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config").arg(&config).env("NO_COLOR", "1");
+    let pid = lab.start("thitsax", &mut cmd, false)?;
+    lab.wait_port("thitsax", pid, port)?;
+    Ok(Endpoint { target: Target::Thitsax, url: format!("http://127.0.0.1:{port}/"), pid })
+}
+
+/// The `node` to run bench-connector.js with ($NODE or `node` on PATH), if it runs.
+fn find_node() -> Option<PathBuf> {
+    let node = std::env::var_os("NODE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("node"));
+    let out = Command::new(&node).arg("--version").stdin(Stdio::null()).output().ok()?;
+    out.status.success().then_some(node)
+}
+
+fn start_ilp_connector(lab: &Lab, node: &Path, script: &Path, receiver_url: &str) -> Result<Endpoint, String> {
+    let modules = script.parent().unwrap_or(Path::new(".")).join("node_modules");
+    if !modules.is_dir() {
+        return Err(format!(
+            "{} is missing: run `npm ci --prefix {}`",
+            modules.display(),
+            script.parent().unwrap_or(Path::new(".")).display()
+        ));
+    }
+    let port = free_port()?;
+    let mut cmd = Command::new(node);
+    cmd.arg(script)
+        .args(["--port", &port.to_string(), "--token", SENDER_TOKEN, "--receiver-url", receiver_url])
+        // --watch-stdin: node exits when our end of its stdin pipe closes,
+        // even if this process dies by SIGKILL.
+        .args(["--lean", "--watch-stdin"]);
+    let pid = lab.start("ilp-connector", &mut cmd, true)?;
+    // It listens before its routes are loaded; "ready" comes after.
+    let log = lab.log_path("ilp-connector");
+    lab.wait_for("ilp-connector", pid, "ready", Duration::from_secs(30), || {
+        std::fs::read_to_string(&log).is_ok_and(|s| s.contains(r#"{"event":"ready""#))
+    })?;
+    Ok(Endpoint { target: Target::IlpConnector, url: format!("http://127.0.0.1:{port}/"), pid })
+}
+
+// -- measuring --------------------------------------------------------------
+
+/// Waits until the CPUs were at least `min_idle` idle over one second.
+/// Returns false when that did not happen within `timeout`.
+fn wait_quiet(children: &Children, min_idle: f64, timeout: Duration) -> Result<bool, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let before = read_cpu_ticks()?;
+        std::thread::sleep(Duration::from_secs(1));
+        if children.stopped() {
+            return Err("interrupted".into());
+        }
+        if idle_fraction(before, read_cpu_ticks()?) >= min_idle {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+    }
+}
+
+/// What every run of one comparison has in common.
+struct RunPlan<'a> {
+    exe: &'a Path,
+    receiver_pid: u32,
+    concurrency: usize,
+    warmup: u64,
+}
+
+/// One `send` child process against `ep`. In-process sending would share a
+/// runtime and CPU accounting with compare itself; a child is what an
+/// operator runs.
+fn measure(lab: &Lab, plan: &RunPlan, ep: &Endpoint, packets: u64, round: usize, quiet: bool) -> Result<Run, String> {
+    let name = format!("send-{}-{round}", ep.target.name());
+    let out_path = lab.log_path(&name);
+    let out = std::fs::File::create(&out_path).map_err(|e| format!("create {}: {e}", out_path.display()))?;
+    let mut cmd = Command::new(plan.exe);
+    cmd.args(["send", "--url", &ep.url, "--token", SENDER_TOKEN, "--destination", COMPARE_DESTINATION])
+        .args(["-n", &packets.to_string(), "-c", &plan.concurrency.to_string()])
+        .args(["--warmup", &plan.warmup.to_string(), "--label", &name])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(Stdio::piped());
+    let spawned = lab.children.spawn(&name, &mut cmd)?;
+    let stderr = spawned.stderr.ok_or("send: no stderr pipe")?;
+
+    // The target's CPU clock runs from send's "measuring" line to its exit,
+    // so that connection set-up and the warm-up are not charged.
+    let cpu_now = || (process_cpu_seconds(&ep.pid.to_string()), process_cpu_seconds(&plan.receiver_pid.to_string()));
+    let mut start = None;
+    let mut stderr_lines = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        if start.is_none() && line.starts_with(MEASURE_START) {
+            start = Some(cpu_now());
+        }
+        stderr_lines.push(line);
+    }
+    let end = cpu_now();
+    let status = lab.children.reap(spawned.pid)?;
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    if !status.success() || start.is_none() {
+        if lab.children.stopped() {
+            return Err("interrupted".into());
+        }
+        return Err(format!(
+            "{name} failed ({status}):\n  {}\n  {}",
+            stderr_lines.join("\n  "),
+            stdout.lines().collect::<Vec<_>>().join("\n  ")
+        ));
+    }
+    let send = parse_send_json(stdout.lines().last().unwrap_or(""))?;
+    let (start, end) = (start.unwrap_or((f64::NAN, f64::NAN)), end);
+    Ok(Run { target: ep.target, round, send, target_cpu_s: end.0 - start.0, receiver_cpu_s: end.1 - start.1, quiet })
+}
+
+fn progress_line(r: &Run) -> String {
+    format!(
+        "compare: round {} {:<13} {:>8.0} packets/s  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  cpu {:.1} µs/packet  not fulfilled {}{}",
+        r.round,
+        r.target.name(),
+        r.send.packets_per_s,
+        r.send.p50_ms,
+        r.send.p99_ms,
+        r.send.max_ms,
+        r.target_cpu_us_per_packet(),
+        r.not_fulfilled(),
+        if r.quiet { "" } else { "  (machine was busy)" }
+    )
+}
+
+/// Starts everything, measures, prints; true when every check passed.
+fn compare(a: CompareArgs, children: Children) -> Result<bool, String> {
+    if a.rounds == 0 || a.packets == 0 || a.concurrency == 0 {
+        return Err("--rounds, -n and -c must be at least 1".into());
+    }
+    if !a.thitsax.is_file() {
+        return Err(format!("--thitsax {}: no such file (cargo build --release first)", a.thitsax.display()));
+    }
+    let connector_packets = a.connector_packets.unwrap_or((a.packets / 5).max(1));
+    let node = match &a.ilp_connector {
+        Some(script) if !script.is_file() => return Err(format!("--ilp-connector {}: no such file", script.display())),
+        Some(script) => match find_node() {
+            Some(node) => Some((node, script.clone())),
+            None => {
+                eprintln!("compare: WARNING: node not found (PATH or $NODE): ilp-connector is not measured");
+                None
+            }
+        },
+        None => None,
+    };
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+
+    let lab = Lab::new(children)?;
+    let (receiver_url, receiver_pid) = start_receiver(&lab, &exe)?;
+    let mut endpoints = vec![start_proxy(&lab, &exe, &receiver_url)?, start_thitsax(&lab, &a.thitsax, &receiver_url)?];
+    if let Some((node, script)) = &node {
+        endpoints.push(start_ilp_connector(&lab, node, script, &receiver_url)?);
+    }
+    for ep in &endpoints {
+        eprintln!("compare: {} at {} (pid {})", ep.target.name(), ep.url, ep.pid);
+    }
+
+    let plan = RunPlan { exe: &exe, receiver_pid, concurrency: a.concurrency, warmup: a.warmup };
+    let quiet_timeout = Duration::from_secs(a.quiet_timeout_secs);
+    let mut runs = Vec::new();
+    for round in 1..=a.rounds {
+        // Interleaved: whatever drifts on the machine during the comparison
+        // hits every target alike instead of the last one measured.
+        for ep in &endpoints {
+            let quiet = wait_quiet(&lab.children, a.quiet_idle_pct / 100.0, quiet_timeout)?;
+            if !quiet {
+                eprintln!(
+                    "compare: WARNING: CPUs not {}% idle within {quiet_timeout:?}; measuring anyway",
+                    a.quiet_idle_pct
+                );
+            }
+            let packets = if ep.target == Target::IlpConnector { connector_packets } else { a.packets };
+            let run = measure(&lab, &plan, ep, packets, round, quiet)?;
+            eprintln!("{}", progress_line(&run));
+            runs.push(run);
+            // A target that died mid-run makes every later figure meaningless.
+            for ep in &endpoints {
+                if let Some(status) = lab.children.exited(ep.pid) {
+                    return Err(lab.failure(ep.target.name(), &format!("exited ({status}) during the runs")));
+                }
+            }
+        }
+    }
+
+    let summaries: Vec<TargetSummary> = Target::ALL.iter().filter_map(|t| summarize(*t, &runs)).collect();
+    let checks = checks(&summaries);
+    let pass = checks.iter().all(|c| c.verdict == Verdict::Pass);
+    print!("{}", report_text(&a, connector_packets, &summaries, &checks, &runs));
+    if a.json {
+        println!("{}", report_json(&a, connector_packets, &summaries, &checks, &runs, pass));
+    }
+    Ok(pass)
+}
+
+fn report_text(
+    a: &CompareArgs,
+    connector_packets: u64,
+    summaries: &[TargetSummary],
+    checks: &[Check],
+    runs: &[Run],
+) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let names: Vec<&str> = summaries.iter().map(|t| t.target.name()).collect();
+    let _ = writeln!(s, "== load compare: {} ==", names.join(" vs "));
+    let _ = writeln!(
+        s,
+        "runs          {} rounds of ({}), C={}, warm-up {} per run, one `send` child process per run",
+        a.rounds,
+        names.join(", "),
+        a.concurrency,
+        a.warmup
+    );
+    let _ = write!(s, "packets       {} measured per run", a.packets);
+    if summaries.iter().any(|t| t.target == Target::IlpConnector) {
+        let _ = write!(s, "; ilp-connector {connector_packets} per run (--connector-packets: it is ~10x slower)");
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "figures       median over rounds; cpu = target process user+system time per measured packet");
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<15} {:>10} {:>9} {:>9} {:>9} {:>11} {:>14}",
+        "target", "packets/s", "p50 ms", "p99 ms", "max ms", "cpu µs/pkt", "not fulfilled"
+    );
+    for t in summaries {
+        let _ = writeln!(
+            s,
+            "{:<15} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>11.1} {:>14}",
+            t.target.name(),
+            t.packets_per_s,
+            t.p50_ms,
+            t.p99_ms,
+            t.max_ms,
+            t.cpu_us_per_packet,
+            t.not_fulfilled
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "{:<34} {:>8}  {:<8} verdict", "check", "value", "limit");
+    for c in checks {
+        let value = c.value.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+        let _ = writeln!(s, "{:<34} {:>8}  {:<8} {}", c.what, value, c.limit, c.verdict.text());
+    }
+    let busy = runs.iter().filter(|r| !r.quiet).count();
+    if busy > 0 {
+        let _ = writeln!(
+            s,
+            "WARNING: {busy} of {} runs started while the CPUs were below {}% idle (figures may be low)",
+            runs.len(),
+            a.quiet_idle_pct
+        );
+    }
+    let failed = checks.iter().filter(|c| c.verdict != Verdict::Pass).count();
+    match failed {
+        0 => {
+            let _ = writeln!(s, "result        PASS ({} checks)", checks.len());
+        }
+        n => {
+            let _ = writeln!(s, "result        FAIL ({n} of {} checks not passed)", checks.len());
+        }
+    }
+    s
+}
+
+fn report_json(
+    a: &CompareArgs,
+    connector_packets: u64,
+    summaries: &[TargetSummary],
+    checks: &[Check],
+    runs: &[Run],
+    pass: bool,
+) -> String {
+    use serde_json::json;
+    let targets: serde_json::Map<String, serde_json::Value> = summaries
+        .iter()
+        .map(|t| {
+            let v = json!({
+                "rounds": t.rounds, "packets": t.packets, "packets_per_s": t.packets_per_s,
+                "p50_ms": t.p50_ms, "p99_ms": t.p99_ms, "max_ms": t.max_ms,
+                "cpu_us_per_packet": t.cpu_us_per_packet, "not_fulfilled": t.not_fulfilled,
+            });
+            (t.target.name().to_string(), v)
+        })
+        .collect();
+    let runs: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|r| {
+            json!({
+                "round": r.round, "target": r.target.name(), "packets": r.send.packets,
+                "packets_per_s": r.send.packets_per_s, "p50_ms": r.send.p50_ms, "p99_ms": r.send.p99_ms,
+                "max_ms": r.send.max_ms, "fulfilled": r.send.fulfilled, "rejected": r.send.rejected,
+                "errors": r.send.errors, "aborted": r.send.aborted,
+                "target_cpu_us_per_packet": r.target_cpu_us_per_packet(),
+                "receiver_cpu_us_per_packet": per_packet_us(r.receiver_cpu_s, r.send.packets),
+                "sender_cpu_us_per_packet": per_packet_us(r.send.sender_cpu_s, r.send.packets),
+                "quiet": r.quiet,
+            })
+        })
+        .collect();
+    let checks: Vec<serde_json::Value> = checks
+        .iter()
+        .map(|c| json!({"check": c.what, "value": c.value, "limit": c.limit, "verdict": c.verdict.text()}))
+        .collect();
+    json!({
+        "compare": {
+            "packets": a.packets, "connector_packets": connector_packets, "concurrency": a.concurrency,
+            "warmup": a.warmup, "rounds": a.rounds, "destination": COMPARE_DESTINATION,
+            "quiet_idle_pct": a.quiet_idle_pct,
+        },
+        "targets": targets,
+        "checks": checks,
+        "pass": pass,
+        "runs": runs,
+    })
+    .to_string()
+}
+
+/// Runs `compare` on a blocking thread and stops it on SIGINT/SIGTERM: the
+/// handler kills the children, which ends whatever the thread is blocked on;
+/// the thread's `Lab` then reaps them and removes the temp dir before this
+/// returns.
+async fn run_compare(a: CompareArgs) -> Result<(), String> {
+    let children = Children::default();
+    let mut job = tokio::task::spawn_blocking({
+        let children = children.clone();
+        move || compare(a, children)
+    });
+    let done = tokio::select! {
+        done = &mut job => done,
+        why = shutdown_signal(0) => {
+            eprintln!("compare: {why}: stopping the child processes");
+            children.stop();
+            let _ = job.await;
+            return Err(format!("interrupted by {why}"));
+        }
+    };
+    match done.map_err(|e| format!("compare thread: {e}"))?? {
+        true => Ok(()),
+        // Not an error of the tool: the figures were printed; scripts read the status.
+        false => std::process::exit(1),
+    }
+}
+
+// ---------------------------------------------------------------------------
 // tests
 // ---------------------------------------------------------------------------
 
@@ -1536,5 +2357,181 @@ mod tests {
         m.insert("F02".to_string(), 3);
         m.insert("T04".to_string(), 1);
         assert_eq!(json_map(&m), "{\"F02\":3,\"T04\":1}");
+    }
+
+    // -- compare ------------------------------------------------------------
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[7.0]), 7.0);
+        assert!(median(&[]).is_nan());
+        // A round whose CPU could not be read does not drag the median.
+        assert_eq!(median(&[f64::NAN, 5.0, 1.0, 3.0]), 3.0);
+        assert!(median(&[f64::NAN]).is_nan());
+    }
+
+    fn summary(target: Target, packets_per_s: f64, p99_ms: f64) -> TargetSummary {
+        TargetSummary {
+            target,
+            rounds: 3,
+            packets: 1000,
+            packets_per_s,
+            p50_ms: 1.0,
+            p99_ms,
+            max_ms: 9.0,
+            cpu_us_per_packet: 10.0,
+            not_fulfilled: 0,
+        }
+    }
+
+    fn verdicts(s: &[TargetSummary]) -> Vec<Verdict> {
+        checks(s).iter().map(|c| c.verdict).collect()
+    }
+
+    #[test]
+    fn checks_pass_at_the_limits_and_fail_past_them() {
+        use Verdict::*;
+        let proxy = summary(Target::Proxy, 10_000.0, 1.0);
+        let jsc = summary(Target::IlpConnector, 1_000.0, 50.0);
+        // Exactly 0.60 of the proxy and 6x ilp-connector pass; p99 must be strictly below 5 ms.
+        let at_limits = [proxy.clone(), summary(Target::Thitsax, 6_000.0, 4.999), jsc.clone()];
+        assert_eq!(verdicts(&at_limits), [Pass, Pass, Pass, Pass]);
+        let cs = checks(&at_limits);
+        assert_eq!(cs[0].value, Some(0.6));
+        assert_eq!(cs[1].value, Some(6.0));
+        let slow = [proxy.clone(), summary(Target::Thitsax, 5_999.0, 5.0), jsc.clone()];
+        assert_eq!(verdicts(&slow), [Fail, Fail, Fail, Pass]);
+        let mut rejecting = summary(Target::Thitsax, 9_000.0, 1.0);
+        rejecting.not_fulfilled = 1;
+        assert_eq!(verdicts(&[proxy, rejecting, jsc])[3], Fail);
+    }
+
+    #[test]
+    fn checks_without_a_target_are_not_measured() {
+        use Verdict::*;
+        let no_connector = [summary(Target::Proxy, 10_000.0, 1.0), summary(Target::Thitsax, 8_000.0, 2.0)];
+        assert_eq!(verdicts(&no_connector), [Pass, NotMeasured, Pass, Pass]);
+        assert_eq!(checks(&no_connector)[1].value, None);
+        // A zero or NaN rate is no ratio at all, not an infinite one.
+        let zero = [summary(Target::Proxy, 0.0, 1.0), summary(Target::Thitsax, 8_000.0, f64::NAN)];
+        assert_eq!(verdicts(&zero)[..3], [NotMeasured, NotMeasured, NotMeasured]);
+        assert_eq!(verdicts(&[]), [NotMeasured; 4]);
+        assert_eq!(ratio(1.0, 0.0), None);
+        assert_eq!(ratio(f64::NAN, 1.0), None);
+        assert_eq!(ratio(3.0, 2.0), Some(1.5));
+    }
+
+    fn run(target: Target, round: usize, packets_per_s: f64, fulfilled: u64) -> Run {
+        Run {
+            target,
+            round,
+            send: SendFigures {
+                packets: 1000,
+                packets_per_s,
+                p50_ms: round as f64,
+                p99_ms: 10.0 * round as f64,
+                max_ms: 100.0,
+                fulfilled,
+                rejected: 1000 - fulfilled,
+                errors: 0,
+                aborted: false,
+                sender_cpu_s: 0.5,
+            },
+            target_cpu_s: 0.01 * round as f64,
+            receiver_cpu_s: 0.0,
+            quiet: true,
+        }
+    }
+
+    #[test]
+    fn summarize_takes_each_median_and_sums_failures() {
+        let runs = [
+            run(Target::Proxy, 1, 300.0, 1000),
+            run(Target::Thitsax, 1, 100.0, 1000),
+            run(Target::Proxy, 2, 100.0, 998),
+            run(Target::Proxy, 3, 200.0, 999),
+        ];
+        let s = summarize(Target::Proxy, &runs).unwrap();
+        assert_eq!((s.rounds, s.packets), (3, 1000));
+        assert_eq!(s.packets_per_s, 200.0);
+        assert_eq!((s.p50_ms, s.p99_ms), (2.0, 20.0));
+        assert!((s.cpu_us_per_packet - 20.0).abs() < 1e-9, "{}", s.cpu_us_per_packet);
+        assert_eq!(s.not_fulfilled, 3);
+        assert!(summarize(Target::IlpConnector, &runs).is_none());
+    }
+
+    #[test]
+    fn config_is_accepted_by_thitsax() {
+        let text = thitsax_config(4321, "http://127.0.0.1:4001/");
+        let config = thitsax::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(config.listen, "127.0.0.1:4321".parse().unwrap());
+        assert_eq!(config.log_level, "warn");
+        let ids: Vec<&str> = config.accounts.iter().map(|a| &*a.id).collect();
+        assert_eq!(ids, ["sender", "receiver"]);
+        assert_eq!(config.accounts[0].incoming_token_hash, Some(thitsax::account::hash_token(SENDER_TOKEN.as_bytes())));
+        let out = config.accounts[1].outgoing.as_ref().expect("receiver has an outgoing URL");
+        assert_eq!(out.url.to_string(), "http://127.0.0.1:4001/");
+        assert!(COMPARE_DESTINATION.starts_with(&format!("{}.receiver.", config.node_address)));
+    }
+
+    #[test]
+    fn send_json_line_round_trips() {
+        let mut s = Summary {
+            label: "x".into(),
+            url: "http://127.0.0.1:1/".into(),
+            packets: 1000,
+            concurrency: 50,
+            seconds: 0.5,
+            packets_per_s: 1996.0,
+            fulfilled_per_s: 1990.0,
+            p50_ms: 1.25,
+            p90_ms: 2.0,
+            p99_ms: 3.5,
+            p999_ms: 4.0,
+            max_ms: 7.125,
+            mean_ms: 1.3,
+            fulfilled: 995,
+            rejected: 3,
+            errors: 2,
+            reject_codes: BTreeMap::new(),
+            error_kinds: BTreeMap::new(),
+            sender_cpu_s: 0.25,
+            sender_threads: 1,
+            aborted: false,
+        };
+        let f = parse_send_json(&s.to_json()).unwrap();
+        let want = SendFigures {
+            packets: 1000,
+            packets_per_s: 1996.0,
+            p50_ms: 1.25,
+            p99_ms: 3.5,
+            max_ms: 7.125,
+            fulfilled: 995,
+            rejected: 3,
+            errors: 2,
+            aborted: false,
+            sender_cpu_s: 0.25,
+        };
+        assert_eq!(f, want);
+        s.p99_ms = f64::NAN; // written as null
+        assert!(parse_send_json(&s.to_json()).is_err());
+        assert!(parse_send_json("send: 50/50 connections open").is_err());
+    }
+
+    #[test]
+    fn proc_stat_parsing() {
+        // comm may hold spaces and parentheses; utime and stime are fields 14 and 15.
+        let stat = "1234 (we ird) x) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 3 0 100";
+        assert_eq!(stat_cpu_seconds(stat), 3.0);
+        assert!(stat_cpu_seconds("garbage").is_nan());
+        let a = cpu_ticks("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3 4\n").unwrap();
+        assert_eq!(a, (800, 1000));
+        let b = cpu_ticks("cpu  150 0 150 1550 50 0 0 0 0 0\n").unwrap();
+        assert_eq!(idle_fraction(a, b), 0.8);
+        assert!(idle_fraction(a, a).is_nan());
+        assert_eq!(cpu_ticks("intr 1 2 3"), None);
+        assert!(process_cpu_seconds("self") >= 0.0);
     }
 }

@@ -174,7 +174,7 @@ fn exercise(bytes: &[u8]) {
             &IlpAddress::parse(p.destination()).unwrap(),
             p.amount(),
             p.expires_at(),
-            p.execution_condition().try_into().unwrap(),
+            p.execution_condition(),
             p.data(),
         );
         assert_eq!(&rebuilt.to_bytes()[..], bytes);
