@@ -7,7 +7,7 @@ use common::*;
 use hyper::StatusCode;
 use std::time::{Duration, Instant, SystemTime};
 use thitsax::ildcp;
-use thitsax::packet::{amount_too_large_data, ErrorCode};
+use thitsax::packet::{amount_too_large_data, ErrorCode, Prepare, Reject};
 
 const SECOND: Duration = Duration::from_secs(1);
 const TEN_SECONDS: Duration = Duration::from_secs(10);
@@ -91,6 +91,24 @@ async fn assert_all_zero(node: &TestNode) {
         assert_eq!(balance, 0, "balance of {id} changed");
     }
 }
+
+/// Sends one Prepare from `token`'s account to a fresh node (children forwarding to
+/// `downstream`), checks the node answered a Reject with `code` and that no balance moved.
+async fn expect_refusal(downstream: &str, token: &str, prepare: &Prepare, code: ErrorCode) -> Reject {
+    let node = TestNode::start(&single_node(downstream, "")).await;
+    let reject = send(&client(), &node.url(), token, prepare).await.reject();
+    assert_code(&reject, code);
+    assert_all_zero(&node).await;
+    reject
+}
+
+/// A URL nobody listens on.
+fn closed_url() -> String {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}/", closed.local_addr().unwrap())
+}
+
+const NOWHERE: &str = "http://127.0.0.1:9/";
 
 #[tokio::test]
 async fn child_pays_child_across_two_nodes_with_currency_conversion() {
@@ -205,7 +223,7 @@ outgoing_token = "a-to-b"
 
 #[tokio::test]
 async fn ildcp_tells_a_child_its_address_asset_and_scale() {
-    let node = TestNode::start(&single_node("http://127.0.0.1:9/", "")).await;
+    let node = TestNode::start(&single_node(NOWHERE, "")).await;
     let client = client();
     let answer = send(&client, &node.url(), "carol-token", &ildcp::request()).await;
     let fulfill = answer.fulfill();
@@ -251,30 +269,22 @@ async fn fulfilled_packet_debits_source_and_credits_destination_with_scale_chang
 
 #[tokio::test]
 async fn expired_prepare_is_r00() {
-    let node = TestNode::start(&single_node("http://127.0.0.1:9/", "")).await;
     let mut p = prepare("test.n.carol", 1_000_000_000, SECOND);
     p.set_amount_and_expiry(1_000_000_000, SystemTime::now() - SECOND);
-    let reject = send(&client(), &node.url(), "alice-token", &p).await.reject();
-    assert_code(&reject, ErrorCode::R00_TRANSFER_TIMED_OUT);
+    let reject = expect_refusal(NOWHERE, "alice-token", &p, ErrorCode::R00_TRANSFER_TIMED_OUT).await;
     assert_eq!(reject.triggered_by(), "test.n");
-    assert_all_zero(&node).await;
 }
 
 #[tokio::test]
 async fn amount_above_max_packet_amount_is_f08_with_both_amounts() {
-    let node = TestNode::start(&single_node("http://127.0.0.1:9/", "")).await;
-    let reject =
-        send(&client(), &node.url(), "alice-token", &prepare("test.n.carol", 1_000_000_001, TEN_SECONDS))
-            .await
-            .reject();
-    assert_code(&reject, ErrorCode::F08_AMOUNT_TOO_LARGE);
+    let p = prepare("test.n.carol", 1_000_000_001, TEN_SECONDS);
+    let reject = expect_refusal(NOWHERE, "alice-token", &p, ErrorCode::F08_AMOUNT_TOO_LARGE).await;
     assert_eq!(reject.data(), &amount_too_large_data(1_000_000_001, 1_000_000_000));
-    assert_all_zero(&node).await;
 }
 
 #[tokio::test]
 async fn unroutable_destinations_are_f02() {
-    let node = TestNode::start(&single_node("http://127.0.0.1:9/", "")).await;
+    let node = TestNode::start(&single_node(NOWHERE, "")).await;
     let client = client();
     for destination in [
         "g.nowhere",       // no route at all
@@ -292,43 +302,24 @@ async fn unroutable_destinations_are_f02() {
 
 #[tokio::test]
 async fn amount_rounding_to_zero_is_r01() {
-    let node = TestNode::start(&single_node("http://127.0.0.1:9/", "")).await;
     // 9_999_999 at scale 9 is less than one cent.
-    let reject =
-        send(&client(), &node.url(), "alice-token", &prepare("test.n.carol", 9_999_999, TEN_SECONDS))
-            .await
-            .reject();
-    assert_code(&reject, ErrorCode::R01_INSUFFICIENT_SOURCE_AMOUNT);
-    assert_all_zero(&node).await;
+    let p = prepare("test.n.carol", 9_999_999, TEN_SECONDS);
+    expect_refusal(NOWHERE, "alice-token", &p, ErrorCode::R01_INSUFFICIENT_SOURCE_AMOUNT).await;
 }
 
 #[tokio::test]
 async fn conversion_overflow_is_f08_with_the_largest_convertible_amount() {
-    let node = TestNode::start(&single_node("http://127.0.0.1:9/", "")).await;
     // Scale 0 → scale 18 multiplies by 10^18: 100 units fit, u64::MAX / 2 does not.
-    let reject =
-        send(&client(), &node.url(), "whale-token", &prepare("test.n.dave", u64::MAX / 2, TEN_SECONDS))
-            .await
-            .reject();
-    assert_code(&reject, ErrorCode::F08_AMOUNT_TOO_LARGE);
+    let p = prepare("test.n.dave", u64::MAX / 2, TEN_SECONDS);
+    let reject = expect_refusal(NOWHERE, "whale-token", &p, ErrorCode::F08_AMOUNT_TOO_LARGE).await;
     assert_eq!(reject.data(), &amount_too_large_data(u64::MAX / 2, u64::MAX / 10u64.pow(18)));
-    assert_all_zero(&node).await;
 }
 
 #[tokio::test]
 async fn too_little_time_left_is_r02() {
-    let node = TestNode::start(&single_node("http://127.0.0.1:9/", "")).await;
     // 1.3 s left, minus the 1 s margin, is under the 500 ms minimum window.
-    let reject = send(
-        &client(),
-        &node.url(),
-        "alice-token",
-        &prepare("test.n.carol", 1_000_000_000, Duration::from_millis(1300)),
-    )
-    .await
-    .reject();
-    assert_code(&reject, ErrorCode::R02_INSUFFICIENT_TIMEOUT);
-    assert_all_zero(&node).await;
+    let p = prepare("test.n.carol", 1_000_000_000, Duration::from_millis(1300));
+    expect_refusal(NOWHERE, "alice-token", &p, ErrorCode::R02_INSUFFICIENT_TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -372,14 +363,9 @@ async fn debit_past_min_balance_is_t04_and_changes_nothing() {
 #[tokio::test]
 async fn wrong_fulfillment_is_f05_and_reverses_the_debit() {
     let downstream = Downstream::always(Behaviour::WrongFulfillment).await;
-    let node = TestNode::start(&single_node(&downstream.url(), "")).await;
-    let reject =
-        send(&client(), &node.url(), "alice-token", &prepare("test.n.carol", 1_000_000_000, TEN_SECONDS))
-            .await
-            .reject();
-    assert_code(&reject, ErrorCode::F05_WRONG_CONDITION);
+    let p = prepare("test.n.carol", 1_000_000_000, TEN_SECONDS);
+    let reject = expect_refusal(&downstream.url(), "alice-token", &p, ErrorCode::F05_WRONG_CONDITION).await;
     assert_eq!(reject.triggered_by(), "test.n");
-    assert_all_zero(&node).await;
 }
 
 #[tokio::test]
@@ -395,38 +381,17 @@ async fn downstream_reject_is_relayed_unchanged_and_reverses_the_debit() {
 
 #[tokio::test]
 async fn unreachable_or_failing_next_hop_is_t01() {
-    // A port nobody listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_url = format!("http://{}/", closed.local_addr().unwrap());
-    drop(closed);
-    let node = TestNode::start(&single_node(&closed_url, "")).await;
-    let reject =
-        send(&client(), &node.url(), "alice-token", &prepare("test.n.carol", 1_000_000_000, TEN_SECONDS))
-            .await
-            .reject();
-    assert_code(&reject, ErrorCode::T01_PEER_UNREACHABLE);
-    assert_all_zero(&node).await;
-
+    let p = prepare("test.n.carol", 1_000_000_000, TEN_SECONDS);
+    expect_refusal(&closed_url(), "alice-token", &p, ErrorCode::T01_PEER_UNREACHABLE).await;
     let failing = Downstream::always(Behaviour::ServerError).await;
-    let node = TestNode::start(&single_node(&failing.url(), "")).await;
-    let reject =
-        send(&client(), &node.url(), "alice-token", &prepare("test.n.carol", 1_000_000_000, TEN_SECONDS))
-            .await
-            .reject();
-    assert_code(&reject, ErrorCode::T01_PEER_UNREACHABLE);
-    assert_all_zero(&node).await;
+    expect_refusal(&failing.url(), "alice-token", &p, ErrorCode::T01_PEER_UNREACHABLE).await;
 }
 
 #[tokio::test]
 async fn invalid_response_from_next_hop_is_f09() {
     let downstream = Downstream::always(Behaviour::Garbage).await;
-    let node = TestNode::start(&single_node(&downstream.url(), "")).await;
-    let reject =
-        send(&client(), &node.url(), "alice-token", &prepare("test.n.carol", 1_000_000_000, TEN_SECONDS))
-            .await
-            .reject();
-    assert_code(&reject, ErrorCode::F09_INVALID_PEER_RESPONSE);
-    assert_all_zero(&node).await;
+    let p = prepare("test.n.carol", 1_000_000_000, TEN_SECONDS);
+    expect_refusal(&downstream.url(), "alice-token", &p, ErrorCode::F09_INVALID_PEER_RESPONSE).await;
 }
 
 #[tokio::test]
