@@ -14,7 +14,7 @@
 //! process dies.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -155,35 +155,35 @@ impl Procs {
         let lines = Arc::new((Mutex::new(Lines::default()), Condvar::new()));
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
 
-        let stdout = child.stdout.take().unwrap();
-        let (l2, n2) = (lines.clone(), name.to_string());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[{n2} stdout] {line}");
+        let (l2, l3, t2) = (lines.clone(), lines.clone(), stderr_tail.clone());
+        echo_lines(
+            child.stdout.take().unwrap(),
+            format!("{name} stdout"),
+            move |line| {
                 if let Ok(ev) = serde_json::from_str::<Value>(&line) {
                     let (m, cv) = &*l2;
                     m.lock().unwrap().events.push(ev);
                     cv.notify_all();
                 }
-            }
-            let (m, cv) = &*l2;
-            m.lock().unwrap().exited = true;
-            cv.notify_all();
-        });
-        let stderr = child.stderr.take().unwrap();
-        let (t2, n3) = (stderr_tail.clone(), name.to_string());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[{n3}] {line}");
+            },
+            move || {
+                let (m, cv) = &*l3;
+                m.lock().unwrap().exited = true;
+                cv.notify_all();
+            },
+        );
+        echo_lines(
+            child.stderr.take().unwrap(),
+            name.to_string(),
+            move |line| {
                 let mut t = t2.lock().unwrap();
                 if t.len() == 40 {
                     t.pop_front();
                 }
                 t.push_back(line);
-            }
-        });
+            },
+            || {},
+        );
         self.0.push(Proc { name: name.to_string(), child, lines, stderr_tail });
         self.0.len() - 1
     }
@@ -253,6 +253,25 @@ impl Procs {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// On a new thread: echo every line of `pipe` to stderr as `[prefix] line`
+/// (captured by the test harness) and pass it to `on_line`; at the end of the
+/// pipe (or a read error), call `on_end`.
+fn echo_lines(
+    pipe: impl Read + Send + 'static,
+    prefix: String,
+    mut on_line: impl FnMut(String) + Send + 'static,
+    on_end: impl FnOnce() + Send + 'static,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("[{prefix}] {line}");
+            on_line(line);
+        }
+        on_end();
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -378,6 +397,100 @@ fn check_payment(paid: &Value, received: &Value, max_packet: u64, f08_from: &str
 }
 
 // ---------------------------------------------------------------------------
+// The STREAM endpoints (receiver.js, sender.js)
+// ---------------------------------------------------------------------------
+
+/// `max_packet_amount` of the receiver's account on ThitsaX: far above `AMOUNT`.
+const RECEIVER_MAX_PACKET: u64 = 1_000_000_000;
+
+/// How a JS endpoint reaches its upstream connector: its own ILP-over-HTTP
+/// port, the connector's URL, and the bearer tokens it accepts and presents.
+struct Upstream<'a> {
+    port: u16,
+    url: String,
+    incoming_token: &'a str,
+    outgoing_token: &'a str,
+}
+
+impl<'a> Upstream<'a> {
+    /// `--port`, `--url`, `--incoming-token`, `--outgoing-token`, followed by `rest`.
+    fn args<const N: usize>(&self, rest: [String; N]) -> Vec<String> {
+        let mut args = vec![
+            "--port".into(),
+            self.port.to_string(),
+            "--url".into(),
+            self.url.clone(),
+            "--incoming-token".into(),
+            self.incoming_token.into(),
+            "--outgoing-token".into(),
+            self.outgoing_token.into(),
+        ];
+        args.extend(rest);
+        args
+    }
+
+    /// ThitsaX's account `id` for this endpoint when ThitsaX is its upstream:
+    /// a child, sending to the endpoint's port with the tokens mirrored.
+    fn thitsax_account(&self, id: &'a str, max_packet_amount: u64) -> Account<'a> {
+        Account {
+            id,
+            relation: "child",
+            incoming_token: self.outgoing_token,
+            outgoing_url: format!("http://127.0.0.1:{}/", self.port),
+            outgoing_token: self.incoming_token,
+            max_packet_amount,
+            ilp_address: None,
+        }
+    }
+}
+
+/// receiver.js on `port` as ThitsaX's child "receiver", reaching ThitsaX at `url`.
+fn receiver_upstream(port: u16, url: String) -> Upstream<'static> {
+    Upstream { port, url, incoming_token: "thitsax-to-receiver", outgoing_token: "receiver-token" }
+}
+
+/// Start receiver.js over `upstream`, expecting `AMOUNT`, and wait until it is
+/// ready. Asserts that it learned `test.thitsax.receiver` by ILDCP; returns its
+/// index and "ready" event.
+fn start_receiver(procs: &mut Procs, node: &Path, upstream: &Upstream) -> (usize, Value) {
+    let args = upstream.args(["--expect".into(), AMOUNT.to_string(), "--timeout-ms".into(), "90000".into()]);
+    let rx = procs.node(node, "receiver", "receiver.js", &args);
+    let ready = procs.wait_event(rx, "ready", Duration::from_secs(30));
+    assert_eq!(ready["clientAddress"].as_str(), Some("test.thitsax.receiver"), "receiver ILDCP: {ready}");
+    (rx, ready)
+}
+
+/// Send `AMOUNT` with sender.js over `upstream` to the receiver `rx` (whose
+/// "ready" event is `ready`). Asserts that the sender learned `source_address`
+/// by ILDCP and that the payment went through split on ThitsaX's F08s
+/// (`check_payment`), then waits for the sender to exit.
+fn pay_and_check(
+    procs: &mut Procs,
+    node: &Path,
+    upstream: &Upstream,
+    source_address: &str,
+    (rx, ready): (usize, &Value),
+) {
+    let args = upstream.args([
+        "--destination".into(),
+        ready["address"].as_str().expect("receiver address").to_string(),
+        "--shared-secret".into(),
+        ready["sharedSecret"].as_str().expect("receiver sharedSecret").to_string(),
+        "--amount".into(),
+        AMOUNT.to_string(),
+        "--timeout-ms".into(),
+        "60000".into(),
+    ]);
+    let tx = procs.node(node, "sender", "sender.js", &args);
+    let connected = procs.wait_event(tx, "connected", Duration::from_secs(40));
+    assert_eq!(connected["sourceAddress"].as_str(), Some(source_address), "sender ILDCP: {connected}");
+    let paid = procs.wait_event(tx, "paid", Duration::from_secs(65));
+    let received = procs.wait_event(rx, "received", Duration::from_secs(10));
+    check_payment(&paid, &received, MAX_PACKET, "test.thitsax");
+    procs.wait_event(tx, "exit", Duration::from_secs(10));
+}
+
+// ---------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------
 
@@ -390,84 +503,27 @@ fn stream_payment_through_thitsax_splits_on_f08() {
     let [pt, ps, pr] = free_ports(3)[..] else { unreachable!() };
     let mut procs = Procs::default();
 
+    let sender = Upstream {
+        port: ps,
+        url: format!("http://127.0.0.1:{pt}/ilp"),
+        incoming_token: "thitsax-to-sender",
+        outgoing_token: "sender-token",
+    };
+    let receiver = receiver_upstream(pr, format!("http://127.0.0.1:{pt}/accounts/receiver/ilp"));
     let config = thitsax_config(
         pt,
         &[
-            Account {
-                id: "sender",
-                relation: "child",
-                incoming_token: "sender-token",
-                outgoing_url: format!("http://127.0.0.1:{ps}/"),
-                outgoing_token: "thitsax-to-sender",
-                max_packet_amount: MAX_PACKET,
-                ilp_address: None,
-            },
-            Account {
-                id: "receiver",
-                relation: "child",
-                incoming_token: "receiver-token",
-                outgoing_url: format!("http://127.0.0.1:{pr}/"),
-                outgoing_token: "thitsax-to-receiver",
-                max_packet_amount: 1_000_000_000,
-                ilp_address: None,
-            },
+            sender.thitsax_account("sender", MAX_PACKET),
+            receiver.thitsax_account("receiver", RECEIVER_MAX_PACKET),
         ],
     );
     start_thitsax(&mut procs, &dir.0, pt, &config);
 
-    let rx = procs.node(
-        &node,
-        "receiver",
-        "receiver.js",
-        &[
-            "--port".into(),
-            pr.to_string(),
-            "--url".into(),
-            format!("http://127.0.0.1:{pt}/accounts/receiver/ilp"),
-            "--incoming-token".into(),
-            "thitsax-to-receiver".into(),
-            "--outgoing-token".into(),
-            "receiver-token".into(),
-            "--expect".into(),
-            AMOUNT.to_string(),
-            "--timeout-ms".into(),
-            "90000".into(),
-        ],
-    );
-    let ready = procs.wait_event(rx, "ready", Duration::from_secs(30));
-    assert_eq!(ready["clientAddress"].as_str(), Some("test.thitsax.receiver"), "receiver ILDCP: {ready}");
+    let (rx, ready) = start_receiver(&mut procs, &node, &receiver);
     assert_eq!(ready["assetCode"].as_str(), Some("USD"), "receiver ILDCP: {ready}");
     assert_eq!(ready["assetScale"].as_u64(), Some(9), "receiver ILDCP: {ready}");
 
-    let tx = procs.node(
-        &node,
-        "sender",
-        "sender.js",
-        &[
-            "--port".into(),
-            ps.to_string(),
-            "--url".into(),
-            format!("http://127.0.0.1:{pt}/ilp"),
-            "--incoming-token".into(),
-            "thitsax-to-sender".into(),
-            "--outgoing-token".into(),
-            "sender-token".into(),
-            "--destination".into(),
-            ready["address"].as_str().expect("receiver address").to_string(),
-            "--shared-secret".into(),
-            ready["sharedSecret"].as_str().expect("receiver sharedSecret").to_string(),
-            "--amount".into(),
-            AMOUNT.to_string(),
-            "--timeout-ms".into(),
-            "60000".into(),
-        ],
-    );
-    let connected = procs.wait_event(tx, "connected", Duration::from_secs(40));
-    assert_eq!(connected["sourceAddress"].as_str(), Some("test.thitsax.sender"), "sender ILDCP: {connected}");
-    let paid = procs.wait_event(tx, "paid", Duration::from_secs(65));
-    let received = procs.wait_event(rx, "received", Duration::from_secs(10));
-    check_payment(&paid, &received, MAX_PACKET, "test.thitsax");
-    procs.wait_event(tx, "exit", Duration::from_secs(10));
+    pay_and_check(&mut procs, &node, &sender, "test.thitsax.sender", (rx, &ready));
 }
 
 /// sender (child "sender" of ilp-connector test.jsc) -> ilp-connector
@@ -480,6 +536,7 @@ fn stream_payment_via_ilp_connector_and_thitsax() {
     let [pt, ps, pr, pj_sender, pj_thitsax] = free_ports(5)[..] else { unreachable!() };
     let mut procs = Procs::default();
 
+    let receiver = receiver_upstream(pr, format!("http://127.0.0.1:{pt}/"));
     let config = thitsax_config(
         pt,
         &[
@@ -492,15 +549,7 @@ fn stream_payment_via_ilp_connector_and_thitsax() {
                 max_packet_amount: MAX_PACKET,
                 ilp_address: Some("test.jsc"),
             },
-            Account {
-                id: "receiver",
-                relation: "child",
-                incoming_token: "receiver-token",
-                outgoing_url: format!("http://127.0.0.1:{pr}/"),
-                outgoing_token: "thitsax-to-receiver",
-                max_packet_amount: 1_000_000_000,
-                ilp_address: None,
-            },
+            receiver.thitsax_account("receiver", RECEIVER_MAX_PACKET),
         ],
     );
     start_thitsax(&mut procs, &dir.0, pt, &config);
@@ -530,55 +579,13 @@ fn stream_payment_via_ilp_connector_and_thitsax() {
     let jsc_ready = procs.wait_event(jsc, "ready", Duration::from_secs(30));
     assert_eq!(jsc_ready["address"].as_str(), Some("test.jsc"), "{jsc_ready}");
 
-    let rx = procs.node(
-        &node,
-        "receiver",
-        "receiver.js",
-        &[
-            "--port".into(),
-            pr.to_string(),
-            "--url".into(),
-            format!("http://127.0.0.1:{pt}/"),
-            "--incoming-token".into(),
-            "thitsax-to-receiver".into(),
-            "--outgoing-token".into(),
-            "receiver-token".into(),
-            "--expect".into(),
-            AMOUNT.to_string(),
-            "--timeout-ms".into(),
-            "90000".into(),
-        ],
-    );
-    let ready = procs.wait_event(rx, "ready", Duration::from_secs(30));
-    assert_eq!(ready["clientAddress"].as_str(), Some("test.thitsax.receiver"), "receiver ILDCP: {ready}");
+    let (rx, ready) = start_receiver(&mut procs, &node, &receiver);
 
-    let tx = procs.node(
-        &node,
-        "sender",
-        "sender.js",
-        &[
-            "--port".into(),
-            ps.to_string(),
-            "--url".into(),
-            format!("http://127.0.0.1:{pj_sender}/"),
-            "--incoming-token".into(),
-            "jsc-to-sender".into(),
-            "--outgoing-token".into(),
-            "sender-to-jsc".into(),
-            "--destination".into(),
-            ready["address"].as_str().expect("receiver address").to_string(),
-            "--shared-secret".into(),
-            ready["sharedSecret"].as_str().expect("receiver sharedSecret").to_string(),
-            "--amount".into(),
-            AMOUNT.to_string(),
-            "--timeout-ms".into(),
-            "60000".into(),
-        ],
-    );
-    let connected = procs.wait_event(tx, "connected", Duration::from_secs(40));
-    assert_eq!(connected["sourceAddress"].as_str(), Some("test.jsc.sender"), "sender ILDCP: {connected}");
-    let paid = procs.wait_event(tx, "paid", Duration::from_secs(65));
-    let received = procs.wait_event(rx, "received", Duration::from_secs(10));
-    check_payment(&paid, &received, MAX_PACKET, "test.thitsax");
-    procs.wait_event(tx, "exit", Duration::from_secs(10));
+    let sender = Upstream {
+        port: ps,
+        url: format!("http://127.0.0.1:{pj_sender}/"),
+        incoming_token: "jsc-to-sender",
+        outgoing_token: "sender-to-jsc",
+    };
+    pay_and_check(&mut procs, &node, &sender, "test.jsc.sender", (rx, &ready));
 }

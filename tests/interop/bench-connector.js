@@ -18,7 +18,7 @@
 //   {"event":"ready","port":P,"url":"http://127.0.0.1:P/","token":"...",
 //    "ilpAddress":"test.jsc", ...}
 const {
-  emit, fail, installCrashHandlers, installTimeout, watchStdin, parseArgs, resolvePort
+  emit, fail, startServer, resolvePort, SERVER_OPTIONS
 } = require('./lib/common')
 const { startConnector } = require('./lib/connector')
 const crypto = require('crypto')
@@ -37,25 +37,12 @@ const SPEC = {
   lean: { type: 'bool', default: false, help: 'also disable the stats and alert middlewares' },
   'min-message-window-ms': { type: 'int', default: 1000, help: 'ilp-connector minMessageWindow; Prepares need expiresAt >= now + 2x this' },
   'max-hold-time-ms': { type: 'int', default: 30000, help: 'ilp-connector maxHoldTime' },
-  'timeout-ms': { type: 'int', default: 0, help: 'exit (status 0) after this long; 0 = run until killed' },
-  'watch-stdin': { type: 'bool', default: false, help: 'exit when stdin closes (parent process died)' }
+  ...SERVER_OPTIONS
 }
 
 async function main () {
-  installCrashHandlers()
-  let opts
-  try {
-    opts = parseArgs(SPEC)
-  } catch (err) {
-    return fail(err.message, undefined, 2)
-  }
-  if (opts.watchStdin) watchStdin()
-  if (opts.timeoutMs) {
-    installTimeout(opts.timeoutMs, () => {
-      emit({ event: 'exit', reason: 'timeout' })
-      process.exit(0)
-    })
-  }
+  const opts = startServer(SPEC)
+  if (!opts) return
 
   const disableMiddleware = ['rateLimit', 'throughput', 'maxPacketAmount']
   if (!opts.dedupe) disableMiddleware.push('deduplicate')

@@ -18,31 +18,18 @@
 //   {"event":"ready","address":"<ilpAddress>","accounts":{"<id>":{"port":P,"url":"http://127.0.0.1:P/"}}}
 const fs = require('fs')
 const {
-  emit, fail, installCrashHandlers, installTimeout, watchStdin, parseArgs
+  emit, fail, startServer, SERVER_OPTIONS
 } = require('./lib/common')
 const { startConnector } = require('./lib/connector')
 
 const SPEC = {
   config: { required: true, env: 'CONNECTOR_JSON_CONFIG', help: 'path to a JSON config file, or the JSON itself' },
-  'timeout-ms': { type: 'int', default: 0, help: 'exit (status 0) after this long; 0 = run until killed' },
-  'watch-stdin': { type: 'bool', default: false, help: 'exit when stdin closes (parent process died)' }
+  ...SERVER_OPTIONS
 }
 
 async function main () {
-  installCrashHandlers()
-  let opts
-  try {
-    opts = parseArgs(SPEC)
-  } catch (err) {
-    return fail(err.message, undefined, 2)
-  }
-  if (opts.watchStdin) watchStdin()
-  if (opts.timeoutMs) {
-    installTimeout(opts.timeoutMs, () => {
-      emit({ event: 'exit', reason: 'timeout' })
-      process.exit(0)
-    })
-  }
+  const opts = startServer(SPEC)
+  if (!opts) return
   const text = opts.config.trim().startsWith('{') ? opts.config : fs.readFileSync(opts.config, 'utf8')
   const { address, accounts } = await startConnector(JSON.parse(text))
   emit({ event: 'ready', address, accounts })

@@ -13,24 +13,19 @@ const http = require('http')
 const crypto = require('crypto')
 const IlpPacket = require('ilp-packet')
 const {
-  emit, log, fail, done, installTimeout, watchStdin, parseArgs, resolvePort
+  emit, log, fail, done, installTimeout, parseOptions, resolvePort, SERVER_OPTIONS
 } = require('./lib/common')
 
 const SPEC = {
   port: { type: 'int', default: 0, env: 'FULFILLER_PORT', help: 'port (0: a free one)' },
   token: { default: 'bench-out-token', env: 'FULFILLER_TOKEN', help: 'expected bearer token; empty: accept any' },
   address: { default: 'test.receiver', help: 'ILP address used as triggeredBy in rejects' },
-  'timeout-ms': { type: 'int', default: 0, help: 'exit (status 0) after this long; 0 = run until killed' },
-  'watch-stdin': { type: 'bool', default: false, help: 'exit when stdin closes (parent process died)' }
+  ...SERVER_OPTIONS
 }
 
 async function main () {
-  let opts
-  try {
-    opts = parseArgs(SPEC)
-  } catch (err) {
-    return fail(err.message, undefined, 2)
-  }
+  const opts = parseOptions(SPEC)
+  if (!opts) return
   const stats = { requests: 0, fulfilled: 0, rejected: 0, unauthorized: 0, badRequests: 0, firstRequest: null }
   const finish = (reason) => {
     emit(Object.assign({ event: 'stats', reason }, stats))

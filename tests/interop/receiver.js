@@ -13,33 +13,20 @@
 //   {"event":"exit",...} / {"event":"error",...}
 // All amounts are decimal strings in the receiver's asset units.
 const {
-  emit, log, fail, done, installCrashHandlers, installTimeout, watchStdin, parseArgs,
-  resolvePort, makeHttpPlugin, connectPlugin, ildcpWithRetry, countPackets, statsJson
+  emit, log, fail, done, startup, installTimeout, connectUpstream, statsJson, upstreamSpec
 } = require('./lib/common')
 const { createServer } = require('ilp-protocol-stream')
 
-const SPEC = {
-  port: { type: 'int', default: 0, env: 'RECEIVER_PORT', help: 'port to listen on for ILP-over-HTTP from the connector (0: pick a free one)' },
-  url: { required: true, env: 'RECEIVER_UPSTREAM_URL', help: 'ILP-over-HTTP URL of the connector (outgoing packets and ILDCP)' },
-  'incoming-token': { required: true, env: 'RECEIVER_INCOMING_TOKEN', help: 'bearer token the connector must present to us' },
-  'outgoing-token': { required: true, env: 'RECEIVER_OUTGOING_TOKEN', help: 'bearer token we present to the connector' },
+const SPEC = upstreamSpec('RECEIVER', 'ILP-over-HTTP URL of the connector (outgoing packets and ILDCP)', {
   expect: { type: 'uint64', help: 'amount expected in total; emits {"event":"received"} when reached' },
   'exit-after-received': { type: 'bool', default: false, help: 'exit 0 shortly after --expect was reached' },
   'verbose-money': { type: 'bool', default: false, help: 'emit one {"event":"money"} line per incoming money packet' },
-  'timeout-ms': { type: 'int', default: 120000, env: 'RECEIVER_TIMEOUT_MS', help: 'lifetime; on expiry exit 1 if --expect was not reached, else 0' },
-  'connect-timeout-ms': { type: 'int', default: 20000, help: 'how long to retry ILDCP while the connector starts' },
-  'watch-stdin': { type: 'bool', default: false, help: 'exit when stdin closes (parent process died)' }
-}
+  'timeout-ms': { type: 'int', default: 120000, env: 'RECEIVER_TIMEOUT_MS', help: 'lifetime; on expiry exit 1 if --expect was not reached, else 0' }
+})
 
 async function main () {
-  installCrashHandlers()
-  let opts
-  try {
-    opts = parseArgs(SPEC)
-  } catch (err) {
-    return fail(err.message, undefined, 2)
-  }
-  if (opts.watchStdin) watchStdin()
+  const opts = startup(SPEC)
+  if (!opts) return
 
   let total = 0n
   const expect = opts.expect !== undefined ? BigInt(opts.expect) : undefined
@@ -54,21 +41,8 @@ async function main () {
     }
   })
 
-  const port = await resolvePort(opts.port)
-  const plugin = makeHttpPlugin({
-    listenPort: port,
-    url: opts.url,
-    incomingToken: opts.incomingToken,
-    outgoingToken: opts.outgoingToken,
-    name: 'receiver'
-  })
-  const sent = countPackets(plugin)
-  const boundPort = await connectPlugin(plugin)
-  log(`listening on 127.0.0.1:${boundPort}, upstream ${opts.url}`)
-
   // ILDCP first (with retries), so a not-yet-started connector is waited for.
-  const ildcp = await ildcpWithRetry(plugin, opts.connectTimeoutMs)
-  log('ILDCP:', ildcp)
+  const { plugin, stats: sent, port: boundPort, ildcp } = await connectUpstream(opts, 'receiver')
 
   const server = await createServer({ plugin })
   const { destinationAccount, sharedSecret } = server.generateAddressAndSecret()

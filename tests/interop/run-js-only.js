@@ -9,7 +9,7 @@
 // after F08 rejects from ilp-connector's maxPacketAmount middleware.
 // Prints {"event":"ok",...} and exits 0, or {"event":"error",...} and exits 1.
 const {
-  emit, log, fail, done, installCrashHandlers, installTimeout, parseArgs, freePort
+  emit, log, fail, done, installCrashHandlers, installTimeout, parseArgs, freePort, upstreamArgs
 } = require('./lib/common')
 const { startScript, killAll } = require('./lib/proc')
 
@@ -57,20 +57,18 @@ async function main () {
   const ready = await connector.waitFor('ready', 30000)
 
   const receiver = startScript('receiver', 'receiver.js', [
-    '--port', String(receiverPort),
-    '--url', ready.accounts.receiver.url,
-    '--incoming-token', 'jsc-to-receiver',
-    '--outgoing-token', 'receiver-to-jsc',
+    ...upstreamArgs({
+      port: receiverPort, url: ready.accounts.receiver.url, incomingToken: 'jsc-to-receiver', outgoingToken: 'receiver-to-jsc'
+    }),
     '--expect', opts.amount,
     '--timeout-ms', String(opts.timeoutMs)
   ])
   const rx = await receiver.waitFor('ready', 30000)
 
   const sender = startScript('sender', 'sender.js', [
-    '--port', String(senderPort),
-    '--url', ready.accounts.sender.url,
-    '--incoming-token', 'jsc-to-sender',
-    '--outgoing-token', 'sender-to-jsc',
+    ...upstreamArgs({
+      port: senderPort, url: ready.accounts.sender.url, incomingToken: 'jsc-to-sender', outgoingToken: 'sender-to-jsc'
+    }),
     '--destination', rx.address,
     '--shared-secret', rx.sharedSecret,
     '--amount', opts.amount,

@@ -10,35 +10,22 @@
 // excluded): prepares, fulfills, rejects, rejectCodes {"F08":k,...},
 // maxFulfilledAmount, ... Exits 0 only if the whole amount was sent.
 const {
-  emit, log, fail, done, installCrashHandlers, installTimeout, watchStdin, parseArgs,
-  resolvePort, makeHttpPlugin, connectPlugin, ildcpWithRetry, countPackets, statsJson
+  emit, log, fail, done, startup, installTimeout, connectUpstream, statsJson, upstreamSpec
 } = require('./lib/common')
 const { createConnection } = require('ilp-protocol-stream')
 
-const SPEC = {
-  port: { type: 'int', default: 0, env: 'SENDER_PORT', help: 'port to listen on for ILP-over-HTTP from the connector (0: pick a free one)' },
-  url: { required: true, env: 'SENDER_UPSTREAM_URL', help: 'ILP-over-HTTP URL of the connector' },
-  'incoming-token': { required: true, env: 'SENDER_INCOMING_TOKEN', help: 'bearer token the connector must present to us' },
-  'outgoing-token': { required: true, env: 'SENDER_OUTGOING_TOKEN', help: 'bearer token we present to the connector' },
+const SPEC = upstreamSpec('SENDER', 'ILP-over-HTTP URL of the connector', {
   destination: { required: true, help: 'STREAM destination address (receiver\'s "address")' },
   'shared-secret': { required: true, help: 'STREAM shared secret, base64 (receiver\'s "sharedSecret")' },
   amount: { type: 'uint64', required: true, help: 'amount to send, in the sender\'s asset units' },
   slippage: { default: '0', help: 'STREAM slippage (0..1); 0 = the probed exchange rate must hold exactly' },
   'require-split': { type: 'bool', default: false, help: 'fail unless the money went in >1 fulfilled packets after at least one F08' },
-  'timeout-ms': { type: 'int', default: 60000, env: 'SENDER_TIMEOUT_MS', help: 'overall deadline' },
-  'connect-timeout-ms': { type: 'int', default: 20000, help: 'how long to retry ILDCP while the connector starts' },
-  'watch-stdin': { type: 'bool', default: false, help: 'exit when stdin closes (parent process died)' }
-}
+  'timeout-ms': { type: 'int', default: 60000, env: 'SENDER_TIMEOUT_MS', help: 'overall deadline' }
+})
 
 async function main () {
-  installCrashHandlers()
-  let opts
-  try {
-    opts = parseArgs(SPEC)
-  } catch (err) {
-    return fail(err.message, undefined, 2)
-  }
-  if (opts.watchStdin) watchStdin()
+  const opts = startup(SPEC)
+  if (!opts) return
   let stats
   let connection
   installTimeout(opts.timeoutMs, () => {
@@ -47,20 +34,9 @@ async function main () {
       : ' before the STREAM connection was established'))
   })
 
-  const port = await resolvePort(opts.port)
-  const plugin = makeHttpPlugin({
-    listenPort: port,
-    url: opts.url,
-    incomingToken: opts.incomingToken,
-    outgoingToken: opts.outgoingToken,
-    name: 'sender'
-  })
-  stats = countPackets(plugin)
-  const boundPort = await connectPlugin(plugin)
-  log(`listening on 127.0.0.1:${boundPort}, upstream ${opts.url}`)
-
-  const ildcp = await ildcpWithRetry(plugin, opts.connectTimeoutMs)
-  log('ILDCP:', ildcp)
+  const upstream = await connectUpstream(opts, 'sender')
+  const { plugin, port: boundPort } = upstream
+  stats = upstream.stats
 
   const slippage = Number(opts.slippage)
   if (!(slippage >= 0 && slippage < 1)) return fail(`--slippage must be in [0,1), got ${opts.slippage}`, undefined, 2)

@@ -1,6 +1,7 @@
 'use strict'
-// Shared helpers: argument parsing, JSON-lines output, timeouts, free ports,
-// ilp-plugin-http construction and packet accounting.
+// Shared helpers: argument parsing, script startup, JSON-lines output,
+// timeouts, free ports, ilp-plugin-http construction, packet accounting and
+// the upstream connection of the STREAM endpoints.
 require('./compat')
 
 const net = require('net')
@@ -151,6 +152,62 @@ function camel (s) {
   return s.replace(/-([a-z])/g, (_, c) => c.toUpperCase())
 }
 
+// ---------------------------------------------------------------- startup
+
+/** `--watch-stdin`: exit when the parent process is gone (see watchStdin). */
+const WATCH_STDIN_OPTION = { type: 'bool', default: false, help: 'exit when stdin closes (parent process died)' }
+
+/**
+ * The last options of the long-running servers (connector.js,
+ * bench-connector.js, fulfiller.js): `--timeout-ms` (0: run until killed) and
+ * `--watch-stdin`.
+ */
+const SERVER_OPTIONS = {
+  'timeout-ms': { type: 'int', default: 0, help: 'exit (status 0) after this long; 0 = run until killed' },
+  'watch-stdin': WATCH_STDIN_OPTION
+}
+
+/**
+ * parseArgs(spec), or undefined after reporting the bad arguments with
+ * fail(..., 2); the caller then just returns.
+ */
+function parseOptions (spec) {
+  try {
+    return parseArgs(spec)
+  } catch (err) {
+    fail(err.message, undefined, 2)
+    return undefined
+  }
+}
+
+/**
+ * The start of a script run by the harness: crash handlers, then the options
+ * (undefined when they are bad, see parseOptions), then watchStdin() if
+ * `--watch-stdin` was given.
+ */
+function startup (spec) {
+  installCrashHandlers()
+  const opts = parseOptions(spec)
+  if (opts && opts.watchStdin) watchStdin()
+  return opts
+}
+
+/**
+ * startup(spec) for the servers with SERVER_OPTIONS (connector.js,
+ * bench-connector.js), which also print {"event":"exit","reason":"timeout"}
+ * and exit 0 after a non-zero `--timeout-ms`.
+ */
+function startServer (spec) {
+  const opts = startup(spec)
+  if (opts && opts.timeoutMs) {
+    installTimeout(opts.timeoutMs, () => {
+      emit({ event: 'exit', reason: 'timeout' })
+      process.exit(0)
+    })
+  }
+  return opts
+}
+
 // ---------------------------------------------------------------- ports
 
 /** A free TCP port on 127.0.0.1 (bind :0, read, close). */
@@ -276,6 +333,10 @@ module.exports = {
   installTimeout,
   watchStdin,
   parseArgs,
+  parseOptions,
+  startup,
+  startServer,
+  SERVER_OPTIONS,
   freePort,
   resolvePort,
   makeHttpPlugin,
@@ -317,3 +378,54 @@ async function ildcpWithRetry (plugin, timeoutMs = 20000) {
 }
 
 module.exports.ildcpWithRetry = ildcpWithRetry
+
+// ---------------------------------------------------------------- upstream
+
+/**
+ * The option spec of a STREAM endpoint behind an upstream connector
+ * (sender.js, receiver.js): `--port`, `--url`, `--incoming-token`,
+ * `--outgoing-token` (also read from env `<envPrefix>_PORT`, `_UPSTREAM_URL`,
+ * `_INCOMING_TOKEN`, `_OUTGOING_TOKEN`), then the script's own `options`, then
+ * `--connect-timeout-ms` and `--watch-stdin`. See connectUpstream and
+ * upstreamArgs.
+ */
+function upstreamSpec (envPrefix, urlHelp, options) {
+  return {
+    port: { type: 'int', default: 0, env: `${envPrefix}_PORT`, help: 'port to listen on for ILP-over-HTTP from the connector (0: pick a free one)' },
+    url: { required: true, env: `${envPrefix}_UPSTREAM_URL`, help: urlHelp },
+    'incoming-token': { required: true, env: `${envPrefix}_INCOMING_TOKEN`, help: 'bearer token the connector must present to us' },
+    'outgoing-token': { required: true, env: `${envPrefix}_OUTGOING_TOKEN`, help: 'bearer token we present to the connector' },
+    ...options,
+    'connect-timeout-ms': { type: 'int', default: 20000, help: 'how long to retry ILDCP while the connector starts' },
+    'watch-stdin': WATCH_STDIN_OPTION
+  }
+}
+
+/** The command-line arguments for the first four options of upstreamSpec. */
+function upstreamArgs ({ port, url, incomingToken, outgoingToken }) {
+  return ['--port', String(port), '--url', url, '--incoming-token', incomingToken, '--outgoing-token', outgoingToken]
+}
+
+/**
+ * Listen with an ilp-plugin-http on opts.port (0: a free one) towards
+ * opts.url, count its outgoing packets (countPackets), then ILDCP with retries
+ * for opts.connectTimeoutMs, so a not-yet-started connector is waited for.
+ * Resolves with {plugin, stats, port (the bound one), ildcp}.
+ */
+async function connectUpstream (opts, name) {
+  const plugin = makeHttpPlugin({
+    listenPort: await resolvePort(opts.port),
+    url: opts.url,
+    incomingToken: opts.incomingToken,
+    outgoingToken: opts.outgoingToken,
+    name
+  })
+  const stats = countPackets(plugin)
+  const port = await connectPlugin(plugin)
+  log(`listening on 127.0.0.1:${port}, upstream ${opts.url}`)
+  const ildcp = await ildcpWithRetry(plugin, opts.connectTimeoutMs)
+  log('ILDCP:', ildcp)
+  return { plugin, stats, port, ildcp }
+}
+
+Object.assign(module.exports, { upstreamSpec, upstreamArgs, connectUpstream })
