@@ -1530,6 +1530,8 @@ impl Verdict {
 struct Check {
     what: &'static str,
     value: Option<f64>,
+    /// Decimals `value` is printed with.
+    decimals: usize,
     limit: String,
     verdict: Verdict,
 }
@@ -1544,29 +1546,34 @@ fn checks(summaries: &[TargetSummary]) -> Vec<Check> {
     let p99 = get(Target::Thitsax).map(|s| s.p99_ms).filter(|v| v.is_finite());
     // Throughput counts Rejects and leaves errors out, so a target that fails
     // packets fast could look good: the comparison only holds if all were fulfilled.
-    let not_fulfilled = (!summaries.is_empty()).then(|| summaries.iter().map(|s| s.not_fulfilled).sum::<u64>());
+    let not_fulfilled =
+        (!summaries.is_empty()).then(|| summaries.iter().map(|s| s.not_fulfilled).sum::<u64>());
     vec![
         Check {
             what: "ThitsaX/proxy packets/s",
             value: vs_proxy,
+            decimals: 2,
             limit: format!(">= {MIN_RATIO_VS_PROXY:.2}"),
             verdict: Verdict::of(vs_proxy, |r| r >= MIN_RATIO_VS_PROXY),
         },
         Check {
             what: "ThitsaX/ilp-connector packets/s",
             value: vs_connector,
-            limit: format!(">= {MIN_RATIO_VS_ILP_CONNECTOR:.2}"),
+            decimals: 1,
+            limit: format!(">= {MIN_RATIO_VS_ILP_CONNECTOR:.1}"),
             verdict: Verdict::of(vs_connector, |r| r >= MIN_RATIO_VS_ILP_CONNECTOR),
         },
         Check {
             what: "ThitsaX p99 ms",
             value: p99,
-            limit: format!("< {MAX_P99_MS:.2}"),
+            decimals: 3,
+            limit: format!("< {MAX_P99_MS:.1}"),
             verdict: Verdict::of(p99, |v| v < MAX_P99_MS),
         },
         Check {
             what: "packets not fulfilled (all runs)",
             value: not_fulfilled.map(|n| n as f64),
+            decimals: 0,
             limit: "= 0".to_string(),
             verdict: Verdict::of(not_fulfilled.map(|n| n as f64), |n| n == 0.0),
         },
@@ -1668,12 +1675,11 @@ impl Children {
     /// Takes child `pid` out of the set and waits for it. Only for a child
     /// that has closed its output, i.e. is ending anyway.
     fn reap(&self, pid: u32) -> Result<ExitStatus, String> {
-        let child = {
+        let mut child = {
             let mut list = self.list.lock().unwrap();
             let i = list.iter().position(|c| c.id() == pid).ok_or("child already reaped")?;
             list.swap_remove(i)
         };
-        let mut child = child;
         child.wait().map_err(|e| format!("wait for child {pid}: {e}"))
     }
 
@@ -1820,7 +1826,12 @@ fn find_node() -> Option<PathBuf> {
     out.status.success().then_some(node)
 }
 
-fn start_ilp_connector(lab: &Lab, node: &Path, script: &Path, receiver_url: &str) -> Result<Endpoint, String> {
+fn start_ilp_connector(
+    lab: &Lab,
+    node: &Path,
+    script: &Path,
+    receiver_url: &str,
+) -> Result<Endpoint, String> {
     let modules = script.parent().unwrap_or(Path::new(".")).join("node_modules");
     if !modules.is_dir() {
         return Err(format!(
@@ -1877,7 +1888,14 @@ struct RunPlan<'a> {
 /// One `send` child process against `ep`. In-process sending would share a
 /// runtime and CPU accounting with compare itself; a child is what an
 /// operator runs.
-fn measure(lab: &Lab, plan: &RunPlan, ep: &Endpoint, packets: u64, round: usize, quiet: bool) -> Result<Run, String> {
+fn measure(
+    lab: &Lab,
+    plan: &RunPlan,
+    ep: &Endpoint,
+    packets: u64,
+    round: usize,
+    quiet: bool,
+) -> Result<Run, String> {
     let name = format!("send-{}-{round}", ep.target.name());
     let out_path = lab.log_path(&name);
     let out = std::fs::File::create(&out_path).map_err(|e| format!("create {}: {e}", out_path.display()))?;
@@ -1893,7 +1911,8 @@ fn measure(lab: &Lab, plan: &RunPlan, ep: &Endpoint, packets: u64, round: usize,
 
     // The target's CPU clock runs from send's "measuring" line to its exit,
     // so that connection set-up and the warm-up are not charged.
-    let cpu_now = || (process_cpu_seconds(&ep.pid.to_string()), process_cpu_seconds(&plan.receiver_pid.to_string()));
+    let cpu_now =
+        || (process_cpu_seconds(&ep.pid.to_string()), process_cpu_seconds(&plan.receiver_pid.to_string()));
     let mut start = None;
     let mut stderr_lines = Vec::new();
     for line in BufReader::new(stderr).lines() {
@@ -1906,7 +1925,7 @@ fn measure(lab: &Lab, plan: &RunPlan, ep: &Endpoint, packets: u64, round: usize,
     let end = cpu_now();
     let status = lab.children.reap(spawned.pid)?;
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    if !status.success() || start.is_none() {
+    let Some(start) = start.filter(|_| status.success()) else {
         if lab.children.stopped() {
             return Err("interrupted".into());
         }
@@ -1915,10 +1934,16 @@ fn measure(lab: &Lab, plan: &RunPlan, ep: &Endpoint, packets: u64, round: usize,
             stderr_lines.join("\n  "),
             stdout.lines().collect::<Vec<_>>().join("\n  ")
         ));
-    }
+    };
     let send = parse_send_json(stdout.lines().last().unwrap_or(""))?;
-    let (start, end) = (start.unwrap_or((f64::NAN, f64::NAN)), end);
-    Ok(Run { target: ep.target, round, send, target_cpu_s: end.0 - start.0, receiver_cpu_s: end.1 - start.1, quiet })
+    Ok(Run {
+        target: ep.target,
+        round,
+        send,
+        target_cpu_s: end.0 - start.0,
+        receiver_cpu_s: end.1 - start.1,
+        quiet,
+    })
 }
 
 fn progress_line(r: &Run) -> String {
@@ -1946,7 +1971,9 @@ fn compare(a: CompareArgs, children: Children) -> Result<bool, String> {
     }
     let connector_packets = a.connector_packets.unwrap_or((a.packets / 5).max(1));
     let node = match &a.ilp_connector {
-        Some(script) if !script.is_file() => return Err(format!("--ilp-connector {}: no such file", script.display())),
+        Some(script) if !script.is_file() => {
+            return Err(format!("--ilp-connector {}: no such file", script.display()))
+        }
         Some(script) => match find_node() {
             Some(node) => Some((node, script.clone())),
             None => {
@@ -1960,7 +1987,8 @@ fn compare(a: CompareArgs, children: Children) -> Result<bool, String> {
 
     let lab = Lab::new(children)?;
     let (receiver_url, receiver_pid) = start_receiver(&lab, &exe)?;
-    let mut endpoints = vec![start_proxy(&lab, &exe, &receiver_url)?, start_thitsax(&lab, &a.thitsax, &receiver_url)?];
+    let mut endpoints =
+        vec![start_proxy(&lab, &exe, &receiver_url)?, start_thitsax(&lab, &a.thitsax, &receiver_url)?];
     if let Some((node, script)) = &node {
         endpoints.push(start_ilp_connector(&lab, node, script, &receiver_url)?);
     }
@@ -1997,7 +2025,7 @@ fn compare(a: CompareArgs, children: Children) -> Result<bool, String> {
 
     let summaries: Vec<TargetSummary> = Target::ALL.iter().filter_map(|t| summarize(*t, &runs)).collect();
     let checks = checks(&summaries);
-    let pass = checks.iter().all(|c| c.verdict == Verdict::Pass);
+    let pass = overall(&checks) == Verdict::Pass;
     print!("{}", report_text(&a, connector_packets, &summaries, &checks, &runs));
     if a.json {
         println!("{}", report_json(&a, connector_packets, &summaries, &checks, &runs, pass));
@@ -2026,10 +2054,14 @@ fn report_text(
     );
     let _ = write!(s, "packets       {} measured per run", a.packets);
     if summaries.iter().any(|t| t.target == Target::IlpConnector) {
-        let _ = write!(s, "; ilp-connector {connector_packets} per run (--connector-packets: it is ~10x slower)");
+        let _ =
+            write!(s, "; ilp-connector {connector_packets} per run (--connector-packets: it is ~10x slower)");
     }
     let _ = writeln!(s);
-    let _ = writeln!(s, "figures       median over rounds; cpu = target process user+system time per measured packet");
+    let _ = writeln!(
+        s,
+        "figures       median over rounds; cpu = target process user+system time per measured packet"
+    );
     let _ = writeln!(s);
     let _ = writeln!(
         s,
@@ -2052,7 +2084,7 @@ fn report_text(
     let _ = writeln!(s);
     let _ = writeln!(s, "{:<34} {:>8}  {:<8} verdict", "check", "value", "limit");
     for c in checks {
-        let value = c.value.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+        let value = c.value.map(|v| format!("{v:.*}", c.decimals)).unwrap_or_else(|| "-".into());
         let _ = writeln!(s, "{:<34} {:>8}  {:<8} {}", c.what, value, c.limit, c.verdict.text());
     }
     let busy = runs.iter().filter(|r| !r.quiet).count();
@@ -2064,16 +2096,28 @@ fn report_text(
             a.quiet_idle_pct
         );
     }
-    let failed = checks.iter().filter(|c| c.verdict != Verdict::Pass).count();
-    match failed {
-        0 => {
-            let _ = writeln!(s, "result        PASS ({} checks)", checks.len());
-        }
-        n => {
-            let _ = writeln!(s, "result        FAIL ({n} of {} checks not passed)", checks.len());
-        }
-    }
+    let count = |v: Verdict| checks.iter().filter(|c| c.verdict == v).count();
+    let _ = writeln!(
+        s,
+        "result        {} ({} passed, {} failed, {} not measured)",
+        overall(checks).text(),
+        count(Verdict::Pass),
+        count(Verdict::Fail),
+        count(Verdict::NotMeasured)
+    );
     s
+}
+
+/// FAIL if any check failed, else NOT MEASURED if any could not be made, else PASS.
+fn overall(checks: &[Check]) -> Verdict {
+    let any = |v: Verdict| checks.iter().any(|c| c.verdict == v);
+    if any(Verdict::Fail) {
+        Verdict::Fail
+    } else if any(Verdict::NotMeasured) || checks.is_empty() {
+        Verdict::NotMeasured
+    } else {
+        Verdict::Pass
+    }
 }
 
 fn report_json(
@@ -2398,11 +2442,13 @@ mod tests {
         // Exactly 0.60 of the proxy and 6x ilp-connector pass; p99 must be strictly below 5 ms.
         let at_limits = [proxy.clone(), summary(Target::Thitsax, 6_000.0, 4.999), jsc.clone()];
         assert_eq!(verdicts(&at_limits), [Pass, Pass, Pass, Pass]);
+        assert_eq!(overall(&checks(&at_limits)), Pass);
         let cs = checks(&at_limits);
         assert_eq!(cs[0].value, Some(0.6));
         assert_eq!(cs[1].value, Some(6.0));
         let slow = [proxy.clone(), summary(Target::Thitsax, 5_999.0, 5.0), jsc.clone()];
         assert_eq!(verdicts(&slow), [Fail, Fail, Fail, Pass]);
+        assert_eq!(overall(&checks(&slow)), Fail);
         let mut rejecting = summary(Target::Thitsax, 9_000.0, 1.0);
         rejecting.not_fulfilled = 1;
         assert_eq!(verdicts(&[proxy, rejecting, jsc])[3], Fail);
@@ -2413,11 +2459,13 @@ mod tests {
         use Verdict::*;
         let no_connector = [summary(Target::Proxy, 10_000.0, 1.0), summary(Target::Thitsax, 8_000.0, 2.0)];
         assert_eq!(verdicts(&no_connector), [Pass, NotMeasured, Pass, Pass]);
+        assert_eq!(overall(&checks(&no_connector)), NotMeasured);
         assert_eq!(checks(&no_connector)[1].value, None);
         // A zero or NaN rate is no ratio at all, not an infinite one.
         let zero = [summary(Target::Proxy, 0.0, 1.0), summary(Target::Thitsax, 8_000.0, f64::NAN)];
         assert_eq!(verdicts(&zero)[..3], [NotMeasured, NotMeasured, NotMeasured]);
         assert_eq!(verdicts(&[]), [NotMeasured; 4]);
+        assert_eq!(overall(&[]), NotMeasured);
         assert_eq!(ratio(1.0, 0.0), None);
         assert_eq!(ratio(f64::NAN, 1.0), None);
         assert_eq!(ratio(3.0, 2.0), Some(1.5));
@@ -2470,7 +2518,10 @@ mod tests {
         assert_eq!(config.log_level, "warn");
         let ids: Vec<&str> = config.accounts.iter().map(|a| &*a.id).collect();
         assert_eq!(ids, ["sender", "receiver"]);
-        assert_eq!(config.accounts[0].incoming_token_hash, Some(thitsax::account::hash_token(SENDER_TOKEN.as_bytes())));
+        assert_eq!(
+            config.accounts[0].incoming_token_hash,
+            Some(thitsax::account::hash_token(SENDER_TOKEN.as_bytes()))
+        );
         let out = config.accounts[1].outgoing.as_ref().expect("receiver has an outgoing URL");
         assert_eq!(out.url.to_string(), "http://127.0.0.1:4001/");
         assert!(COMPARE_DESTINATION.starts_with(&format!("{}.receiver.", config.node_address)));
@@ -2528,8 +2579,8 @@ mod tests {
         assert!(stat_cpu_seconds("garbage").is_nan());
         let a = cpu_ticks("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3 4\n").unwrap();
         assert_eq!(a, (800, 1000));
-        let b = cpu_ticks("cpu  150 0 150 1550 50 0 0 0 0 0\n").unwrap();
-        assert_eq!(idle_fraction(a, b), 0.8);
+        let b = cpu_ticks("cpu  150 0 150 1600 100 0 0 0 0 0\n").unwrap();
+        assert_eq!(idle_fraction(a, b), 0.9);
         assert!(idle_fraction(a, a).is_nan());
         assert_eq!(cpu_ticks("intr 1 2 3"), None);
         assert!(process_cpu_seconds("self") >= 0.0);
