@@ -21,6 +21,8 @@ use std::time::Duration;
 pub mod defaults {
     pub const LISTEN: &str = "127.0.0.1:7770";
     pub const LOG_LEVEL: &str = "info";
+    /// Upper bound on `node.worker_threads`; the default is one per available core.
+    pub const WORKER_THREADS_MAX: usize = 256;
     pub const BODY_BYTES_MAX: usize = 64 * 1024;
     pub const CONNECTIONS_MAX: usize = 1024;
     pub const REQUESTS_IN_FLIGHT_MAX: usize = 4096;
@@ -63,6 +65,7 @@ struct RawConfig {
 struct RawNode {
     ilp_address: String,
     log_level: Option<String>,
+    worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -140,6 +143,8 @@ struct RawRoute {
 pub struct Config {
     pub node_address: IlpAddress,
     pub log_level: String,
+    /// Runtime threads running packets; `None` means one per available core.
+    pub worker_threads: Option<usize>,
     pub listen: SocketAddr,
     pub server: ServerLimits,
     pub client: ClientLimits,
@@ -226,6 +231,12 @@ impl Validator {
         let node_address = self.check("node.ilp_address", IlpAddress::parse(&raw.node.ilp_address));
         let log_level = raw.node.log_level.unwrap_or_else(|| defaults::LOG_LEVEL.into());
         self.check("node.log_level", tracing_subscriber::EnvFilter::try_new(&log_level));
+        if raw.node.worker_threads.is_some_and(|n| n == 0 || n > defaults::WORKER_THREADS_MAX) {
+            self.problem(
+                "node.worker_threads",
+                format!("must be between 1 and {}", defaults::WORKER_THREADS_MAX),
+            );
+        }
 
         let client = self.client(&raw.http);
         let (listen, server) = self.http(raw.http);
@@ -242,6 +253,7 @@ impl Validator {
             (true, Some(node_address), Some(listen), Some(expiry), Some((rates, _))) => Ok(Config {
                 node_address,
                 log_level,
+                worker_threads: raw.node.worker_threads,
                 listen,
                 server,
                 client,

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&config.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime(config.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("thitsax: cannot start the runtime: {e}");
@@ -72,6 +72,16 @@ async fn run(config: Config) -> ExitCode {
     app.run_until(thitsax::shutdown::os_signal()).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// One worker: tokio's current-thread scheduler, which skips cross-thread wake-ups (the best
+/// choice when the node shares a small machine). More: the multi-thread scheduler.
+fn runtime(worker_threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    match worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    }
 }
 
 /// `RUST_LOG` wins over the config's `node.log_level`. Logs go to stderr.

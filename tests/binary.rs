@@ -147,7 +147,11 @@ async fn sigterm_finishes_in_flight_packets_then_exits_zero() {
     .await;
     let dir = temp_dir("drain");
     let port = free_port();
-    let path = write_config(&dir, &node_config(port, &downstream.url(), 3000));
+    // worker_threads = 1 runs the node on tokio's current-thread scheduler; the abort test below
+    // uses the default multi-thread one, so both runtimes are exercised end to end.
+    let text = node_config(port, &downstream.url(), 3000)
+        .replace("log_level = \"info\"", "log_level = \"info\"\nworker_threads = 1");
+    let path = write_config(&dir, &text);
     let mut node = start(&path);
     let url = format!("http://127.0.0.1:{port}/");
 

@@ -54,6 +54,13 @@ fn defaults_apply() {
     assert_eq!(config.listen.to_string(), defaults::LISTEN);
     assert_eq!(config.server.body_bytes_max, defaults::BODY_BYTES_MAX);
     assert_eq!(config.client.connections_per_peer_max, defaults::OUTGOING_CONNECTIONS_PER_PEER_MAX);
+    assert_eq!(config.worker_threads, None);
+    let one =
+        MINIMAL.replace("ilp_address = \"test.node\"", "ilp_address = \"test.node\"\nworker_threads = 1");
+    assert_eq!(Config::from_toml(&one).unwrap().worker_threads, Some(1));
+    let none =
+        MINIMAL.replace("ilp_address = \"test.node\"", "ilp_address = \"test.node\"\nworker_threads = 0");
+    assert_eq!(paths(&none), ["node.worker_threads"]);
     let zero = MINIMAL.replace("[[accounts]]", "[http]\noutgoing_connections_per_peer_max = 0\n[[accounts]]");
     assert_eq!(paths(&zero), ["http.outgoing_connections_per_peer_max"]);
     assert_eq!(config.accounts[0].max_packet_amount, u64::MAX);
