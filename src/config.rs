@@ -40,6 +40,8 @@ pub mod defaults {
     /// Bounds on operator-set limits, so a typo cannot disable a limit.
     pub const BODY_BYTES_MAX_CEILING: usize = 16 * 1024 * 1024;
     pub const BODY_BYTES_MAX_FLOOR: usize = 1024;
+    /// The shutdown drain counts in-flight packets with a u32 semaphore acquisition.
+    pub const REQUESTS_IN_FLIGHT_CEILING: usize = 1_000_000;
 }
 
 #[derive(Debug, Deserialize)]
@@ -288,6 +290,10 @@ impl Validator {
             raw.requests_in_flight_max,
             defaults::REQUESTS_IN_FLIGHT_MAX,
         );
+        if requests_in_flight_max > defaults::REQUESTS_IN_FLIGHT_CEILING {
+            let limit = defaults::REQUESTS_IN_FLIGHT_CEILING;
+            self.problem("http.requests_in_flight_max", format!("must be at most {limit}"));
+        }
         let header_read_timeout_ms = self.positive(
             "http.header_read_timeout_ms",
             raw.header_read_timeout_ms,

@@ -493,3 +493,28 @@ async fn http_errors_are_4xx_with_a_reason_and_change_nothing() {
     }
     assert_eq!(node.balance("carol").await, 300);
 }
+
+#[tokio::test]
+async fn a_sender_hanging_up_mid_packet_still_gets_its_debit_reversed() {
+    use tokio::io::AsyncWriteExt;
+    let downstream = Downstream::always(Behaviour::Hang).await;
+    let node = TestNode::start(&single_node(&downstream.url(), "")).await;
+    // A raw HTTP request on a socket we close as soon as the packet has left the node.
+    let body = prepare("test.n.carol", 1_000_000_000, Duration::from_millis(1800)).to_bytes();
+    let mut socket = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nhost: x\r\nauthorization: Bearer alice-token\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&body).await.unwrap();
+    while downstream.requests.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(node.balance("alice").await, -1_000_000_000, "debited while in flight");
+    drop(socket);
+    // The outgoing packet expires 0.8 s after it left; then the debit must be reversed even
+    // though nobody is left to hear the Reject.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_all_zero(&node).await;
+}

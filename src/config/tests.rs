@@ -63,6 +63,8 @@ fn defaults_apply() {
     assert_eq!(paths(&none), ["node.worker_threads"]);
     let zero = MINIMAL.replace("[[accounts]]", "[http]\noutgoing_connections_per_peer_max = 0\n[[accounts]]");
     assert_eq!(paths(&zero), ["http.outgoing_connections_per_peer_max"]);
+    let huge = MINIMAL.replace("[[accounts]]", "[http]\nrequests_in_flight_max = 2000000\n[[accounts]]");
+    assert_eq!(paths(&huge), ["http.requests_in_flight_max"]);
     assert_eq!(config.accounts[0].max_packet_amount, u64::MAX);
     assert_eq!(config.accounts[0].min_balance, None);
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 #[derive(Debug, Clone)]
 pub struct ServerLimits {
@@ -83,7 +83,9 @@ impl HttpError {
 /// Shared by every connection.
 struct Gate<S> {
     node: Arc<Node<S>>,
-    in_flight: Semaphore,
+    /// One permit per packet being processed. Each packet's task holds its permit to the end, so
+    /// all permits back means no packet is still moving money.
+    in_flight: Arc<Semaphore>,
     limits: ServerLimits,
 }
 
@@ -97,7 +99,8 @@ pub async fn serve<S: Store>(
 ) {
     let signal = shutdown.signal();
     let connections = Arc::new(Semaphore::new(limits.connections_max));
-    let gate = Arc::new(Gate { node, in_flight: Semaphore::new(limits.requests_in_flight_max), limits });
+    let in_flight = Arc::new(Semaphore::new(limits.requests_in_flight_max));
+    let gate = Arc::new(Gate { node, in_flight: in_flight.clone(), limits });
     let graceful = GracefulShutdown::new();
     loop {
         let permit = tokio::select! {
@@ -138,11 +141,17 @@ pub async fn serve<S: Store>(
     drop(listener);
     info!("draining: no new connections; waiting for in-flight packets");
     let grace = gate.limits.shutdown_grace;
-    let mut graceful = Box::pin(graceful.shutdown());
-    if tokio::time::timeout(grace, &mut graceful).await.is_err() {
+    // Done when every connection has closed and every packet task has returned its permit
+    // (a packet whose sender hung up has no connection left but may still be moving money).
+    let permits = u32::try_from(gate.limits.requests_in_flight_max).unwrap_or(u32::MAX);
+    let mut drained = Box::pin(async move {
+        graceful.shutdown().await;
+        let _ = in_flight.acquire_many(permits).await;
+    });
+    if tokio::time::timeout(grace, &mut drained).await.is_err() {
         warn!(grace_ms = grace.as_millis() as u64, "grace period over: rejecting in-flight packets");
         shutdown.abort();
-        let _ = tokio::time::timeout(Duration::from_secs(2), graceful).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), drained).await;
     }
 }
 
@@ -173,7 +182,7 @@ async fn accept<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> Result<Byte
     if declared.is_some_and(|n| n > body_max as u64) {
         return Err(HttpError::PayloadTooLarge(body_max));
     }
-    let Ok(_slot) = gate.in_flight.try_acquire() else {
+    let Ok(slot) = gate.in_flight.clone().try_acquire_owned() else {
         // Overloaded: an ILP answer the sender understands (retry later), not an HTTP error.
         return Ok(Refusal::Busy.to_reject(&gate.node.address).as_bytes().clone());
     };
@@ -183,7 +192,23 @@ async fn accept<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> Result<Byte
         .map_err(|_| HttpError::PayloadTooLarge(body_max))?
         .to_bytes();
     let prepare = Prepare::parse(&body).map_err(|e| HttpError::BadRequest(e.to_string()))?;
-    Ok(gate.node.forward(&account, prepare).await)
+    // The packet runs in its own task: hyper drops this request's future when the sender hangs
+    // up, and a packet cut off between its debit and its outcome would leave the debit in place.
+    // The task always runs to the end (credit or reversal), holding its in-flight slot.
+    let node = gate.node.clone();
+    let packet = tokio::spawn(async move {
+        let response = node.forward(&account, prepare).await;
+        drop(slot);
+        response
+    });
+    match packet.await {
+        Ok(response) => Ok(response),
+        Err(e) => {
+            // Only a panic gets here, and the packet's balance change may be incomplete: say so.
+            error!(error = %e, "packet task failed; balances need reconciliation");
+            Ok(Refusal::Internal.to_reject(&gate.node.address).as_bytes().clone())
+        }
+    }
 }
 
 /// `/` and `/ilp` take the account from the token; `/accounts/{id}/ilp` names it too.
