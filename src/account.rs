@@ -163,24 +163,30 @@ impl Accounts {
     }
 }
 
+/// A plain USD child account without limits, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_account(id: &str) -> Account {
+    Account {
+        id: id.into(),
+        relation: Relation::Child,
+        asset_code: "USD".into(),
+        asset_scale: 2,
+        ilp_address: None,
+        incoming_token_hash: None,
+        outgoing: None,
+        max_packet_amount: u64::MAX,
+        min_balance: None,
+        settle_threshold: None,
+        settle_to: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn account(id: &str, token: &str) -> Account {
-        Account {
-            id: id.into(),
-            relation: Relation::Child,
-            asset_code: "USD".into(),
-            asset_scale: 2,
-            ilp_address: None,
-            incoming_token_hash: Some(hash_token(token.as_bytes())),
-            outgoing: None,
-            max_packet_amount: u64::MAX,
-            min_balance: None,
-            settle_threshold: None,
-            settle_to: 0,
-        }
+        Account { incoming_token_hash: Some(hash_token(token.as_bytes())), ..test_account(id) }
     }
 
     #[test]

@@ -67,22 +67,10 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::Relation;
+    use crate::account::test_account;
 
     fn account(id: &str, min_balance: Option<Balance>) -> Account {
-        Account {
-            id: id.into(),
-            relation: Relation::Child,
-            asset_code: "USD".into(),
-            asset_scale: 2,
-            ilp_address: None,
-            incoming_token_hash: None,
-            outgoing: None,
-            max_packet_amount: u64::MAX,
-            min_balance,
-            settle_threshold: None,
-            settle_to: 0,
-        }
+        Account { min_balance, ..test_account(id) }
     }
 
     #[tokio::test]
