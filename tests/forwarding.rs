@@ -518,3 +518,26 @@ async fn a_sender_hanging_up_mid_packet_still_gets_its_debit_reversed() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_all_zero(&node).await;
 }
+
+#[tokio::test]
+async fn unknown_destinations_go_to_the_parent_but_our_own_subtree_never_does() {
+    let parent = Downstream::always(Behaviour::Fulfill).await;
+    let extra = format!(
+        "\n[[accounts]]\nid = \"upstream\"\nrelation = \"parent\"\nasset_code = \"USD\"\nasset_scale = 9\noutgoing_url = \"{}\"\noutgoing_token = \"to-parent\"\n",
+        parent.url()
+    );
+    let node = TestNode::start(&format!("{}{extra}", single_node(NOWHERE, ""))).await;
+    let client = client();
+    send(&client, &node.url(), "alice-token", &prepare("g.somewhere.else", 1_000, TEN_SECONDS))
+        .await
+        .fulfill();
+    assert_eq!(parent.received()[0].destination, "g.somewhere.else");
+    assert_eq!(node.balance("upstream").await, 1_000);
+    // Under our own address but no such child: refused here, not bounced to the parent.
+    let reject = send(&client, &node.url(), "alice-token", &prepare("test.n.nobody", 1_000, TEN_SECONDS))
+        .await
+        .reject();
+    assert_code(&reject, ErrorCode::F02_UNREACHABLE);
+    assert_eq!(parent.received().len(), 1);
+    assert_eq!(node.balance("alice").await, -1_000);
+}
