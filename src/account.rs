@@ -163,9 +163,9 @@ impl Accounts {
     }
 }
 
-/// A plain USD child account without limits, for unit tests.
-#[cfg(test)]
-pub(crate) fn test_account(id: &str) -> Account {
+/// A plain USD child account without limits, for tests.
+#[doc(hidden)]
+pub fn test_account(id: &str) -> Account {
     Account {
         id: id.into(),
         relation: Relation::Child,

@@ -3,8 +3,12 @@
 //! Sign convention: an account's balance is what the node owes the account. An incoming Prepare
 //! debits its source (the source pays the node); a Fulfill credits the destination (the node now
 //! owes it what it delivered). `min_balance` is the credit the node extends: the lowest the
-//! balance may go, negative for credit, absent for none. Balances are `i128`, so no sequence of
-//! `u64` amounts a real network can produce overflows them; the arithmetic is checked anyway.
+//! balance may go, negative for credit, absent for none.
+//!
+//! Range: a balance always fits in an `i64`, in every store. Redis keeps balances with its exact
+//! 64-bit integer commands (its Lua numbers are doubles and round past 2^53), so the in-memory
+//! store obeys the same bound and both behave identically. The API type is `i128` so that the
+//! arithmetic here can never wrap while checking that bound.
 
 /// A balance in the account's asset scale.
 pub type Balance = i128;
@@ -18,9 +22,22 @@ pub enum BalanceError {
     Overflow,
 }
 
-/// The balance after debiting `amount`, if it stays at or above `min_balance`.
+/// The lowest and highest balance any store can hold.
+pub const BALANCE_MIN: Balance = i64::MIN as Balance;
+pub const BALANCE_MAX: Balance = i64::MAX as Balance;
+
+/// `value` if it lies in the storable range.
+fn in_range(value: Balance) -> Result<Balance, BalanceError> {
+    if (BALANCE_MIN..=BALANCE_MAX).contains(&value) {
+        Ok(value)
+    } else {
+        Err(BalanceError::Overflow)
+    }
+}
+
+/// The balance after debiting `amount`, if it stays at or above `min_balance` and in range.
 pub fn debit(balance: Balance, amount: u64, min_balance: Option<Balance>) -> Result<Balance, BalanceError> {
-    let after = balance.checked_sub(amount as Balance).ok_or(BalanceError::Overflow)?;
+    let after = in_range(balance - amount as Balance)?;
     match min_balance {
         Some(min_balance) if after < min_balance => {
             Err(BalanceError::BelowMinimum { balance, amount, min_balance })
@@ -29,9 +46,9 @@ pub fn debit(balance: Balance, amount: u64, min_balance: Option<Balance>) -> Res
     }
 }
 
-/// The balance after crediting `amount` (a Fulfill, or the reversal of a debit).
+/// The balance after crediting `amount` (a Fulfill, or the reversal of a debit), if in range.
 pub fn credit(balance: Balance, amount: u64) -> Result<Balance, BalanceError> {
-    balance.checked_add(amount as Balance).ok_or(BalanceError::Overflow)
+    in_range(balance + amount as Balance)
 }
 
 #[cfg(test)]
@@ -43,21 +60,24 @@ mod tests {
         assert_eq!(debit(10, 10, Some(0)), Ok(0));
         assert!(matches!(debit(10, 11, Some(0)), Err(BalanceError::BelowMinimum { .. })));
         assert_eq!(debit(0, 5, Some(-5)), Ok(-5));
-        assert_eq!(debit(0, u64::MAX, None), Ok(-(u64::MAX as i128)));
         assert_eq!(debit(0, 0, Some(0)), Ok(0));
     }
 
     #[test]
-    fn arithmetic_is_checked_not_wrapping() {
-        assert_eq!(debit(i128::MIN, 1, None), Err(BalanceError::Overflow));
-        assert_eq!(credit(i128::MAX, 1), Err(BalanceError::Overflow));
-        assert_eq!(credit(-(u64::MAX as i128), u64::MAX), Ok(0));
+    fn balances_stay_in_the_i64_range_every_store_can_hold() {
+        assert_eq!(debit(0, i64::MAX as u64, None), Ok(-(i64::MAX as i128)));
+        assert_eq!(debit(-1, i64::MAX as u64, None), Ok(i64::MIN as i128));
+        assert_eq!(debit(-2, i64::MAX as u64, None), Err(BalanceError::Overflow));
+        // u64::MAX from the top of the range lands exactly on the bottom.
+        assert_eq!(debit(i64::MAX as i128, u64::MAX, None), Ok(i64::MIN as i128));
+        assert_eq!(debit(0, u64::MAX, None), Err(BalanceError::Overflow));
+        assert_eq!(credit(i64::MAX as i128, 1), Err(BalanceError::Overflow));
+        assert_eq!(credit(i64::MIN as i128, u64::MAX), Ok(i64::MAX as i128));
     }
 
     #[test]
     fn debit_then_credit_restores_the_balance_exactly() {
-        for (b, a) in [(0i128, 1u64), (1 << 53, (1 << 53) + 1), (-7, u64::MAX), (i64::MAX as i128, u64::MAX)]
-        {
+        for (b, a) in [(0i128, 1u64), (1 << 53, (1 << 53) + 1), (-7, 1 << 62), (i64::MAX as i128, u64::MAX)] {
             assert_eq!(credit(debit(b, a, None).unwrap(), a), Ok(b));
         }
     }

@@ -16,7 +16,7 @@ use crate::reject::Refusal;
 use crate::routing::Router;
 use crate::settlement;
 use crate::shutdown::{Phase, ShutdownSignal};
-use crate::store::{DebitError, Store};
+use crate::store::{DebitError, PacketId, Store};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -105,16 +105,19 @@ impl<S: Store> Node<S> {
         // 3-5. Pick the next hop, convert the amount, shorten the expiry. No state changes yet.
         let outbound = self.prepare_outbound(from, prepare, now)?;
         tracing::Span::current().record("to", &*outbound.to.id);
-        // 6. Reserve: debit the source within its credit limit.
-        self.store.debit_prepare(from, outbound.amount_in).await.map_err(|e| match e {
-            DebitError::Refused(_) => Refusal::InsufficientLiquidity,
-            DebitError::Store(e) => {
-                error!(error = %e, "store failed on prepare; packet refused with T00");
-                Refusal::Internal
-            }
-        })?;
-        // 7. Send, then credit or reverse according to the outcome.
-        self.send_and_settle(from, outbound).await
+        // 6. Reserve: debit the source within its credit limit, under this packet's id.
+        let packet = PacketId::next();
+        self.store.debit_prepare(from, outbound.amount_in, packet, outbound.expires_at).await.map_err(
+            |e| match e {
+                DebitError::Refused(_) => Refusal::InsufficientLiquidity,
+                DebitError::Store(e) => {
+                    error!(error = %e, "store failed on prepare; packet refused with T00");
+                    Refusal::Internal
+                }
+            },
+        )?;
+        // 7. Send, then commit and credit, or reverse, according to the outcome.
+        self.send_and_settle(from, outbound, packet).await
     }
 
     /// ILDCP for children; any other `peer.*` destination is not served here.
@@ -191,7 +194,12 @@ impl<S: Store> Node<S> {
     }
 
     /// Sends the packet and settles its outcome: credit on a valid Fulfill, reverse otherwise.
-    async fn send_and_settle(&self, from: &Account, out: Outbound) -> Result<Response, Refusal> {
+    async fn send_and_settle(
+        &self,
+        from: &Account,
+        out: Outbound,
+        packet: PacketId,
+    ) -> Result<Response, Refusal> {
         let Outbound { to, prepare, amount_in, amount_out, deadline, expires_at } = out;
         let outgoing = to.outgoing.as_ref().expect("route() only returns accounts with an outgoing URL");
         let condition = *prepare.execution_condition();
@@ -201,27 +209,37 @@ impl<S: Store> Node<S> {
         };
         match sent {
             Ok(Response::Fulfill(fulfill)) if fulfills(&condition, fulfill.fulfillment()) => {
-                match self.store.credit_fulfill(&to, amount_out).await {
+                // Recorded before the Fulfill is relayed upstream. The two accounts may live in
+                // different store shards, so the two writes go out together, not one after the
+                // other.
+                let (committed, credited) = tokio::join!(
+                    self.store.commit_prepare(from, amount_in, packet),
+                    self.store.credit_fulfill(&to, amount_out, packet),
+                );
+                // The money moved downstream whatever our store says: relay the Fulfill so the
+                // sender pays us, and make any gap loud for reconciliation.
+                if let Err(e) = committed {
+                    error!(error = %e, from = %from.id, %packet, amount = amount_in, "fulfilled packet's debit not committed");
+                }
+                match credited {
                     Ok(balance) => settlement::after_credit(&to, balance),
-                    // The money moved downstream whatever our store says; relay the Fulfill so
-                    // the sender pays us, and make the gap loud for reconciliation.
                     Err(e) => {
-                        error!(error = %e, to = %to.id, amount = amount_out, "fulfilled packet not credited")
+                        error!(error = %e, to = %to.id, %packet, amount = amount_out, "fulfilled packet not credited")
                     }
                 }
                 Ok(Response::Fulfill(fulfill))
             }
             Ok(Response::Fulfill(_)) => {
                 warn!(to = %to.id, "fulfillment does not match the condition");
-                self.reverse(from, amount_in).await;
+                self.reverse(from, packet).await;
                 Err(Refusal::WrongCondition)
             }
             Ok(Response::Reject(reject)) => {
-                self.reverse(from, amount_in).await;
+                self.reverse(from, packet).await;
                 Ok(Response::Reject(reject))
             }
             Err(e) => {
-                self.reverse(from, amount_in).await;
+                self.reverse(from, packet).await;
                 debug!(error = %e, to = %to.id, "send failed");
                 Err(self.send_refusal(e, expires_at))
             }
@@ -244,9 +262,9 @@ impl<S: Store> Node<S> {
 
     /// Undoes the prepare debit. A failure here is a store outage mid-packet: logged for
     /// reconciliation, since the packet itself is already being refused.
-    async fn reverse(&self, from: &Account, amount: u64) {
-        if let Err(e) = self.store.reverse_prepare(from, amount).await {
-            error!(error = %e, from = %from.id, amount, "could not reverse a prepare debit");
+    async fn reverse(&self, from: &Account, packet: PacketId) {
+        if let Err(e) = self.store.reverse_prepare(from, packet).await {
+            error!(error = %e, from = %from.id, %packet, "could not reverse a prepare debit");
         }
     }
 }

@@ -1,6 +1,13 @@
-//! Where balances live. One trait, implemented in memory (the embedded default) and, in a later
-//! issue, in Redis. The packet path sees only this trait; every method applies one rule from
-//! [`crate::balance`] atomically for one account.
+//! Where balances live. One trait, implemented in memory (the embedded default) and in Redis.
+//! The packet path sees only this trait; every method applies one rule from [`crate::balance`]
+//! atomically for one account.
+//!
+//! A packet's money moves in two steps. On the Prepare, [`Store::debit_prepare`] debits the
+//! source and records a *reservation* under the packet's [`PacketId`]. The outcome then either
+//! commits it ([`Store::commit_prepare`], on a Fulfill, together with [`Store::credit_fulfill`]
+//! on the destination) or releases it ([`Store::reverse_prepare`], on anything else). Release
+//! happens at most once per reservation, whoever asks, so a late Reject and a crash-recovery
+//! sweep can never both refund the same packet.
 
 mod memory;
 
@@ -8,7 +15,11 @@ pub use memory::MemoryStore;
 
 use crate::account::Account;
 use crate::balance::{Balance, BalanceError};
+use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::SystemTime;
 
 /// An operating failure of the store (not a business outcome): the packet gets T00.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,7 +28,7 @@ pub enum StoreError {
     Unavailable(String),
     #[error("account {0} is not in the store")]
     UnknownAccount(String),
-    #[error("balance arithmetic overflowed for account {0}")]
+    #[error("balance of account {0} would leave the storable range")]
     Overflow(String),
 }
 
@@ -32,28 +43,78 @@ pub enum DebitError {
     Store(#[from] StoreError),
 }
 
+/// Names one forwarded packet in the store: its reservation and its journal entries. Unique
+/// across instances and restarts: a random 64-bit prefix per process and a counter.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PacketId(pub u128);
+
+impl PacketId {
+    pub fn next() -> Self {
+        static PREFIX: OnceLock<u64> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let prefix = *PREFIX.get_or_init(|| {
+            let mut bytes = [0u8; 8];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+                .expect("the OS random source works");
+            u64::from_be_bytes(bytes)
+        });
+        PacketId(((prefix as u128) << 64) | COUNTER.fetch_add(1, Ordering::Relaxed) as u128)
+    }
+}
+
+impl fmt::Display for PacketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for PacketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PacketId({self})")
+    }
+}
+
 pub trait Store: Send + Sync + 'static {
-    /// Debits `amount` from the source of an incoming Prepare, if it stays within `min_balance`.
+    /// Debits `amount` from the source of an incoming Prepare, if it stays within `min_balance`,
+    /// and records the reservation under `packet` until `expires_at`.
     fn debit_prepare(
         &self,
         from: &Account,
         amount: u64,
+        packet: PacketId,
+        expires_at: SystemTime,
     ) -> impl Future<Output = Result<Balance, DebitError>> + Send;
 
-    /// Exactly undoes one successful [`Store::debit_prepare`] (Reject, timeout, failed send).
-    fn reverse_prepare(
+    /// The packet was fulfilled: its debit becomes final. If the reservation was already
+    /// released (a sweep after a stall), the debit is applied again: a fulfilled packet is
+    /// always paid for.
+    fn commit_prepare(
         &self,
         from: &Account,
         amount: u64,
-    ) -> impl Future<Output = Result<Balance, StoreError>> + Send;
+        packet: PacketId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Releases the reservation and credits its amount back, exactly once: `None` when it was
+    /// already released or committed.
+    fn reverse_prepare(
+        &self,
+        from: &Account,
+        packet: PacketId,
+    ) -> impl Future<Output = Result<Option<Balance>, StoreError>> + Send;
 
     /// Credits the destination of a fulfilled packet with what it delivered.
     fn credit_fulfill(
         &self,
         to: &Account,
         amount: u64,
+        packet: PacketId,
     ) -> impl Future<Output = Result<Balance, StoreError>> + Send;
 
     /// The account's current balance (0 for an account that never moved money).
     fn balance(&self, account_id: &str) -> impl Future<Output = Result<Balance, StoreError>> + Send;
 }
+
+/// The shared store test suite (used by this crate's tests and by `tests/`).
+#[doc(hidden)]
+pub mod suite;

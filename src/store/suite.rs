@@ -1,0 +1,142 @@
+//! The behaviour every store must have, as one suite that each implementation runs (memory in
+//! its unit tests, Redis and Redis Cluster in `tests/`). `prefix` keeps account ids of separate
+//! runs apart when they share a database.
+
+use super::{DebitError, PacketId, Store};
+use crate::account::{test_account, Account};
+use crate::balance::{Balance, BalanceError};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+fn account(prefix: &str, name: &str, min_balance: Option<Balance>) -> Account {
+    Account { min_balance, ..test_account(&format!("{prefix}-{name}")) }
+}
+
+fn soon() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(30)
+}
+
+/// Runs every single-threaded case.
+pub async fn run<S: Store>(store: &S, prefix: &str) {
+    debit_respects_the_credit_limit(store, prefix).await;
+    reversal_happens_exactly_once(store, prefix).await;
+    commit_after_release_charges_again(store, prefix).await;
+    credit_adds(store, prefix).await;
+    amounts_stay_exact_across_the_whole_range(store, prefix).await;
+    unknown_accounts_have_zero_balance(store, prefix).await;
+}
+
+async fn debit_respects_the_credit_limit<S: Store>(store: &S, prefix: &str) {
+    let a = account(prefix, "limit", Some(-100));
+    let id = &*a.id;
+    assert_eq!(store.debit_prepare(&a, 60, PacketId::next(), soon()).await, Ok(-60));
+    let refused = store.debit_prepare(&a, 41, PacketId::next(), soon()).await;
+    assert!(matches!(refused, Err(DebitError::Refused(BalanceError::BelowMinimum { .. }))), "{refused:?}");
+    assert_eq!(store.balance(id).await, Ok(-60), "a refused debit changes nothing");
+    assert_eq!(
+        store.debit_prepare(&a, 40, PacketId::next(), soon()).await,
+        Ok(-100),
+        "the limit itself is allowed"
+    );
+    let no_limit = account(prefix, "nolimit", None);
+    assert_eq!(store.debit_prepare(&no_limit, 1_000_000, PacketId::next(), soon()).await, Ok(-1_000_000));
+}
+
+async fn reversal_happens_exactly_once<S: Store>(store: &S, prefix: &str) {
+    let a = account(prefix, "reverse", None);
+    let (p1, p2) = (PacketId::next(), PacketId::next());
+    store.debit_prepare(&a, 7, p1, soon()).await.unwrap();
+    store.debit_prepare(&a, 5, p2, soon()).await.unwrap();
+    assert_eq!(store.reverse_prepare(&a, p1).await, Ok(Some(-5)));
+    assert_eq!(store.reverse_prepare(&a, p1).await, Ok(None), "second release is a no-op");
+    store.commit_prepare(&a, 5, p2).await.unwrap();
+    assert_eq!(store.reverse_prepare(&a, p2).await, Ok(None), "a committed debit cannot be released");
+    assert_eq!(store.reverse_prepare(&a, PacketId::next()).await, Ok(None), "unknown packet");
+    assert_eq!(store.balance(&a.id).await, Ok(-5));
+}
+
+async fn commit_after_release_charges_again<S: Store>(store: &S, prefix: &str) {
+    let a = account(prefix, "late", Some(0));
+    let p = PacketId::next();
+    // Credit first so the debit fits the limit.
+    store.credit_fulfill(&a, 10, PacketId::next()).await.unwrap();
+    store.debit_prepare(&a, 10, p, soon()).await.unwrap();
+    assert_eq!(store.reverse_prepare(&a, p).await, Ok(Some(10)));
+    // The Fulfill arrives after the release: the packet is paid for regardless of the limit.
+    store.commit_prepare(&a, 10, p).await.unwrap();
+    assert_eq!(store.balance(&a.id).await, Ok(0));
+    assert_eq!(store.reverse_prepare(&a, p).await, Ok(None));
+}
+
+async fn credit_adds<S: Store>(store: &S, prefix: &str) {
+    let b = account(prefix, "credit", None);
+    assert_eq!(store.credit_fulfill(&b, 3, PacketId::next()).await, Ok(3));
+    assert_eq!(store.credit_fulfill(&b, 4, PacketId::next()).await, Ok(7));
+}
+
+/// 2^53 + 1 is where a double first rounds; 2^63 - 1 and u64::MAX are the ends of the range.
+async fn amounts_stay_exact_across_the_whole_range<S: Store>(store: &S, prefix: &str) {
+    let a = account(prefix, "exact", None);
+    let odd = (1u64 << 53) + 1;
+    assert_eq!(store.debit_prepare(&a, odd, PacketId::next(), soon()).await, Ok(-(odd as i128)));
+    assert_eq!(store.credit_fulfill(&a, odd + 2, PacketId::next()).await, Ok(2));
+    // Down to exactly i64::MIN, and not one unit further.
+    let max = i64::MAX as u64;
+    assert_eq!(store.debit_prepare(&a, max, PacketId::next(), soon()).await, Ok(2 - max as i128));
+    let p = PacketId::next();
+    assert_eq!(store.debit_prepare(&a, 3, p, soon()).await, Ok(i64::MIN as i128));
+    let over = store.debit_prepare(&a, 1, PacketId::next(), soon()).await;
+    assert_eq!(over, Err(DebitError::Refused(BalanceError::Overflow)));
+    assert_eq!(store.balance(&a.id).await, Ok(i64::MIN as i128));
+    // A limit just below the balance compares exactly, even past 2^53.
+    let edge = account(prefix, "edge", Some(-(1i128 << 60) - 1));
+    store.debit_prepare(&edge, 1 << 60, PacketId::next(), soon()).await.unwrap();
+    assert_eq!(store.debit_prepare(&edge, 1, PacketId::next(), soon()).await, Ok(-(1i128 << 60) - 1));
+    let refused = store.debit_prepare(&edge, 1, PacketId::next(), soon()).await;
+    assert!(matches!(refused, Err(DebitError::Refused(BalanceError::BelowMinimum { .. }))), "{refused:?}");
+    // The top of the range: u64::MAX takes i64::MAX exactly to i64::MIN.
+    let top = account(prefix, "top", None);
+    assert_eq!(store.credit_fulfill(&top, max, PacketId::next()).await, Ok(max as i128));
+    let over = store.credit_fulfill(&top, 1, PacketId::next()).await;
+    assert!(over.is_err(), "{over:?}");
+    assert_eq!(store.debit_prepare(&top, u64::MAX, PacketId::next(), soon()).await, Ok(i64::MIN as i128));
+    assert_eq!(store.balance(&top.id).await, Ok(i64::MIN as i128));
+}
+
+async fn unknown_accounts_have_zero_balance<S: Store>(store: &S, prefix: &str) {
+    assert_eq!(store.balance(&format!("{prefix}-never-used")).await, Ok(0));
+}
+
+/// Many tasks race 1-unit debits against a limit: exactly the limit's worth succeed, and
+/// releasing every successful reservation brings the balance back to exactly zero.
+pub async fn concurrent_debits<S: Store>(store: Arc<S>, prefix: &str) {
+    const TASKS: usize = 50;
+    const EACH: usize = 40;
+    const LIMIT: i128 = 1000;
+    let a = Arc::new(account(prefix, "race", Some(-LIMIT)));
+    let handles: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let (store, a) = (store.clone(), a.clone());
+            tokio::spawn(async move {
+                let mut won = Vec::new();
+                for _ in 0..EACH {
+                    let p = PacketId::next();
+                    if store.debit_prepare(&a, 1, p, soon()).await.is_ok() {
+                        won.push(p);
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for h in handles {
+        won.extend(h.await.unwrap());
+    }
+    assert_eq!(won.len() as i128, LIMIT);
+    assert_eq!(store.balance(&a.id).await, Ok(-LIMIT));
+    for p in won {
+        assert!(store.reverse_prepare(&a, p).await.unwrap().is_some());
+    }
+    assert_eq!(store.balance(&a.id).await, Ok(0));
+}
