@@ -25,6 +25,9 @@ pub enum BalanceError {
 /// The lowest and highest balance any store can hold.
 pub const BALANCE_MIN: Balance = i64::MIN as Balance;
 pub const BALANCE_MAX: Balance = i64::MAX as Balance;
+/// The largest amount one packet may move: one exact 64-bit increment in every store. Larger
+/// Prepares get F08 with this as the maximum, and STREAM senders split below it.
+pub const AMOUNT_MAX: u64 = i64::MAX as u64;
 
 /// `value` if it lies in the storable range.
 fn in_range(value: Balance) -> Result<Balance, BalanceError> {
@@ -37,6 +40,9 @@ fn in_range(value: Balance) -> Result<Balance, BalanceError> {
 
 /// The balance after debiting `amount`, if it stays at or above `min_balance` and in range.
 pub fn debit(balance: Balance, amount: u64, min_balance: Option<Balance>) -> Result<Balance, BalanceError> {
+    if amount > AMOUNT_MAX {
+        return Err(BalanceError::Overflow);
+    }
     let after = in_range(balance - amount as Balance)?;
     match min_balance {
         Some(min_balance) if after < min_balance => {
@@ -48,6 +54,9 @@ pub fn debit(balance: Balance, amount: u64, min_balance: Option<Balance>) -> Res
 
 /// The balance after crediting `amount` (a Fulfill, or the reversal of a debit), if in range.
 pub fn credit(balance: Balance, amount: u64) -> Result<Balance, BalanceError> {
+    if amount > AMOUNT_MAX {
+        return Err(BalanceError::Overflow);
+    }
     in_range(balance + amount as Balance)
 }
 
@@ -68,16 +77,18 @@ mod tests {
         assert_eq!(debit(0, i64::MAX as u64, None), Ok(-(i64::MAX as i128)));
         assert_eq!(debit(-1, i64::MAX as u64, None), Ok(i64::MIN as i128));
         assert_eq!(debit(-2, i64::MAX as u64, None), Err(BalanceError::Overflow));
-        // u64::MAX from the top of the range lands exactly on the bottom.
-        assert_eq!(debit(i64::MAX as i128, u64::MAX, None), Ok(i64::MIN as i128));
-        assert_eq!(debit(0, u64::MAX, None), Err(BalanceError::Overflow));
+        // One change moves at most AMOUNT_MAX, even where the result would fit.
+        assert_eq!(debit(i64::MAX as i128, AMOUNT_MAX + 1, None), Err(BalanceError::Overflow));
+        assert_eq!(debit(i64::MAX as i128, u64::MAX, None), Err(BalanceError::Overflow));
+        assert_eq!(credit(i64::MIN as i128, u64::MAX), Err(BalanceError::Overflow));
         assert_eq!(credit(i64::MAX as i128, 1), Err(BalanceError::Overflow));
-        assert_eq!(credit(i64::MIN as i128, u64::MAX), Ok(i64::MAX as i128));
+        assert_eq!(credit(i64::MIN as i128, AMOUNT_MAX), Ok(-1));
     }
 
     #[test]
     fn debit_then_credit_restores_the_balance_exactly() {
-        for (b, a) in [(0i128, 1u64), (1 << 53, (1 << 53) + 1), (-7, 1 << 62), (i64::MAX as i128, u64::MAX)] {
+        for (b, a) in [(0i128, 1u64), (1 << 53, (1 << 53) + 1), (-7, 1 << 62), (i64::MAX as i128, AMOUNT_MAX)]
+        {
             assert_eq!(credit(debit(b, a, None).unwrap(), a), Ok(b));
         }
     }

@@ -8,6 +8,7 @@
 //! - the Fulfill's preimage is checked before anything is credited.
 
 use crate::account::{constant_time_eq, Account, Accounts, Relation};
+use crate::balance::AMOUNT_MAX;
 use crate::http::client::{HttpClient, SendError};
 use crate::ildcp;
 use crate::packet::{is_under, IlpAddress, Prepare, Response};
@@ -92,11 +93,9 @@ impl<S: Store> Node<S> {
         if prepare.expires_at() <= now {
             return Err(Refusal::Expired);
         }
-        if prepare.amount() > from.max_packet_amount {
-            return Err(Refusal::AmountTooLarge {
-                received: prepare.amount(),
-                maximum: from.max_packet_amount,
-            });
+        let maximum = from.max_packet_amount.min(AMOUNT_MAX);
+        if prepare.amount() > maximum {
+            return Err(Refusal::AmountTooLarge { received: prepare.amount(), maximum });
         }
         // 2. Peer protocols are answered here, never routed.
         if prepare.destination().starts_with("peer.") {

@@ -5,6 +5,7 @@
 //! computed in `u128` when it fits and in big integers when it does not, and rounded down: the
 //! node never pays out more than it was paid. Nothing here touches floating point.
 
+use crate::balance::AMOUNT_MAX;
 use num_bigint::BigUint;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,7 +66,7 @@ impl Decimal {
 pub enum ConvertError {
     #[error("no exchange rate configured for {0}")]
     NoRate(&'static str),
-    #[error("converted amount exceeds u64; the largest convertible source amount is {max_source}")]
+    #[error("converted amount exceeds what one packet may move; the largest convertible source amount is {max_source}")]
     Overflow { max_source: u64 },
     #[error("amount rounds to zero")]
     RoundsToZero,
@@ -130,8 +131,8 @@ impl Factor {
         let out = self.fast(amount).unwrap_or_else(|| self.exact(amount));
         match u64::try_from(&out) {
             Ok(0) if amount > 0 => Err(ConvertError::RoundsToZero),
-            Ok(v) => Ok(v),
-            Err(_) => Err(ConvertError::Overflow { max_source: self.max_source() }),
+            Ok(v) if v <= AMOUNT_MAX => Ok(v),
+            _ => Err(ConvertError::Overflow { max_source: self.max_source() }),
         }
     }
 
@@ -165,11 +166,11 @@ impl Factor {
         (num, den)
     }
 
-    /// The largest source amount whose conversion still fits in a u64 (for F08 data).
+    /// The largest source amount whose conversion is still at most AMOUNT_MAX (for F08 data).
     fn max_source(&self) -> u64 {
         let (num, den) = self.big();
-        // floor(a · num / den) ≤ u64::MAX  ⇔  a · num < (u64::MAX + 1) · den
-        let limit = (BigUint::from(u64::MAX) + 1u8) * den;
+        // floor(a · num / den) ≤ M  ⇔  a · num < (M + 1) · den
+        let limit = (BigUint::from(AMOUNT_MAX) + 1u8) * den;
         let max = (limit - 1u8) / num;
         u64::try_from(&max).unwrap_or(u64::MAX)
     }
@@ -184,7 +185,7 @@ mod tests {
     }
 
     fn rates(spread: &str) -> Rates {
-        let prices = [("USD", "1"), ("MXN", "0.055"), ("XBIG", "12345678901234567890.123456789")]
+        let prices = [("USD", "1"), ("MXN", "0.055"), ("XBIG", "1234567890123456789.123456789")]
             .into_iter()
             .map(|(c, p)| (Arc::from(c), d(p)))
             .collect();
@@ -216,7 +217,8 @@ mod tests {
         assert_eq!(r.convert(1_230_000_000, a("USD", 9), a("USD", 2)), Ok(123));
         // Rounds down, in the node's favour.
         assert_eq!(r.convert(1_239_999_999, a("USD", 9), a("USD", 2)), Ok(123));
-        assert_eq!(r.convert(u64::MAX, a("USD", 0), a("USD", 0)), Ok(u64::MAX));
+        assert_eq!(r.convert(AMOUNT_MAX, a("USD", 0), a("USD", 0)), Ok(AMOUNT_MAX));
+        assert!(matches!(r.convert(u64::MAX, a("USD", 0), a("USD", 0)), Err(ConvertError::Overflow { .. })));
         assert_eq!(r.convert(0, a("USD", 9), a("USD", 2)), Ok(0));
     }
 
@@ -231,7 +233,7 @@ mod tests {
         let r = rates("0");
         let err = r.convert(u64::MAX, a("USD", 0), a("USD", 18)).unwrap_err();
         let ConvertError::Overflow { max_source } = err else { panic!("{err:?}") };
-        assert_eq!(max_source, u64::MAX / 10u64.pow(18));
+        assert_eq!(max_source, AMOUNT_MAX / 10u64.pow(18));
         assert!(r.convert(max_source, a("USD", 0), a("USD", 18)).is_ok());
         assert!(r.convert(max_source + 1, a("USD", 0), a("USD", 18)).is_err());
     }
@@ -261,7 +263,7 @@ mod tests {
         let out = r.convert(amount, a("XBIG", 0), a("XBIG", 0)).unwrap();
         assert_eq!(out, amount - 1); // amount · (1 − 1e-18), floored
         let big = r.convert(1, a("XBIG", 0), a("USD", 0)).unwrap();
-        // 12345678901234567890.123456789 · (1 − 1e-18) = 12345678901234567877.777…
-        assert_eq!(big, 12_345_678_901_234_567_877);
+        // 1234567890123456789.123456789 · (1 − 1e-18) = 1234567890123456787.888…
+        assert_eq!(big, 1_234_567_890_123_456_787);
     }
 }

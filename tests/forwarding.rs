@@ -312,7 +312,15 @@ async fn conversion_overflow_is_f08_with_the_largest_convertible_amount() {
     // Scale 0 → scale 18 multiplies by 10^18: 100 units fit, u64::MAX / 2 does not.
     let p = prepare("test.n.dave", u64::MAX / 2, TEN_SECONDS);
     let reject = expect_refusal(NOWHERE, "whale-token", &p, ErrorCode::F08_AMOUNT_TOO_LARGE).await;
-    assert_eq!(reject.data(), &amount_too_large_data(u64::MAX / 2, u64::MAX / 10u64.pow(18)));
+    assert_eq!(reject.data(), &amount_too_large_data(u64::MAX / 2, i64::MAX as u64 / 10u64.pow(18)));
+}
+
+#[tokio::test]
+async fn amount_above_what_one_packet_may_move_is_f08() {
+    // No max_packet_amount on this account, but one packet moves at most i64::MAX units.
+    let p = prepare("test.n.carol", u64::MAX, TEN_SECONDS);
+    let reject = expect_refusal(NOWHERE, "whale-token", &p, ErrorCode::F08_AMOUNT_TOO_LARGE).await;
+    assert_eq!(reject.data(), &amount_too_large_data(u64::MAX, i64::MAX as u64));
 }
 
 #[tokio::test]
