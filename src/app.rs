@@ -1,7 +1,7 @@
 //! Wires a validated [`Config`] into a running node.
 
 use crate::account::Accounts;
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, StoreConfig};
 use crate::forward::Node;
 use crate::http::client::HttpClient;
 use crate::http::server;
@@ -22,10 +22,14 @@ pub struct App<S> {
 }
 
 impl App<MemoryStore> {
-    /// Binds the ILP-over-HTTP listener and builds the node with the in-memory store.
+    /// Binds the ILP-over-HTTP listener and builds the node with the in-memory store (a config
+    /// that selects Redis is refused here: use [`App::bind_with`] and a connected store).
     pub async fn bind(config: Config) -> std::io::Result<Self> {
         match config.store {
-            StoreKind::Memory => Self::bind_with(config, MemoryStore::new()).await,
+            StoreConfig::Memory => Self::bind_with(config, MemoryStore::new()).await,
+            StoreConfig::Redis(_) => {
+                Err(std::io::Error::other("the config selects Redis; connect a RedisStore"))
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::http::server::ServerLimits;
 use crate::packet::IlpAddress;
 use crate::rates::{Decimal, Rates};
 use crate::routing::RoutingTable;
+use crate::store::RedisConfig;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -35,6 +36,9 @@ pub mod defaults {
     pub const HOLD_TIME_MS_MAX: u64 = 30_000;
     pub const MIN_OUTGOING_WINDOW_MS: u64 = 500;
     pub const SPREAD: &str = "0";
+    pub const REDIS_PREFIX: &str = "thitsax";
+    pub const REDIS_RESPONSE_TIMEOUT_MS: u64 = 1_000;
+    pub const REDIS_CONNECT_TIMEOUT_MS: u64 = 2_000;
     /// Asset scales above this are refused: 10^18 already covers wei.
     pub const ASSET_SCALE_MAX: u8 = 18;
     /// Bounds on operator-set limits, so a typo cannot disable a limit.
@@ -92,12 +96,13 @@ struct RawForwarding {
     min_outgoing_window_ms: Option<u64>,
 }
 
-/// Which store keeps balances. Only the in-memory store exists in this build.
+/// Which store keeps balances.
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum StoreKind {
+enum StoreKind {
     #[default]
     Memory,
+    Redis,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -105,6 +110,20 @@ pub enum StoreKind {
 struct RawStore {
     #[serde(default)]
     kind: StoreKind,
+    url: Option<String>,
+    cluster_urls: Option<Vec<String>>,
+    prefix: Option<String>,
+    response_timeout_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+}
+
+/// The validated store choice.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// Balances in this process (lost on restart).
+    Memory,
+    /// Balances in Redis, shared by every instance using the same Redis and prefix.
+    Redis(RedisConfig),
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -151,7 +170,7 @@ pub struct Config {
     pub server: ServerLimits,
     pub client: ClientLimits,
     pub expiry: ExpiryRules,
-    pub store: StoreKind,
+    pub store: StoreConfig,
     pub rates: Rates,
     pub accounts: Vec<Account>,
     pub routes: RoutingTable,
@@ -240,6 +259,7 @@ impl Validator {
             );
         }
 
+        let store = self.store(raw.store);
         let client = self.client(&raw.http);
         let (listen, server) = self.http(raw.http);
         let expiry = self.forwarding(raw.forwarding);
@@ -251,20 +271,22 @@ impl Validator {
         self.rate_coverage(&accounts, rates.as_ref().map(|r| &r.1));
         let routes = self.routes(&accounts, raw.routes);
 
-        match (self.problems.is_empty(), node_address, listen, expiry, rates) {
-            (true, Some(node_address), Some(listen), Some(expiry), Some((rates, _))) => Ok(Config {
-                node_address,
-                log_level,
-                worker_threads: raw.node.worker_threads,
-                listen,
-                server,
-                client,
-                expiry,
-                store: raw.store.kind,
-                rates,
-                accounts,
-                routes,
-            }),
+        match (self.problems.is_empty(), node_address, listen, expiry, rates, store) {
+            (true, Some(node_address), Some(listen), Some(expiry), Some((rates, _)), Some(store)) => {
+                Ok(Config {
+                    node_address,
+                    log_level,
+                    worker_threads: raw.node.worker_threads,
+                    listen,
+                    server,
+                    client,
+                    expiry,
+                    store,
+                    rates,
+                    accounts,
+                    routes,
+                })
+            }
             _ => Err(ConfigError(self.problems)),
         }
     }
@@ -309,6 +331,67 @@ impl Validator {
             ),
         };
         (listen, limits)
+    }
+
+    fn store(&mut self, raw: RawStore) -> Option<StoreConfig> {
+        let redis_only = [
+            ("store.url", raw.url.is_some()),
+            ("store.cluster_urls", raw.cluster_urls.is_some()),
+            ("store.prefix", raw.prefix.is_some()),
+            ("store.response_timeout_ms", raw.response_timeout_ms.is_some()),
+            ("store.connect_timeout_ms", raw.connect_timeout_ms.is_some()),
+        ];
+        if raw.kind == StoreKind::Memory {
+            for (path, given) in redis_only {
+                if given {
+                    self.problem(path, "only used with store.kind = \"redis\"");
+                }
+            }
+            return Some(StoreConfig::Memory);
+        }
+        let (urls, cluster) = match (raw.url, raw.cluster_urls) {
+            (Some(url), None) => (vec![url], false),
+            (None, Some(urls)) if !urls.is_empty() => (urls, true),
+            (None, Some(_)) => {
+                self.problem("store.cluster_urls", "needs at least one seed node URL");
+                return None;
+            }
+            _ => {
+                self.problem(
+                    "store.url",
+                    "give store.url (one server) or store.cluster_urls (a Redis Cluster), not both",
+                );
+                return None;
+            }
+        };
+        for (i, url) in urls.iter().enumerate() {
+            let path = if cluster { format!("store.cluster_urls[{i}]") } else { "store.url".into() };
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                self.problem(path, "must be a redis:// URL");
+            } else if redis::Client::open(url.as_str()).is_err() {
+                self.problem(path, "is not a valid Redis URL");
+            }
+        }
+        let prefix = raw.prefix.unwrap_or_else(|| defaults::REDIS_PREFIX.into());
+        if !is_segment(&prefix) {
+            self.problem("store.prefix", "must be letters, digits, _ ~ - only (it is part of every key)");
+        }
+        let ms = |v: u64| Duration::from_millis(v);
+        Some(StoreConfig::Redis(RedisConfig {
+            urls,
+            cluster,
+            prefix,
+            response_timeout: ms(self.positive(
+                "store.response_timeout_ms",
+                raw.response_timeout_ms,
+                defaults::REDIS_RESPONSE_TIMEOUT_MS,
+            )),
+            connect_timeout: ms(self.positive(
+                "store.connect_timeout_ms",
+                raw.connect_timeout_ms,
+                defaults::REDIS_CONNECT_TIMEOUT_MS,
+            )),
+        }))
     }
 
     fn client(&mut self, raw: &RawHttp) -> ClientLimits {

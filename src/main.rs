@@ -4,7 +4,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use thitsax::app::App;
-use thitsax::config::Config;
+use thitsax::config::{Config, StoreConfig};
+use thitsax::store::{MemoryStore, RedisStore, Store};
 
 #[derive(Parser)]
 #[command(name = "thitsax", version, about = "ThitsaX Interledger connector (ILP-over-HTTP)")]
@@ -60,15 +61,27 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> ExitCode {
-    let address = config.node_address.clone();
-    let app = match App::bind(config).await {
+    match config.store.clone() {
+        StoreConfig::Memory => serve(App::bind_with(config, MemoryStore::new()).await).await,
+        StoreConfig::Redis(redis) => match RedisStore::connect(&redis).await {
+            Ok(store) => serve(App::bind_with(config, store).await).await,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reach Redis at start-up");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn serve<S: Store>(app: std::io::Result<App<S>>) -> ExitCode {
+    let app = match app {
         Ok(app) => app,
         Err(e) => {
             tracing::error!(error = %e, "cannot bind the ILP-over-HTTP listener");
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(%address, listen = %app.local_addr(), "ThitsaX node serving ILP-over-HTTP");
+    tracing::info!(address = %app.node.address, listen = %app.local_addr(), "ThitsaX node serving ILP-over-HTTP");
     app.run_until(thitsax::shutdown::os_signal()).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS

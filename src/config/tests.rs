@@ -165,3 +165,21 @@ fn routes_must_name_accounts_and_not_repeat() {
     let text = format!("{MINIMAL}\n[[routes]]\nprefix = \"g.x\"\naccount = \"ghost\"\n[[routes]]\nprefix = \"test.node.a\"\naccount = \"a\"\n");
     assert_eq!(paths(&text), ["routes[0].account", "routes[1].prefix"]);
 }
+
+#[test]
+fn store_choices() {
+    let with = |store: &str| format!("{MINIMAL}\n[store]\n{store}\n");
+    assert!(matches!(Config::from_toml(MINIMAL).unwrap().store, StoreConfig::Memory));
+    let single = Config::from_toml(&with("kind = \"redis\"\nurl = \"redis://127.0.0.1:6390/\"")).unwrap();
+    let StoreConfig::Redis(r) = single.store else { panic!("redis expected") };
+    assert_eq!((r.urls.len(), r.cluster, r.prefix.as_str()), (1, false, defaults::REDIS_PREFIX));
+    let cluster = with("kind = \"redis\"\ncluster_urls = [\"redis://127.0.0.1:7000/\", \"redis://127.0.0.1:7001/\"]\nprefix = \"p1\"");
+    let StoreConfig::Redis(r) = Config::from_toml(&cluster).unwrap().store else { panic!("redis expected") };
+    assert_eq!((r.urls.len(), r.cluster, r.prefix.as_str()), (2, true, "p1"));
+
+    assert_eq!(paths(&with("kind = \"redis\"")), ["store.url"]);
+    assert_eq!(paths(&with("kind = \"redis\"\nurl = \"http://x/\"")), ["store.url"]);
+    assert_eq!(paths(&with("kind = \"redis\"\nurl = \"redis://h/\"\nprefix = \"a:b\"")), ["store.prefix"]);
+    assert_eq!(paths(&with("url = \"redis://h/\"")), ["store.url"], "url without kind = redis");
+    assert_eq!(paths(&with("kind = \"postgres\"")), ["store.kind"]);
+}

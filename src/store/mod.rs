@@ -10,8 +10,10 @@
 //! sweep can never both refund the same packet.
 
 mod memory;
+mod redis;
 
 pub use memory::MemoryStore;
+pub use redis::{RedisConfig, RedisStore};
 
 use crate::account::Account;
 use crate::balance::{Balance, BalanceError};

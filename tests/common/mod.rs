@@ -2,6 +2,8 @@
 //! downstream ILP-over-HTTP endpoint, and a raw HTTP sender.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -21,19 +23,26 @@ use thitsax::store::{MemoryStore, Store};
 use tokio::net::TcpListener;
 
 /// A node running in this process on a loopback port, stopped (drained) on drop.
-pub struct TestNode {
+pub struct TestNode<S: Store = MemoryStore> {
     pub addr: SocketAddr,
-    pub node: Arc<Node<MemoryStore>>,
+    pub node: Arc<Node<S>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-impl TestNode {
-    /// Starts a node from TOML; `listen` is forced to 127.0.0.1:0.
-    pub async fn start(toml: &str) -> TestNode {
+impl TestNode<MemoryStore> {
+    /// Starts a node with the in-memory store from TOML; `listen` is forced to 127.0.0.1:0.
+    pub async fn start(toml: &str) -> Self {
+        Self::start_with(toml, MemoryStore::new()).await
+    }
+}
+
+impl<S: Store> TestNode<S> {
+    /// Starts a node on `store` from TOML; `listen` is forced to 127.0.0.1:0.
+    pub async fn start_with(toml: &str, store: S) -> Self {
         let mut config = Config::from_toml(toml).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         config.listen = "127.0.0.1:0".parse().unwrap();
-        let app = App::bind(config).await.expect("bind");
+        let app = App::bind_with(config, store).await.expect("bind");
         let addr = app.local_addr();
         let node = app.node.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -62,7 +71,7 @@ impl TestNode {
     }
 }
 
-impl Drop for TestNode {
+impl<S: Store> Drop for TestNode<S> {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());

@@ -1,0 +1,257 @@
+//! Balances in Redis (single server or Redis Cluster): they survive a restart of the node and are
+//! shared by every ThitsaX instance pointed at the same Redis.
+//!
+//! # Key schema
+//! Every key of an account carries the account id as its hash tag, so each script touches exactly
+//! one cluster slot (one packet phase touches one account):
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `<prefix>:{<account>}:balance` | string (int64) | the balance, what the node owes the account |
+//! | `<prefix>:{<account>}:reserved` | hash | packet id → amount of each Prepare still in flight |
+//! | `<prefix>:{<account>}:expiries` | sorted set | packet id scored by its expiry (ms since the epoch), for the sweeper |
+//! | `<prefix>:{<account>}:journal` | stream | one entry per balance change: `kind`, `packet`, `change` (signed), `balance` after |
+//!
+//! `<prefix>` (config `store.prefix`) lets several deployments or test runs share one Redis.
+//!
+//! # Scripts
+//! One Lua script per event, in this folder, named after it, loaded once and called by SHA
+//! (EVALSHA; reloaded automatically if Redis restarted without them). Each script's header gives
+//! its KEYS, ARGV and return codes. All of them return `{code, balance}` with the balance as a
+//! decimal string: Lua numbers are doubles and would round balances past 2^53, so no script ever
+//! converts an amount or a balance to a number (see `prelude.lua`).
+//!
+//! # Failures
+//! Any Redis error (connection refused, timeout, cluster down) is a [`StoreError::Unavailable`]:
+//! the packet gets T00 and no balance changes. Connections recover by themselves (the connection
+//! manager reconnects with bounded backoff; the cluster client re-discovers its slots).
+
+use super::{DebitError, PacketId, Store, StoreError};
+use crate::account::Account;
+use crate::balance::{Balance, BalanceError};
+use redis::aio::ConnectionLike;
+use redis::{Script, ScriptInvocation};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where the Redis store connects and how patiently.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// One URL for a single server, several for the seed nodes of a Redis Cluster.
+    pub urls: Vec<String>,
+    pub cluster: bool,
+    /// Namespace of every key, so several deployments can share one Redis.
+    pub prefix: String,
+    /// Each command's answer must arrive within this, or the packet gets T00.
+    pub response_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Connection {
+    Single(redis::aio::ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+struct Scripts {
+    prepare: Script,
+    fulfill_source: Script,
+    fulfill_destination: Script,
+    reject: Script,
+}
+
+impl Scripts {
+    fn load() -> Self {
+        let with_prelude = |body: &str| Script::new(&format!("{}\n{}", include_str!("prelude.lua"), body));
+        Scripts {
+            prepare: with_prelude(include_str!("process_prepare.lua")),
+            fulfill_source: with_prelude(include_str!("process_fulfill_source.lua")),
+            fulfill_destination: with_prelude(include_str!("process_fulfill_destination.lua")),
+            reject: with_prelude(include_str!("process_reject.lua")),
+        }
+    }
+}
+
+pub struct RedisStore {
+    connection: Connection,
+    prefix: String,
+    scripts: Scripts,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("prefix", &self.prefix).finish()
+    }
+}
+
+/// The keys of one account.
+struct Keys {
+    balance: String,
+    reserved: String,
+    expiries: String,
+    journal: String,
+}
+
+/// What a script answered: its code and the balance after it, exactly.
+type Answer = (i64, String);
+
+impl RedisStore {
+    /// Connects (and checks the connection) before the node starts serving.
+    pub async fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
+        let unavailable = |e: redis::RedisError| StoreError::Unavailable(e.to_string());
+        let connection = if config.cluster {
+            let client = redis::cluster::ClusterClientBuilder::new(config.urls.clone())
+                .connection_timeout(config.connect_timeout)
+                .response_timeout(config.response_timeout)
+                .retries(3)
+                .build()
+                .map_err(unavailable)?;
+            Connection::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+        } else {
+            let url = config.urls.first().ok_or_else(|| StoreError::Unavailable("no Redis URL".into()))?;
+            let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
+            let manager_config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(Some(config.response_timeout))
+                .set_number_of_retries(3)
+                .set_max_delay(Duration::from_secs(2));
+            Connection::Single(
+                client.get_connection_manager_with_config(manager_config).await.map_err(unavailable)?,
+            )
+        };
+        let store = RedisStore { connection, prefix: config.prefix.clone(), scripts: Scripts::load() };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// Is Redis answering? (Readiness.)
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let cmd = redis::cmd("PING");
+        let pong: String = match self.connection.clone() {
+            Connection::Single(mut c) => cmd.query_async(&mut c).await,
+            Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        debug_assert_eq!(pong, "PONG");
+        Ok(())
+    }
+
+    fn keys(&self, account: &str) -> Keys {
+        let base = format!("{}:{{{}}}", self.prefix, account);
+        Keys {
+            balance: format!("{base}:balance"),
+            reserved: format!("{base}:reserved"),
+            expiries: format!("{base}:expiries"),
+            journal: format!("{base}:journal"),
+        }
+    }
+
+    async fn run(&self, invocation: &ScriptInvocation<'_>) -> Result<Answer, StoreError> {
+        async fn on(
+            c: &mut impl ConnectionLike,
+            invocation: &ScriptInvocation<'_>,
+        ) -> redis::RedisResult<Answer> {
+            invocation.invoke_async(c).await
+        }
+        match self.connection.clone() {
+            Connection::Single(mut c) => on(&mut c, invocation).await,
+            Connection::Cluster(mut c) => on(&mut c, invocation).await,
+        }
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+}
+
+/// A balance as Redis formats it; anything else means the data was tampered with.
+fn parse_balance(text: &str, account: &str) -> Result<Balance, StoreError> {
+    text.parse::<i64>()
+        .map(Balance::from)
+        .map_err(|_| StoreError::Unavailable(format!("balance of {account} is not an integer: {text:?}")))
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Store for RedisStore {
+    async fn debit_prepare(
+        &self,
+        from: &Account,
+        amount: u64,
+        packet: PacketId,
+        expires_at: SystemTime,
+    ) -> Result<Balance, DebitError> {
+        // The one-packet maximum is checked here too, so no script ever sees an amount that
+        // DECRBY cannot take.
+        crate::balance::debit(0, amount, None).map_err(DebitError::Refused)?;
+        let k = self.keys(&from.id);
+        let min = from.min_balance.map(|m| m.to_string()).unwrap_or_default();
+        let mut invocation = self.scripts.prepare.key(&k.balance);
+        invocation.key(&k.reserved).key(&k.expiries).key(&k.journal);
+        invocation.arg(packet.to_string()).arg(amount).arg(millis(expires_at)).arg(min);
+        let (code, balance) = self.run(&invocation).await?;
+        let balance = parse_balance(&balance, &from.id)?;
+        match code {
+            1 => Ok(balance),
+            0 => Err(DebitError::Refused(BalanceError::BelowMinimum {
+                balance,
+                amount,
+                min_balance: from.min_balance.unwrap_or(Balance::MIN),
+            })),
+            _ => Err(DebitError::Refused(BalanceError::Overflow)),
+        }
+    }
+
+    async fn commit_prepare(&self, from: &Account, amount: u64, packet: PacketId) -> Result<(), StoreError> {
+        let k = self.keys(&from.id);
+        let mut invocation = self.scripts.fulfill_source.key(&k.balance);
+        invocation.key(&k.reserved).key(&k.expiries).key(&k.journal);
+        invocation.arg(packet.to_string()).arg(amount);
+        match self.run(&invocation).await? {
+            (1, _) => Ok(()),
+            (3, _) => {
+                tracing::warn!(account = %from.id, %packet, "Fulfill recorded after its reservation was swept; charged again");
+                Ok(())
+            }
+            _ => Err(StoreError::Overflow(from.id.to_string())),
+        }
+    }
+
+    async fn reverse_prepare(&self, from: &Account, packet: PacketId) -> Result<Option<Balance>, StoreError> {
+        let k = self.keys(&from.id);
+        let mut invocation = self.scripts.reject.key(&k.balance);
+        invocation.key(&k.reserved).key(&k.expiries).key(&k.journal);
+        invocation.arg(packet.to_string()).arg("reject");
+        match self.run(&invocation).await? {
+            (1, balance) => parse_balance(&balance, &from.id).map(Some),
+            (0, _) => Ok(None),
+            _ => Err(StoreError::Overflow(from.id.to_string())),
+        }
+    }
+
+    async fn credit_fulfill(
+        &self,
+        to: &Account,
+        amount: u64,
+        packet: PacketId,
+    ) -> Result<Balance, StoreError> {
+        crate::balance::credit(0, amount).map_err(|_| StoreError::Overflow(to.id.to_string()))?;
+        let k = self.keys(&to.id);
+        let mut invocation = self.scripts.fulfill_destination.key(&k.balance);
+        invocation.key(&k.journal).arg(packet.to_string()).arg(amount);
+        match self.run(&invocation).await? {
+            (1, balance) => parse_balance(&balance, &to.id),
+            _ => Err(StoreError::Overflow(to.id.to_string())),
+        }
+    }
+
+    async fn balance(&self, account_id: &str) -> Result<Balance, StoreError> {
+        let key = self.keys(account_id).balance;
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(&key);
+        let value: Option<String> = match self.connection.clone() {
+            Connection::Single(mut c) => cmd.query_async(&mut c).await,
+            Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        value.map(|v| parse_balance(&v, account_id)).unwrap_or(Ok(0))
+    }
+}
