@@ -58,12 +58,19 @@ impl<S: Store> App<S> {
     /// Serves until `stop` resolves (or the shutdown is triggered otherwise), then drains.
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
         let App { node, listener, shutdown, config } = self;
+        // The sweeper stops by itself when the node starts draining; it is awaited below so that
+        // no sweep is cut off half way.
+        let sweeper = tokio::spawn(crate::sweeper::run(node.clone(), config.sweep.clone()));
         let serving = server::serve(listener, node, config.server.clone(), &shutdown);
         tokio::pin!(serving);
         tokio::select! {
-            _ = &mut serving => return,
-            _ = stop => shutdown.drain(),
+            _ = &mut serving => {}
+            _ = stop => {
+                shutdown.drain();
+                serving.await;
+            }
         }
-        serving.await;
+        shutdown.drain();
+        let _ = sweeper.await;
     }
 }

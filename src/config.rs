@@ -10,6 +10,7 @@ use crate::packet::IlpAddress;
 use crate::rates::{Decimal, Rates};
 use crate::routing::RoutingTable;
 use crate::store::RedisConfig;
+use crate::sweeper::SweepRules;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -37,6 +38,9 @@ pub mod defaults {
     pub const MIN_OUTGOING_WINDOW_MS: u64 = 500;
     pub const SPREAD: &str = "0";
     pub const REDIS_PREFIX: &str = "thitsax";
+    pub const SWEEP_INTERVAL_MS: u64 = 1_000;
+    pub const SWEEP_GRACE_MS: u64 = 2_000;
+    pub const SWEEP_BATCH_MAX: usize = 1_000;
     pub const REDIS_RESPONSE_TIMEOUT_MS: u64 = 1_000;
     pub const REDIS_CONNECT_TIMEOUT_MS: u64 = 2_000;
     /// Asset scales above this are refused: 10^18 already covers wei.
@@ -115,6 +119,9 @@ struct RawStore {
     prefix: Option<String>,
     response_timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
+    sweep_interval_ms: Option<u64>,
+    sweep_grace_ms: Option<u64>,
+    sweep_batch_max: Option<usize>,
 }
 
 /// The validated store choice.
@@ -171,6 +178,7 @@ pub struct Config {
     pub client: ClientLimits,
     pub expiry: ExpiryRules,
     pub store: StoreConfig,
+    pub sweep: SweepRules,
     pub rates: Rates,
     pub accounts: Vec<Account>,
     pub routes: RoutingTable,
@@ -259,6 +267,7 @@ impl Validator {
             );
         }
 
+        let sweep = self.sweep(&raw.store);
         let store = self.store(raw.store);
         let client = self.client(&raw.http);
         let (listen, server) = self.http(raw.http);
@@ -282,6 +291,7 @@ impl Validator {
                     client,
                     expiry,
                     store,
+                    sweep,
                     rates,
                     accounts,
                     routes,
@@ -331,6 +341,19 @@ impl Validator {
             ),
         };
         (listen, limits)
+    }
+
+    fn sweep(&mut self, raw: &RawStore) -> SweepRules {
+        let ms = |v: u64| Duration::from_millis(v);
+        SweepRules {
+            interval: ms(self.positive(
+                "store.sweep_interval_ms",
+                raw.sweep_interval_ms,
+                defaults::SWEEP_INTERVAL_MS,
+            )),
+            grace: ms(raw.sweep_grace_ms.unwrap_or(defaults::SWEEP_GRACE_MS)),
+            batch_max: self.positive("store.sweep_batch_max", raw.sweep_batch_max, defaults::SWEEP_BATCH_MAX),
+        }
     }
 
     fn store(&mut self, raw: RawStore) -> Option<StoreConfig> {

@@ -5,7 +5,7 @@
 //! 1. [`packet`] (codec, addresses, validation), [`balance`] (pure rules), [`shutdown`];
 //! 2. [`account`], [`reject`] (the one mapping from refusals to ILP codes);
 //! 3. [`routing`], [`rates`], [`store`], [`http::client`], [`ildcp`], [`settlement`];
-//! 4. [`forward`]: the packet's path, top to bottom;
+//! 4. [`forward`]: the packet's path, top to bottom; [`sweeper`]: crash recovery of reservations;
 //! 5. [`http::server`]: the edge that receives traffic and calls `forward`;
 //! 6. [`config`] parses and validates the TOML file, [`app`] wires everything; `main` runs it.
 
@@ -23,3 +23,4 @@ pub mod routing;
 pub mod settlement;
 pub mod shutdown;
 pub mod store;
+pub mod sweeper;

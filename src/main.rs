@@ -21,13 +21,17 @@ struct Cli {
 enum Command {
     /// Validate a configuration file and exit: 0 when valid, 1 with every problem listed.
     CheckConfig { file: PathBuf },
+    /// Reconcile the Redis store: every configured account's balance must equal the sum of its
+    /// journal. Exit 0 when all agree, 1 otherwise.
+    Audit { file: PathBuf },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (path, check_only) = match (cli.command, cli.config) {
-        (Some(Command::CheckConfig { file }), _) => (file, true),
-        (None, Some(file)) => (file, false),
+    let (path, mode) = match (cli.command, cli.config) {
+        (Some(Command::CheckConfig { file }), _) => (file, Mode::Check),
+        (Some(Command::Audit { file }), _) => (file, Mode::Audit),
+        (None, Some(file)) => (file, Mode::Run),
         (None, None) => {
             eprintln!("thitsax: give --config FILE to run, or check-config FILE to validate (see --help)");
             return ExitCode::from(2);
@@ -40,7 +44,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if check_only {
+    if mode == Mode::Check {
         println!(
             "{}: valid ({} accounts, {} routes)",
             path.display(),
@@ -50,6 +54,15 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&config.log_level);
+    if mode == Mode::Audit {
+        return match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(audit(config)),
+            Err(e) => {
+                eprintln!("thitsax: cannot start the runtime: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match runtime(config.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {
@@ -70,6 +83,54 @@ async fn run(config: Config) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Mode {
+    Run,
+    Check,
+    Audit,
+}
+
+/// Prints one line per account and whether its balance equals its journal's sum.
+async fn audit(config: Config) -> ExitCode {
+    let StoreConfig::Redis(redis) = &config.store else {
+        eprintln!("thitsax audit: the memory store keeps no journal; audit needs store.kind = \"redis\"");
+        return ExitCode::FAILURE;
+    };
+    let store = match RedisStore::connect(redis).await {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("thitsax audit: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "{:<24} {:>22} {:>22} {:>10} {:>9}  verdict",
+        "account", "balance", "journal sum", "entries", "in flight"
+    );
+    let mut all_agree = true;
+    for account in &config.accounts {
+        match store.audit(&account.id).await {
+            Ok(line) => {
+                let verdict = if line.agrees() { "ok" } else { "MISMATCH" };
+                all_agree &= line.agrees();
+                println!(
+                    "{:<24} {:>22} {:>22} {:>10} {:>9}  {verdict}",
+                    line.account, line.balance, line.journal_sum, line.entries, line.reserved
+                );
+            }
+            Err(e) => {
+                all_agree = false;
+                println!("{:<24} error: {e}", account.id);
+            }
+        }
+    }
+    if all_agree {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -27,7 +27,33 @@ async fn single_redis_passes_the_shared_store_suite() {
     let server = RedisServer::start();
     let store = RedisStore::connect(&config(vec![server.url()], false)).await.unwrap();
     suite::run(&store, "single").await;
-    suite::concurrent_debits(Arc::new(store), "single").await;
+    let store = Arc::new(store);
+    suite::concurrent_debits(store.clone(), "single").await;
+    // Every account the suite touched reconciles with its journal.
+    for name in ["limit", "nolimit", "reverse", "late", "credit", "exact", "edge", "top", "sweep", "race"] {
+        let line = store.audit(&format!("single-{name}")).await.unwrap();
+        assert!(line.agrees() && line.entries > 0, "{line:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_finds_a_tampered_balance() {
+    if !redis_or_skip("audit_finds_a_tampered_balance") {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&config(vec![server.url()], false)).await.unwrap();
+    let a = test_account("tamper");
+    let soon = SystemTime::now() + Duration::from_secs(30);
+    // More than one page of journal entries.
+    for _ in 0..1500 {
+        store.debit_prepare(&a, 3, PacketId::next(), soon).await.unwrap();
+    }
+    let line = store.audit("tamper").await.unwrap();
+    assert_eq!((line.balance, line.journal_sum, line.entries, line.reserved), (-4500, -4500, 1500, 1500));
+    server.cmd(&["INCRBY", "test:{tamper}:balance", "1"]);
+    let line = store.audit("tamper").await.unwrap();
+    assert!(!line.agrees(), "{line:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -12,7 +12,8 @@ use std::time::SystemTime;
 #[derive(Debug, Default)]
 struct AccountState {
     balance: Balance,
-    reserved: HashMap<PacketId, u64>,
+    /// Packet → (amount, expiry).
+    reserved: HashMap<PacketId, (u64, SystemTime)>,
 }
 
 #[derive(Debug, Default)]
@@ -48,12 +49,12 @@ impl Store for MemoryStore {
         from: &Account,
         amount: u64,
         packet: PacketId,
-        _expires_at: SystemTime,
+        expires_at: SystemTime,
     ) -> Result<Balance, DebitError> {
         self.with(&from.id, |state| {
             state.balance =
                 balance::debit(state.balance, amount, from.min_balance).map_err(DebitError::Refused)?;
-            state.reserved.insert(packet, amount);
+            state.reserved.insert(packet, (amount, expires_at));
             Ok(state.balance)
         })
     }
@@ -72,7 +73,7 @@ impl Store for MemoryStore {
 
     async fn reverse_prepare(&self, from: &Account, packet: PacketId) -> Result<Option<Balance>, StoreError> {
         self.with(&from.id, |state| {
-            let Some(amount) = state.reserved.get(&packet).copied() else { return Ok(None) };
+            let Some((amount, _)) = state.reserved.get(&packet).copied() else { return Ok(None) };
             state.balance = balance::credit(state.balance, amount)
                 .map_err(|_| StoreError::Overflow(from.id.to_string()))?;
             state.reserved.remove(&packet);
@@ -90,6 +91,29 @@ impl Store for MemoryStore {
             state.balance = balance::credit(state.balance, amount)
                 .map_err(|_| StoreError::Overflow(to.id.to_string()))?;
             Ok(state.balance)
+        })
+    }
+
+    async fn sweep_expired(
+        &self,
+        account: &Account,
+        cutoff: SystemTime,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.with(&account.id, |state| {
+            let expired: Vec<(PacketId, u64)> = state
+                .reserved
+                .iter()
+                .filter(|(_, (_, expiry))| *expiry < cutoff)
+                .take(limit)
+                .map(|(p, (amount, _))| (*p, *amount))
+                .collect();
+            for (packet, amount) in &expired {
+                state.balance = balance::credit(state.balance, *amount)
+                    .map_err(|_| StoreError::Overflow(account.id.to_string()))?;
+                state.reserved.remove(packet);
+            }
+            Ok(expired.len())
         })
     }
 

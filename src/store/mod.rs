@@ -115,6 +115,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// The account's current balance (0 for an account that never moved money).
     fn balance(&self, account_id: &str) -> impl Future<Output = Result<Balance, StoreError>> + Send;
+
+    /// Releases up to `limit` reservations of `account` that expired before `cutoff` (their
+    /// node died or stalled before the outcome), each at most once. Returns how many.
+    fn sweep_expired(
+        &self,
+        account: &Account,
+        cutoff: SystemTime,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
 /// The shared store test suite (used by this crate's tests and by `tests/`).

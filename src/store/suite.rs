@@ -24,6 +24,7 @@ pub async fn run<S: Store>(store: &S, prefix: &str) {
     credit_adds(store, prefix).await;
     amounts_stay_exact_across_the_whole_range(store, prefix).await;
     unknown_accounts_have_zero_balance(store, prefix).await;
+    sweeping_releases_only_expired_reservations_once(store, prefix).await;
 }
 
 async fn debit_respects_the_credit_limit<S: Store>(store: &S, prefix: &str) {
@@ -141,4 +142,24 @@ pub async fn concurrent_debits<S: Store>(store: Arc<S>, prefix: &str) {
         assert!(store.reverse_prepare(&a, p).await.unwrap().is_some());
     }
     assert_eq!(store.balance(&a.id).await, Ok(0));
+}
+
+async fn sweeping_releases_only_expired_reservations_once<S: Store>(store: &S, prefix: &str) {
+    let a = account(prefix, "sweep", None);
+    let past = SystemTime::now() - Duration::from_secs(60);
+    let (old1, old2, live) = (PacketId::next(), PacketId::next(), PacketId::next());
+    store.debit_prepare(&a, 11, old1, past).await.unwrap();
+    store.debit_prepare(&a, 13, old2, past).await.unwrap();
+    store.debit_prepare(&a, 17, live, soon()).await.unwrap();
+    let now = SystemTime::now();
+    // A batch limit of 1 still makes progress; the rest comes with the next sweep.
+    assert_eq!(store.sweep_expired(&a, now, 1).await, Ok(1));
+    assert_eq!(store.sweep_expired(&a, now, 100).await, Ok(1));
+    assert_eq!(store.sweep_expired(&a, now, 100).await, Ok(0), "nothing is released twice");
+    assert_eq!(store.balance(&a.id).await, Ok(-17), "the live reservation stays");
+    assert_eq!(store.reverse_prepare(&a, old1).await, Ok(None), "a late Reject finds it released");
+    // A late Fulfill for a swept packet is still paid for.
+    store.commit_prepare(&a, 13, old2).await.unwrap();
+    assert_eq!(store.balance(&a.id).await, Ok(-30));
+    assert_eq!(store.reverse_prepare(&a, live).await, Ok(Some(-13)));
 }

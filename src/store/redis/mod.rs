@@ -29,7 +29,6 @@
 use super::{DebitError, PacketId, Store, StoreError};
 use crate::account::Account;
 use crate::balance::{Balance, BalanceError};
-use redis::aio::ConnectionLike;
 use redis::{Script, ScriptInvocation};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -57,6 +56,8 @@ struct Scripts {
     fulfill_source: Script,
     fulfill_destination: Script,
     reject: Script,
+    sweep: Script,
+    audit: Script,
 }
 
 impl Scripts {
@@ -67,6 +68,8 @@ impl Scripts {
             fulfill_source: with_prelude(include_str!("process_fulfill_source.lua")),
             fulfill_destination: with_prelude(include_str!("process_fulfill_destination.lua")),
             reject: with_prelude(include_str!("process_reject.lua")),
+            sweep: with_prelude(include_str!("sweep_expired.lua")),
+            audit: with_prelude(include_str!("audit_snapshot.lua")),
         }
     }
 }
@@ -125,12 +128,7 @@ impl RedisStore {
 
     /// Is Redis answering? (Readiness.)
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let cmd = redis::cmd("PING");
-        let pong: String = match self.connection.clone() {
-            Connection::Single(mut c) => cmd.query_async(&mut c).await,
-            Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
-        }
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let pong: String = self.cmd(&redis::cmd("PING")).await?;
         debug_assert_eq!(pong, "PONG");
         Ok(())
     }
@@ -145,18 +143,79 @@ impl RedisStore {
         }
     }
 
-    async fn run(&self, invocation: &ScriptInvocation<'_>) -> Result<Answer, StoreError> {
-        async fn on(
-            c: &mut impl ConnectionLike,
-            invocation: &ScriptInvocation<'_>,
-        ) -> redis::RedisResult<Answer> {
-            invocation.invoke_async(c).await
-        }
+    /// Runs a script on whichever connection this store has.
+    async fn script<T: redis::FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
         match self.connection.clone() {
-            Connection::Single(mut c) => on(&mut c, invocation).await,
-            Connection::Cluster(mut c) => on(&mut c, invocation).await,
+            Connection::Single(mut c) => invocation.invoke_async(&mut c).await,
+            Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await,
         }
         .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Runs a command on whichever connection this store has.
+    async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        match self.connection.clone() {
+            Connection::Single(mut c) => cmd.query_async(&mut c).await,
+            Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+}
+
+/// One account's reconciliation: its balance against the sum of its journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditLine {
+    pub account: String,
+    pub balance: Balance,
+    pub journal_sum: Balance,
+    pub entries: u64,
+    /// Reservations of packets still in flight (their debits are in both figures).
+    pub reserved: u64,
+}
+
+impl AuditLine {
+    pub fn agrees(&self) -> bool {
+        self.balance == self.journal_sum
+    }
+}
+
+/// Journal entries read per request while auditing.
+const AUDIT_PAGE: usize = 1000;
+
+impl RedisStore {
+    /// Reconciles one account: the journal up to a snapshot must sum to the balance at it.
+    pub async fn audit(&self, account_id: &str) -> Result<AuditLine, StoreError> {
+        let k = self.keys(account_id);
+        let mut snapshot = self.scripts.audit.key(&k.balance);
+        snapshot.key(&k.reserved).key(&k.journal);
+        let (balance, last_id, reserved): (String, String, u64) = self.script(&snapshot).await?;
+        let balance = parse_balance(&balance, account_id)?;
+        let (mut journal_sum, mut entries) = (0 as Balance, 0u64);
+        let mut from = "-".to_string();
+        while !last_id.is_empty() {
+            let mut cmd = redis::cmd("XRANGE");
+            cmd.arg(&k.journal).arg(&from).arg(&last_id).arg("COUNT").arg(AUDIT_PAGE);
+            let page: Vec<(String, Vec<(String, String)>)> = self.cmd(&cmd).await?;
+            for (_, fields) in &page {
+                let change =
+                    fields.iter().find(|(name, _)| name == "change").map(|(_, v)| v.as_str()).unwrap_or("");
+                let change: Balance = change.parse().map_err(|_| {
+                    StoreError::Unavailable(format!(
+                        "journal of {account_id} holds a malformed change {change:?}"
+                    ))
+                })?;
+                journal_sum += change;
+                entries += 1;
+            }
+            match page.last() {
+                Some((id, _)) if page.len() == AUDIT_PAGE && *id != last_id => from = format!("({id}"),
+                _ => break,
+            }
+        }
+        Ok(AuditLine { account: account_id.to_string(), balance, journal_sum, entries, reserved })
     }
 }
 
@@ -187,7 +246,7 @@ impl Store for RedisStore {
         let mut invocation = self.scripts.prepare.key(&k.balance);
         invocation.key(&k.reserved).key(&k.expiries).key(&k.journal);
         invocation.arg(packet.to_string()).arg(amount).arg(millis(expires_at)).arg(min);
-        let (code, balance) = self.run(&invocation).await?;
+        let (code, balance) = self.script::<Answer>(&invocation).await?;
         let balance = parse_balance(&balance, &from.id)?;
         match code {
             1 => Ok(balance),
@@ -205,7 +264,7 @@ impl Store for RedisStore {
         let mut invocation = self.scripts.fulfill_source.key(&k.balance);
         invocation.key(&k.reserved).key(&k.expiries).key(&k.journal);
         invocation.arg(packet.to_string()).arg(amount);
-        match self.run(&invocation).await? {
+        match self.script::<Answer>(&invocation).await? {
             (1, _) => Ok(()),
             (3, _) => {
                 tracing::warn!(account = %from.id, %packet, "Fulfill recorded after its reservation was swept; charged again");
@@ -220,7 +279,7 @@ impl Store for RedisStore {
         let mut invocation = self.scripts.reject.key(&k.balance);
         invocation.key(&k.reserved).key(&k.expiries).key(&k.journal);
         invocation.arg(packet.to_string()).arg("reject");
-        match self.run(&invocation).await? {
+        match self.script::<Answer>(&invocation).await? {
             (1, balance) => parse_balance(&balance, &from.id).map(Some),
             (0, _) => Ok(None),
             _ => Err(StoreError::Overflow(from.id.to_string())),
@@ -237,21 +296,31 @@ impl Store for RedisStore {
         let k = self.keys(&to.id);
         let mut invocation = self.scripts.fulfill_destination.key(&k.balance);
         invocation.key(&k.journal).arg(packet.to_string()).arg(amount);
-        match self.run(&invocation).await? {
+        match self.script::<Answer>(&invocation).await? {
             (1, balance) => parse_balance(&balance, &to.id),
             _ => Err(StoreError::Overflow(to.id.to_string())),
         }
+    }
+
+    async fn sweep_expired(
+        &self,
+        account: &Account,
+        cutoff: SystemTime,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let k = self.keys(&account.id);
+        let mut invocation = self.scripts.sweep.key(&k.balance);
+        invocation.key(&k.reserved).key(&k.expiries).key(&k.journal);
+        invocation.arg(millis(cutoff)).arg(limit);
+        let (released, _) = self.script::<Answer>(&invocation).await?;
+        Ok(usize::try_from(released).unwrap_or(0))
     }
 
     async fn balance(&self, account_id: &str) -> Result<Balance, StoreError> {
         let key = self.keys(account_id).balance;
         let mut cmd = redis::cmd("GET");
         cmd.arg(&key);
-        let value: Option<String> = match self.connection.clone() {
-            Connection::Single(mut c) => cmd.query_async(&mut c).await,
-            Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
-        }
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let value: Option<String> = self.cmd(&cmd).await?;
         value.map(|v| parse_balance(&v, account_id)).unwrap_or(Ok(0))
     }
 }
