@@ -1,0 +1,226 @@
+//! Kill -9 a ThitsaX process in the middle of a load (real process, real Redis), start it again,
+//! let the sweeper run: every reservation is settled, every packet's money is consistent across
+//! the two journals, the balances equal the journals, and `thitsax audit` agrees.
+
+mod common;
+
+use common::redis::{redis_or_skip, RedisServer};
+use common::*;
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thitsax::packet::Response;
+use thitsax::store::{RedisConfig, RedisStore, Store};
+
+const BIN: &str = env!("CARGO_BIN_EXE_thitsax");
+
+struct Node(Child);
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start(config: &std::path::Path, port: u16) -> Node {
+    let child = Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "node did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Node(child)
+}
+
+/// Journal entries of one account, read in pages: packet id → net change, and the kinds seen.
+async fn journal(redis_url: &str, account: &str) -> HashMap<String, (i128, Vec<String>)> {
+    let client = ::redis::Client::open(redis_url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut out: HashMap<String, (i128, Vec<String>)> = HashMap::new();
+    let mut from = "-".to_string();
+    loop {
+        let page: Vec<(String, Vec<(String, String)>)> = ::redis::cmd("XRANGE")
+            .arg(format!("crash:{{{account}}}:journal"))
+            .arg(&from)
+            .arg("+")
+            .arg("COUNT")
+            .arg(500)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        for (_, fields) in &page {
+            let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap();
+            let entry = out.entry(field("packet")).or_default();
+            entry.0 += field("change").parse::<i128>().unwrap();
+            entry.1.push(field("kind"));
+        }
+        match page.last() {
+            Some((id, _)) if page.len() == 500 => from = format!("({id}"),
+            _ => return out,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_load_then_restart_settles_every_packet_exactly() {
+    if !redis_or_skip("kill_9_mid_load_then_restart_settles_every_packet_exactly") {
+        return;
+    }
+    let redis = RedisServer::start();
+    // Six in ten fulfilled, three rejected, one hangs until it expires: at the kill, many
+    // reservations are in flight.
+    let delivered = Arc::new(AtomicU64::new(0));
+    let counted = delivered.clone();
+    let downstream =
+        Downstream::start(Arc::new(move |p: &thitsax::packet::Prepare| match p.data()[7] % 10 {
+            0..=4 => {
+                counted.fetch_add(p.amount(), Ordering::SeqCst);
+                Behaviour::Fulfill
+            }
+            5 | 6 => Behaviour::Reject,
+            _ => Behaviour::Hang,
+        }))
+        .await;
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("thitsax-crash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[node]
+ilp_address = "test.n"
+log_level = "warn"
+[http]
+listen = "127.0.0.1:{port}"
+[forwarding]
+expiry_margin_ms = 200
+min_outgoing_window_ms = 100
+[store]
+kind = "redis"
+url = "{}"
+prefix = "crash"
+sweep_interval_ms = 200
+sweep_grace_ms = 300
+[[accounts]]
+id = "sender"
+relation = "child"
+asset_code = "USD"
+asset_scale = 9
+incoming_token = "sender-token"
+[[accounts]]
+id = "receiver"
+relation = "child"
+asset_code = "USD"
+asset_scale = 9
+outgoing_url = "{}"
+outgoing_token = "t"
+"#,
+            redis.url(),
+            downstream.url()
+        ),
+    )
+    .unwrap();
+
+    let mut node = start(&config, port);
+    let url = format!("http://127.0.0.1:{port}/");
+    let client = client();
+    let seen_fulfilled = Arc::new(AtomicU64::new(0));
+    // The load: 50 senders in flight; transport errors (the kill) are expected.
+    let load: Vec<_> = (0..40u64)
+        .map(|lane| {
+            let (client, url, seen) = (client.clone(), url.clone(), seen_fulfilled.clone());
+            tokio::spawn(async move {
+                for i in 0..150u64 {
+                    let id = lane * 1000 + i;
+                    let p = prepare_with_id("test.n.receiver.x", 1_000 + id, Duration::from_millis(700), id);
+                    let request = hyper::Request::post(&url)
+                        .header("authorization", "Bearer sender-token")
+                        .header("content-type", "application/octet-stream")
+                        .body(http_body_util::Full::new(p.to_bytes()))
+                        .unwrap();
+                    let Ok(response) = client.request(request).await else { continue };
+                    let Ok(body) = http_body_util::BodyExt::collect(response.into_body()).await else {
+                        continue;
+                    };
+                    if let Ok(Response::Fulfill(_)) = Response::parse(body.to_bytes()) {
+                        seen.fetch_add(1_000 + id, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill once plenty is in flight.
+    while downstream.requests.load(Ordering::SeqCst) < 1500 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    node.0.kill().unwrap(); // SIGKILL: no drain, no cleanup
+    node.0.wait().unwrap();
+    let store_config = RedisConfig {
+        urls: vec![redis.url()],
+        cluster: false,
+        prefix: "crash".into(),
+        response_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+    };
+    let store = RedisStore::connect(&store_config).await.unwrap();
+    let in_flight_at_kill = store.audit("sender").await.unwrap().reserved;
+    assert!(in_flight_at_kill > 0, "the kill should leave reservations behind");
+
+    // Restart; the load goes on against the new process until it finishes.
+    let node = start(&config, port);
+    for lane in load {
+        lane.await.unwrap();
+    }
+    // Let every packet expire and the sweeper release what the dead process left.
+    let settled = Instant::now();
+    loop {
+        let (s, r) = (store.audit("sender").await.unwrap(), store.audit("receiver").await.unwrap());
+        if s.reserved == 0 && r.reserved == 0 {
+            break;
+        }
+        assert!(settled.elapsed() < Duration::from_secs(20), "reservations left: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(node);
+
+    // Per packet: the sender's net change is minus the amount exactly when the receiver was
+    // credited for it, and zero otherwise.
+    let sender = journal(&redis.url(), "sender").await;
+    let receiver = journal(&redis.url(), "receiver").await;
+    for (packet, (net, kinds)) in &sender {
+        match receiver.get(packet) {
+            Some((credit, _)) => assert_eq!(*net, -credit, "packet {packet}: {kinds:?}"),
+            None => assert_eq!(*net, 0, "packet {packet} was not fulfilled but is charged: {kinds:?}"),
+        }
+    }
+    assert!(receiver.keys().all(|p| sender.contains_key(p)), "a credit without a debit");
+    let sender_balance = store.balance("sender").await.unwrap();
+    let receiver_balance = store.balance("receiver").await.unwrap();
+    assert_eq!(sender_balance, -receiver_balance);
+    // What the sender saw fulfilled was credited; what was credited was fulfilled downstream.
+    let seen = seen_fulfilled.load(Ordering::SeqCst) as i128;
+    assert!(seen <= receiver_balance && receiver_balance <= delivered.load(Ordering::SeqCst) as i128);
+    assert!(seen > 0);
+
+    // The operator's check agrees.
+    let audit = Command::new(BIN).arg("audit").arg(&config).output().unwrap();
+    let stdout = String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.status.success(), "{stdout}{}", String::from_utf8_lossy(&audit.stderr));
+    assert_eq!(stdout.matches(" ok").count(), 2, "{stdout}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
