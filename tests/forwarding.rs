@@ -549,3 +549,18 @@ async fn unknown_destinations_go_to_the_parent_but_our_own_subtree_never_does() 
     assert_eq!(parent.received().len(), 1);
     assert_eq!(node.balance("alice").await, -1_000);
 }
+
+#[tokio::test]
+async fn health_and_readiness_probes_answer_without_a_token() {
+    let node = TestNode::start(&single_node(NOWHERE, "")).await;
+    let client = client();
+    for (path, body) in [("/health", "ok"), ("/ready", "ready")] {
+        let req = hyper::Request::get(format!("http://{}{path}", node.addr))
+            .body(http_body_util::Full::new(Bytes::new()))
+            .unwrap();
+        let response = client.request(req).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+        assert_eq!(&text[..], body.as_bytes());
+    }
+}

@@ -79,11 +79,23 @@ async fn redis_outage_is_t00_changes_nothing_and_recovers() {
         .await
         .fulfill();
 
+    let probe = |path: &'static str| {
+        let (client, url) = (client.clone(), format!("http://{}{path}", node.addr));
+        async move {
+            let req = hyper::Request::get(url).body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
+            client.request(req).await.unwrap().status()
+        }
+    };
+    assert_eq!(probe("/ready").await, hyper::StatusCode::OK);
+
     redis.stop();
     let reject = send(&client, &node.url(), "alice-token", &prepare("test.n.carol", 1_000_000, TEN_SECONDS))
         .await
         .reject();
     assert_code(&reject, ErrorCode::T00_INTERNAL_ERROR);
+    // Unready while Redis is away, but alive.
+    assert_eq!(probe("/ready").await, hyper::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(probe("/health").await, hyper::StatusCode::OK);
     assert_eq!(downstream.received().len(), 1, "nothing was forwarded during the outage");
 
     redis.restart();
@@ -98,6 +110,7 @@ async fn redis_outage_is_t00_changes_nothing_and_recovers() {
             send(&client, &node.url(), "alice-token", &prepare("test.n.carol", 1_000_000, TEN_SECONDS)).await;
     }
     answer.fulfill();
+    assert_eq!(probe("/ready").await, hyper::StatusCode::OK, "ready again by itself");
     assert_eq!(node.balance("alice").await, -2_000_000, "exactly the two fulfilled packets");
     assert_eq!(node.balance("carol").await, 2_000);
 }

@@ -45,7 +45,7 @@ pub struct ServerLimits {
 enum HttpError {
     #[error("not found: use POST /, /ilp or /accounts/{{id}}/ilp")]
     NotFound,
-    #[error("method not allowed: use POST")]
+    #[error("method not allowed: use POST (or GET /health, GET /ready)")]
     MethodNotAllowed,
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -156,6 +156,9 @@ pub async fn serve<S: Store>(
 }
 
 async fn handle<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() == Method::GET {
+        return probe(gate, req.uri().path()).await;
+    }
     match accept(gate, req).await {
         Ok(packet) => {
             let mut response = Response::new(Full::new(packet));
@@ -167,6 +170,25 @@ async fn handle<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> Response<Fu
             e.into_response()
         }
     }
+}
+
+/// `GET /health`: the process is alive. `GET /ready`: it can serve packets now (its store
+/// answers); 503 otherwise, so a load balancer takes the instance out while its store is away.
+/// Neither needs a token: they reveal nothing but up or down.
+async fn probe<S: Store>(gate: &Gate<S>, path: &str) -> Response<Full<Bytes>> {
+    let (status, text) = match path {
+        "/health" => (StatusCode::OK, "ok".to_string()),
+        "/ready" => match gate.node.store.ready().await {
+            Ok(()) if gate.node.shutdown.phase() == Phase::Running => (StatusCode::OK, "ready".to_string()),
+            Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_string()),
+            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        },
+        _ => return HttpError::MethodNotAllowed.into_response(),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
 }
 
 /// Checks a request from the outside in and, if it carries a valid Prepare, forwards it.

@@ -94,6 +94,10 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn sweep_expired(
         &self,
         account: &Account,

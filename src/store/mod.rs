@@ -116,6 +116,9 @@ pub trait Store: Send + Sync + 'static {
     /// The account's current balance (0 for an account that never moved money).
     fn balance(&self, account_id: &str) -> impl Future<Output = Result<Balance, StoreError>> + Send;
 
+    /// Ok when the store can serve packets now (readiness).
+    fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Releases up to `limit` reservations of `account` that expired before `cutoff` (their
     /// node died or stalled before the outcome), each at most once. Returns how many.
     fn sweep_expired(

@@ -302,6 +302,10 @@ impl Store for RedisStore {
         }
     }
 
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.ping().await
+    }
+
     async fn sweep_expired(
         &self,
         account: &Account,
