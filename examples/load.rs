@@ -1474,8 +1474,29 @@ struct Run {
     send: SendFigures,
     target_cpu_s: f64,
     receiver_cpu_s: f64,
+    /// ThitsaX's redis-server over the measured phase (ThitsaX runs with `--thitsax-store redis`).
+    redis: Option<RedisRun>,
     /// False when the machine was still busy when the quiet wait gave up.
     quiet: bool,
+}
+
+/// What ThitsaX's redis-server did during one measured phase.
+#[derive(Clone, Debug, PartialEq)]
+struct RedisRun {
+    /// Commands Redis ran (those run by Lua scripts included), compare's own INFO left out.
+    commands: CommandStats,
+    /// redis-server's CPU seconds (user + system).
+    cpu_s: f64,
+}
+
+impl RedisRun {
+    fn calls(&self) -> u64 {
+        self.commands.values().map(|c| c.calls).sum()
+    }
+
+    fn failed(&self) -> u64 {
+        self.commands.values().map(|c| c.failed).sum()
+    }
 }
 
 impl Run {
@@ -1487,13 +1508,26 @@ impl Run {
     fn target_cpu_us_per_packet(&self) -> f64 {
         per_packet_us(self.target_cpu_s, self.send.packets)
     }
+
+    /// Redis commands per measured packet (NaN without Redis).
+    fn redis_calls_per_packet(&self) -> f64 {
+        self.redis.as_ref().map_or(f64::NAN, |r| per_packet(r.calls() as f64, self.send.packets))
+    }
+
+    fn redis_cpu_us_per_packet(&self) -> f64 {
+        self.redis.as_ref().map_or(f64::NAN, |r| per_packet_us(r.cpu_s, self.send.packets))
+    }
 }
 
-fn per_packet_us(cpu_s: f64, packets: u64) -> f64 {
+fn per_packet(value: f64, packets: u64) -> f64 {
     if packets == 0 {
         return f64::NAN;
     }
-    cpu_s * 1e6 / packets as f64
+    value / packets as f64
+}
+
+fn per_packet_us(cpu_s: f64, packets: u64) -> f64 {
+    per_packet(cpu_s * 1e6, packets)
 }
 
 /// Median of the finite values (mean of the middle two for an even count);
@@ -1525,6 +1559,53 @@ struct TargetSummary {
     max_ms: f64,
     cpu_us_per_packet: f64,
     not_fulfilled: u64,
+    /// ThitsaX's redis-server, when it ran on one.
+    redis: Option<RedisSummary>,
+}
+
+/// ThitsaX's redis-server per measured packet, medians over the rounds.
+#[derive(Clone, Debug, PartialEq)]
+struct RedisSummary {
+    calls_per_packet: f64,
+    cpu_us_per_packet: f64,
+    /// ThitsaX's and redis-server's CPU together.
+    thitsax_and_redis_cpu_us_per_packet: f64,
+    /// Per command: (calls, usec) per packet, each its own median (0 in a round
+    /// without that command), so they need not add up to `calls_per_packet`.
+    commands: BTreeMap<String, (f64, f64)>,
+    /// Failed and rejected calls, summed over all rounds.
+    failed: u64,
+}
+
+fn summarize_redis(runs: &[&Run]) -> Option<RedisSummary> {
+    let with: Vec<(&Run, &RedisRun)> = runs.iter().filter_map(|r| Some((*r, r.redis.as_ref()?))).collect();
+    if with.is_empty() {
+        return None;
+    }
+    let med =
+        |f: &dyn Fn(&Run, &RedisRun) -> f64| median(&with.iter().map(|(r, x)| f(r, x)).collect::<Vec<_>>());
+    let names: std::collections::BTreeSet<&String> =
+        with.iter().flat_map(|(_, x)| x.commands.keys()).collect();
+    let commands = names
+        .into_iter()
+        .map(|name| {
+            let of = |r: &Run, x: &RedisRun, f: fn(&CommandStat) -> u64| {
+                per_packet(x.commands.get(name).map_or(0, f) as f64, r.send.packets)
+            };
+            let calls = med(&|r, x| of(r, x, |c| c.calls));
+            let usec = med(&|r, x| of(r, x, |c| c.usec));
+            (name.clone(), (calls, usec))
+        })
+        .collect();
+    Some(RedisSummary {
+        calls_per_packet: med(&|r, _| r.redis_calls_per_packet()),
+        cpu_us_per_packet: med(&|r, _| r.redis_cpu_us_per_packet()),
+        thitsax_and_redis_cpu_us_per_packet: med(&|r, x| {
+            per_packet_us(r.target_cpu_s + x.cpu_s, r.send.packets)
+        }),
+        commands,
+        failed: with.iter().map(|(_, x)| x.failed()).sum(),
+    })
 }
 
 fn summarize(target: Target, runs: &[Run]) -> Option<TargetSummary> {
@@ -1543,6 +1624,7 @@ fn summarize(target: Target, runs: &[Run]) -> Option<TargetSummary> {
         max_ms: med(&|r| r.send.max_ms),
         cpu_us_per_packet: med(&|r| r.target_cpu_us_per_packet()),
         not_fulfilled: mine.iter().map(|r| r.not_fulfilled()).sum(),
+        redis: summarize_redis(&mine),
     })
 }
 
@@ -1696,6 +1778,187 @@ fn idle_fraction(before: (u64, u64), after: (u64, u64)) -> f64 {
 fn read_cpu_ticks() -> Result<(u64, u64), String> {
     let text = std::fs::read_to_string("/proc/stat").map_err(|e| format!("/proc/stat: {e}"))?;
     cpu_ticks(&text).ok_or_else(|| "/proc/stat: unexpected format".to_string())
+}
+
+// -- redis-server -------------------------------------------------------------
+
+/// The machine's shared Redis: compare never starts a server on it nor talks to it.
+const SHARED_REDIS_PORT: u16 = 6379;
+
+/// One command's counters from `INFO commandstats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct CommandStat {
+    calls: u64,
+    /// Microseconds Redis spent in the command (a script's includes the commands it ran).
+    usec: u64,
+    /// rejected_calls + failed_calls (Redis >= 6.2; 0 before).
+    failed: u64,
+}
+
+/// Command name (lower case; `a|b` for a subcommand, e.g. `client|setinfo`) to its counters.
+type CommandStats = BTreeMap<String, CommandStat>;
+
+/// Parses the reply to `INFO commandstats`: one line per command,
+/// `cmdstat_<name>:calls=N,usec=N,usec_per_call=F,rejected_calls=N,failed_calls=N`.
+fn parse_commandstats(info: &str) -> Result<CommandStats, String> {
+    let mut out = CommandStats::new();
+    for line in info.lines().map(str::trim) {
+        let Some(rest) = line.strip_prefix("cmdstat_") else { continue };
+        let bad = |what: &str| format!("INFO commandstats: {what} in {line:?}");
+        let (name, fields) = rest.split_once(':').ok_or_else(|| bad("no ':'"))?;
+        let mut stat = CommandStat::default();
+        let mut has_calls = false;
+        for (key, value) in fields.split(',').filter_map(|f| f.split_once('=')) {
+            let num = || value.parse::<u64>().map_err(|_| bad(&format!("bad {key}")));
+            match key {
+                "calls" => {
+                    stat.calls = num()?;
+                    has_calls = true;
+                }
+                "usec" => stat.usec = num()?,
+                "rejected_calls" | "failed_calls" => stat.failed += num()?,
+                _ => {}
+            }
+        }
+        if !has_calls {
+            return Err(bad("no calls="));
+        }
+        out.insert(name.to_ascii_lowercase(), stat);
+    }
+    Ok(out)
+}
+
+/// What Redis ran between two `INFO commandstats` snapshots, minus the calls
+/// compare itself made in between (`own`: command name and calls); commands
+/// left with neither calls nor failures are dropped.
+fn commandstats_delta(before: &CommandStats, after: &CommandStats, own: &[(&str, u64)]) -> CommandStats {
+    after
+        .iter()
+        .filter_map(|(name, a)| {
+            let b = before.get(name).copied().unwrap_or_default();
+            let mine: u64 = own.iter().filter(|(n, _)| n == name).map(|(_, c)| c).sum();
+            let d = CommandStat {
+                calls: a.calls.saturating_sub(b.calls).saturating_sub(mine),
+                usec: a.usec.saturating_sub(b.usec),
+                failed: a.failed.saturating_sub(b.failed),
+            };
+            (d.calls > 0 || d.failed > 0).then(|| (name.clone(), d))
+        })
+        .collect()
+}
+
+/// `field` of `INFO`-style text (`field:value` lines).
+fn info_field(info: &str, field: &str) -> Option<String> {
+    info.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':').map(|v| v.trim().to_string()))
+}
+
+/// Sends one command to 127.0.0.1:`port` on a fresh connection and returns the
+/// reply (a simple or bulk string, or an integer as text). Refuses the shared
+/// Redis's port outright.
+fn redis_command(port: u16, args: &[&str]) -> Result<String, String> {
+    use std::io::{Read as _, Write as _};
+    if port == SHARED_REDIS_PORT {
+        return Err(format!("compare never talks to the shared Redis on port {SHARED_REDIS_PORT}"));
+    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let io = |e: std::io::Error| format!("redis {addr} {}: {e}", args.first().copied().unwrap_or(""));
+    let timeout = Duration::from_secs(5);
+    let stream = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    (&stream).write_all(request.as_bytes()).map_err(io)?;
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(io)?;
+    let line = line.trim_end_matches(['\r', '\n']);
+    let (kind, rest) = line.split_at(line.len().min(1));
+    match kind {
+        "+" | ":" => Ok(rest.to_string()),
+        "-" => Err(format!("redis {addr} {}: {rest}", args.join(" "))),
+        "$" => {
+            let n: usize = rest.parse().map_err(|_| format!("redis {addr}: no bulk reply: {line:?}"))?;
+            let mut data = vec![0; n + 2];
+            r.read_exact(&mut data).map_err(io)?;
+            data.truncate(n);
+            Ok(String::from_utf8_lossy(&data).into_owned())
+        }
+        _ => Err(format!("redis {addr}: unexpected reply {line:?}")),
+    }
+}
+
+/// `redis-server --version`'s version ("7.0.15"), or why there is no redis-server to run.
+fn redis_server_version() -> Result<String, String> {
+    let out = Command::new("redis-server")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("--thitsax-store redis needs redis-server on PATH: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("redis-server --version failed ({})", out.status));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.split_whitespace().find_map(|w| w.strip_prefix("v=")).unwrap_or("?").to_string())
+}
+
+/// compare's own redis-server, holding ThitsaX's balances with `--thitsax-store redis`.
+struct RedisServer {
+    pid: u32,
+    port: u16,
+    version: String,
+}
+
+impl RedisServer {
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn commandstats(&self) -> Result<CommandStats, String> {
+        parse_commandstats(&redis_command(self.port, &["INFO", "commandstats"])?)
+    }
+}
+
+/// Starts a redis-server without persistence on a free port, its `--dir` in
+/// the lab's temp dir (so the lab kills it and removes the dir), and waits
+/// until it answers PING and `INFO server` shows it is the process started here.
+fn start_redis(lab: &Lab, version: String) -> Result<RedisServer, String> {
+    let port = loop {
+        let port = free_port()?;
+        if port != SHARED_REDIS_PORT {
+            break port;
+        }
+    };
+    let dir = lab.dir.join("redis");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"]).arg(&dir).args([
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+    ]);
+    let pid = lab.start("redis-server", &mut cmd, false)?;
+    lab.wait_for(
+        "redis-server",
+        pid,
+        &format!("answering PING on 127.0.0.1:{port}"),
+        Duration::from_secs(20),
+        || redis_command(port, &["PING"]).is_ok_and(|r| r == "PONG"),
+    )?;
+    let info = redis_command(port, &["INFO", "server"])?;
+    let serving = info_field(&info, "process_id");
+    if serving.as_deref() != Some(pid.to_string().as_str()) {
+        return Err(format!(
+            "127.0.0.1:{port} is served by redis-server pid {}, not by the one compare started ({pid})",
+            serving.as_deref().unwrap_or("?")
+        ));
+    }
+    Ok(RedisServer { pid, port, version })
 }
 
 // -- child processes --------------------------------------------------------
@@ -1874,10 +2137,11 @@ fn start_thitsax(
     bin: &Path,
     receiver_url: &str,
     worker_threads: usize,
+    redis_url: Option<&str>,
 ) -> Result<Endpoint, String> {
     let port = free_port()?;
     let config = lab.dir.join("thitsax.toml");
-    std::fs::write(&config, thitsax_config(port, receiver_url, worker_threads))
+    std::fs::write(&config, thitsax_config(port, receiver_url, worker_threads, redis_url))
         .map_err(|e| format!("write {}: {e}", config.display()))?;
     let mut cmd = Command::new(bin);
     cmd.arg("--config").arg(&config).env("NO_COLOR", "1");
@@ -1950,6 +2214,8 @@ struct RunPlan<'a> {
     receiver_pid: u32,
     concurrency: usize,
     warmup: u64,
+    /// ThitsaX's redis-server, with `--thitsax-store redis`.
+    redis: Option<&'a RedisServer>,
 }
 
 /// One `send` child process against `ep`. In-process sending would share a
@@ -1977,19 +2243,29 @@ fn measure(
     let stderr = spawned.stderr.ok_or("send: no stderr pipe")?;
 
     // The target's CPU clock runs from send's "measuring" line to its exit,
-    // so that connection set-up and the warm-up are not charged.
-    let cpu_now =
-        || (process_cpu_seconds(&ep.pid.to_string()), process_cpu_seconds(&plan.receiver_pid.to_string()));
+    // so that connection set-up and the warm-up are not charged. ThitsaX's
+    // redis-server is read over the same span: its CPU and INFO commandstats
+    // (read outside the CPU span, so that the INFO's own work is not charged).
+    let redis = plan.redis.filter(|_| ep.target == Target::Thitsax);
+    let cpu_now = || {
+        (
+            process_cpu_seconds(&ep.pid.to_string()),
+            process_cpu_seconds(&plan.receiver_pid.to_string()),
+            redis.map_or(f64::NAN, |r| process_cpu_seconds(&r.pid.to_string())),
+        )
+    };
+    let stats_now = || redis.map(RedisServer::commandstats);
     let mut start = None;
     let mut stderr_lines = Vec::new();
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
         if start.is_none() && line.starts_with(MEASURE_START) {
-            start = Some(cpu_now());
+            let stats = stats_now();
+            start = Some((cpu_now(), stats));
         }
         stderr_lines.push(line);
     }
-    let end = cpu_now();
+    let end = (cpu_now(), stats_now());
     let status = lab.children.reap(spawned.pid)?;
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
     let Some(start) = start.filter(|_| status.success()) else {
@@ -2003,19 +2279,41 @@ fn measure(
         ));
     };
     let send = parse_send_json(stdout.lines().last().unwrap_or(""))?;
+    let ((cpu0, stats0), (cpu1, stats1)) = (start, end);
+    let redis = match (stats0, stats1) {
+        (Some(before), Some(after)) => {
+            let info = |e: String| format!("{name}: redis-server's INFO commandstats: {e}");
+            Some(RedisRun {
+                // The INFO that took `before` is counted in `after`.
+                commands: commandstats_delta(&before.map_err(info)?, &after.map_err(info)?, &[("info", 1)]),
+                cpu_s: cpu1.2 - cpu0.2,
+            })
+        }
+        _ => None,
+    };
     Ok(Run {
         target: ep.target,
         round,
         send,
-        target_cpu_s: end.0 - start.0,
-        receiver_cpu_s: end.1 - start.1,
+        target_cpu_s: cpu1.0 - cpu0.0,
+        receiver_cpu_s: cpu1.1 - cpu0.1,
+        redis,
         quiet,
     })
 }
 
 fn progress_line(r: &Run) -> String {
+    let redis = match &r.redis {
+        Some(x) => format!(
+            "  redis {:.2} cmds/packet cpu {:.1} µs/packet{}",
+            r.redis_calls_per_packet(),
+            r.redis_cpu_us_per_packet(),
+            if x.failed() > 0 { format!(" FAILED CALLS {}", x.failed()) } else { String::new() }
+        ),
+        None => String::new(),
+    };
     format!(
-        "compare: round {} {:<13} {:>8.0} packets/s  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  cpu {:.1} µs/packet  not fulfilled {}{}",
+        "compare: round {} {:<13} {:>8.0} packets/s  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  cpu {:.1} µs/packet  not fulfilled {}{redis}{}",
         r.round,
         r.target.name(),
         r.send.packets_per_s,
@@ -2050,13 +2348,22 @@ fn compare(a: CompareArgs, children: Children) -> Result<bool, String> {
         },
         None => None,
     };
+    let redis_version = match a.thitsax_store {
+        ThitsaxStore::Redis => Some(redis_server_version()?),
+        ThitsaxStore::Memory => None,
+    };
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
 
     let lab = Lab::new(children)?;
     let (receiver_url, receiver_pid) = start_receiver(&lab, &exe)?;
+    let redis = redis_version.map(|v| start_redis(&lab, v)).transpose()?;
+    if let Some(r) = &redis {
+        eprintln!("compare: redis-server {} at {} (pid {})", r.version, r.url(), r.pid);
+    }
+    let redis_url = redis.as_ref().map(RedisServer::url);
     let mut endpoints = vec![
         start_proxy(&lab, &exe, &receiver_url)?,
-        start_thitsax(&lab, &a.thitsax, &receiver_url, a.thitsax_worker_threads)?,
+        start_thitsax(&lab, &a.thitsax, &receiver_url, a.thitsax_worker_threads, redis_url.as_deref())?,
     ];
     if let Some((node, script)) = &node {
         endpoints.push(start_ilp_connector(&lab, node, script, &receiver_url)?);
@@ -2065,7 +2372,13 @@ fn compare(a: CompareArgs, children: Children) -> Result<bool, String> {
         eprintln!("compare: {} at {} (pid {})", ep.target.name(), ep.url, ep.pid);
     }
 
-    let plan = RunPlan { exe: &exe, receiver_pid, concurrency: a.concurrency, warmup: a.warmup };
+    let plan = RunPlan {
+        exe: &exe,
+        receiver_pid,
+        concurrency: a.concurrency,
+        warmup: a.warmup,
+        redis: redis.as_ref(),
+    };
     let quiet_timeout = Duration::from_secs(a.quiet_timeout_secs);
     let mut runs = Vec::new();
     for round in 1..=a.rounds {
@@ -2089,15 +2402,19 @@ fn compare(a: CompareArgs, children: Children) -> Result<bool, String> {
                     return Err(lab.failure(ep.target.name(), &format!("exited ({status}) during the runs")));
                 }
             }
+            if let Some(status) = redis.as_ref().and_then(|r| lab.children.exited(r.pid)) {
+                return Err(lab.failure("redis-server", &format!("exited ({status}) during the runs")));
+            }
         }
     }
 
     let summaries: Vec<TargetSummary> = Target::ALL.iter().filter_map(|t| summarize(*t, &runs)).collect();
-    let checks = checks(&summaries);
+    let checks = checks(&summaries, Thresholds::of(a.thitsax_store));
     let pass = overall(&checks) == Verdict::Pass;
-    print!("{}", report_text(&a, connector_packets, &summaries, &checks, &runs));
+    let redis = redis.as_ref();
+    print!("{}", report_text(&a, connector_packets, redis, &summaries, &checks, &runs));
     if a.json {
-        println!("{}", report_json(&a, connector_packets, &summaries, &checks, &runs, pass));
+        println!("{}", report_json(&a, connector_packets, redis, &summaries, &checks, &runs, pass));
     }
     Ok(pass)
 }
@@ -2105,6 +2422,7 @@ fn compare(a: CompareArgs, children: Children) -> Result<bool, String> {
 fn report_text(
     a: &CompareArgs,
     connector_packets: u64,
+    redis: Option<&RedisServer>,
     summaries: &[TargetSummary],
     checks: &[Check],
     runs: &[Run],
@@ -2121,7 +2439,16 @@ fn report_text(
         a.concurrency,
         a.warmup
     );
-    let _ = writeln!(s, "thitsax       node.worker_threads = {}", a.thitsax_worker_threads);
+    let _ = write!(
+        s,
+        "thitsax       node.worker_threads = {}, store = {}",
+        a.thitsax_worker_threads,
+        a.thitsax_store.name()
+    );
+    if let Some(r) = redis {
+        let _ = write!(s, " (own redis-server {} at {}, no persistence)", r.version, r.url());
+    }
+    let _ = writeln!(s);
     let _ = write!(s, "packets       {} measured per run", a.packets);
     if summaries.iter().any(|t| t.target == Target::IlpConnector) {
         let _ =
@@ -2151,6 +2478,10 @@ fn report_text(
             t.not_fulfilled
         );
     }
+    if let Some(r) = summaries.iter().find_map(|t| t.redis.as_ref()) {
+        let _ = writeln!(s);
+        let _ = write!(s, "{}", redis_text(r));
+    }
     let _ = writeln!(s);
     let _ = writeln!(s, "{:<34} {:>8}  {:<8} verdict", "check", "value", "limit");
     for c in checks {
@@ -2178,6 +2509,31 @@ fn report_text(
     s
 }
 
+/// The redis-server block of the text report.
+fn redis_text(r: &RedisSummary) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "redis-server  per measured ThitsaX packet, median over rounds (commands run by Lua scripts count too)"
+    );
+    let _ = writeln!(s, "  {:<22} {:>9.3}", "commands/packet", r.calls_per_packet);
+    let _ = writeln!(s, "  {:<22} {:>9.1}", "cpu µs/packet", r.cpu_us_per_packet);
+    let _ = writeln!(s, "  {:<22} {:>9.1}", "thitsax+redis cpu µs", r.thitsax_and_redis_cpu_us_per_packet);
+    let _ = writeln!(s, "  {:<22} {:>9} {:>9}", "command", "calls/pkt", "µs/pkt");
+    // Most called first.
+    let mut commands: Vec<(&String, &(f64, f64))> = r.commands.iter().collect();
+    commands.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0).then_with(|| a.0.cmp(b.0)));
+    for (name, (calls, usec)) in commands {
+        let _ = writeln!(s, "  {name:<22} {calls:>9.3} {usec:>9.2}");
+    }
+    if r.failed > 0 {
+        let _ =
+            writeln!(s, "  WARNING: {} failed or rejected Redis calls during the measured phases", r.failed);
+    }
+    s
+}
+
 /// FAIL if any check failed, else NOT MEASURED if any could not be made, else PASS.
 fn overall(checks: &[Check]) -> Verdict {
     let any = |v: Verdict| checks.iter().any(|c| c.verdict == v);
@@ -2193,6 +2549,7 @@ fn overall(checks: &[Check]) -> Verdict {
 fn report_json(
     a: &CompareArgs,
     connector_packets: u64,
+    redis: Option<&RedisServer>,
     summaries: &[TargetSummary],
     checks: &[Check],
     runs: &[Run],
@@ -2202,18 +2559,32 @@ fn report_json(
     let targets: serde_json::Map<String, serde_json::Value> = summaries
         .iter()
         .map(|t| {
-            let v = json!({
+            let mut v = json!({
                 "rounds": t.rounds, "packets": t.packets, "packets_per_s": t.packets_per_s,
                 "p50_ms": t.p50_ms, "p99_ms": t.p99_ms, "max_ms": t.max_ms,
                 "cpu_us_per_packet": t.cpu_us_per_packet, "not_fulfilled": t.not_fulfilled,
             });
+            if let Some(r) = &t.redis {
+                let commands: serde_json::Map<String, serde_json::Value> = r
+                    .commands
+                    .iter()
+                    .map(|(name, (calls, usec))| {
+                        (name.clone(), json!({"calls_per_packet": calls, "usec_per_packet": usec}))
+                    })
+                    .collect();
+                v["redis"] = json!({
+                    "calls_per_packet": r.calls_per_packet, "cpu_us_per_packet": r.cpu_us_per_packet,
+                    "thitsax_and_redis_cpu_us_per_packet": r.thitsax_and_redis_cpu_us_per_packet,
+                    "failed_calls": r.failed, "commands": commands,
+                });
+            }
             (t.target.name().to_string(), v)
         })
         .collect();
     let runs: Vec<serde_json::Value> = runs
         .iter()
         .map(|r| {
-            json!({
+            let mut v = json!({
                 "round": r.round, "target": r.target.name(), "packets": r.send.packets,
                 "packets_per_s": r.send.packets_per_s, "p50_ms": r.send.p50_ms, "p99_ms": r.send.p99_ms,
                 "max_ms": r.send.max_ms, "fulfilled": r.send.fulfilled, "rejected": r.send.rejected,
@@ -2222,7 +2593,22 @@ fn report_json(
                 "receiver_cpu_us_per_packet": per_packet_us(r.receiver_cpu_s, r.send.packets),
                 "sender_cpu_us_per_packet": per_packet_us(r.send.sender_cpu_s, r.send.packets),
                 "quiet": r.quiet,
-            })
+            });
+            if let Some(x) = &r.redis {
+                let commands: serde_json::Map<String, serde_json::Value> = x
+                    .commands
+                    .iter()
+                    .map(|(name, c)| {
+                        (name.clone(), json!({"calls": c.calls, "usec": c.usec, "failed": c.failed}))
+                    })
+                    .collect();
+                v["redis"] = json!({
+                    "calls": x.calls(), "calls_per_packet": r.redis_calls_per_packet(),
+                    "cpu_us_per_packet": r.redis_cpu_us_per_packet(), "failed_calls": x.failed(),
+                    "commands": commands,
+                });
+            }
+            v
         })
         .collect();
     let checks: Vec<serde_json::Value> = checks
@@ -2233,7 +2619,9 @@ fn report_json(
         "compare": {
             "packets": a.packets, "connector_packets": connector_packets, "concurrency": a.concurrency,
             "warmup": a.warmup, "rounds": a.rounds, "destination": COMPARE_DESTINATION,
-            "quiet_idle_pct": a.quiet_idle_pct,
+            "quiet_idle_pct": a.quiet_idle_pct, "thitsax_worker_threads": a.thitsax_worker_threads,
+            "thitsax_store": a.thitsax_store.name(),
+            "redis_server": redis.map(|r| json!({"version": r.version, "url": r.url()})),
         },
         "targets": targets,
         "checks": checks,
