@@ -2885,11 +2885,16 @@ mod tests {
             max_ms: 9.0,
             cpu_us_per_packet: 10.0,
             not_fulfilled: 0,
+            redis: None,
         }
     }
 
+    fn mem_checks(s: &[TargetSummary]) -> Vec<Check> {
+        checks(s, Thresholds::of(ThitsaxStore::Memory))
+    }
+
     fn verdicts(s: &[TargetSummary]) -> Vec<Verdict> {
-        checks(s).iter().map(|c| c.verdict).collect()
+        mem_checks(s).iter().map(|c| c.verdict).collect()
     }
 
     #[test]
@@ -2900,13 +2905,13 @@ mod tests {
         // Exactly 0.60 of the proxy and 6x ilp-connector pass; p99 must be strictly below 5 ms.
         let at_limits = [proxy.clone(), summary(Target::Thitsax, 6_000.0, 4.999), jsc.clone()];
         assert_eq!(verdicts(&at_limits), [Pass, Pass, Pass, Pass]);
-        assert_eq!(overall(&checks(&at_limits)), Pass);
-        let cs = checks(&at_limits);
+        assert_eq!(overall(&mem_checks(&at_limits)), Pass);
+        let cs = mem_checks(&at_limits);
         assert_eq!(cs[0].value, Some(0.6));
         assert_eq!(cs[1].value, Some(6.0));
         let slow = [proxy.clone(), summary(Target::Thitsax, 5_999.0, 5.0), jsc.clone()];
         assert_eq!(verdicts(&slow), [Fail, Fail, Fail, Pass]);
-        assert_eq!(overall(&checks(&slow)), Fail);
+        assert_eq!(overall(&mem_checks(&slow)), Fail);
         let mut rejecting = summary(Target::Thitsax, 9_000.0, 1.0);
         rejecting.not_fulfilled = 1;
         assert_eq!(verdicts(&[proxy, rejecting, jsc])[3], Fail);
@@ -2917,8 +2922,8 @@ mod tests {
         use Verdict::*;
         let no_connector = [summary(Target::Proxy, 10_000.0, 1.0), summary(Target::Thitsax, 8_000.0, 2.0)];
         assert_eq!(verdicts(&no_connector), [Pass, NotMeasured, Pass, Pass]);
-        assert_eq!(overall(&checks(&no_connector)), NotMeasured);
-        assert_eq!(checks(&no_connector)[1].value, None);
+        assert_eq!(overall(&mem_checks(&no_connector)), NotMeasured);
+        assert_eq!(mem_checks(&no_connector)[1].value, None);
         // A zero or NaN rate is no ratio at all, not an infinite one.
         let zero = [summary(Target::Proxy, 0.0, 1.0), summary(Target::Thitsax, 8_000.0, f64::NAN)];
         assert_eq!(verdicts(&zero)[..3], [NotMeasured, NotMeasured, NotMeasured]);
@@ -2947,6 +2952,7 @@ mod tests {
             },
             target_cpu_s: 0.01 * round as f64,
             receiver_cpu_s: 0.0,
+            redis: None,
             quiet: true,
         }
     }
@@ -2970,7 +2976,7 @@ mod tests {
 
     #[test]
     fn config_is_accepted_by_thitsax() {
-        let text = thitsax_config(4321, "http://127.0.0.1:4001/", 1);
+        let text = thitsax_config(4321, "http://127.0.0.1:4001/", 1, None);
         let config = thitsax::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(config.listen, "127.0.0.1:4321".parse().unwrap());
         assert_eq!(config.log_level, "warn");
@@ -2984,6 +2990,160 @@ mod tests {
         let out = config.accounts[1].outgoing.as_ref().expect("receiver has an outgoing URL");
         assert_eq!(out.url.to_string(), "http://127.0.0.1:4001/");
         assert!(COMPARE_DESTINATION.starts_with(&format!("{}.receiver.", config.node_address)));
+        assert!(matches!(config.store, thitsax::config::StoreConfig::Memory));
+    }
+
+    #[test]
+    fn redis_config_is_accepted_by_thitsax() {
+        let text = thitsax_config(4321, "http://127.0.0.1:4001/", 2, Some("redis://127.0.0.1:12345/"));
+        assert!(text
+            .contains("[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:12345/\"\nprefix = \"bench\"\n"));
+        let config = thitsax::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(config.worker_threads, Some(2));
+        let thitsax::config::StoreConfig::Redis(r) = &config.store else {
+            panic!("not the Redis store:\n{text}")
+        };
+        assert_eq!(r.urls, ["redis://127.0.0.1:12345/"]);
+        assert!(!r.cluster);
+        assert_eq!(r.prefix, REDIS_PREFIX);
+        assert_eq!(config.accounts.len(), 2);
+    }
+
+    // -- redis-server figures --------------------------------------------------
+
+    /// `INFO commandstats` as Redis 7.0 answers it (CRLF lines, a subcommand with `|`).
+    const COMMANDSTATS: &str = "# Commandstats\r\n\
+        cmdstat_ping:calls=1,usec=3,usec_per_call=3.00,rejected_calls=0,failed_calls=0\r\n\
+        cmdstat_evalsha:calls=200,usec=2000,usec_per_call=10.00,rejected_calls=0,failed_calls=1\r\n\
+        cmdstat_client|setinfo:calls=2,usec=4,usec_per_call=2.00,rejected_calls=0,failed_calls=0\r\n\
+        cmdstat_info:calls=3,usec=150,usec_per_call=50.00,rejected_calls=0,failed_calls=0\r\n\
+        cmdstat_HSET:calls=100,usec=100,usec_per_call=1.00,rejected_calls=2,failed_calls=0\r\n";
+
+    fn stat(calls: u64, usec: u64, failed: u64) -> CommandStat {
+        CommandStat { calls, usec, failed }
+    }
+
+    #[test]
+    fn commandstats_parsing() {
+        let m = parse_commandstats(COMMANDSTATS).unwrap();
+        let names: Vec<&str> = m.keys().map(String::as_str).collect();
+        assert_eq!(names, ["client|setinfo", "evalsha", "hset", "info", "ping"]);
+        assert_eq!(m["evalsha"], stat(200, 2000, 1));
+        assert_eq!(m["hset"], stat(100, 100, 2));
+        assert_eq!(m["client|setinfo"], stat(2, 4, 0));
+        // Before 6.2 there were no rejected/failed counters.
+        let old = parse_commandstats("cmdstat_get:calls=7,usec=14,usec_per_call=2.00\n").unwrap();
+        assert_eq!(old["get"], stat(7, 14, 0));
+        // No commands yet (a fresh server after CONFIG RESETSTAT), other sections ignored.
+        assert!(parse_commandstats("# Commandstats\r\n").unwrap().is_empty());
+        assert!(parse_commandstats("# Server\r\nredis_version:7.0.15\r\n").unwrap().is_empty());
+        // Broken lines are errors, not zeros.
+        assert!(parse_commandstats("cmdstat_get:usec=14\n").is_err());
+        assert!(parse_commandstats("cmdstat_get:calls=x,usec=14\n").is_err());
+        assert!(parse_commandstats("cmdstat_get calls=1\n").is_err());
+    }
+
+    #[test]
+    fn commandstats_delta_leaves_out_idle_commands_and_our_info() {
+        let before = parse_commandstats(COMMANDSTATS).unwrap();
+        let mut after = before.clone();
+        after.insert("evalsha".into(), stat(500, 5000, 1));
+        after.insert("hset".into(), stat(250, 200, 3));
+        after.insert("get".into(), stat(4, 8, 0)); // first seen in this phase
+        after.insert("info".into(), stat(4, 200, 0)); // the INFO that took `before`
+        let d = commandstats_delta(&before, &after, &[("info", 1)]);
+        let want: CommandStats = [
+            ("evalsha".to_string(), stat(300, 3000, 0)),
+            ("get".to_string(), stat(4, 8, 0)),
+            ("hset".to_string(), stat(150, 100, 1)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(d, want);
+        let run = RedisRun { commands: d, cpu_s: 0.5 };
+        assert_eq!((run.calls(), run.failed()), (454, 1));
+        // Somebody else's INFO stays in; a counter reset does not underflow.
+        after.insert("info".into(), stat(5, 250, 0));
+        after.insert("ping".into(), stat(0, 0, 0));
+        let d = commandstats_delta(&before, &after, &[("info", 1)]);
+        assert_eq!(d["info"].calls, 1);
+        assert!(!d.contains_key("ping"));
+        assert!(commandstats_delta(&before, &before, &[]).is_empty());
+    }
+
+    #[test]
+    fn info_field_and_no_shared_redis() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nprocess_id:4242\r\nprocess_supervised:no\r\n";
+        assert_eq!(info_field(info, "process_id").as_deref(), Some("4242"));
+        assert_eq!(info_field(info, "process"), None);
+        assert_eq!(info_field(info, "tcp_port"), None);
+        // Refused before any connection is made.
+        let err = redis_command(SHARED_REDIS_PORT, &["PING"]).unwrap_err();
+        assert!(err.contains("never talks to the shared Redis"), "{err}");
+    }
+
+    #[test]
+    fn thresholds_depend_on_the_store() {
+        use Verdict::*;
+        assert_eq!(
+            Thresholds::of(ThitsaxStore::Memory),
+            Thresholds { min_ratio_vs_proxy: 0.60, min_ratio_vs_ilp_connector: 6.0 }
+        );
+        assert_eq!(
+            Thresholds::of(ThitsaxStore::Redis),
+            Thresholds { min_ratio_vs_proxy: 0.40, min_ratio_vs_ilp_connector: 4.0 }
+        );
+        let redis = Thresholds::of(ThitsaxStore::Redis);
+        let proxy = summary(Target::Proxy, 10_000.0, 1.0);
+        let jsc = summary(Target::IlpConnector, 1_000.0, 50.0);
+        // Exactly 0.40 of the proxy and 4x ilp-connector pass with Redis, fail in memory.
+        let at_limits = [proxy.clone(), summary(Target::Thitsax, 4_000.0, 4.999), jsc.clone()];
+        let v = |s: &[TargetSummary], t| checks(s, t).iter().map(|c| c.verdict).collect::<Vec<_>>();
+        assert_eq!(v(&at_limits, redis), [Pass, Pass, Pass, Pass]);
+        assert_eq!(v(&at_limits, Thresholds::of(ThitsaxStore::Memory)), [Fail, Fail, Pass, Pass]);
+        let cs = checks(&at_limits, redis);
+        assert_eq!(
+            (cs[0].limit.as_str(), cs[1].limit.as_str(), cs[2].limit.as_str()),
+            (">= 0.40", ">= 4.0", "< 5.0")
+        );
+        // Just below, and p99 stays a check at 5 ms with Redis too.
+        let slow = [proxy, summary(Target::Thitsax, 3_999.0, 5.0), jsc];
+        assert_eq!(v(&slow, redis), [Fail, Fail, Fail, Pass]);
+    }
+
+    fn redis_run(target: Target, round: usize, commands: &[(&str, u64)], cpu_s: f64) -> Run {
+        let mut r = run(target, round, 100.0, 1000);
+        let commands = commands.iter().map(|(n, c)| (n.to_string(), stat(*c, 2 * c, 0))).collect();
+        r.redis = Some(RedisRun { commands, cpu_s });
+        r
+    }
+
+    #[test]
+    fn summarize_redis_per_packet_medians() {
+        let runs = [
+            redis_run(Target::Thitsax, 1, &[("evalsha", 3000), ("get", 10)], 0.010),
+            run(Target::Proxy, 1, 300.0, 1000),
+            redis_run(Target::Thitsax, 2, &[("evalsha", 3000), ("hset", 1000)], 0.030),
+            redis_run(Target::Thitsax, 3, &[("evalsha", 2000), ("get", 30)], 0.020),
+        ];
+        assert_eq!(runs[0].redis_calls_per_packet(), 3.01);
+        assert!(run(Target::Thitsax, 1, 1.0, 1000).redis_calls_per_packet().is_nan());
+        let s = summarize(Target::Thitsax, &runs).unwrap();
+        let r = s.redis.expect("redis figures");
+        // Totals per round: 3.01, 4.0, 2.03 calls/packet; 10, 30, 20 µs/packet.
+        assert_eq!(r.calls_per_packet, 3.01);
+        assert!((r.cpu_us_per_packet - 20.0).abs() < 1e-9, "{}", r.cpu_us_per_packet);
+        // ThitsaX's own CPU in `run` is 0.01 * round s: 10+10, 20+30, 30+20 µs/packet.
+        assert!((r.thitsax_and_redis_cpu_us_per_packet - 50.0).abs() < 1e-9);
+        // A command missing from a round counts 0 there.
+        assert_eq!(r.commands["evalsha"], (3.0, 6.0));
+        assert_eq!(r.commands["get"], (0.01, 0.02));
+        assert_eq!(r.commands["hset"], (0.0, 0.0));
+        assert_eq!(r.failed, 0);
+        assert!(summarize(Target::Proxy, &runs).unwrap().redis.is_none());
+        let text = redis_text(&summarize(Target::Thitsax, &runs).unwrap().redis.unwrap());
+        let order: Vec<&str> = text.lines().skip(5).map(|l| l.split_whitespace().next().unwrap()).collect();
+        assert_eq!(order, ["evalsha", "get", "hset"], "{text}");
     }
 
     #[test]

@@ -344,14 +344,13 @@ impl Validator {
     }
 
     fn sweep(&mut self, raw: &RawStore) -> SweepRules {
-        let ms = |v: u64| Duration::from_millis(v);
         SweepRules {
-            interval: ms(self.positive(
+            interval: self.positive_ms(
                 "store.sweep_interval_ms",
                 raw.sweep_interval_ms,
                 defaults::SWEEP_INTERVAL_MS,
-            )),
-            grace: ms(raw.sweep_grace_ms.unwrap_or(defaults::SWEEP_GRACE_MS)),
+            ),
+            grace: Duration::from_millis(raw.sweep_grace_ms.unwrap_or(defaults::SWEEP_GRACE_MS)),
             batch_max: self.positive("store.sweep_batch_max", raw.sweep_batch_max, defaults::SWEEP_BATCH_MAX),
         }
     }
@@ -399,43 +398,45 @@ impl Validator {
         if !is_segment(&prefix) {
             self.problem("store.prefix", "must be letters, digits, _ ~ - only (it is part of every key)");
         }
-        let ms = |v: u64| Duration::from_millis(v);
         Some(StoreConfig::Redis(RedisConfig {
             urls,
             cluster,
             prefix,
-            response_timeout: ms(self.positive(
+            response_timeout: self.positive_ms(
                 "store.response_timeout_ms",
                 raw.response_timeout_ms,
                 defaults::REDIS_RESPONSE_TIMEOUT_MS,
-            )),
-            connect_timeout: ms(self.positive(
+            ),
+            connect_timeout: self.positive_ms(
                 "store.connect_timeout_ms",
                 raw.connect_timeout_ms,
                 defaults::REDIS_CONNECT_TIMEOUT_MS,
-            )),
+            ),
         }))
     }
 
     fn client(&mut self, raw: &RawHttp) -> ClientLimits {
-        let ms = |v: u64| Duration::from_millis(v);
         ClientLimits {
             connections_per_peer_max: self.positive(
                 "http.outgoing_connections_per_peer_max",
                 raw.outgoing_connections_per_peer_max,
                 defaults::OUTGOING_CONNECTIONS_PER_PEER_MAX,
             ),
-            idle_timeout: ms(self.positive(
+            idle_timeout: self.positive_ms(
                 "http.outgoing_idle_timeout_ms",
                 raw.outgoing_idle_timeout_ms,
                 defaults::OUTGOING_IDLE_TIMEOUT_MS,
-            )),
-            connect_timeout: ms(self.positive(
+            ),
+            connect_timeout: self.positive_ms(
                 "http.outgoing_connect_timeout_ms",
                 raw.outgoing_connect_timeout_ms,
                 defaults::OUTGOING_CONNECT_TIMEOUT_MS,
-            )),
+            ),
         }
+    }
+
+    fn positive_ms(&mut self, path: &str, value: Option<u64>, default: u64) -> Duration {
+        Duration::from_millis(self.positive(path, value, default))
     }
 
     fn positive<T: PartialOrd + Default + Copy>(&mut self, path: &str, value: Option<T>, default: T) -> T {
