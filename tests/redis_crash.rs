@@ -24,6 +24,14 @@ impl Drop for Node {
     }
 }
 
+/// The test's temporary directory, removed also when the test fails.
+struct TempDir(std::path::PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -95,9 +103,9 @@ async fn kill_9_mid_load_then_restart_settles_every_packet_exactly() {
         }))
         .await;
     let port = free_port();
-    let dir = std::env::temp_dir().join(format!("thitsax-crash-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("node.toml");
+    let dir = TempDir(std::env::temp_dir().join(format!("thitsax-crash-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let config = dir.0.join("node.toml");
     std::fs::write(
         &config,
         format!(
@@ -222,5 +230,4 @@ outgoing_token = "t"
     let stdout = String::from_utf8_lossy(&audit.stdout);
     assert!(audit.status.success(), "{stdout}{}", String::from_utf8_lossy(&audit.stderr));
     assert_eq!(stdout.matches(" ok").count(), 2, "{stdout}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
