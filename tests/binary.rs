@@ -20,10 +20,8 @@ fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     path
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("thitsax-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(name)
 }
 
 /// Kills the child if the test fails before it exits on its own.
@@ -79,7 +77,6 @@ fn check_config_accepts_the_example_and_lists_every_problem_of_a_bad_file() {
         assert!(stderr.contains(path), "{path} not reported:\n{stderr}");
     }
     assert!(!stderr.contains("s3cret-value"), "a token leaked into the error output");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -94,7 +91,6 @@ fn an_invalid_config_exits_non_zero_before_binding() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("accounts[1].asset_scale"));
     // Nothing was bound: the port is still free.
     std::net::TcpListener::bind(("127.0.0.1", port)).expect("port left free");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Starts the binary and waits for its "serving" log line.
@@ -171,7 +167,6 @@ async fn sigterm_finishes_in_flight_packets_then_exits_zero() {
     assert_eq!(status.code(), Some(0));
     // And the listener is gone.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,5 +189,4 @@ async fn sigterm_rejects_packets_still_in_flight_after_the_grace_period() {
     assert_code(&reject, ErrorCode::T00_INTERNAL_ERROR);
     assert!(started.elapsed() < Duration::from_secs(3), "rejected after the grace period, not at expiry");
     assert_eq!(wait_exit(&mut node.0, Duration::from_secs(5)).code(), Some(0));
-    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -24,14 +24,6 @@ impl Drop for Node {
     }
 }
 
-/// The test's temporary directory, removed also when the test fails.
-struct TempDir(std::path::PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -103,9 +95,8 @@ async fn kill_9_mid_load_then_restart_settles_every_packet_exactly() {
         }))
         .await;
     let port = free_port();
-    let dir = TempDir(std::env::temp_dir().join(format!("thitsax-crash-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let config = dir.0.join("node.toml");
+    let dir = TempDir::new("crash");
+    let config = dir.join("node.toml");
     std::fs::write(
         &config,
         format!(

@@ -304,4 +304,29 @@ pub fn assert_code(reject: &Reject, code: ErrorCode) {
     assert_eq!(reject.code(), code, "message: {:?}", String::from_utf8_lossy(reject.message()));
 }
 
+/// A test's temporary directory, removed when the test ends, failed or not.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A fresh directory named after the test and this process.
+    pub fn new(name: &str) -> TempDir {
+        let dir = TempDir(std::env::temp_dir().join(format!("thitsax-{name}-{}", std::process::id())));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        dir
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
