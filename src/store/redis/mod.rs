@@ -28,8 +28,10 @@
 
 use super::{DebitError, PacketId, Store, StoreError};
 use crate::account::Account;
-use crate::balance::{Balance, BalanceError};
+use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
 use redis::{Script, ScriptInvocation};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where the Redis store connects and how patiently.
@@ -78,6 +80,8 @@ pub struct RedisStore {
     connection: Connection,
     prefix: String,
     scripts: Scripts,
+    /// Each account's key names, built once: every packet phase needs them.
+    keys: RwLock<HashMap<Arc<str>, Arc<Keys>>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -121,7 +125,12 @@ impl RedisStore {
                 client.get_connection_manager_with_config(manager_config).await.map_err(unavailable)?,
             )
         };
-        let store = RedisStore { connection, prefix: config.prefix.clone(), scripts: Scripts::load() };
+        let store = RedisStore {
+            connection,
+            prefix: config.prefix.clone(),
+            scripts: Scripts::load(),
+            keys: RwLock::default(),
+        };
         store.ping().await?;
         Ok(store)
     }
@@ -133,14 +142,29 @@ impl RedisStore {
         Ok(())
     }
 
-    fn keys(&self, account: &str) -> Keys {
+    /// The account's key names, from the cache (accounts come from the configuration, so the
+    /// cache holds one entry per configured account).
+    fn keys(&self, account: &str) -> Arc<Keys> {
+        if let Some(keys) = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(account) {
+            return keys.clone();
+        }
         let base = format!("{}:{{{}}}", self.prefix, account);
-        Keys {
+        let keys = Arc::new(Keys {
             balance: format!("{base}:balance"),
             reserved: format!("{base}:reserved"),
             expiries: format!("{base}:expiries"),
             journal: format!("{base}:journal"),
-        }
+        });
+        let mut cache = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        cache.entry(Arc::from(account)).or_insert(keys).clone()
+    }
+
+    /// A call of `script` on an account's four keys, in the order every account script takes
+    /// them: balance, reserved, expiries, journal.
+    fn on_account<'a>(script: &'a Script, k: &'a Keys) -> ScriptInvocation<'a> {
+        let mut invocation = script.key(&k.balance);
+        invocation.key(&k.reserved).key(&k.expiries).key(&k.journal);
+        invocation
     }
 
     /// Runs a script on whichever connection this store has.
@@ -240,11 +264,12 @@ impl Store for RedisStore {
     ) -> Result<Balance, DebitError> {
         // The one-packet maximum is checked here too, so no script ever sees an amount that
         // DECRBY cannot take.
-        crate::balance::debit(0, amount, None).map_err(DebitError::Refused)?;
+        if amount > AMOUNT_MAX {
+            return Err(DebitError::Refused(BalanceError::Overflow));
+        }
         let k = self.keys(&from.id);
         let min = from.min_balance.map(|m| m.to_string()).unwrap_or_default();
-        let mut invocation = self.scripts.prepare.key(&k.balance);
-        invocation.key(&k.reserved).key(&k.expiries).key(&k.journal);
+        let mut invocation = Self::on_account(&self.scripts.prepare, &k);
         invocation.arg(packet.to_string()).arg(amount).arg(millis(expires_at)).arg(min);
         let (code, balance) = self.script::<Answer>(&invocation).await?;
         let balance = parse_balance(&balance, &from.id)?;
@@ -261,8 +286,7 @@ impl Store for RedisStore {
 
     async fn commit_prepare(&self, from: &Account, amount: u64, packet: PacketId) -> Result<(), StoreError> {
         let k = self.keys(&from.id);
-        let mut invocation = self.scripts.fulfill_source.key(&k.balance);
-        invocation.key(&k.reserved).key(&k.expiries).key(&k.journal);
+        let mut invocation = Self::on_account(&self.scripts.fulfill_source, &k);
         invocation.arg(packet.to_string()).arg(amount);
         match self.script::<Answer>(&invocation).await? {
             (1, _) => Ok(()),
@@ -276,8 +300,7 @@ impl Store for RedisStore {
 
     async fn reverse_prepare(&self, from: &Account, packet: PacketId) -> Result<Option<Balance>, StoreError> {
         let k = self.keys(&from.id);
-        let mut invocation = self.scripts.reject.key(&k.balance);
-        invocation.key(&k.reserved).key(&k.expiries).key(&k.journal);
+        let mut invocation = Self::on_account(&self.scripts.reject, &k);
         invocation.arg(packet.to_string()).arg("reject");
         match self.script::<Answer>(&invocation).await? {
             (1, balance) => parse_balance(&balance, &from.id).map(Some),
@@ -292,7 +315,9 @@ impl Store for RedisStore {
         amount: u64,
         packet: PacketId,
     ) -> Result<Balance, StoreError> {
-        crate::balance::credit(0, amount).map_err(|_| StoreError::Overflow(to.id.to_string()))?;
+        if amount > AMOUNT_MAX {
+            return Err(StoreError::Overflow(to.id.to_string()));
+        }
         let k = self.keys(&to.id);
         let mut invocation = self.scripts.fulfill_destination.key(&k.balance);
         invocation.key(&k.journal).arg(packet.to_string()).arg(amount);
@@ -313,17 +338,15 @@ impl Store for RedisStore {
         limit: usize,
     ) -> Result<usize, StoreError> {
         let k = self.keys(&account.id);
-        let mut invocation = self.scripts.sweep.key(&k.balance);
-        invocation.key(&k.reserved).key(&k.expiries).key(&k.journal);
+        let mut invocation = Self::on_account(&self.scripts.sweep, &k);
         invocation.arg(millis(cutoff)).arg(limit);
         let (released, _) = self.script::<Answer>(&invocation).await?;
         Ok(usize::try_from(released).unwrap_or(0))
     }
 
     async fn balance(&self, account_id: &str) -> Result<Balance, StoreError> {
-        let key = self.keys(account_id).balance;
         let mut cmd = redis::cmd("GET");
-        cmd.arg(&key);
+        cmd.arg(&self.keys(account_id).balance);
         let value: Option<String> = self.cmd(&cmd).await?;
         value.map(|v| parse_balance(&v, account_id)).unwrap_or(Ok(0))
     }
