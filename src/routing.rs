@@ -48,10 +48,6 @@ impl RoutingTable {
     pub fn is_empty(&self) -> bool {
         self.prefixes.is_empty()
     }
-
-    pub fn routes(&self) -> impl Iterator<Item = (&str, &AccountId)> {
-        self.prefixes.iter().map(|(p, a)| (&**p, a))
-    }
 }
 
 /// The live table, replaced as a whole.

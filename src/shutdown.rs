@@ -1,7 +1,6 @@
 //! Shutdown in two steps: `drain` (stop accepting, let in-flight packets finish) and, once the
 //! grace period is over, `abort` (in-flight packets are rejected and their debits reversed).
 
-use std::time::Duration;
 use tokio::sync::watch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -85,9 +84,6 @@ pub async fn os_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
 }
-
-/// Default grace period when none is configured.
-pub const GRACE_DEFAULT: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

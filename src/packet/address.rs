@@ -102,15 +102,10 @@ impl IlpAddress {
     pub fn with_suffix(&self, segment: &str) -> Result<Self, AddressError> {
         Self::parse(&format!("{}.{}", self.0, segment))
     }
-
-    /// True when `self` equals `prefix` or lies under it on a segment boundary
-    /// (`g.alice.x` is under `g.alice`; `g.alicebob` is not).
-    pub fn is_under(&self, prefix: &str) -> bool {
-        is_under(&self.0, prefix)
-    }
 }
 
-/// Segment-boundary prefix test shared by routing and classification.
+/// True when `address` equals `prefix` or lies under it on a segment boundary (`g.alice.x` is
+/// under `g.alice`; `g.alicebob` is not). Shared by routing and classification.
 pub fn is_under(address: &str, prefix: &str) -> bool {
     address == prefix
         || (address.len() > prefix.len()

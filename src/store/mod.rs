@@ -28,8 +28,6 @@ use std::time::SystemTime;
 pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    #[error("account {0} is not in the store")]
-    UnknownAccount(String),
     #[error("balance of account {0} would leave the storable range")]
     Overflow(String),
 }
