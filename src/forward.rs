@@ -3,9 +3,16 @@
 //! Ordering rules:
 //! - every check that can refuse a packet runs before the source is debited, so a refusal never
 //!   needs a reversal;
-//! - once the debit succeeded, every path out of [`Node::send_and_settle`] either credits the
-//!   destination (a valid Fulfill) or reverses the debit (anything else), exactly once;
+//! - once the debit succeeded, every path out of [`Node::send_and_settle`] either commits it and
+//!   credits the destination (a valid Fulfill, both written before the Fulfill is relayed) or
+//!   releases it (anything else), exactly once; a release the store cannot write is left to the
+//!   sweeper, which releases the reservation after the packet's expiry;
 //! - the Fulfill's preimage is checked before anything is credited.
+//!
+//! Known gap (recorded for the Redis work): if, after a Fulfill, the commit fails while the
+//! credit succeeds, the Fulfill is still relayed and the sweeper later releases the source's
+//! reservation, so the source is not charged for that packet. The error is logged with the
+//! packet id for reconciliation.
 
 use crate::account::{constant_time_eq, Account, Accounts, Relation};
 use crate::balance::AMOUNT_MAX;
