@@ -29,6 +29,7 @@ pub mod defaults {
     pub const CONNECTIONS_MAX: usize = 1024;
     pub const REQUESTS_IN_FLIGHT_MAX: usize = 4096;
     pub const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
+    pub const BODY_READ_TIMEOUT_MS: u64 = 10_000;
     pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
     pub const OUTGOING_CONNECTIONS_PER_PEER_MAX: usize = 256;
     pub const OUTGOING_IDLE_TIMEOUT_MS: u64 = 20_000;
@@ -86,6 +87,7 @@ struct RawHttp {
     connections_max: Option<usize>,
     requests_in_flight_max: Option<usize>,
     header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
     outgoing_connections_per_peer_max: Option<usize>,
     outgoing_idle_timeout_ms: Option<u64>,
@@ -326,16 +328,22 @@ impl Validator {
             let limit = defaults::REQUESTS_IN_FLIGHT_CEILING;
             self.problem("http.requests_in_flight_max", format!("must be at most {limit}"));
         }
-        let header_read_timeout_ms = self.positive(
+        let header_read_timeout = self.positive_ms(
             "http.header_read_timeout_ms",
             raw.header_read_timeout_ms,
             defaults::HEADER_READ_TIMEOUT_MS,
+        );
+        let body_read_timeout = self.positive_ms(
+            "http.body_read_timeout_ms",
+            raw.body_read_timeout_ms,
+            defaults::BODY_READ_TIMEOUT_MS,
         );
         let limits = ServerLimits {
             body_bytes_max,
             connections_max,
             requests_in_flight_max,
-            header_read_timeout: Duration::from_millis(header_read_timeout_ms),
+            header_read_timeout,
+            body_read_timeout,
             shutdown_grace: Duration::from_millis(
                 raw.shutdown_grace_ms.unwrap_or(defaults::SHUTDOWN_GRACE_MS),
             ),

@@ -564,3 +564,27 @@ async fn health_and_readiness_probes_answer_without_a_token() {
         assert_eq!(&text[..], body.as_bytes());
     }
 }
+
+#[tokio::test]
+async fn a_body_that_never_arrives_gets_408_and_holds_no_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let downstream = Downstream::always(Behaviour::Fulfill).await;
+    let extra = "[http]\nbody_read_timeout_ms = 300\nrequests_in_flight_max = 1\n";
+    let node = TestNode::start(&single_node(&downstream.url(), extra)).await;
+    // Headers promising 100 bytes, then 10 bytes and silence.
+    let mut slow = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    let head = "POST / HTTP/1.1\r\nhost: x\r\nauthorization: Bearer alice-token\r\ncontent-type: application/octet-stream\r\ncontent-length: 100\r\n\r\n";
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&[12u8; 10]).await.unwrap();
+    // While it trickles, the node's one packet slot is free for real packets.
+    send(&client(), &node.url(), "alice-token", &prepare("test.n.carol", 1_000_000_000, TEN_SECONDS))
+        .await
+        .fulfill();
+    let started = Instant::now();
+    let mut answer = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut answer)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(node.balance("alice").await, -1_000_000_000, "only the real packet moved money");
+}

@@ -1,8 +1,9 @@
 //! The incoming side of ILP-over-HTTP (RFC 0035, synchronous mode).
 //!
 //! Order of checks on a request, cheapest and least trusting first: method and path, then the
-//! bearer token (so strangers cannot make us read bodies), content type, declared length, a slot
-//! among the requests in flight, the body under its size limit, and finally packet validation.
+//! bearer token (so strangers cannot make us read bodies), content type, declared length, the
+//! body under its size and time limits, packet validation, and finally a slot among the packets
+//! in flight.
 //! Only a valid Prepare from a known account reaches [`Node::forward`].
 
 use super::{CONTENT_TYPE_ILP, CONTENT_TYPE_ILP_ALT};
@@ -36,6 +37,8 @@ pub struct ServerLimits {
     pub requests_in_flight_max: usize,
     /// Time a client has to send a request's headers.
     pub header_read_timeout: Duration,
+    /// Time a client has, after its headers, to send the body (408 past it).
+    pub body_read_timeout: Duration,
     /// On shutdown, time in-flight packets get to finish before they are rejected.
     pub shutdown_grace: Duration,
 }
@@ -53,6 +56,8 @@ enum HttpError {
     UnsupportedMediaType,
     #[error("body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("body not received within {0} ms")]
+    BodyTimeout(u128),
     #[error("body is not a valid ILP Prepare: {0}")]
     BadRequest(String),
 }
@@ -65,6 +70,7 @@ impl HttpError {
             HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             HttpError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HttpError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -204,16 +210,19 @@ async fn accept<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> Result<Byte
     if declared.is_some_and(|n| n > body_max as u64) {
         return Err(HttpError::PayloadTooLarge(body_max));
     }
+    let body_timeout = gate.limits.body_read_timeout;
+    let body = tokio::time::timeout(body_timeout, Limited::new(req.into_body(), body_max).collect())
+        .await
+        .map_err(|_| HttpError::BodyTimeout(body_timeout.as_millis()))?
+        .map_err(|_| HttpError::PayloadTooLarge(body_max))?
+        .to_bytes();
+    let prepare = Prepare::parse(&body).map_err(|e| HttpError::BadRequest(e.to_string()))?;
+    // The slot is taken once the packet is in hand: slots count packets being processed, and a
+    // slow sender holds only its own connection (bounded by body_read_timeout), never a slot.
     let Ok(slot) = gate.in_flight.clone().try_acquire_owned() else {
         // Overloaded: an ILP answer the sender understands (retry later), not an HTTP error.
         return Ok(Refusal::Busy.to_reject(&gate.node.address).as_bytes().clone());
     };
-    let body = Limited::new(req.into_body(), body_max)
-        .collect()
-        .await
-        .map_err(|_| HttpError::PayloadTooLarge(body_max))?
-        .to_bytes();
-    let prepare = Prepare::parse(&body).map_err(|e| HttpError::BadRequest(e.to_string()))?;
     // The packet runs in its own task: hyper drops this request's future when the sender hangs
     // up, and a packet cut off between its debit and its outcome would leave the debit in place.
     // The task always runs to the end (credit or reversal), holding its in-flight slot.
