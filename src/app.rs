@@ -70,6 +70,7 @@ impl<S: Store> App<S> {
                 serving.await;
             }
         }
+        // Serving can also end on its own (without `stop`); either way the sweeper must stop.
         shutdown.drain();
         let _ = sweeper.await;
     }
