@@ -47,6 +47,7 @@ impl<S: Store> App<S> {
             client: HttpClient::new(&config.client),
             expiry: config.expiry.clone(),
             shutdown: shutdown.signal(),
+            pending: Default::default(),
         });
         Ok(App { node, listener, shutdown, config })
     }
@@ -61,6 +62,11 @@ impl<S: Store> App<S> {
         // The sweeper stops by itself when the node starts draining; it is awaited below so that
         // no sweep is cut off half way.
         let sweeper = tokio::spawn(crate::sweeper::run(node.clone(), config.sweep.clone()));
+        // Commits the packet path could not write in time; stopped once the last packet is done.
+        let (stop_pending, pending_stop) = tokio::sync::oneshot::channel::<()>();
+        let pending = tokio::spawn(crate::pending::run(node.clone(), async move {
+            let _ = pending_stop.await;
+        }));
         let serving = server::serve(listener, node, config.server.clone(), &shutdown);
         tokio::pin!(serving);
         tokio::select! {
@@ -73,5 +79,7 @@ impl<S: Store> App<S> {
         // Serving can also end on its own (without `stop`); either way the sweeper must stop.
         shutdown.drain();
         let _ = sweeper.await;
+        let _ = stop_pending.send(());
+        let _ = pending.await;
     }
 }

@@ -42,6 +42,8 @@ pub mod defaults {
     pub const SWEEP_INTERVAL_MS: u64 = 1_000;
     pub const SWEEP_GRACE_MS: u64 = 2_000;
     pub const SWEEP_BATCH_MAX: usize = 1_000;
+    /// A day: a commit retried after an outage, or from a node that stalled, arrives well within.
+    pub const SWEEP_TOMBSTONE_RETENTION_S: u64 = 86_400;
     pub const REDIS_RESPONSE_TIMEOUT_MS: u64 = 1_000;
     pub const REDIS_CONNECT_TIMEOUT_MS: u64 = 2_000;
     /// Asset scales above this are refused: 10^18 already covers wei.
@@ -124,6 +126,7 @@ struct RawStore {
     sweep_interval_ms: Option<u64>,
     sweep_grace_ms: Option<u64>,
     sweep_batch_max: Option<usize>,
+    sweep_tombstone_retention_s: Option<u64>,
 }
 
 /// The validated store choice.
@@ -360,6 +363,11 @@ impl Validator {
             ),
             grace: Duration::from_millis(raw.sweep_grace_ms.unwrap_or(defaults::SWEEP_GRACE_MS)),
             batch_max: self.positive("store.sweep_batch_max", raw.sweep_batch_max, defaults::SWEEP_BATCH_MAX),
+            tombstone_retention: Duration::from_secs(self.positive(
+                "store.sweep_tombstone_retention_s",
+                raw.sweep_tombstone_retention_s,
+                defaults::SWEEP_TOMBSTONE_RETENTION_S,
+            )),
         }
     }
 

@@ -9,22 +9,24 @@
 //!   sweeper, which releases the reservation after the packet's expiry;
 //! - the Fulfill's preimage is checked before anything is credited.
 //!
-//! Known gap (recorded for the Redis work): if, after a Fulfill, the commit fails while the
-//! credit succeeds, the Fulfill is still relayed and the sweeper later releases the source's
-//! reservation, so the source is not charged for that packet. The error is logged with the
-//! packet id for reconciliation.
+//! Store failures after a Fulfill: both writes are retried for as long as the Fulfill can still
+//! be relayed in time, then handed to [`crate::pending`] to be retried in the background. Retries
+//! never apply a write twice: the commit is idempotent (a reservation the sweeper released
+//! meanwhile is charged again, once), and a credit is retried with [`Store::retry_credit`], which
+//! credits only if the earlier attempt did not.
 
 use crate::account::{constant_time_eq, Account, Accounts, Relation};
 use crate::balance::AMOUNT_MAX;
 use crate::http::client::{HttpClient, SendError};
 use crate::ildcp;
 use crate::packet::{is_under, IlpAddress, Prepare, Response};
+use crate::pending::{self, PendingCommits, PendingWrite, WriteKind};
 use crate::rates::{Asset, ConvertError, Rates};
 use crate::reject::Refusal;
 use crate::routing::Router;
 use crate::settlement;
 use crate::shutdown::{Phase, ShutdownSignal};
-use crate::store::{DebitError, PacketId, Store};
+use crate::store::{DebitError, PacketId, Store, StoreError};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -52,6 +54,7 @@ pub struct Node<S> {
     pub client: HttpClient,
     pub expiry: ExpiryRules,
     pub shutdown: ShutdownSignal,
+    pub pending: PendingCommits,
 }
 
 /// A Prepare after routing and conversion, ready to leave.
@@ -62,6 +65,8 @@ struct Outbound {
     amount_out: u64,
     deadline: tokio::time::Instant,
     expires_at: SystemTime,
+    /// The last moment to relay the outcome upstream: half our margin before the incoming expiry.
+    relay_by: tokio::time::Instant,
 }
 
 impl<S: Store> Node<S> {
@@ -156,16 +161,20 @@ impl<S: Store> Node<S> {
                 }
                 ConvertError::RoundsToZero => Refusal::RoundsToZero,
             })?;
-        let expires_at = self.outgoing_expiry(prepare.expires_at(), now)?;
+        let incoming_expiry = prepare.expires_at();
+        let expires_at = self.outgoing_expiry(incoming_expiry, now)?;
         prepare.set_amount_and_expiry(amount_out, expires_at);
         let left = expires_at.duration_since(now).unwrap_or_default();
+        let relay_left = (incoming_expiry - self.expiry.margin / 2).duration_since(now).unwrap_or_default();
+        let start = tokio::time::Instant::now();
         Ok(Outbound {
             to,
             prepare,
             amount_in,
             amount_out,
-            deadline: tokio::time::Instant::now() + left,
+            deadline: start + left,
             expires_at,
+            relay_by: start + relay_left.max(left),
         })
     }
 
@@ -206,7 +215,7 @@ impl<S: Store> Node<S> {
         out: Outbound,
         packet: PacketId,
     ) -> Result<Response, Refusal> {
-        let Outbound { to, prepare, amount_in, amount_out, deadline, expires_at } = out;
+        let Outbound { to, prepare, amount_in, amount_out, deadline, expires_at, relay_by } = out;
         let outgoing = to.outgoing.as_ref().expect("route() only returns accounts with an outgoing URL");
         let condition = *prepare.execution_condition();
         let sent = tokio::select! {
@@ -219,18 +228,18 @@ impl<S: Store> Node<S> {
                 // different store shards, so the two writes go out together, not one after the
                 // other.
                 let (committed, credited) = tokio::join!(
-                    self.store.commit_prepare(from, amount_in, packet),
-                    self.store.credit_fulfill(&to, amount_out, packet),
+                    self.commit(from, amount_in, packet, relay_by),
+                    self.credit(&to, amount_out, packet, relay_by),
                 );
                 // The money moved downstream whatever our store says: relay the Fulfill so the
-                // sender pays us, and make any gap loud for reconciliation.
+                // sender pays us; writes still unapplied go on in the background.
                 if let Err(e) = committed {
-                    error!(error = %e, from = %from.id, %packet, amount = amount_in, "fulfilled packet's debit not committed");
+                    self.unapplied(WriteKind::Commit, from, amount_in, packet, e);
                 }
                 match credited {
                     Ok(balance) => settlement::after_credit(&to, balance),
-                    Err(e) => {
-                        error!(error = %e, to = %to.id, %packet, amount = amount_out, "fulfilled packet not credited")
+                    Err((e, first_sent)) => {
+                        self.unapplied(WriteKind::Credit { first_sent }, &to, amount_out, packet, e)
                     }
                 }
                 Ok(Response::Fulfill(fulfill))
@@ -249,6 +258,53 @@ impl<S: Store> Node<S> {
                 debug!(error = %e, to = %to.id, "send failed");
                 Err(self.send_refusal(e, expires_at))
             }
+        }
+    }
+
+    /// Commits the source's debit (idempotent), retrying outages until `until`.
+    async fn commit(
+        &self,
+        from: &Account,
+        amount: u64,
+        packet: PacketId,
+        until: tokio::time::Instant,
+    ) -> Result<(), StoreError> {
+        retry_until(until, pending::retryable, || self.store.commit_prepare(from, amount, packet)).await
+    }
+
+    /// Credits the destination, retrying outages until `until`; every retry credits only if no
+    /// earlier attempt did. On failure, also says when the first attempt was sent.
+    async fn credit(
+        &self,
+        to: &Account,
+        amount: u64,
+        packet: PacketId,
+        until: tokio::time::Instant,
+    ) -> Result<crate::balance::Balance, (StoreError, SystemTime)> {
+        let first_sent = SystemTime::now();
+        let first = self.store.credit_fulfill(to, amount, packet).await;
+        match first {
+            Err(e) if pending::retryable(&e) && tokio::time::Instant::now() < until => {
+                debug!(error = %e, "credit after a Fulfill failed; retrying");
+                retry_until(until, pending::retryable, || {
+                    self.store.retry_credit(to, amount, packet, first_sent)
+                })
+                .await
+            }
+            first => first,
+        }
+        .map_err(|e| (e, first_sent))
+    }
+
+    /// A write of a fulfilled packet that failed: retried in the background if it may still
+    /// succeed, else logged for reconciliation.
+    fn unapplied(&self, kind: WriteKind, account: &Account, amount: u64, packet: PacketId, e: StoreError) {
+        if pending::retryable(&e) {
+            let since = tokio::time::Instant::now();
+            let write = PendingWrite { kind, account: account.clone(), amount, packet, since };
+            self.pending.hand_over(write, &e);
+        } else {
+            error!(error = %e, account = %account.id, %packet, amount, ?kind, "fulfilled packet's write cannot be applied; reconcile this packet");
         }
     }
 
@@ -275,6 +331,33 @@ impl<S: Store> Node<S> {
     }
 }
 
+/// Waits between two attempts of a store write after a Fulfill: doubling from the first, capped.
+const RETRY_FIRST: Duration = Duration::from_millis(10);
+const RETRY_CAP: Duration = Duration::from_millis(250);
+
+/// Runs `attempt` until it succeeds, fails in a way `retryable` refuses, or the next try would
+/// start after `until`; returns the last outcome.
+async fn retry_until<T, F>(
+    until: tokio::time::Instant,
+    retryable: impl Fn(&StoreError) -> bool,
+    attempt: impl Fn() -> F,
+) -> Result<T, StoreError>
+where
+    F: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut wait = RETRY_FIRST;
+    loop {
+        match attempt().await {
+            Err(e) if retryable(&e) && tokio::time::Instant::now() + wait < until => {
+                debug!(error = %e, "store write after a Fulfill failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RETRY_CAP);
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 fn asset(account: &Account) -> Asset<'_> {
     Asset { code: &account.asset_code, scale: account.asset_scale }
 }
@@ -283,4 +366,54 @@ fn asset(account: &Account) -> Asset<'_> {
 fn fulfills(condition: &[u8; 32], fulfillment: &[u8; 32]) -> bool {
     let digest = ring::digest::digest(&ring::digest::SHA256, fulfillment);
     constant_time_eq(digest.as_ref(), condition)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn failing(
+        times: usize,
+        error: StoreError,
+    ) -> (Arc<AtomicUsize>, impl Fn() -> std::future::Ready<Result<u8, StoreError>>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let attempt = move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(if n < times { Err(error.clone()) } else { Ok(7) })
+        };
+        (calls, attempt)
+    }
+
+    fn in_ms(ms: u64) -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_millis(ms)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_a_retryable_failure_until_it_succeeds() {
+        let (calls, attempt) = failing(4, StoreError::Uncertain("timeout".into()));
+        assert_eq!(retry_until(in_ms(10_000), |_| true, attempt).await, Ok(7));
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_retries_what_the_rule_refuses() {
+        let uncertain = StoreError::Uncertain("timeout".into());
+        let (calls, attempt) = failing(1, uncertain.clone());
+        let only_unavailable = |e: &StoreError| matches!(e, StoreError::Unavailable(_));
+        assert_eq!(retry_until(in_ms(10_000), only_unavailable, attempt).await, Err(uncertain));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "an uncertain credit is not sent twice");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_at_the_deadline_with_the_last_error() {
+        let down = StoreError::Unavailable("refused".into());
+        let (calls, attempt) = failing(usize::MAX, down.clone());
+        let started = tokio::time::Instant::now();
+        assert_eq!(retry_until(in_ms(1_000), |_| true, attempt).await, Err(down));
+        let (n, waited) = (calls.load(Ordering::SeqCst), started.elapsed());
+        // 10 + 20 + 40 + 80 + 160 + 250 + 250 = 810 ms; the next wait would pass the deadline.
+        assert_eq!((n, waited), (8, Duration::from_millis(810)));
+    }
 }

@@ -6,6 +6,7 @@
 //! 2. [`account`], [`reject`] (the one mapping from refusals to ILP codes);
 //! 3. [`routing`], [`rates`], [`store`], [`http::client`], [`ildcp`], [`settlement`];
 //! 4. [`forward`]: the packet's path, top to bottom; [`sweeper`]: crash recovery of reservations;
+//!    [`pending`]: commits retried after their Fulfill was relayed;
 //! 5. [`http::server`]: the edge that receives traffic and calls `forward`;
 //! 6. [`config`] parses and validates the TOML file, [`app`] wires everything; `main` runs it.
 
@@ -17,6 +18,7 @@ pub mod forward;
 pub mod http;
 pub mod ildcp;
 pub mod packet;
+pub mod pending;
 pub mod rates;
 pub mod reject;
 pub mod routing;

@@ -20,6 +20,8 @@ pub struct SweepRules {
     pub grace: Duration,
     /// Reservations released per account per sweep, so one sweep stays a short script.
     pub batch_max: usize,
+    /// How long a release is remembered, so that a late commit of it charges it again once.
+    pub tombstone_retention: Duration,
 }
 
 /// Sweeps until the node starts draining.
@@ -37,11 +39,13 @@ pub async fn run<S: Store>(node: Arc<Node<S>>, rules: SweepRules) {
 
 /// One pass over every account; returns how many reservations were released.
 pub async fn sweep_once<S: Store>(node: &Node<S>, rules: &SweepRules) -> usize {
-    let cutoff = SystemTime::now() - rules.grace;
+    let now = SystemTime::now();
+    let cutoff = now - rules.grace;
+    let forget_before = now.checked_sub(rules.tombstone_retention).unwrap_or(SystemTime::UNIX_EPOCH);
     let accounts = node.accounts.load();
     let mut released = 0;
     for account in accounts.iter() {
-        match node.store.sweep_expired(account, cutoff, rules.batch_max).await {
+        match node.store.sweep_expired(account, cutoff, rules.batch_max, forget_before).await {
             Ok(0) => {}
             Ok(n) => {
                 warn!(account = %account.id, released = n, "released reservations of expired packets (a node died or stalled)");

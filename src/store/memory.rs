@@ -14,6 +14,8 @@ struct AccountState {
     balance: Balance,
     /// Packet → (amount, expiry).
     reserved: HashMap<PacketId, (u64, SystemTime)>,
+    /// Packets whose reservation the sweeper released → when: a late commit charges them again.
+    swept: HashMap<PacketId, SystemTime>,
 }
 
 #[derive(Debug, Default)]
@@ -61,11 +63,15 @@ impl Store for MemoryStore {
 
     async fn commit_prepare(&self, from: &Account, amount: u64, packet: PacketId) -> Result<(), StoreError> {
         self.with(&from.id, |state| {
-            if state.reserved.remove(&packet).is_none() {
-                // Released before the Fulfill was recorded: charge again, without the credit
-                // limit (the money has already moved).
+            if state.reserved.remove(&packet).is_some() {
+                return Ok(());
+            }
+            if state.swept.contains_key(&packet) {
+                // Swept before the Fulfill was recorded: charge again, without the credit limit
+                // (the money has already moved), and only once.
                 state.balance = balance::debit(state.balance, amount, None)
                     .map_err(|_| StoreError::Overflow(from.id.to_string()))?;
+                state.swept.remove(&packet);
             }
             Ok(())
         })
@@ -94,6 +100,17 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn retry_credit(
+        &self,
+        to: &Account,
+        amount: u64,
+        packet: PacketId,
+        _first_sent: SystemTime,
+    ) -> Result<Balance, StoreError> {
+        // A credit here either happened or returned an error that says it did not.
+        self.credit_fulfill(to, amount, packet).await
+    }
+
     async fn ready(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -103,8 +120,11 @@ impl Store for MemoryStore {
         account: &Account,
         cutoff: SystemTime,
         limit: usize,
+        forget_before: SystemTime,
     ) -> Result<usize, StoreError> {
+        let now = SystemTime::now();
         self.with(&account.id, |state| {
+            state.swept.retain(|_, at| *at >= forget_before);
             let expired: Vec<(PacketId, u64)> = state
                 .reserved
                 .iter()
@@ -116,6 +136,7 @@ impl Store for MemoryStore {
                 state.balance = balance::credit(state.balance, *amount)
                     .map_err(|_| StoreError::Overflow(account.id.to_string()))?;
                 state.reserved.remove(packet);
+                state.swept.insert(*packet, now);
             }
             Ok(expired.len())
         })

@@ -26,10 +26,18 @@ use std::time::SystemTime;
 /// An operating failure of the store (not a business outcome): the packet gets T00.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
+    /// The change was certainly not applied (the store refused it or could not be reached).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The request may or may not have been applied (e.g. the answer timed out or the connection
+    /// dropped after the request was sent): only an idempotent change may be sent again.
+    #[error("store outcome unknown: {0}")]
+    Uncertain(String),
     #[error("balance of account {0} would leave the storable range")]
     Overflow(String),
+    /// A write sent again cannot tell whether its earlier attempt was applied; not retried.
+    #[error("store cannot verify an earlier attempt: {0}")]
+    Unverifiable(String),
 }
 
 /// Why a Prepare's debit did not happen.
@@ -85,9 +93,11 @@ pub trait Store: Send + Sync + 'static {
         expires_at: SystemTime,
     ) -> impl Future<Output = Result<Balance, DebitError>> + Send;
 
-    /// The packet was fulfilled: its debit becomes final. If the reservation was already
-    /// released (a sweep after a stall), the debit is applied again: a fulfilled packet is
-    /// always paid for.
+    /// The packet was fulfilled: its debit becomes final. Idempotent, so it may be retried
+    /// after any failure: if the reservation was released by the sweeper (a stall or an outage
+    /// past the packet's expiry), the amount is charged again, once (a fulfilled packet is always
+    /// paid for); if it was already committed or charged again, nothing changes. A reservation
+    /// released by a Reject is never committed (the node decided that outcome itself).
     fn commit_prepare(
         &self,
         from: &Account,
@@ -111,6 +121,18 @@ pub trait Store: Send + Sync + 'static {
         packet: PacketId,
     ) -> impl Future<Output = Result<Balance, StoreError>> + Send;
 
+    /// [`credit_fulfill`](Self::credit_fulfill) sent again after an attempt, first sent at
+    /// `first_sent`, failed: credits only if that attempt was not applied, so it may be retried
+    /// after any failure. `Unverifiable` when the store cannot tell. (The memory store's calls
+    /// never end uncertain, so for it this is the credit itself.)
+    fn retry_credit(
+        &self,
+        to: &Account,
+        amount: u64,
+        packet: PacketId,
+        first_sent: SystemTime,
+    ) -> impl Future<Output = Result<Balance, StoreError>> + Send;
+
     /// The account's current balance (0 for an account that never moved money).
     fn balance(&self, account_id: &str) -> impl Future<Output = Result<Balance, StoreError>> + Send;
 
@@ -118,12 +140,15 @@ pub trait Store: Send + Sync + 'static {
     fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Releases up to `limit` reservations of `account` that expired before `cutoff` (their
-    /// node died or stalled before the outcome), each at most once. Returns how many.
+    /// node died or stalled before the outcome), each at most once, and remembers each release
+    /// so that a late commit charges it again exactly once. Releases remembered since before
+    /// `forget_before` are forgotten. Returns how many reservations were released.
     fn sweep_expired(
         &self,
         account: &Account,
         cutoff: SystemTime,
         limit: usize,
+        forget_before: SystemTime,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 

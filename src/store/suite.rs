@@ -20,7 +20,7 @@ fn soon() -> SystemTime {
 pub async fn run<S: Store>(store: &S, prefix: &str) {
     debit_respects_the_credit_limit(store, prefix).await;
     reversal_happens_exactly_once(store, prefix).await;
-    commit_after_release_charges_again(store, prefix).await;
+    commits_are_idempotent(store, prefix).await;
     credit_adds(store, prefix).await;
     amounts_stay_exact_across_the_whole_range(store, prefix).await;
     unknown_accounts_have_zero_balance(store, prefix).await;
@@ -56,23 +56,32 @@ async fn reversal_happens_exactly_once<S: Store>(store: &S, prefix: &str) {
     assert_eq!(store.balance(&a.id).await, Ok(-5));
 }
 
-async fn commit_after_release_charges_again<S: Store>(store: &S, prefix: &str) {
-    let a = account(prefix, "late", Some(0));
+async fn commits_are_idempotent<S: Store>(store: &S, prefix: &str) {
+    let a = account(prefix, "idem", None);
     let p = PacketId::next();
-    // Credit first so the debit fits the limit.
-    store.credit_fulfill(&a, 10, PacketId::next()).await.unwrap();
     store.debit_prepare(&a, 10, p, soon()).await.unwrap();
-    assert_eq!(store.reverse_prepare(&a, p).await, Ok(Some(10)));
-    // The Fulfill arrives after the release: the packet is paid for regardless of the limit.
+    // A commit sent again (its first answer was lost) changes nothing.
     store.commit_prepare(&a, 10, p).await.unwrap();
-    assert_eq!(store.balance(&a.id).await, Ok(0));
-    assert_eq!(store.reverse_prepare(&a, p).await, Ok(None));
+    store.commit_prepare(&a, 10, p).await.unwrap();
+    assert_eq!(store.balance(&a.id).await, Ok(-10));
+    // A reservation released by a Reject is not committed later (that outcome is the node's own).
+    let rejected = PacketId::next();
+    store.debit_prepare(&a, 5, rejected, soon()).await.unwrap();
+    assert_eq!(store.reverse_prepare(&a, rejected).await, Ok(Some(-10)));
+    store.commit_prepare(&a, 5, rejected).await.unwrap();
+    assert_eq!(store.balance(&a.id).await, Ok(-10));
+    // Never seen: nothing to commit.
+    store.commit_prepare(&a, 7, PacketId::next()).await.unwrap();
+    assert_eq!(store.balance(&a.id).await, Ok(-10));
 }
 
 async fn credit_adds<S: Store>(store: &S, prefix: &str) {
     let b = account(prefix, "credit", None);
     assert_eq!(store.credit_fulfill(&b, 3, PacketId::next()).await, Ok(3));
     assert_eq!(store.credit_fulfill(&b, 4, PacketId::next()).await, Ok(7));
+    // A retried credit whose first attempt never arrived is applied.
+    let first_sent = SystemTime::now();
+    assert_eq!(store.retry_credit(&b, 5, PacketId::next(), first_sent).await, Ok(12));
 }
 
 /// 2^53 + 1 is where a double first rounds; 2^63 - 1 and u64::MAX are the ends of the range.
@@ -145,21 +154,31 @@ pub async fn concurrent_debits<S: Store>(store: Arc<S>, prefix: &str) {
 }
 
 async fn sweeping_releases_only_expired_reservations_once<S: Store>(store: &S, prefix: &str) {
-    let a = account(prefix, "sweep", None);
+    let a = account(prefix, "sweep", Some(0));
+    store.credit_fulfill(&a, 41, PacketId::next()).await.unwrap();
     let past = SystemTime::now() - Duration::from_secs(60);
     let (old1, old2, live) = (PacketId::next(), PacketId::next(), PacketId::next());
     store.debit_prepare(&a, 11, old1, past).await.unwrap();
     store.debit_prepare(&a, 13, old2, past).await.unwrap();
     store.debit_prepare(&a, 17, live, soon()).await.unwrap();
     let now = SystemTime::now();
+    let keep = now - Duration::from_secs(3600);
     // A batch limit of 1 still makes progress; the rest comes with the next sweep.
-    assert_eq!(store.sweep_expired(&a, now, 1).await, Ok(1));
-    assert_eq!(store.sweep_expired(&a, now, 100).await, Ok(1));
-    assert_eq!(store.sweep_expired(&a, now, 100).await, Ok(0), "nothing is released twice");
-    assert_eq!(store.balance(&a.id).await, Ok(-17), "the live reservation stays");
+    assert_eq!(store.sweep_expired(&a, now, 1, keep).await, Ok(1));
+    assert_eq!(store.sweep_expired(&a, now, 100, keep).await, Ok(1));
+    assert_eq!(store.sweep_expired(&a, now, 100, keep).await, Ok(0), "nothing is released twice");
+    assert_eq!(store.balance(&a.id).await, Ok(41 - 17), "the live reservation stays");
     assert_eq!(store.reverse_prepare(&a, old1).await, Ok(None), "a late Reject finds it released");
-    // A late Fulfill for a swept packet is still paid for.
+    // A late Fulfill for a swept packet is still paid for, past the credit limit (the money has
+    // moved), and exactly once however often the commit is sent.
+    store.debit_prepare(&a, 24, PacketId::next(), soon()).await.unwrap();
     store.commit_prepare(&a, 13, old2).await.unwrap();
-    assert_eq!(store.balance(&a.id).await, Ok(-30));
-    assert_eq!(store.reverse_prepare(&a, live).await, Ok(Some(-13)));
+    assert_eq!(store.balance(&a.id).await, Ok(-13));
+    store.commit_prepare(&a, 13, old2).await.unwrap();
+    assert_eq!(store.balance(&a.id).await, Ok(-13), "charged again once only");
+    assert_eq!(store.reverse_prepare(&a, live).await, Ok(Some(4)));
+    // Once the retention has passed, a release is forgotten: a commit then changes nothing.
+    assert_eq!(store.sweep_expired(&a, now, 100, SystemTime::now() + Duration::from_secs(1)).await, Ok(0));
+    store.commit_prepare(&a, 11, old1).await.unwrap();
+    assert_eq!(store.balance(&a.id).await, Ok(4));
 }

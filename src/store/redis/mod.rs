@@ -11,6 +11,7 @@
 //! | `<prefix>:{<account>}:reserved` | hash | packet id → amount of each Prepare still in flight |
 //! | `<prefix>:{<account>}:expiries` | sorted set | packet id scored by its expiry (ms since the epoch), for the sweeper |
 //! | `<prefix>:{<account>}:journal` | stream | one entry per balance change: `kind`, `packet`, `change` (signed), `balance` after |
+//! | `<prefix>:{<account>}:swept` | sorted set | packet id scored by when the sweeper released its reservation (ms), so a late commit charges it once; kept for `store.sweep_tombstone_retention_s` |
 //!
 //! `<prefix>` (config `store.prefix`) lets several deployments or test runs share one Redis.
 //!
@@ -22,9 +23,12 @@
 //! converts an amount or a balance to a number (see `prelude.lua`).
 //!
 //! # Failures
-//! Any Redis error (connection refused, timeout, cluster down) is a [`StoreError::Unavailable`]:
-//! the packet gets T00 and no balance changes. Connections recover by themselves (the connection
-//! manager reconnects with bounded backoff; the cluster client re-discovers its slots).
+//! Any Redis error (connection refused, timeout, cluster down) fails the call and the packet gets
+//! T00. An error Redis answered with, or a refused connection, is [`StoreError::Unavailable`]:
+//! nothing was applied. A timeout or a connection lost after sending is
+//! [`StoreError::Uncertain`]: the script may have run, so only idempotent calls (the commit, the
+//! release) are sent again. Connections recover by themselves (the connection manager reconnects
+//! with bounded backoff; the cluster client re-discovers its slots).
 
 use super::{DebitError, PacketId, Store, StoreError};
 use crate::account::Account;
@@ -57,6 +61,7 @@ struct Scripts {
     prepare: Script,
     fulfill_source: Script,
     fulfill_destination: Script,
+    fulfill_destination_again: Script,
     reject: Script,
     sweep: Script,
     audit: Script,
@@ -69,6 +74,7 @@ impl Scripts {
             prepare: with_prelude(include_str!("process_prepare.lua")),
             fulfill_source: with_prelude(include_str!("process_fulfill_source.lua")),
             fulfill_destination: with_prelude(include_str!("process_fulfill_destination.lua")),
+            fulfill_destination_again: with_prelude(include_str!("process_fulfill_destination_again.lua")),
             reject: with_prelude(include_str!("process_reject.lua")),
             sweep: with_prelude(include_str!("sweep_expired.lua")),
             audit: with_prelude(include_str!("audit_snapshot.lua")),
@@ -96,6 +102,7 @@ struct Keys {
     reserved: String,
     expiries: String,
     journal: String,
+    swept: String,
 }
 
 /// What a script answered: its code and the balance after it, exactly.
@@ -154,6 +161,7 @@ impl RedisStore {
             reserved: format!("{base}:reserved"),
             expiries: format!("{base}:expiries"),
             journal: format!("{base}:journal"),
+            swept: format!("{base}:swept"),
         });
         let mut cache = self.keys.write().unwrap_or_else(|e| e.into_inner());
         cache.entry(Arc::from(account)).or_insert(keys).clone()
@@ -167,6 +175,14 @@ impl RedisStore {
         invocation
     }
 
+    /// [`on_account`](Self::on_account) plus the fifth key of the scripts that deal with swept
+    /// reservations (commit and sweep).
+    fn on_account_with_swept<'a>(script: &'a Script, k: &'a Keys) -> ScriptInvocation<'a> {
+        let mut invocation = Self::on_account(script, k);
+        invocation.key(&k.swept);
+        invocation
+    }
+
     /// Runs a script on whichever connection this store has.
     async fn script<T: redis::FromRedisValue>(
         &self,
@@ -176,7 +192,7 @@ impl RedisStore {
             Connection::Single(mut c) => invocation.invoke_async(&mut c).await,
             Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await,
         }
-        .map_err(|e| StoreError::Unavailable(e.to_string()))
+        .map_err(store_error)
     }
 
     /// Runs a command on whichever connection this store has.
@@ -185,7 +201,7 @@ impl RedisStore {
             Connection::Single(mut c) => cmd.query_async(&mut c).await,
             Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
         }
-        .map_err(|e| StoreError::Unavailable(e.to_string()))
+        .map_err(store_error)
     }
 }
 
@@ -205,6 +221,11 @@ impl AuditLine {
         self.balance == self.journal_sum
     }
 }
+
+/// How far before a credit's first attempt its retry searches the journal (clock differences).
+const CLOCK_MARGIN: Duration = Duration::from_secs(5);
+/// Most journal entries a credit's retry searches (bounds the script's run time).
+const RETRY_SEARCH_MAX: usize = 10_000;
 
 /// Journal entries read per request while auditing.
 const AUDIT_PAGE: usize = 1000;
@@ -250,6 +271,17 @@ fn parse_balance(text: &str, account: &str) -> Result<Balance, StoreError> {
         .map_err(|_| StoreError::Unavailable(format!("balance of {account} is not an integer: {text:?}")))
 }
 
+/// Whether a failed call may have been applied: not when Redis answered with an error (a script
+/// is refused as a whole: NOSCRIPT, CLUSTERDOWN, LOADING, ...) or the connection was refused;
+/// possibly in every other case (timeouts, connections dropped after the request was written).
+fn store_error(e: redis::RedisError) -> StoreError {
+    if matches!(e.kind(), redis::ErrorKind::Server(_)) || e.is_connection_refusal() {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Uncertain(e.to_string())
+    }
+}
+
 fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -286,10 +318,10 @@ impl Store for RedisStore {
 
     async fn commit_prepare(&self, from: &Account, amount: u64, packet: PacketId) -> Result<(), StoreError> {
         let k = self.keys(&from.id);
-        let mut invocation = Self::on_account(&self.scripts.fulfill_source, &k);
+        let mut invocation = Self::on_account_with_swept(&self.scripts.fulfill_source, &k);
         invocation.arg(packet.to_string()).arg(amount);
         match self.script::<Answer>(&invocation).await? {
-            (1, _) => Ok(()),
+            (1 | 4, _) => Ok(()),
             (3, _) => {
                 tracing::warn!(account = %from.id, %packet, "Fulfill recorded after its reservation was swept; charged again");
                 Ok(())
@@ -327,6 +359,31 @@ impl Store for RedisStore {
         }
     }
 
+    async fn retry_credit(
+        &self,
+        to: &Account,
+        amount: u64,
+        packet: PacketId,
+        first_sent: SystemTime,
+    ) -> Result<Balance, StoreError> {
+        if amount > AMOUNT_MAX {
+            return Err(StoreError::Overflow(to.id.to_string()));
+        }
+        let k = self.keys(&to.id);
+        // Clocks of this host and of Redis may differ a little: search from a bit earlier.
+        let since = millis(first_sent).saturating_sub(CLOCK_MARGIN.as_millis() as u64);
+        let mut invocation = self.scripts.fulfill_destination_again.key(&k.balance);
+        invocation.key(&k.journal).arg(packet.to_string()).arg(amount).arg(since).arg(RETRY_SEARCH_MAX);
+        match self.script::<Answer>(&invocation).await? {
+            (1 | 4, balance) => parse_balance(&balance, &to.id),
+            (5, _) => Err(StoreError::Unverifiable(format!(
+                "more than {RETRY_SEARCH_MAX} journal entries of {} since the first attempt",
+                to.id
+            ))),
+            _ => Err(StoreError::Overflow(to.id.to_string())),
+        }
+    }
+
     async fn ready(&self) -> Result<(), StoreError> {
         self.ping().await
     }
@@ -336,10 +393,11 @@ impl Store for RedisStore {
         account: &Account,
         cutoff: SystemTime,
         limit: usize,
+        forget_before: SystemTime,
     ) -> Result<usize, StoreError> {
         let k = self.keys(&account.id);
-        let mut invocation = Self::on_account(&self.scripts.sweep, &k);
-        invocation.arg(millis(cutoff)).arg(limit);
+        let mut invocation = Self::on_account_with_swept(&self.scripts.sweep, &k);
+        invocation.arg(millis(cutoff)).arg(limit).arg(millis(SystemTime::now())).arg(millis(forget_before));
         let (released, _) = self.script::<Answer>(&invocation).await?;
         Ok(usize::try_from(released).unwrap_or(0))
     }
