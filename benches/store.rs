@@ -57,7 +57,7 @@ fn phases<S: Store>(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str,
         b.to_async(rt).iter(|| async {
             let p = PacketId::next();
             store.debit_prepare(&source, 1000, p, expiry).await.unwrap();
-            store.reverse_prepare(&source, p).await.unwrap();
+            store.reverse_prepare(&source, 1000, p).await.unwrap();
         })
     });
     g.bench_function("prepare_then_fulfill", |b| {

@@ -246,15 +246,15 @@ impl<S: Store> Node<S> {
             }
             Ok(Response::Fulfill(_)) => {
                 warn!(to = %to.id, "fulfillment does not match the condition");
-                self.reverse(from, packet).await;
+                self.reverse(from, amount_in, packet).await;
                 Err(Refusal::WrongCondition)
             }
             Ok(Response::Reject(reject)) => {
-                self.reverse(from, packet).await;
+                self.reverse(from, amount_in, packet).await;
                 Ok(Response::Reject(reject))
             }
             Err(e) => {
-                self.reverse(from, packet).await;
+                self.reverse(from, amount_in, packet).await;
                 debug!(error = %e, to = %to.id, "send failed");
                 Err(self.send_refusal(e, expires_at))
             }
@@ -324,8 +324,8 @@ impl<S: Store> Node<S> {
 
     /// Undoes the prepare debit. A failure here is a store outage mid-packet: logged for
     /// reconciliation, since the packet itself is already being refused.
-    async fn reverse(&self, from: &Account, packet: PacketId) {
-        if let Err(e) = self.store.reverse_prepare(from, packet).await {
+    async fn reverse(&self, from: &Account, amount: u64, packet: PacketId) {
+        if let Err(e) = self.store.reverse_prepare(from, amount, packet).await {
             error!(error = %e, from = %from.id, %packet, "could not reverse a prepare debit");
         }
     }

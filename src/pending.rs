@@ -183,7 +183,7 @@ mod tests {
         let mut again = vec![held(&a, 5, kept, now), held(&a, 7, swept, now)];
         retry_all(&store, &mut again).await;
         assert_eq!(store.balance(&a.id).await, Ok(-12), "and only once");
-        assert_eq!(store.reverse_prepare(&a, kept).await, Ok(None), "committed, not releasable");
+        assert_eq!(store.reverse_prepare(&a, 5, kept).await, Ok(None), "committed, not releasable");
     }
 
     #[tokio::test]

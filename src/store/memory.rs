@@ -77,9 +77,17 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn reverse_prepare(&self, from: &Account, packet: PacketId) -> Result<Option<Balance>, StoreError> {
+    async fn reverse_prepare(
+        &self,
+        from: &Account,
+        amount: u64,
+        packet: PacketId,
+    ) -> Result<Option<Balance>, StoreError> {
         self.with(&from.id, |state| {
-            let Some((amount, _)) = state.reserved.get(&packet).copied() else { return Ok(None) };
+            match state.reserved.get(&packet) {
+                Some((reserved, _)) if *reserved == amount => {}
+                _ => return Ok(None),
+            }
             state.balance = balance::credit(state.balance, amount)
                 .map_err(|_| StoreError::Overflow(from.id.to_string()))?;
             state.reserved.remove(&packet);

@@ -105,11 +105,13 @@ pub trait Store: Send + Sync + 'static {
         packet: PacketId,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Releases the reservation and credits its amount back, exactly once: `None` when it was
-    /// already released or committed.
+    /// Releases the reservation of `amount` (what the Prepare's debit took) and credits it back,
+    /// exactly once: `None` when it was already released or committed (or never made for that
+    /// amount).
     fn reverse_prepare(
         &self,
         from: &Account,
+        amount: u64,
         packet: PacketId,
     ) -> impl Future<Output = Result<Option<Balance>, StoreError>> + Send;
 

@@ -48,11 +48,12 @@ async fn reversal_happens_exactly_once<S: Store>(store: &S, prefix: &str) {
     let (p1, p2) = (PacketId::next(), PacketId::next());
     store.debit_prepare(&a, 7, p1, soon()).await.unwrap();
     store.debit_prepare(&a, 5, p2, soon()).await.unwrap();
-    assert_eq!(store.reverse_prepare(&a, p1).await, Ok(Some(-5)));
-    assert_eq!(store.reverse_prepare(&a, p1).await, Ok(None), "second release is a no-op");
+    assert_eq!(store.reverse_prepare(&a, 5, p1).await, Ok(None), "a release names the amount reserved");
+    assert_eq!(store.reverse_prepare(&a, 7, p1).await, Ok(Some(-5)));
+    assert_eq!(store.reverse_prepare(&a, 7, p1).await, Ok(None), "second release is a no-op");
     store.commit_prepare(&a, 5, p2).await.unwrap();
-    assert_eq!(store.reverse_prepare(&a, p2).await, Ok(None), "a committed debit cannot be released");
-    assert_eq!(store.reverse_prepare(&a, PacketId::next()).await, Ok(None), "unknown packet");
+    assert_eq!(store.reverse_prepare(&a, 5, p2).await, Ok(None), "a committed debit cannot be released");
+    assert_eq!(store.reverse_prepare(&a, 1, PacketId::next()).await, Ok(None), "unknown packet");
     assert_eq!(store.balance(&a.id).await, Ok(-5));
 }
 
@@ -67,7 +68,7 @@ async fn commits_are_idempotent<S: Store>(store: &S, prefix: &str) {
     // A reservation released by a Reject is not committed later (that outcome is the node's own).
     let rejected = PacketId::next();
     store.debit_prepare(&a, 5, rejected, soon()).await.unwrap();
-    assert_eq!(store.reverse_prepare(&a, rejected).await, Ok(Some(-10)));
+    assert_eq!(store.reverse_prepare(&a, 5, rejected).await, Ok(Some(-10)));
     store.commit_prepare(&a, 5, rejected).await.unwrap();
     assert_eq!(store.balance(&a.id).await, Ok(-10));
     // Never seen: nothing to commit.
@@ -148,7 +149,7 @@ pub async fn concurrent_debits<S: Store>(store: Arc<S>, prefix: &str) {
     assert_eq!(won.len() as i128, LIMIT);
     assert_eq!(store.balance(&a.id).await, Ok(-LIMIT));
     for p in won {
-        assert!(store.reverse_prepare(&a, p).await.unwrap().is_some());
+        assert!(store.reverse_prepare(&a, 1, p).await.unwrap().is_some());
     }
     assert_eq!(store.balance(&a.id).await, Ok(0));
 }
@@ -168,7 +169,7 @@ async fn sweeping_releases_only_expired_reservations_once<S: Store>(store: &S, p
     assert_eq!(store.sweep_expired(&a, now, 100, keep).await, Ok(1));
     assert_eq!(store.sweep_expired(&a, now, 100, keep).await, Ok(0), "nothing is released twice");
     assert_eq!(store.balance(&a.id).await, Ok(41 - 17), "the live reservation stays");
-    assert_eq!(store.reverse_prepare(&a, old1).await, Ok(None), "a late Reject finds it released");
+    assert_eq!(store.reverse_prepare(&a, 11, old1).await, Ok(None), "a late Reject finds it released");
     // A late Fulfill for a swept packet is still paid for, past the credit limit (the money has
     // moved), and exactly once however often the commit is sent.
     store.debit_prepare(&a, 24, PacketId::next(), soon()).await.unwrap();
@@ -176,7 +177,7 @@ async fn sweeping_releases_only_expired_reservations_once<S: Store>(store: &S, p
     assert_eq!(store.balance(&a.id).await, Ok(-13));
     store.commit_prepare(&a, 13, old2).await.unwrap();
     assert_eq!(store.balance(&a.id).await, Ok(-13), "charged again once only");
-    assert_eq!(store.reverse_prepare(&a, live).await, Ok(Some(4)));
+    assert_eq!(store.reverse_prepare(&a, 17, live).await, Ok(Some(4)));
     // Once the retention has passed, a release is forgotten: a commit then changes nothing.
     assert_eq!(store.sweep_expired(&a, now, 100, SystemTime::now() + Duration::from_secs(1)).await, Ok(0));
     store.commit_prepare(&a, 11, old1).await.unwrap();

@@ -5,4 +5,4 @@
 local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
 local last_id = ''
 if #last > 0 then last_id = last[1][1] end
-return {balance_of(KEYS[1]), last_id, redis.call('HLEN', KEYS[2])}
+return {balance_of(KEYS[1]), last_id, redis.call('ZCARD', KEYS[2])}

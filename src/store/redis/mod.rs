@@ -8,8 +8,7 @@
 //! | key | type | holds |
 //! | --- | --- | --- |
 //! | `<prefix>:{<account>}:balance` | string (int64) | the balance, what the node owes the account |
-//! | `<prefix>:{<account>}:reserved` | hash | packet id → amount of each Prepare still in flight |
-//! | `<prefix>:{<account>}:expiries` | sorted set | packet id scored by its expiry (ms since the epoch), for the sweeper |
+//! | `<prefix>:{<account>}:reservations` | sorted set | one member `<packet id>:<amount>` per Prepare still in flight, scored by its expiry (ms since the epoch) for the sweeper |
 //! | `<prefix>:{<account>}:journal` | stream | one entry per balance change: `kind`, `packet`, `change` (signed), `balance` after |
 //! | `<prefix>:{<account>}:swept` | sorted set | packet id scored by when the sweeper released its reservation (ms), so a late commit charges it once; kept for `store.sweep_tombstone_retention_s` |
 //!
@@ -19,8 +18,15 @@
 //! One Lua script per event, in this folder, named after it, loaded once and called by SHA
 //! (EVALSHA; reloaded automatically if Redis restarted without them). Each script's header gives
 //! its KEYS, ARGV and return codes. All of them return `{code, balance}` with the balance as a
-//! decimal string: Lua numbers are doubles and would round balances past 2^53, so no script ever
-//! converts an amount or a balance to a number (see `prelude.lua`).
+//! decimal string ('' where the caller does not need it). Lua numbers are doubles and would round
+//! past 2^53, so no script converts an amount or a balance with `tonumber`: arithmetic is
+//! DECRBY/INCRBY (exact int64), their reply is used only while it is below 2^53 in size and read
+//! back with GET beyond, and comparisons are on the digits (see `prelude.lua`).
+//!
+//! Per forwarded packet the hot path runs three scripts, one per phase and account (prepare on
+//! the source; on a Fulfill, commit on the source and credit on the destination; or release on
+//! a Reject): 9 Redis commands in all for a fulfilled packet (3 EVALSHA; DECRBY, ZADD, XADD;
+//! ZREM; INCRBY, XADD).
 //!
 //! # Failures
 //! Any Redis error (connection refused, timeout, cluster down) fails the call and the packet gets
@@ -99,8 +105,7 @@ impl std::fmt::Debug for RedisStore {
 /// The keys of one account.
 struct Keys {
     balance: String,
-    reserved: String,
-    expiries: String,
+    reservations: String,
     journal: String,
     swept: String,
 }
@@ -158,8 +163,7 @@ impl RedisStore {
         let base = format!("{}:{{{}}}", self.prefix, account);
         let keys = Arc::new(Keys {
             balance: format!("{base}:balance"),
-            reserved: format!("{base}:reserved"),
-            expiries: format!("{base}:expiries"),
+            reservations: format!("{base}:reservations"),
             journal: format!("{base}:journal"),
             swept: format!("{base}:swept"),
         });
@@ -167,15 +171,15 @@ impl RedisStore {
         cache.entry(Arc::from(account)).or_insert(keys).clone()
     }
 
-    /// A call of `script` on an account's four keys, in the order every account script takes
-    /// them: balance, reserved, expiries, journal.
+    /// A call of `script` on an account's three keys, in the order every account script takes
+    /// them: balance, reservations, journal.
     fn on_account<'a>(script: &'a Script, k: &'a Keys) -> ScriptInvocation<'a> {
         let mut invocation = script.key(&k.balance);
-        invocation.key(&k.reserved).key(&k.expiries).key(&k.journal);
+        invocation.key(&k.reservations).key(&k.journal);
         invocation
     }
 
-    /// [`on_account`](Self::on_account) plus the fifth key of the scripts that deal with swept
+    /// [`on_account`](Self::on_account) plus the fourth key of the scripts that deal with swept
     /// reservations (commit and sweep).
     fn on_account_with_swept<'a>(script: &'a Script, k: &'a Keys) -> ScriptInvocation<'a> {
         let mut invocation = Self::on_account(script, k);
@@ -234,8 +238,7 @@ impl RedisStore {
     /// Reconciles one account: the journal up to a snapshot must sum to the balance at it.
     pub async fn audit(&self, account_id: &str) -> Result<AuditLine, StoreError> {
         let k = self.keys(account_id);
-        let mut snapshot = self.scripts.audit.key(&k.balance);
-        snapshot.key(&k.reserved).key(&k.journal);
+        let snapshot = Self::on_account(&self.scripts.audit, &k);
         let (balance, last_id, reserved): (String, String, u64) = self.script(&snapshot).await?;
         let balance = parse_balance(&balance, account_id)?;
         let (mut journal_sum, mut entries) = (0 as Balance, 0u64);
@@ -330,10 +333,15 @@ impl Store for RedisStore {
         }
     }
 
-    async fn reverse_prepare(&self, from: &Account, packet: PacketId) -> Result<Option<Balance>, StoreError> {
+    async fn reverse_prepare(
+        &self,
+        from: &Account,
+        amount: u64,
+        packet: PacketId,
+    ) -> Result<Option<Balance>, StoreError> {
         let k = self.keys(&from.id);
         let mut invocation = Self::on_account(&self.scripts.reject, &k);
-        invocation.arg(packet.to_string()).arg("reject");
+        invocation.arg(packet.to_string()).arg(amount);
         match self.script::<Answer>(&invocation).await? {
             (1, balance) => parse_balance(&balance, &from.id).map(Some),
             (0, _) => Ok(None),

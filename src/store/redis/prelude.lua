@@ -20,13 +20,28 @@ local function cmp(a, b)
   return r
 end
 
--- Runs DECRBY or INCRBY and reports whether it stayed in the int64 range (Redis refuses the
--- change, leaving the value untouched, when it would not).
-local function change(op, key, amount)
-  local result = redis.pcall(op, key, amount)
-  return not (type(result) == 'table' and result.err)
-end
-
 local function balance_of(key)
   return redis.call('GET', key) or '0'
+end
+
+-- Runs DECRBY or INCRBY and returns the new balance as a decimal string, or nil when Redis
+-- refused the change because it would leave the int64 range (the value is then untouched).
+-- The reply reaches Lua as a double: below 2^53 in size it is exact and is formatted here;
+-- beyond, the balance is read back as Redis's own string.
+local function change(op, key, amount)
+  local result = redis.pcall(op, key, amount)
+  if type(result) == 'table' and result.err then
+    return nil
+  end
+  if result > -9007199254740992 and result < 9007199254740992 then
+    return string.format('%d', result)
+  end
+  return balance_of(key)
+end
+
+-- A reservation is one member of the account's `reserved` sorted set: '<packet id>:<amount>',
+-- scored by the packet's expiry. Removing that exact member is the one step that commits or
+-- releases it, so it happens at most once.
+local function reservation(packet, amount)
+  return packet .. ':' .. amount
 end

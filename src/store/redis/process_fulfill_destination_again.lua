@@ -18,9 +18,9 @@ end
 if #entries >= tonumber(ARGV[4]) then
   return {5, balance_of(KEYS[1])}
 end
-if not change('INCRBY', KEYS[1], ARGV[2]) then
+local balance = change('INCRBY', KEYS[1], ARGV[2])
+if not balance then
   return {2, balance_of(KEYS[1])}
 end
-local balance = balance_of(KEYS[1])
 redis.call('XADD', KEYS[2], '*', 'kind', 'fulfill', 'packet', ARGV[1], 'change', ARGV[2], 'balance', balance)
 return {1, balance}
