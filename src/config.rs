@@ -44,6 +44,11 @@ pub mod defaults {
     pub const SWEEP_BATCH_MAX: usize = 1_000;
     /// A day: a commit retried after an outage, or from a node that stalled, arrives well within.
     pub const SWEEP_TOMBSTONE_RETENTION_S: u64 = 86_400;
+    /// A week of per-packet history in Redis; older entries are folded into a checkpoint.
+    pub const JOURNAL_RETENTION_S: u64 = 7 * 86_400;
+    /// A credit's retry searches the journal since its first attempt (at most ten minutes back):
+    /// entries must stay at least this long.
+    pub const JOURNAL_RETENTION_S_MIN: u64 = 3_600;
     pub const REDIS_RESPONSE_TIMEOUT_MS: u64 = 1_000;
     pub const REDIS_CONNECT_TIMEOUT_MS: u64 = 2_000;
     /// Asset scales above this are refused: 10^18 already covers wei.
@@ -127,6 +132,7 @@ struct RawStore {
     sweep_grace_ms: Option<u64>,
     sweep_batch_max: Option<usize>,
     sweep_tombstone_retention_s: Option<u64>,
+    journal_retention_s: Option<u64>,
 }
 
 /// The validated store choice.
@@ -368,7 +374,22 @@ impl Validator {
                 raw.sweep_tombstone_retention_s,
                 defaults::SWEEP_TOMBSTONE_RETENTION_S,
             )),
+            journal_retention: Duration::from_secs(self.journal_retention(raw.journal_retention_s)),
         }
+    }
+
+    fn journal_retention(&mut self, value: Option<u64>) -> u64 {
+        let value = value.unwrap_or(defaults::JOURNAL_RETENTION_S);
+        if value < defaults::JOURNAL_RETENTION_S_MIN {
+            self.problem(
+                "store.journal_retention_s",
+                &format!(
+                    "must be at least {} (a credit's retry searches the recent journal)",
+                    defaults::JOURNAL_RETENTION_S_MIN
+                ),
+            );
+        }
+        value
     }
 
     fn store(&mut self, raw: RawStore) -> Option<StoreConfig> {

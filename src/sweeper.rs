@@ -22,7 +22,13 @@ pub struct SweepRules {
     pub batch_max: usize,
     /// How long a release is remembered, so that a late commit of it charges it again once.
     pub tombstone_retention: Duration,
+    /// Journal entries older than this are folded into the account's checkpoint.
+    pub journal_retention: Duration,
 }
+
+/// Journal entries folded per account per sweep: one fold is a script of a few milliseconds,
+/// and this is far above the rate at which one account's journal grows.
+pub const FOLD_BATCH_MAX: usize = 5_000;
 
 /// Sweeps until the node starts draining.
 pub async fn run<S: Store>(node: Arc<Node<S>>, rules: SweepRules) {
@@ -41,11 +47,13 @@ pub async fn run<S: Store>(node: Arc<Node<S>>, rules: SweepRules) {
 pub async fn sweep_once<S: Store>(node: &Node<S>, rules: &SweepRules) -> usize {
     let now = SystemTime::now();
     let cutoff = now - rules.grace;
-    let forget_before = now.checked_sub(rules.tombstone_retention).unwrap_or(SystemTime::UNIX_EPOCH);
+    let before = |retention: Duration| now.checked_sub(retention).unwrap_or(SystemTime::UNIX_EPOCH);
+    let (forget_before, fold_before) = (before(rules.tombstone_retention), before(rules.journal_retention));
     let accounts = node.accounts.load();
     let mut released = 0;
     for account in accounts.iter() {
-        match node.store.sweep_expired(account, cutoff, rules.batch_max, forget_before).await {
+        let swept = node.store.sweep_expired(account, cutoff, rules.batch_max, forget_before).await;
+        match swept {
             Ok(0) => {}
             Ok(n) => {
                 warn!(account = %account.id, released = n, "released reservations of expired packets (a node died or stalled)");
@@ -56,6 +64,9 @@ pub async fn sweep_once<S: Store>(node: &Node<S>, rules: &SweepRules) -> usize {
                 error!(error = %e, "sweep failed");
                 return released;
             }
+        }
+        if let Err(e) = node.store.fold_journal(account, fold_before, FOLD_BATCH_MAX).await {
+            error!(error = %e, account = %account.id, "folding the journal failed");
         }
     }
     released

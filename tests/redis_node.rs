@@ -259,3 +259,35 @@ async fn redis_stopped_during_a_load_gives_t00_and_no_drift() {
     assert_eq!(alice, -carol * 1000, "every charged packet was credited, and only those");
     assert!(node.node.store.audit("carol").await.unwrap().agrees());
 }
+
+/// The sweeper folds journal entries older than the retention on every account it sweeps; the
+/// audit still agrees. (Retention zero here, so everything already written is old enough.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_folds_old_journal_entries() {
+    if !redis_or_skip("the_sweeper_folds_old_journal_entries") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let downstream = Downstream::always(Behaviour::Fulfill).await;
+    let toml = node_toml(&redis.url(), &downstream.url());
+    let node = redis_node(&toml).await;
+    for i in 0..20 {
+        send(
+            &client(),
+            &node.url(),
+            "alice-token",
+            &prepare_with_id("test.n.carol", 1_000_000, TEN_SECONDS, i),
+        )
+        .await
+        .fulfill();
+    }
+    let mut rules = Config::from_toml(&toml).unwrap().sweep;
+    rules.journal_retention = Duration::ZERO;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    thitsax::sweeper::sweep_once(&node.node, &rules).await;
+    for (account, key) in [("alice", "e2e:{alice}:journal"), ("carol", "e2e:{carol}:journal")] {
+        assert!(matches!(redis.cmd(&["XLEN", key]), common::redis::Resp::Integer(0)), "{account}");
+        let line = node.node.store.audit(account).await.unwrap();
+        assert!(line.agrees() && line.entries == 20, "{line:?}");
+    }
+}

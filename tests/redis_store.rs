@@ -143,3 +143,117 @@ async fn retried_credits_apply_once() {
     assert!(matches!(unknown, Err(StoreError::Unverifiable(_))), "{unknown:?}");
     assert_eq!(store.balance("busy").await, Ok(10_001));
 }
+
+fn xlen(server: &RedisServer, key: &str) -> i64 {
+    match server.cmd(&["XLEN", key]) {
+        common::redis::Resp::Integer(n) => n,
+        other => panic!("XLEN {key}: {other:?}"),
+    }
+}
+
+/// Old journal entries are folded into a checkpoint: the journal shrinks, the audit still counts
+/// every entry and agrees; a malformed entry stops the fold without changing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folding_the_journal_keeps_the_audit_exact() {
+    if !redis_or_skip("folding_the_journal_keeps_the_audit_exact") {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&config(vec![server.url()], false)).await.unwrap();
+    let a = test_account("fold");
+    let soon = SystemTime::now() + Duration::from_secs(30);
+    for i in 0..300u64 {
+        let p = PacketId::next();
+        store.debit_prepare(&a, 1 + i, p, soon).await.unwrap();
+        if i % 3 == 0 {
+            store.reverse_prepare(&a, 1 + i, p).await.unwrap();
+        }
+    }
+    let everything = SystemTime::now() + Duration::from_secs(1);
+    // Nothing is older than an hour ago.
+    assert_eq!(store.fold_journal(&a, SystemTime::now() - Duration::from_secs(3600), 1000).await, Ok(0));
+    assert_eq!(store.fold_journal(&a, everything, 150).await, Ok(150));
+    assert_eq!(xlen(&server, "test:{fold}:journal"), 250);
+    let line = store.audit("fold").await.unwrap();
+    assert!(line.agrees() && line.entries == 400, "{line:?}");
+    assert_eq!(store.fold_journal(&a, everything, 1000).await, Ok(250));
+    assert_eq!(xlen(&server, "test:{fold}:journal"), 0);
+    let line = store.audit("fold").await.unwrap();
+    assert!(line.agrees() && line.entries == 400, "{line:?}");
+    store.credit_fulfill(&a, 5, PacketId::next()).await.unwrap();
+    let line = store.audit("fold").await.unwrap();
+    assert!(line.agrees() && line.entries == 401, "{line:?}");
+
+    server.cmd(&[
+        "XADD",
+        "test:{fold}:journal",
+        "*",
+        "kind",
+        "fulfill",
+        "packet",
+        "x",
+        "change",
+        "12x",
+        "balance",
+        "0",
+    ]);
+    let refused = store.fold_journal(&a, SystemTime::now() + Duration::from_secs(1), 1000).await;
+    assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
+    assert_eq!(xlen(&server, "test:{fold}:journal"), 2, "nothing folded");
+}
+
+/// Folding while packets move and audits run: every audit agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audits_agree_while_the_journal_is_folded_under_load() {
+    if !redis_or_skip("audits_agree_while_the_journal_is_folded_under_load") {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = Arc::new(RedisStore::connect(&config(vec![server.url()], false)).await.unwrap());
+    let a = Arc::new(test_account("busyfold"));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (store, a, done) = (store.clone(), a.clone(), done.clone());
+        tokio::spawn(async move {
+            futures::stream::iter(0..3000u64)
+                .for_each_concurrent(20, |i| {
+                    let (store, a) = (store.clone(), a.clone());
+                    async move {
+                        let p = PacketId::next();
+                        let soon = SystemTime::now() + Duration::from_secs(30);
+                        store.debit_prepare(&a, i + 1, p, soon).await.unwrap();
+                        if i % 2 == 0 {
+                            store.commit_prepare(&a, i + 1, p).await.unwrap();
+                        } else {
+                            store.reverse_prepare(&a, i + 1, p).await.unwrap();
+                        }
+                    }
+                })
+                .await;
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let folder = {
+        let (store, a, done) = (store.clone(), a.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut folded = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                folded +=
+                    store.fold_journal(&a, SystemTime::now() + Duration::from_secs(1), 50).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            folded
+        })
+    };
+    let mut audits = 0;
+    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+        let line = store.audit("busyfold").await.unwrap();
+        assert!(line.agrees(), "{line:?}");
+        audits += 1;
+    }
+    load.await.unwrap();
+    let folded = folder.await.unwrap();
+    let line = store.audit("busyfold").await.unwrap();
+    assert!(line.agrees() && line.entries == 4500 && line.reserved == 0, "{line:?}");
+    assert!(folded > 0 && audits > 0, "folded {folded}, audits {audits}");
+}

@@ -183,3 +183,17 @@ fn store_choices() {
     assert_eq!(paths(&with("url = \"redis://h/\"")), ["store.url"], "url without kind = redis");
     assert_eq!(paths(&with("kind = \"postgres\"")), ["store.kind"]);
 }
+
+#[test]
+fn retentions_of_the_store() {
+    let with = |store: &str| format!("{MINIMAL}\n[store]\nkind = \"redis\"\nurl = \"redis://h/\"\n{store}\n");
+    let config = Config::from_toml(&with("")).unwrap();
+    assert_eq!(config.sweep.journal_retention, Duration::from_secs(defaults::JOURNAL_RETENTION_S));
+    assert_eq!(config.sweep.tombstone_retention, Duration::from_secs(defaults::SWEEP_TOMBSTONE_RETENTION_S));
+    let set =
+        Config::from_toml(&with("journal_retention_s = 3600\nsweep_tombstone_retention_s = 60")).unwrap();
+    assert_eq!(set.sweep.journal_retention, Duration::from_secs(3600));
+    assert_eq!(set.sweep.tombstone_retention, Duration::from_secs(60));
+    assert_eq!(paths(&with("journal_retention_s = 59")), ["store.journal_retention_s"]);
+    assert_eq!(paths(&with("sweep_tombstone_retention_s = 0")), ["store.sweep_tombstone_retention_s"]);
+}

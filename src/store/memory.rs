@@ -150,6 +150,10 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn fold_journal(&self, _: &Account, _: SystemTime, _: usize) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
     async fn balance(&self, account_id: &str) -> Result<Balance, StoreError> {
         let map = self.accounts.read().unwrap_or_else(|e| e.into_inner());
         Ok(map.get(account_id).map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).balance).unwrap_or(0))

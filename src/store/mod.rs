@@ -135,6 +135,16 @@ pub trait Store: Send + Sync + 'static {
         first_sent: SystemTime,
     ) -> impl Future<Output = Result<Balance, StoreError>> + Send;
 
+    /// Folds up to `limit` journal entries older than `before` into the account's checkpoint,
+    /// keeping the journal bounded; the audit counts the checkpoint. Returns how many. (The
+    /// memory store keeps no journal: always 0.)
+    fn fold_journal(
+        &self,
+        account: &Account,
+        before: SystemTime,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
     /// The account's current balance (0 for an account that never moved money).
     fn balance(&self, account_id: &str) -> impl Future<Output = Result<Balance, StoreError>> + Send;
 

@@ -10,6 +10,7 @@
 //! | `<prefix>:{<account>}:balance` | string (int64) | the balance, what the node owes the account |
 //! | `<prefix>:{<account>}:reservations` | sorted set | one member `<packet id>:<amount>` per Prepare still in flight, scored by its expiry (ms since the epoch) for the sweeper |
 //! | `<prefix>:{<account>}:journal` | stream | one entry per balance change: `kind`, `packet`, `change` (signed), `balance` after |
+//! | `<prefix>:{<account>}:checkpoint` | hash | the journal entries folded away so far (older than `store.journal_retention_s`): `sum` of their changes, `entries`, `last` id |
 //! | `<prefix>:{<account>}:swept` | sorted set | packet id scored by when the sweeper released its reservation (ms), so a late commit charges it once; kept for `store.sweep_tombstone_retention_s` |
 //!
 //! `<prefix>` (config `store.prefix`) lets several deployments or test runs share one Redis.
@@ -71,6 +72,7 @@ struct Scripts {
     reject: Script,
     sweep: Script,
     audit: Script,
+    fold: Script,
 }
 
 impl Scripts {
@@ -84,6 +86,7 @@ impl Scripts {
             reject: with_prelude(include_str!("process_reject.lua")),
             sweep: with_prelude(include_str!("sweep_expired.lua")),
             audit: with_prelude(include_str!("audit_snapshot.lua")),
+            fold: with_prelude(include_str!("journal_fold.lua")),
         }
     }
 }
@@ -108,6 +111,7 @@ struct Keys {
     reservations: String,
     journal: String,
     swept: String,
+    checkpoint: String,
 }
 
 /// What a script answered: its code and the balance after it, exactly.
@@ -166,6 +170,7 @@ impl RedisStore {
             reservations: format!("{base}:reservations"),
             journal: format!("{base}:journal"),
             swept: format!("{base}:swept"),
+            checkpoint: format!("{base}:checkpoint"),
         });
         let mut cache = self.keys.write().unwrap_or_else(|e| e.into_inner());
         cache.entry(Arc::from(account)).or_insert(keys).clone()
@@ -214,7 +219,9 @@ impl RedisStore {
 pub struct AuditLine {
     pub account: String,
     pub balance: Balance,
+    /// The checkpoint of folded entries plus the sum of the journal's entries.
     pub journal_sum: Balance,
+    /// Entries folded into the checkpoint plus entries in the journal.
     pub entries: u64,
     /// Reservations of packets still in flight (their debits are in both figures).
     pub reserved: u64,
@@ -231,39 +238,87 @@ const CLOCK_MARGIN: Duration = Duration::from_secs(5);
 /// Most journal entries a credit's retry searches (bounds the script's run time).
 const RETRY_SEARCH_MAX: usize = 10_000;
 
+/// Audit attempts when entries newer than its snapshot keep being folded (only with a retention
+/// far shorter than the configuration allows).
+const AUDIT_ATTEMPTS: usize = 5;
+
 /// Journal entries read per request while auditing.
 const AUDIT_PAGE: usize = 1000;
 
 impl RedisStore {
-    /// Reconciles one account: the journal up to a snapshot must sum to the balance at it.
+    /// Reconciles one account: at a snapshot, the checkpoint of the folded entries plus the
+    /// journal's entries must sum to the balance. Entries may be folded while the journal is
+    /// read (the sweeper does it on every instance): the audit then counts, from the checkpoint
+    /// as it is after the read, every entry up to its `last`, and from the read the entries
+    /// after it, so no entry is missed or counted twice.
     pub async fn audit(&self, account_id: &str) -> Result<AuditLine, StoreError> {
+        for _ in 0..AUDIT_ATTEMPTS {
+            if let Some(line) = self.audit_once(account_id).await? {
+                return Ok(line);
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "audit of {account_id}: entries newer than its snapshot kept being folded (journal retention too short?)"
+        )))
+    }
+
+    /// One attempt; `None` if entries newer than the snapshot were folded meanwhile.
+    async fn audit_once(&self, account_id: &str) -> Result<Option<AuditLine>, StoreError> {
         let k = self.keys(account_id);
         let snapshot = Self::on_account(&self.scripts.audit, &k);
         let (balance, last_id, reserved): (String, String, u64) = self.script(&snapshot).await?;
         let balance = parse_balance(&balance, account_id)?;
-        let (mut journal_sum, mut entries) = (0 as Balance, 0u64);
+        let mut read: Vec<(EntryId, Balance)> = Vec::new();
         let mut from = "-".to_string();
         while !last_id.is_empty() {
             let mut cmd = redis::cmd("XRANGE");
             cmd.arg(&k.journal).arg(&from).arg(&last_id).arg("COUNT").arg(AUDIT_PAGE);
             let page: Vec<(String, Vec<(String, String)>)> = self.cmd(&cmd).await?;
-            for (_, fields) in &page {
+            for (id, fields) in &page {
                 let change =
                     fields.iter().find(|(name, _)| name == "change").map(|(_, v)| v.as_str()).unwrap_or("");
-                let change: Balance = change.parse().map_err(|_| {
-                    StoreError::Unavailable(format!(
-                        "journal of {account_id} holds a malformed change {change:?}"
-                    ))
-                })?;
-                journal_sum += change;
-                entries += 1;
+                let malformed = || {
+                    StoreError::Unavailable(format!("journal of {account_id} holds a malformed entry {id}"))
+                };
+                read.push((
+                    EntryId::parse(id).ok_or_else(malformed)?,
+                    change.parse().map_err(|_| malformed())?,
+                ));
             }
             match page.last() {
                 Some((id, _)) if page.len() == AUDIT_PAGE && *id != last_id => from = format!("({id}"),
                 _ => break,
             }
         }
-        Ok(AuditLine { account: account_id.to_string(), balance, journal_sum, entries, reserved })
+        let mut folded = redis::cmd("HMGET");
+        folded.arg(&k.checkpoint).arg("sum").arg("entries").arg("last");
+        let (sum, count, last): (Option<String>, Option<u64>, Option<String>) = self.cmd(&folded).await?;
+        let folded_last = match last.as_deref() {
+            None => EntryId::default(),
+            Some(text) => EntryId::parse(text)
+                .ok_or_else(|| StoreError::Unavailable(format!("checkpoint of {account_id} is malformed")))?,
+        };
+        if !last_id.is_empty() && EntryId::parse(&last_id).is_some_and(|snap| folded_last > snap) {
+            return Ok(None);
+        }
+        let mut journal_sum = parse_balance(sum.as_deref().unwrap_or("0"), account_id)?;
+        let mut entries = count.unwrap_or(0);
+        for (_, change) in read.iter().filter(|(id, _)| *id > folded_last) {
+            journal_sum += change;
+            entries += 1;
+        }
+        Ok(Some(AuditLine { account: account_id.to_string(), balance, journal_sum, entries, reserved }))
+    }
+}
+
+/// A stream entry id, `<ms>-<seq>`, ordered as Redis orders them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct EntryId(u64, u64);
+
+impl EntryId {
+    fn parse(text: &str) -> Option<EntryId> {
+        let (ms, seq) = text.split_once('-')?;
+        Some(EntryId(ms.parse().ok()?, seq.parse().ok()?))
     }
 }
 
@@ -408,6 +463,21 @@ impl Store for RedisStore {
         invocation.arg(millis(cutoff)).arg(limit).arg(millis(SystemTime::now())).arg(millis(forget_before));
         let (released, _) = self.script::<Answer>(&invocation).await?;
         Ok(usize::try_from(released).unwrap_or(0))
+    }
+
+    async fn fold_journal(
+        &self,
+        account: &Account,
+        before: SystemTime,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let k = self.keys(&account.id);
+        let mut invocation = self.scripts.fold.key(&k.journal);
+        invocation.key(&k.checkpoint).arg(millis(before)).arg(limit);
+        let folded: i64 = self.script(&invocation).await?;
+        usize::try_from(folded).map_err(|_| {
+            StoreError::Unavailable(format!("journal of {} holds a malformed entry; not folded", account.id))
+        })
     }
 
     async fn balance(&self, account_id: &str) -> Result<Balance, StoreError> {
