@@ -383,7 +383,7 @@ impl Validator {
         if value < defaults::JOURNAL_RETENTION_S_MIN {
             self.problem(
                 "store.journal_retention_s",
-                &format!(
+                format!(
                     "must be at least {} (a credit's retry searches the recent journal)",
                     defaults::JOURNAL_RETENTION_S_MIN
                 ),
