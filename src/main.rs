@@ -77,7 +77,13 @@ async fn run(config: Config) -> ExitCode {
     match config.store.clone() {
         StoreConfig::Memory => serve(App::bind_with(config, MemoryStore::new()).await).await,
         StoreConfig::Redis(redis) => match RedisStore::connect(&redis).await {
-            Ok(store) => serve(App::bind_with(config, store).await).await,
+            Ok(store) => match App::bind_redis(config, store).await {
+                Ok(app) => serve(Ok(app)).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start");
+                    ExitCode::FAILURE
+                }
+            },
             Err(e) => {
                 tracing::error!(error = %e, "cannot reach Redis at start-up");
                 ExitCode::FAILURE
