@@ -115,6 +115,9 @@ pub fn build(snapshot: &ConfigSnapshot, node: &IlpAddress, rates: &Rates, cached
             }
         }
     }
+    // Rules across accounts keep the first of two that clash (a shared token, a second parent):
+    // in id order, so every instance keeps the same one whatever order Redis answered in.
+    records.sort_by(|a, b| a.id.cmp(&b.id));
     let (accounts, set_problems) = config::accounts_from_records(node, rates, records);
     problems.extend(set_problems);
     let routes = snapshot.routes.iter().filter_map(|entry| match entry {

@@ -108,7 +108,7 @@ fn a_record_under_another_id_is_refused() {
 #[test]
 fn rules_across_accounts_still_hold() {
     let config = file();
-    // Same incoming token as alice: refused (the first one read keeps it).
+    // Same incoming token as alice: refused (the first in id order keeps it).
     let twin = AccountRecord {
         id: "twin".into(),
         incoming_token_sha256: Some(hex::encode(hash_token(b"alice-token"))),
