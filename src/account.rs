@@ -10,7 +10,7 @@ use std::sync::Arc;
 pub type AccountId = Arc<str>;
 
 /// How an account relates to this node (RFC 0031 relations).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Relation {
     /// Gets its address from us by ILDCP and routes through us.
@@ -72,6 +72,8 @@ pub struct Outgoing {
     pub path: hyper::Uri,
     /// `Bearer <token>`, built once and marked sensitive so hyper and `Debug` never show it.
     pub authorization: hyper::header::HeaderValue,
+    /// The token itself, kept so the account's configured form can be written to a shared store.
+    pub token: Secret,
 }
 
 /// Why an outgoing URL or token cannot be used.
@@ -101,7 +103,7 @@ impl Outgoing {
         let mut authorization = hyper::header::HeaderValue::try_from(format!("Bearer {}", token.expose()))
             .map_err(|_| OutgoingError::Token)?;
         authorization.set_sensitive(true);
-        Ok(Outgoing { url, authority: connect_to, host, path, authorization })
+        Ok(Outgoing { url, authority: connect_to, host, path, authorization, token: token.clone() })
     }
 }
 
@@ -122,6 +124,78 @@ pub struct Account {
     /// Settlement fields, used by the settlement hook (later issues).
     pub settle_threshold: Option<Balance>,
     pub settle_to: Balance,
+}
+
+/// An account in its configured form, as stored in a shared store (Redis) and read back by every
+/// instance: the fields of an `[[accounts]]` entry, except that the incoming token is only ever
+/// its SHA-256 (a clear token is hashed before anything is written). The outgoing token is kept
+/// in clear because the node must send it: whoever can read the store can read it.
+/// Unknown fields are refused, as in the config file.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRecord {
+    pub id: String,
+    pub relation: Relation,
+    pub asset_code: String,
+    pub asset_scale: u8,
+    /// Peers and parents only (children get theirs from the node's address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ilp_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incoming_token_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outgoing_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outgoing_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_packet_amount: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_balance: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_threshold: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_to: Option<i64>,
+}
+
+impl fmt::Debug for AccountRecord {
+    /// Everything but the outgoing token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountRecord")
+            .field("id", &self.id)
+            .field("relation", &self.relation)
+            .field("asset_code", &self.asset_code)
+            .field("asset_scale", &self.asset_scale)
+            .field("ilp_address", &self.ilp_address)
+            .field("outgoing_url", &self.outgoing_url)
+            .field("max_packet_amount", &self.max_packet_amount)
+            .field("min_balance", &self.min_balance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Account {
+    /// The account's configured form. Limits came from `i64` config values, so they fit back.
+    pub fn to_record(&self) -> AccountRecord {
+        let limit = |b: Balance| i64::try_from(b).expect("configured balances are i64");
+        AccountRecord {
+            id: self.id.to_string(),
+            relation: self.relation,
+            asset_code: self.asset_code.to_string(),
+            asset_scale: self.asset_scale,
+            // A child's address is derived from the node's, so it is not part of its record.
+            ilp_address: match self.relation {
+                Relation::Child => None,
+                _ => self.ilp_address.as_ref().map(|a| a.to_string()),
+            },
+            incoming_token_sha256: self.incoming_token_hash.map(hex::encode),
+            outgoing_url: self.outgoing.as_ref().map(|o| o.url.to_string()),
+            outgoing_token: self.outgoing.as_ref().map(|o| o.token.expose().to_string()),
+            max_packet_amount: (self.max_packet_amount != u64::MAX).then_some(self.max_packet_amount),
+            min_balance: self.min_balance.map(limit),
+            settle_threshold: self.settle_threshold.map(limit),
+            settle_to: (self.settle_to != 0).then(|| limit(self.settle_to)),
+        }
+    }
 }
 
 /// All accounts, indexed for the two lookups the packet path needs. Immutable once built.
@@ -195,6 +269,32 @@ mod tests {
         assert_eq!(&*accounts.authenticate(b"tb").unwrap().id, "b");
         assert!(accounts.authenticate(b"tc").is_none());
         assert!(accounts.authenticate(b"").is_none());
+    }
+
+    #[test]
+    fn records_keep_only_the_token_hash_and_never_print_the_outgoing_token() {
+        let outgoing = Outgoing::new("http://h:1/ilp".parse().unwrap(), &Secret::new("out-secret".into()));
+        let a = Account {
+            outgoing: Some(outgoing.unwrap()),
+            min_balance: Some(-5),
+            max_packet_amount: 7,
+            ..account("a", "in-secret")
+        };
+        let record = a.to_record();
+        assert_eq!(record.incoming_token_sha256, Some(hex::encode(hash_token(b"in-secret"))));
+        assert_eq!(record.outgoing_token.as_deref(), Some("out-secret"));
+        assert_eq!(
+            (record.min_balance, record.max_packet_amount, record.settle_to),
+            (Some(-5), Some(7), None)
+        );
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(!json.contains("in-secret"));
+        assert!(!format!("{record:?}").contains("out-secret"));
+        let back: AccountRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, record);
+        // Unlimited amounts and a zero settle_to are left out, as in the config file.
+        let plain = test_account("p").to_record();
+        assert_eq!((plain.max_packet_amount, plain.settle_to), (None, None));
     }
 
     #[test]

@@ -5,10 +5,12 @@ use crate::config::{Config, StoreConfig};
 use crate::forward::Node;
 use crate::http::client::HttpClient;
 use crate::http::server;
-use crate::routing::Router;
+use crate::reload::{self, Seed};
+use crate::routing::{Router, RoutingTable};
 use crate::shutdown::Shutdown;
-use crate::store::{MemoryStore, Store};
+use crate::store::{ConfigStoreError, MemoryStore, RedisStore, Store};
 use arc_swap::ArcSwap;
+use futures::future::BoxFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -19,6 +21,18 @@ pub struct App<S> {
     pub listener: TcpListener,
     pub shutdown: Shutdown,
     config: Config,
+    /// Work that runs beside serving and ends by itself once the node drains (the Redis config
+    /// reloader). None of it moves money.
+    background: Vec<BoxFuture<'static, ()>>,
+}
+
+/// Why a node on Redis did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind the ILP-over-HTTP listener: {0}")]
+    Bind(#[from] std::io::Error),
+    #[error("cannot load accounts and routes from Redis: {0}")]
+    SharedConfig(#[from] ConfigStoreError),
 }
 
 impl App<MemoryStore> {
@@ -34,14 +48,48 @@ impl App<MemoryStore> {
     }
 }
 
+impl App<RedisStore> {
+    /// Binds a node whose accounts and routes are shared through Redis: the file's are written
+    /// into Redis by `store.config_precedence`, the node serves the whole set read back, and
+    /// reloads it whenever it changes (see [`crate::reload`]). Without `config_sync` (which
+    /// config validation always sets for Redis) the file alone is served.
+    pub async fn bind_redis(config: Config, store: RedisStore) -> Result<Self, StartError> {
+        let Some(rules) = config.config_sync.clone() else {
+            return Ok(Self::bind_with(config, store).await?);
+        };
+        let seed = Seed {
+            accounts: config.accounts.clone(),
+            routes: config.static_routes.clone(),
+            precedence: rules.precedence,
+        };
+        let tables = reload::load_at_start(&store, &seed, &config.node_address, &config.rates).await?;
+        let version = tables.version;
+        let mut app = Self::bind_tables(config, store, tables.accounts, tables.routes).await?;
+        let node = app.node.clone();
+        app.background.push(Box::pin(reload::run(node, seed, rules, version)));
+        Ok(app)
+    }
+}
+
 impl<S: Store> App<S> {
+    /// Binds a node serving the config file's accounts and routes.
     pub async fn bind_with(config: Config, store: S) -> std::io::Result<Self> {
+        let (accounts, routes) = (Accounts::new(config.accounts.clone()), config.routes.clone());
+        Self::bind_tables(config, store, accounts, routes).await
+    }
+
+    async fn bind_tables(
+        config: Config,
+        store: S,
+        accounts: Accounts,
+        routes: RoutingTable,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
         let shutdown = Shutdown::new().0;
         let node = Arc::new(Node {
             address: config.node_address.clone(),
-            accounts: ArcSwap::from_pointee(Accounts::new(config.accounts.clone())),
-            router: Router::new(config.routes.clone()),
+            accounts: ArcSwap::from_pointee(accounts),
+            router: Router::new(routes),
             rates: ArcSwap::from_pointee(config.rates.clone()),
             store,
             client: HttpClient::new(&config.client),
@@ -49,7 +97,7 @@ impl<S: Store> App<S> {
             shutdown: shutdown.signal(),
             pending: Default::default(),
         });
-        Ok(App { node, listener, shutdown, config })
+        Ok(App { node, listener, shutdown, config, background: Vec::new() })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -58,7 +106,8 @@ impl<S: Store> App<S> {
 
     /// Serves until `stop` resolves (or the shutdown is triggered otherwise), then drains.
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
-        let App { node, listener, shutdown, config } = self;
+        let App { node, listener, shutdown, config, background } = self;
+        let background: Vec<_> = background.into_iter().map(tokio::spawn).collect();
         // The sweeper stops by itself when the node starts draining; it is awaited below so that
         // no sweep is cut off half way.
         let sweeper = tokio::spawn(crate::sweeper::run(node.clone(), config.sweep.clone()));
@@ -79,6 +128,9 @@ impl<S: Store> App<S> {
         // Serving can also end on its own (without `stop`); either way the sweeper must stop.
         shutdown.drain();
         let _ = sweeper.await;
+        for task in background {
+            let _ = task.await;
+        }
         let _ = stop_pending.send(());
         let _ = pending.await;
     }

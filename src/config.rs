@@ -2,14 +2,16 @@
 //! that every problem is reported at once with its key path, before anything binds a port.
 //! All defaults live in [`defaults`].
 
-use crate::account::{hash_token, Account, Outgoing, OutgoingError, Relation, Secret, TokenHash};
+use crate::account::{
+    hash_token, Account, AccountId, AccountRecord, Outgoing, OutgoingError, Relation, Secret, TokenHash,
+};
 use crate::forward::ExpiryRules;
 use crate::http::client::ClientLimits;
 use crate::http::server::ServerLimits;
 use crate::packet::IlpAddress;
 use crate::rates::{Decimal, Rates};
 use crate::routing::RoutingTable;
-use crate::store::RedisConfig;
+use crate::store::{ConfigSyncRules, Precedence, RedisConfig};
 use crate::sweeper::SweepRules;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -51,6 +53,9 @@ pub mod defaults {
     pub const JOURNAL_RETENTION_S_MIN: u64 = 3_600;
     pub const REDIS_RESPONSE_TIMEOUT_MS: u64 = 1_000;
     pub const REDIS_CONNECT_TIMEOUT_MS: u64 = 2_000;
+    /// Every instance sees a change of accounts or routes in Redis within this, even if it missed
+    /// the change's pub/sub message.
+    pub const CONFIG_POLL_INTERVAL_MS: u64 = 1_000;
     /// Asset scales above this are refused: 10^18 already covers wei.
     pub const ASSET_SCALE_MAX: u8 = 18;
     /// Bounds on operator-set limits, so a typo cannot disable a limit.
@@ -133,6 +138,9 @@ struct RawStore {
     sweep_batch_max: Option<usize>,
     sweep_tombstone_retention_s: Option<u64>,
     journal_retention_s: Option<u64>,
+    config_precedence: Option<Precedence>,
+    config_poll_interval_ms: Option<u64>,
+    config_pubsub: Option<bool>,
 }
 
 /// The validated store choice.
@@ -189,10 +197,16 @@ pub struct Config {
     pub client: ClientLimits,
     pub expiry: ExpiryRules,
     pub store: StoreConfig,
+    /// How accounts and routes are shared through Redis; `None` with the memory store.
+    pub config_sync: Option<ConfigSyncRules>,
     pub sweep: SweepRules,
     pub rates: Rates,
     pub accounts: Vec<Account>,
+    /// The whole table: the static routes plus the routes the accounts imply (children, peers'
+    /// and parents' own prefixes, the parent as default).
     pub routes: RoutingTable,
+    /// The `[[routes]]` entries alone (prefix, account), as written to a shared store.
+    pub static_routes: Vec<(String, AccountId)>,
 }
 
 /// One problem in the file, at a key path such as `accounts[2].outgoing_url`.
@@ -279,6 +293,7 @@ impl Validator {
         }
 
         let sweep = self.sweep(&raw.store);
+        let config_sync = self.config_sync(&raw.store);
         let store = self.store(raw.store);
         let client = self.client(&raw.http);
         let (listen, server) = self.http(raw.http);
@@ -287,9 +302,11 @@ impl Validator {
         // With a bad node address, accounts are still checked (against a stand-in) so that every
         // problem is reported in one go; the config is refused either way.
         let stand_in = IlpAddress::parse("private.unset").expect("valid address");
-        let accounts = self.accounts(node_address.as_ref().unwrap_or(&stand_in), raw.accounts);
+        let accounts = self.accounts(node_address.as_ref().unwrap_or(&stand_in), raw.accounts, &|i, _| {
+            format!("accounts[{i}]")
+        });
         self.rate_coverage(&accounts, rates.as_ref().map(|r| &r.1));
-        let routes = self.routes(&accounts, raw.routes);
+        let (routes, static_routes) = self.routes(&accounts, raw.routes, &|i, _| format!("routes[{i}]"));
 
         match (self.problems.is_empty(), node_address, listen, expiry, rates, store) {
             (true, Some(node_address), Some(listen), Some(expiry), Some((rates, _)), Some(store)) => {
@@ -302,10 +319,12 @@ impl Validator {
                     client,
                     expiry,
                     store,
+                    config_sync,
                     sweep,
                     rates,
                     accounts,
                     routes,
+                    static_routes,
                 })
             }
             _ => Err(ConfigError(self.problems)),
@@ -392,6 +411,24 @@ impl Validator {
         value
     }
 
+    /// The shared accounts and routes: only with Redis (the memory store has nothing to share).
+    fn config_sync(&mut self, raw: &RawStore) -> Option<ConfigSyncRules> {
+        if raw.kind == StoreKind::Memory {
+            // `store()` reports these keys, with the other Redis-only ones.
+            return None;
+        }
+        let poll_interval = self.positive_ms(
+            "store.config_poll_interval_ms",
+            raw.config_poll_interval_ms,
+            defaults::CONFIG_POLL_INTERVAL_MS,
+        );
+        Some(ConfigSyncRules {
+            precedence: raw.config_precedence.unwrap_or_default(),
+            poll_interval,
+            pubsub: raw.config_pubsub.unwrap_or(true),
+        })
+    }
+
     fn store(&mut self, raw: RawStore) -> Option<StoreConfig> {
         let redis_only = [
             ("store.url", raw.url.is_some()),
@@ -399,11 +436,20 @@ impl Validator {
             ("store.prefix", raw.prefix.is_some()),
             ("store.response_timeout_ms", raw.response_timeout_ms.is_some()),
             ("store.connect_timeout_ms", raw.connect_timeout_ms.is_some()),
+            ("store.config_precedence", raw.config_precedence.is_some()),
+            ("store.config_poll_interval_ms", raw.config_poll_interval_ms.is_some()),
+            ("store.config_pubsub", raw.config_pubsub.is_some()),
         ];
         if raw.kind == StoreKind::Memory {
             for (path, given) in redis_only {
                 if given {
-                    self.problem(path, "only used with store.kind = \"redis\"");
+                    let why = if path.starts_with("store.config_") {
+                        "only used with store.kind = \"redis\" (accounts and routes are shared \
+                         through Redis; with the memory store the file is the only source)"
+                    } else {
+                        "only used with store.kind = \"redis\""
+                    };
+                    self.problem(path, why);
                 }
             }
             return Some(StoreConfig::Memory);
@@ -525,13 +571,16 @@ impl Validator {
         (prices.len() == raw.prices.len()).then(|| (Rates::new(prices, spread), priced))
     }
 
-    fn accounts(&mut self, node: &IlpAddress, raw: Vec<RawAccount>) -> Vec<Account> {
+    /// Every account rule; an account with a problem is left out of the result (the file is then
+    /// refused as a whole; a shared store's entry is skipped). `name` gives an entry's key path.
+    fn accounts(&mut self, node: &IlpAddress, raw: Vec<RawAccount>, name: &Namer) -> Vec<Account> {
         let mut ids = HashSet::new();
         let mut tokens: HashMap<TokenHash, String> = HashMap::new();
         let mut parents = 0;
         let mut out = Vec::new();
         for (i, raw) in raw.into_iter().enumerate() {
-            let at = |field: &str| format!("accounts[{i}].{field}");
+            let base = name(i, &raw.id);
+            let at = |field: &str| format!("{base}.{field}");
             let before = self.problems.len();
             if !is_segment(&raw.id) {
                 self.problem(at("id"), "must be one ILP address segment: letters, digits, _ ~ - only");
@@ -677,7 +726,13 @@ impl Validator {
         }
     }
 
-    fn routes(&mut self, accounts: &[Account], raw: Vec<RawRoute>) -> RoutingTable {
+    /// The whole table and the static routes alone; a route with a problem is left out.
+    fn routes(
+        &mut self,
+        accounts: &[Account],
+        raw: Vec<RawRoute>,
+        name: &Namer,
+    ) -> (RoutingTable, Vec<(String, AccountId)>) {
         let mut prefixes: HashMap<String, Arc<str>> = HashMap::new();
         let mut default = None;
         for account in accounts {
@@ -689,19 +744,109 @@ impl Validator {
                 _ => {}
             }
         }
+        let by_id: HashMap<&str, &AccountId> = accounts.iter().map(|a| (&*a.id, &a.id)).collect();
+        let mut static_routes = Vec::new();
         for (i, route) in raw.into_iter().enumerate() {
-            let at = |field: &str| format!("routes[{i}].{field}");
-            self.check(&at("prefix"), IlpAddress::parse(&route.prefix));
-            let Some(account) = accounts.iter().find(|a| *a.id == route.account) else {
+            let base = name(i, &route.prefix);
+            let at = |field: &str| format!("{base}.{field}");
+            if self.check(&at("prefix"), IlpAddress::parse(&route.prefix)).is_none() {
+                continue;
+            }
+            let Some(&account) = by_id.get(route.account.as_str()) else {
                 self.problem(at("account"), format!("no account with id {:?}", route.account));
                 continue;
             };
-            if prefixes.insert(route.prefix.clone(), account.id.clone()).is_some() {
+            if prefixes.contains_key(&route.prefix) {
                 self.problem(at("prefix"), format!("prefix {:?} is already routed", route.prefix));
+                continue;
             }
+            prefixes.insert(route.prefix.clone(), account.clone());
+            static_routes.push((route.prefix, account.clone()));
         }
-        RoutingTable::new(prefixes, default)
+        (RoutingTable::new(prefixes, default), static_routes)
     }
+}
+
+/// An entry's key path from its index and its id (an account's id, a route's prefix).
+type Namer = dyn Fn(usize, &str) -> String;
+
+/// Where a shared store's account `id` is reported: `redis accounts["id"]`.
+fn redis_account_path(_: usize, id: &str) -> String {
+    format!("redis accounts[{id:?}]")
+}
+
+impl From<AccountRecord> for RawAccount {
+    fn from(r: AccountRecord) -> Self {
+        RawAccount {
+            id: r.id,
+            relation: r.relation,
+            asset_code: r.asset_code,
+            asset_scale: r.asset_scale,
+            ilp_address: r.ilp_address,
+            incoming_token: None,
+            incoming_token_sha256: r.incoming_token_sha256,
+            outgoing_url: r.outgoing_url,
+            outgoing_token: r.outgoing_token,
+            max_packet_amount: r.max_packet_amount,
+            min_balance: r.min_balance,
+            settle_threshold: r.settle_threshold,
+            settle_to: r.settle_to,
+        }
+    }
+}
+
+/// One account read from a shared store (or given to the admin API), checked with the rules of
+/// an `[[accounts]]` entry that concern it alone. The rules across accounts (unique tokens, one
+/// parent, prices) are [`accounts_from_records`]'s.
+pub fn account_from_record(node: &IlpAddress, record: AccountRecord) -> Result<Account, ConfigError> {
+    let mut validator = Validator::default();
+    let mut accounts = validator.accounts(node, vec![record.into()], &redis_account_path);
+    match (accounts.pop(), validator.problems.is_empty()) {
+        (Some(account), true) => Ok(account),
+        _ => Err(ConfigError(validator.problems)),
+    }
+}
+
+/// A whole set of accounts from a shared store, checked with every rule of the config file. An
+/// entry that breaks a rule is left out and reported; the others are kept (unlike the file, which
+/// is refused as a whole, a shared store's set is served as far as it is valid).
+pub fn accounts_from_records(
+    node: &IlpAddress,
+    rates: &Rates,
+    records: Vec<AccountRecord>,
+) -> (Vec<Account>, Vec<Problem>) {
+    let mut validator = Validator::default();
+    let raw = records.into_iter().map(RawAccount::from).collect();
+    let mut accounts = validator.accounts(node, raw, &redis_account_path);
+    // Packets between different assets need both prices: an account whose asset has none could
+    // not be converted to or from, so it is left out (the file is refused instead).
+    let codes: HashSet<&str> = accounts.iter().map(|a| &*a.asset_code).collect();
+    if codes.len() > 1 {
+        let unpriced: Vec<AccountId> =
+            accounts.iter().filter(|a| !rates.has_price(&a.asset_code)).map(|a| a.id.clone()).collect();
+        for id in &unpriced {
+            let code = &accounts.iter().find(|a| a.id == *id).expect("listed above").asset_code;
+            validator.problem(
+                format!("{}.asset_code", redis_account_path(0, id)),
+                format!("no price for {code} in rates.prices, and accounts use several assets"),
+            );
+        }
+        accounts.retain(|a| !unpriced.contains(&a.id));
+    }
+    (accounts, validator.problems)
+}
+
+/// The routing table of `accounts` plus the static routes read from a shared store (prefix,
+/// account id), checked with the rules of `[[routes]]`: a bad prefix, an unknown account or a
+/// prefix already routed is left out and reported.
+pub fn routing_table(
+    accounts: &[Account],
+    routes: impl IntoIterator<Item = (String, String)>,
+) -> (RoutingTable, Vec<Problem>) {
+    let mut validator = Validator::default();
+    let raw = routes.into_iter().map(|(prefix, account)| RawRoute { prefix, account }).collect();
+    let (table, _) = validator.routes(accounts, raw, &|_, prefix| format!("redis routes[{prefix:?}]"));
+    (table, validator.problems)
 }
 
 /// One ILP address segment (RFC 0015): `[a-zA-Z0-9_~-]+`.

@@ -8,7 +8,9 @@
 //! 4. [`forward`]: the packet's path, top to bottom; [`sweeper`]: crash recovery of reservations;
 //!    [`pending`]: commits retried after their Fulfill was relayed;
 //! 5. [`http::server`]: the edge that receives traffic and calls `forward`;
-//! 6. [`config`] parses and validates the TOML file, [`app`] wires everything; `main` runs it.
+//! 6. [`config`] parses and validates the TOML file (and, with its rules, accounts and routes read
+//!    from Redis); [`reload`] keeps accounts and routes in step with Redis; [`app`] wires
+//!    everything; `main` runs it.
 
 pub mod account;
 pub mod app;
@@ -21,6 +23,7 @@ pub mod packet;
 pub mod pending;
 pub mod rates;
 pub mod reject;
+pub mod reload;
 pub mod routing;
 pub mod settlement;
 pub mod shutdown;

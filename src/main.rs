@@ -21,8 +21,8 @@ struct Cli {
 enum Command {
     /// Validate a configuration file and exit: 0 when valid, 1 with every problem listed.
     CheckConfig { file: PathBuf },
-    /// Reconcile the Redis store: every configured account's balance must equal the sum of its
-    /// journal. Exit 0 when all agree, 1 otherwise.
+    /// Reconcile the Redis store: every account's balance (the file's and those in Redis) must
+    /// equal the sum of its journal. Exit 0 when all agree, 1 otherwise.
     Audit { file: PathBuf },
 }
 
@@ -77,7 +77,13 @@ async fn run(config: Config) -> ExitCode {
     match config.store.clone() {
         StoreConfig::Memory => serve(App::bind_with(config, MemoryStore::new()).await).await,
         StoreConfig::Redis(redis) => match RedisStore::connect(&redis).await {
-            Ok(store) => serve(App::bind_with(config, store).await).await,
+            Ok(store) => match App::bind_redis(config, store).await {
+                Ok(app) => serve(Ok(app)).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start");
+                    ExitCode::FAILURE
+                }
+            },
             Err(e) => {
                 tracing::error!(error = %e, "cannot reach Redis at start-up");
                 ExitCode::FAILURE
@@ -111,8 +117,8 @@ async fn audit(config: Config) -> ExitCode {
         "account", "balance", "journal sum", "entries", "in flight"
     );
     let mut all_agree = true;
-    for account in &config.accounts {
-        match store.audit(&account.id).await {
+    for id in audited_ids(&config, &store).await {
+        match store.audit(&id).await {
             Ok(line) => {
                 let verdict = if line.agrees() { "ok" } else { "MISMATCH" };
                 all_agree &= line.agrees();
@@ -123,7 +129,7 @@ async fn audit(config: Config) -> ExitCode {
             }
             Err(e) => {
                 all_agree = false;
-                println!("{:<24} error: {e}", account.id);
+                println!("{:<24} error: {e}", id);
             }
         }
     }
@@ -132,6 +138,25 @@ async fn audit(config: Config) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The file's accounts and, when accounts are shared through Redis, every account there too (an
+/// account added through the API has a balance as much as a configured one).
+async fn audited_ids(config: &Config, store: &RedisStore) -> Vec<String> {
+    let mut ids: std::collections::BTreeSet<String> =
+        config.accounts.iter().map(|a| a.id.to_string()).collect();
+    if config.config_sync.is_some() {
+        match store.config_snapshot().await {
+            Ok(snapshot) => ids.extend(snapshot.accounts.into_iter().filter_map(|e| match e {
+                thitsax::store::Entry::Read { field, .. } => Some(field),
+                thitsax::store::Entry::Unreadable => None,
+            })),
+            Err(e) => {
+                eprintln!("thitsax audit: cannot list the accounts in Redis ({e}); auditing the file's")
+            }
+        }
+    }
+    ids.into_iter().collect()
 }
 
 async fn serve<S: Store>(app: std::io::Result<App<S>>) -> ExitCode {

@@ -95,6 +95,11 @@ impl Rates {
         Rates { prices, keep: spread.one_minus() }
     }
 
+    /// Whether `code` has a configured price.
+    pub fn has_price(&self, code: &str) -> bool {
+        self.prices.contains_key(code)
+    }
+
     /// Converts `amount` of `from` into `to`, rounding down.
     pub fn convert(&self, amount: u64, from: Asset<'_>, to: Asset<'_>) -> Result<u64, ConvertError> {
         let (src_price, dst_price) = if from.code == to.code {

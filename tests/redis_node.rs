@@ -51,7 +51,7 @@ outgoing_token = "to-carol"
 
 async fn redis_node(toml: &str) -> TestNode<RedisStore> {
     let StoreConfig::Redis(redis) = Config::from_toml(toml).unwrap().store else { panic!("redis config") };
-    TestNode::start_with(toml, RedisStore::connect(&redis).await.unwrap()).await
+    TestNode::start_redis(toml, RedisStore::connect(&redis).await.unwrap()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

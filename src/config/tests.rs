@@ -197,3 +197,56 @@ fn retentions_of_the_store() {
     assert_eq!(paths(&with("journal_retention_s = 59")), ["store.journal_retention_s"]);
     assert_eq!(paths(&with("sweep_tombstone_retention_s = 0")), ["store.sweep_tombstone_retention_s"]);
 }
+
+#[test]
+fn shared_config_keys_need_redis_and_default_to_the_file_winning() {
+    for key in ["config_precedence = \"redis\"", "config_poll_interval_ms = 10", "config_pubsub = false"] {
+        let text = MINIMAL.replace("[[accounts]]", &format!("[store]\n{key}\n[[accounts]]"));
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].path.starts_with("store.config_") && p[0].message.contains("redis"), "{p:?}");
+    }
+    assert!(Config::from_toml(MINIMAL).unwrap().config_sync.is_none());
+    let redis = |extra: &str| {
+        MINIMAL.replace(
+            "[[accounts]]",
+            &format!("[store]\nkind = \"redis\"\nurl = \"redis://h:1/\"\n{extra}\n[[accounts]]"),
+        )
+    };
+    let rules = Config::from_toml(&redis("")).unwrap().config_sync.unwrap();
+    assert_eq!(rules.precedence, Precedence::File);
+    assert_eq!(rules.poll_interval, Duration::from_millis(defaults::CONFIG_POLL_INTERVAL_MS));
+    assert!(rules.pubsub);
+    let rules = Config::from_toml(&redis(
+        "config_precedence = \"redis\"\nconfig_pubsub = false\nconfig_poll_interval_ms = 50",
+    ))
+    .unwrap()
+    .config_sync
+    .unwrap();
+    assert_eq!(
+        (rules.precedence, rules.poll_interval, rules.pubsub),
+        (Precedence::Redis, Duration::from_millis(50), false)
+    );
+    assert_eq!(paths(&redis("config_poll_interval_ms = 0")), ["store.config_poll_interval_ms"]);
+    let p = problems(&redis("config_precedence = \"both\""));
+    assert!(p[0].message.contains("unknown variant"), "{p:?}");
+}
+
+#[test]
+fn static_routes_are_kept_apart_from_the_whole_table() {
+    let text = format!("{MINIMAL}\n[[routes]]\nprefix = \"g.x\"\naccount = \"a\"\n");
+    let config = Config::from_toml(&text).unwrap();
+    assert_eq!(config.static_routes, [("g.x".to_string(), AccountId::from("a"))]);
+    assert_eq!(config.routes.lookup("test.node.a.y").map(|a| &**a), Some("a"));
+}
+
+#[test]
+fn records_are_checked_with_the_file_s_rules() {
+    let config = Config::from_toml(MINIMAL).unwrap();
+    let record = config.accounts[0].to_record();
+    let back = account_from_record(&config.node_address, record.clone()).unwrap();
+    assert_eq!(back.to_record(), record);
+    let bad = AccountRecord { outgoing_url: Some("https://x/".into()), ..record };
+    let e = account_from_record(&config.node_address, bad).unwrap_err();
+    assert_eq!(e.0[0].path, "redis accounts[\"a\"].outgoing_url");
+}

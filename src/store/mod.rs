@@ -13,6 +13,9 @@ mod memory;
 mod redis;
 
 pub use memory::MemoryStore;
+pub use redis::shared_config::{
+    self, Change, ConfigSnapshot, ConfigStoreError, ConfigSyncRules, Entry, Precedence, Seeded,
+};
 pub use redis::{RedisConfig, RedisStore};
 
 use crate::account::Account;

@@ -17,7 +17,7 @@ use thitsax::app::App;
 use thitsax::config::Config;
 use thitsax::forward::Node;
 use thitsax::packet::{ErrorCode, Fulfill, IlpAddress, Prepare, Reject, Response as IlpResponse};
-use thitsax::store::{MemoryStore, Store};
+use thitsax::store::{MemoryStore, RedisStore, Store};
 use tokio::net::TcpListener;
 
 /// A node running in this process on a loopback port, stopped (drained) on drop.
@@ -35,12 +35,25 @@ impl TestNode<MemoryStore> {
     }
 }
 
+impl TestNode<RedisStore> {
+    /// Starts a node on Redis as `thitsax` does: the file's accounts and routes written into
+    /// Redis by `store.config_precedence`, the shared set served and reloaded on change.
+    pub async fn start_redis(toml: &str, store: RedisStore) -> Self {
+        let mut config = Config::from_toml(toml).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        Self::run(App::bind_redis(config, store).await.expect("start on Redis"))
+    }
+}
+
 impl<S: Store> TestNode<S> {
     /// Starts a node on `store` from TOML; `listen` is forced to 127.0.0.1:0.
     pub async fn start_with(toml: &str, store: S) -> Self {
         let mut config = Config::from_toml(toml).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         config.listen = "127.0.0.1:0".parse().unwrap();
-        let app = App::bind_with(config, store).await.expect("bind");
+        Self::run(App::bind_with(config, store).await.expect("bind"))
+    }
+
+    fn run(app: App<S>) -> Self {
         let addr = app.local_addr();
         let node = app.node.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -14,6 +14,8 @@
 //! | `<prefix>:{<account>}:swept` | sorted set | packet id scored by when the sweeper released its reservation (ms), so a late commit charges it once; kept for `store.sweep_tombstone_retention_s` |
 //!
 //! `<prefix>` (config `store.prefix`) lets several deployments or test runs share one Redis.
+//! The accounts and static routes shared by every instance have their own keys, under the hash
+//! tag `{config}`: see [`shared_config`].
 //!
 //! # Scripts
 //! One Lua script per event, in this folder, named after it, loaded once and called by SHA
@@ -37,10 +39,13 @@
 //! release) are sent again. Connections recover by themselves (the connection manager reconnects
 //! with bounded backoff; the cluster client re-discovers its slots).
 
+pub mod shared_config;
+
 use super::{DebitError, PacketId, Store, StoreError};
 use crate::account::Account;
 use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
 use redis::{Script, ScriptInvocation};
+use shared_config::{ConfigKeys, ConfigScripts};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -95,6 +100,11 @@ pub struct RedisStore {
     connection: Connection,
     prefix: String,
     scripts: Scripts,
+    config_scripts: ConfigScripts,
+    config_keys: ConfigKeys,
+    /// Where a pub/sub subscriber connects (any one of them: PUBLISH reaches every cluster node).
+    urls: Vec<String>,
+    connect_timeout: Duration,
     /// Each account's key names, built once: every packet phase needs them.
     keys: RwLock<HashMap<Arc<str>, Arc<Keys>>>,
 }
@@ -145,6 +155,10 @@ impl RedisStore {
             connection,
             prefix: config.prefix.clone(),
             scripts: Scripts::load(),
+            config_scripts: ConfigScripts::load(),
+            config_keys: ConfigKeys::new(&config.prefix),
+            urls: config.urls.clone(),
+            connect_timeout: config.connect_timeout,
             keys: RwLock::default(),
         };
         store.ping().await?;

@@ -1,0 +1,274 @@
+//! Accounts and routes shared through Redis: loaded at start-up, kept in memory, reloaded when
+//! they change. Never read per packet.
+//!
+//! At start-up the config file's accounts and static routes are written into Redis according to
+//! `store.config_precedence` ([`Precedence`]), then the whole set is read back and served from
+//! the node's tables (`Node::accounts`, `Node::router`). While the node runs, [`run`] watches the
+//! config version in Redis two ways: a pub/sub subscription for prompt reloads, and a poll of the
+//! version key every `store.config_poll_interval_ms`, which bounds how late a change is seen even
+//! when a message is missed. A changed version reloads everything.
+//!
+//! A reload validates every entry with the config file's rules. An entry that fails (bad JSON,
+//! a rule broken) is logged and skipped; if the node already serves an account with that id, it
+//! keeps serving that one, so garbage in Redis never replaces a good account. A reload that
+//! cannot read Redis keeps the tables as they are and is tried again at the next poll.
+//!
+//! Swapping: the accounts table is swapped first, then the routing table, each atomically, so a
+//! packet sees a whole old or a whole new table. Between the two swaps a packet may see new
+//! accounts with old routes: a route to an account just deleted finds no account (F02), a new
+//! account is not yet routed to (F02). Packets in flight hold their own `Arc<Account>`, so an
+//! account deleted meanwhile finishes its packets with the limits they started with; its balance
+//! stays in Redis.
+
+use crate::account::{Account, AccountId, AccountRecord, Accounts};
+use crate::config::{self, Problem};
+use crate::forward::Node;
+use crate::packet::IlpAddress;
+use crate::rates::Rates;
+use crate::routing::RoutingTable;
+use crate::shutdown::Phase;
+use crate::store::{ConfigSnapshot, ConfigStoreError, ConfigSyncRules, Entry, RedisStore};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+pub use crate::store::Precedence;
+
+/// Longest wait between two attempts to subscribe again after the subscription failed or ended.
+const RESUBSCRIBE_DELAY_MAX: Duration = Duration::from_secs(5);
+
+/// The config file's share of the set: written at start-up, and again if Redis lost the set.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    pub accounts: Vec<Account>,
+    /// Static routes (prefix, account id).
+    pub routes: Vec<(String, AccountId)>,
+    pub precedence: Precedence,
+}
+
+impl Seed {
+    async fn write(&self, store: &RedisStore) -> Result<(), ConfigStoreError> {
+        let seeded = store.seed_config(&self.accounts, &self.routes, self.precedence).await?;
+        info!(
+            precedence = ?self.precedence,
+            accounts_written = seeded.accounts,
+            routes_written = seeded.routes,
+            version = seeded.version,
+            "config file's accounts and routes written to Redis"
+        );
+        Ok(())
+    }
+}
+
+/// The tables built from one snapshot.
+#[derive(Debug)]
+pub struct Tables {
+    pub accounts: Accounts,
+    pub routes: RoutingTable,
+    /// The version they were read at (`None`: Redis held no config).
+    pub version: Option<u64>,
+    /// Entries skipped, with why.
+    pub problems: Vec<Problem>,
+}
+
+/// Seeds Redis from the file according to `precedence`, then reads back the shared set. Called
+/// before the node serves: any error here stops the start-up.
+pub async fn load_at_start(
+    store: &RedisStore,
+    seed: &Seed,
+    node: &IlpAddress,
+    rates: &Rates,
+) -> Result<Tables, ConfigStoreError> {
+    seed.write(store).await?;
+    let snapshot = store.config_snapshot().await?;
+    let tables = build(&snapshot, node, rates, &Accounts::default());
+    log_problems(&tables.problems);
+    Ok(tables)
+}
+
+/// Builds the tables from a snapshot, validating every entry; `cached` are the accounts served
+/// now, kept for ids whose entry in Redis is unusable. Pure: no I/O.
+pub fn build(snapshot: &ConfigSnapshot, node: &IlpAddress, rates: &Rates, cached: &Accounts) -> Tables {
+    let mut problems = Vec::new();
+    let mut records = Vec::with_capacity(snapshot.accounts.len());
+    for entry in &snapshot.accounts {
+        let (id, value) = match entry {
+            Entry::Read { field, value } => (field, value),
+            Entry::Unreadable => {
+                problems.push(problem(
+                    "redis accounts",
+                    "an entry over the size limit or not UTF-8 was skipped".into(),
+                ));
+                continue;
+            }
+        };
+        match parse_record(node, id, value) {
+            Ok(record) => records.push(record),
+            Err(mut why) => {
+                // The one served now stays: a bad write must not take an account away.
+                if let Some(account) = cached.get(id) {
+                    why.message.push_str("; the account as loaded before is kept");
+                    records.push(account.to_record());
+                }
+                problems.push(why);
+            }
+        }
+    }
+    // Rules across accounts keep the first of two that clash (a shared token, a second parent):
+    // in id order, so every instance keeps the same one whatever order Redis answered in.
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    let (accounts, set_problems) = config::accounts_from_records(node, rates, records);
+    problems.extend(set_problems);
+    let routes = snapshot.routes.iter().filter_map(|entry| match entry {
+        Entry::Read { field, value } => Some((field.clone(), value.clone())),
+        Entry::Unreadable => None,
+    });
+    let (routes, route_problems) = config::routing_table(&accounts, routes);
+    problems.extend(route_problems);
+    let unreadable_routes = snapshot.routes.iter().filter(|e| **e == Entry::Unreadable).count();
+    if unreadable_routes > 0 {
+        problems.push(problem(
+            "redis routes",
+            format!("{unreadable_routes} entries over the size limit skipped"),
+        ));
+    }
+    Tables { accounts: Accounts::new(accounts), routes, version: snapshot.version, problems }
+}
+
+fn problem(path: &str, message: String) -> Problem {
+    Problem { path: path.to_string(), message }
+}
+
+/// One account's JSON, checked alone (the rules across accounts come after).
+fn parse_record(node: &IlpAddress, id: &str, value: &str) -> Result<AccountRecord, Problem> {
+    let path = format!("redis accounts[{id:?}]");
+    let record: AccountRecord = serde_json::from_str(value).map_err(|e| problem(&path, json_error(&e)))?;
+    if record.id != id {
+        return Err(problem(&path, format!("holds the record of account {:?}", record.id)));
+    }
+    match config::account_from_record(node, record.clone()) {
+        Ok(_) => Ok(record),
+        Err(e) => Err(problem(&path, e.to_string().replace('\n', "; "))),
+    }
+}
+
+/// A JSON error without the value it quotes: a misplaced token must not reach the logs. Field
+/// names (unknown or missing fields) are kept, they are what the operator needs.
+fn json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("unknown field") || text.starts_with("missing field") {
+        return format!("invalid record: {}", text.split(", expected").next().unwrap_or(&text));
+    }
+    format!("invalid record: {:?} error at line {} column {}", e.classify(), e.line(), e.column())
+}
+
+fn log_problems(problems: &[Problem]) {
+    for p in problems {
+        warn!(path = %p.path, problem = %p.message, "entry in Redis skipped");
+    }
+}
+
+/// Keeps the node's accounts and routes in step with Redis until the node starts draining.
+/// `version` is the one the node's tables were loaded at.
+pub async fn run(node: Arc<Node<RedisStore>>, seed: Seed, rules: ConfigSyncRules, version: Option<u64>) {
+    let changed = Notify::new();
+    let watch = watch_version(&node, &seed, &rules, version, &changed);
+    let subscribe = async {
+        if rules.pubsub {
+            subscribe(&node.store, &changed).await
+        } else {
+            std::future::pending().await
+        }
+    };
+    tokio::select! {
+        _ = watch => {}
+        _ = subscribe => {}
+        _ = node.shutdown.reached(Phase::Draining) => {}
+    }
+}
+
+/// Reloads when the version differs from the one served: at every poll tick and whenever the
+/// subscriber says so.
+async fn watch_version(
+    node: &Node<RedisStore>,
+    seed: &Seed,
+    rules: &ConfigSyncRules,
+    mut served: Option<u64>,
+    changed: &Notify,
+) {
+    let mut tick = tokio::time::interval(rules.poll_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = changed.notified() => {}
+        }
+        match node.store.config_version().await {
+            Ok(now) if now == served && now.is_some() => continue,
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e, "cannot read the config version from Redis; serving the tables as they are");
+                continue;
+            }
+        }
+        match reload(node, seed).await {
+            Ok(version) => served = version,
+            Err(e) => warn!(error = %e, "config reload failed; serving the tables as they are"),
+        }
+    }
+}
+
+/// Reads a snapshot and swaps the tables in. If Redis holds no config at all (its data was lost,
+/// or flushed), the file is written again first, as at start-up, rather than serving nothing.
+async fn reload(node: &Node<RedisStore>, seed: &Seed) -> Result<Option<u64>, ConfigStoreError> {
+    let mut snapshot = node.store.config_snapshot().await?;
+    if snapshot.version.is_none() {
+        warn!("Redis holds no accounts or routes version (lost or flushed): writing the config file's again");
+        seed.write(&node.store).await?;
+        snapshot = node.store.config_snapshot().await?;
+    }
+    let tables = build(&snapshot, &node.address, &node.rates.load(), &node.accounts.load());
+    log_problems(&tables.problems);
+    info!(
+        version = tables.version,
+        accounts = tables.accounts.iter().count(),
+        routes = tables.routes.len(),
+        skipped = tables.problems.len(),
+        "accounts and routes reloaded from Redis"
+    );
+    // Accounts first: a route never leads to an account the node does not know yet for longer
+    // than between these two stores (see the module doc).
+    node.accounts.store(Arc::new(tables.accounts));
+    node.router.replace(tables.routes);
+    Ok(tables.version)
+}
+
+/// Wakes `changed` at every change message, and once after each (re)subscription, since a
+/// change may have been published while no subscription was listening. Reconnects forever, with a
+/// growing delay; the poll covers the gaps.
+async fn subscribe(store: &RedisStore, changed: &Notify) {
+    let mut attempt = 0usize;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match store.config_changes(attempt).await {
+            Ok(messages) => {
+                debug!("subscribed to config changes");
+                delay = Duration::from_millis(100);
+                changed.notify_one();
+                futures::pin_mut!(messages);
+                while futures::StreamExt::next(&mut messages).await.is_some() {
+                    changed.notify_one();
+                }
+                warn!("config change subscription lost; the version poll covers until it is back");
+            }
+            Err(e) => warn!(error = %e, "cannot subscribe to config changes; the version poll covers"),
+        }
+        attempt = attempt.wrapping_add(1);
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(RESUBSCRIBE_DELAY_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,33 @@
+-- The config file's accounts and static routes written at start-up, all or nothing.
+-- KEYS[1] accounts  KEYS[2] routes  KEYS[3] version
+-- ARGV[1] '1': the file wins (each entry replaces Redis's), '0': Redis wins (only missing
+-- entries are added)  ARGV[2] channel  ARGV[3] number of accounts n
+-- ARGV[4 .. 3+2n] id, JSON pairs; then prefix, account id pairs to the end.
+-- The version is bumped (and the change published) when anything changed, and also when it did
+-- not exist: its absence is how instances tell that Redis holds no config (new, or lost).
+-- Returns {accounts written, routes written, version}.
+local file_wins = ARGV[1] == '1'
+local function put(key, field, value)
+  if file_wins then
+    if redis.call('HGET', key, field) == value then
+      return 0
+    end
+    redis.call('HSET', key, field, value)
+    return 1
+  end
+  return redis.call('HSETNX', key, field, value)
+end
+local n = tonumber(ARGV[3])
+local accounts, routes = 0, 0
+for i = 4, 3 + 2 * n, 2 do
+  accounts = accounts + put(KEYS[1], ARGV[i], ARGV[i + 1])
+end
+for i = 4 + 2 * n, #ARGV, 2 do
+  routes = routes + put(KEYS[2], ARGV[i], ARGV[i + 1])
+end
+local version = redis.call('GET', KEYS[3])
+if accounts + routes > 0 or not version then
+  version = redis.call('INCR', KEYS[3])
+  redis.call('PUBLISH', ARGV[2], version)
+end
+return {accounts, routes, tostring(version)}
