@@ -121,9 +121,12 @@ pub struct Account {
     /// Largest Prepare accepted from this account, in its scale (`u64::MAX` when unlimited).
     pub max_packet_amount: u64,
     pub min_balance: Option<Balance>,
-    /// Settlement fields, used by the settlement hook (later issues).
+    /// When a Fulfill takes the balance above this, the node settles it down to `settle_to`.
     pub settle_threshold: Option<Balance>,
     pub settle_to: Balance,
+    /// The account's RFC 0038 settlement engine (`http://host:port[/base]`), if it settles
+    /// through one.
+    pub settlement_engine_url: Option<Arc<str>>,
 }
 
 /// An account in its configured form, as stored in a shared store (Redis) and read back by every
@@ -155,6 +158,8 @@ pub struct AccountRecord {
     pub settle_threshold: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle_to: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement_engine_url: Option<String>,
 }
 
 impl fmt::Debug for AccountRecord {
@@ -169,6 +174,7 @@ impl fmt::Debug for AccountRecord {
             .field("outgoing_url", &self.outgoing_url)
             .field("max_packet_amount", &self.max_packet_amount)
             .field("min_balance", &self.min_balance)
+            .field("settlement_engine_url", &self.settlement_engine_url)
             .finish_non_exhaustive()
     }
 }
@@ -194,6 +200,7 @@ impl Account {
             min_balance: self.min_balance.map(limit),
             settle_threshold: self.settle_threshold.map(limit),
             settle_to: (self.settle_to != 0).then(|| limit(self.settle_to)),
+            settlement_engine_url: self.settlement_engine_url.as_ref().map(|u| u.to_string()),
         }
     }
 }
@@ -252,6 +259,7 @@ pub fn test_account(id: &str) -> Account {
         min_balance: None,
         settle_threshold: None,
         settle_to: 0,
+        settlement_engine_url: None,
     }
 }
 

@@ -176,6 +176,7 @@ struct RawAccount {
     min_balance: Option<i64>,
     settle_threshold: Option<i64>,
     settle_to: Option<i64>,
+    settlement_engine_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -607,6 +608,7 @@ impl Validator {
                 }
             }
             let outgoing = self.outgoing(&raw, &at);
+            let settlement_engine_url = self.settlement_engine_url(&raw, &at);
             if let (Some(threshold), Some(to)) = (raw.settle_threshold, raw.settle_to) {
                 if to > threshold {
                     self.problem(at("settle_to"), "must not exceed settle_threshold");
@@ -628,6 +630,7 @@ impl Validator {
                     min_balance: raw.min_balance.map(Into::into),
                     settle_threshold: raw.settle_threshold.map(Into::into),
                     settle_to: raw.settle_to.unwrap_or(0).into(),
+                    settlement_engine_url,
                 });
             }
         }
@@ -707,6 +710,18 @@ impl Validator {
             Err(e @ OutgoingError::Url) => self.check(&at("outgoing_url"), Err(e)),
             Err(e @ OutgoingError::Token) => self.check(&at("outgoing_token"), Err(e)),
         }
+    }
+
+    /// An absolute `http://` URL with no query; kept without a trailing `/` so paths append.
+    fn settlement_engine_url(&mut self, raw: &RawAccount, at: &dyn Fn(&str) -> String) -> Option<Arc<str>> {
+        let url = raw.settlement_engine_url.as_ref()?;
+        let path = at("settlement_engine_url");
+        let uri = self.check(&path, url.parse::<hyper::Uri>())?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() || uri.query().is_some() {
+            self.problem(path, "must be an absolute http:// URL without a query");
+            return None;
+        }
+        Some(url.trim_end_matches('/').into())
     }
 
     /// Packets between different asset codes need a price for both.
@@ -791,6 +806,7 @@ impl From<AccountRecord> for RawAccount {
             min_balance: r.min_balance,
             settle_threshold: r.settle_threshold,
             settle_to: r.settle_to,
+            settlement_engine_url: r.settlement_engine_url,
         }
     }
 }

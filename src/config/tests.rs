@@ -250,3 +250,18 @@ fn records_are_checked_with_the_file_s_rules() {
     let e = account_from_record(&config.node_address, bad).unwrap_err();
     assert_eq!(e.0[0].path, "redis accounts[\"a\"].outgoing_url");
 }
+
+#[test]
+fn settlement_engine_urls_are_http_and_kept_without_a_trailing_slash() {
+    let with = |line: &str| MINIMAL.replace("asset_scale = 2", &format!("asset_scale = 2\n{line}"));
+    let config = Config::from_toml(&with("settlement_engine_url = \"http://127.0.0.1:3000/se/\"")).unwrap();
+    assert_eq!(config.accounts[0].settlement_engine_url.as_deref(), Some("http://127.0.0.1:3000/se"));
+    assert_eq!(
+        config.accounts[0].to_record().settlement_engine_url.as_deref(),
+        Some("http://127.0.0.1:3000/se")
+    );
+    for bad in ["https://x/", "127.0.0.1:3000", "http://x/?a=1", "not a url"] {
+        let text = with(&format!("settlement_engine_url = \"{bad}\""));
+        assert_eq!(paths(&text), ["accounts[0].settlement_engine_url"], "{bad}");
+    }
+}

@@ -1,0 +1,144 @@
+//! Settlement: turning the credit an account has run up into money.
+//!
+//! A balance is what the node owes an account. When a Fulfill takes it above the account's
+//! `settle_threshold`, the node moves it down to `settle_to` and asks the account's settlement
+//! system to pay the difference; when the peer settles with us, its settlement system tells the
+//! node, which credits the account. The interface to a settlement system is narrow (settle an
+//! amount for an account, and apply what comes in) so that further kinds (Mojaloop transfers,
+//! Rafiki peer liquidity) plug in beside the first one, an RFC 0038 settlement engine.
+//!
+//! - [`quantity`]: amounts as engines speak them, and exact scale conversion with remainders.
+//! - [`Callbacks`]: what the engines' callback listener asks of the node (credit an incoming
+//!   settlement, relay a message to the peer).
+
+pub mod quantity;
+
+pub use quantity::{Quantity, QuantityError};
+
+use crate::account::Account;
+use crate::balance::Balance;
+use bytes::Bytes;
+use std::fmt;
+use std::future::Future;
+
+/// One outgoing settlement's Idempotency-Key: 128 bits from the OS's secure random source (RFC
+/// 0038 asks for a cryptographically random key). Persisted with the settlement before the first
+/// attempt, and sent with every retry, so a settlement is never made twice.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SettlementId(pub [u8; 16]);
+
+impl SettlementId {
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+            .expect("the OS random source works");
+        SettlementId(bytes)
+    }
+
+    /// The 32 lowercase hex digits of [`Display`](fmt::Display).
+    pub fn parse(text: &str) -> Option<Self> {
+        let bytes = hex::decode(text).ok()?;
+        (text.len() == 32 && text.bytes().all(|b| !b.is_ascii_uppercase()))
+            .then(|| <[u8; 16]>::try_from(bytes).ok().map(SettlementId))
+            .flatten()
+    }
+}
+
+impl fmt::Display for SettlementId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for SettlementId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SettlementId({self})")
+    }
+}
+
+/// Why an incoming settlement was not credited (nothing changed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IncomingError {
+    #[error("no account {0:?}")]
+    UnknownAccount(String),
+    #[error("account {0:?} has no settlement engine")]
+    NoEngine(String),
+    /// The same Idempotency-Key came with a different body.
+    #[error("idempotency key already used with a different request")]
+    KeyReused,
+    /// The amount, converted to the account's scale, would take the balance out of range.
+    #[error("amount too large for account {0:?}")]
+    TooLarge(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Why an engine's message could not be relayed to the peer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("no account {0:?}")]
+    UnknownAccount(String),
+    #[error("account {0:?} has no settlement engine")]
+    NoEngine(String),
+    #[error("account {0:?} has no outgoing link to send the message over")]
+    NoOutgoing(String),
+    /// The peer answered with a Reject: its code and data (the peer engine's error message).
+    #[error("peer rejected the message with {code}")]
+    Rejected { code: String, data: Bytes },
+    /// The peer could not be reached or answered garbage.
+    #[error("peer unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// What the settlement engines' callback listener asks of the node.
+pub trait Callbacks: Send + Sync + 'static {
+    /// The account's engine received a settlement from the peer: credit it, converted to the
+    /// account's scale, keeping what that scale cannot hold for later. Once per
+    /// `idempotency_key`: the same key with the same quantity answers as the first time; with a
+    /// different quantity it is [`IncomingError::KeyReused`]. Returns the quantity accepted.
+    fn incoming_settlement(
+        &self,
+        account: &str,
+        idempotency_key: &str,
+        quantity: Quantity,
+    ) -> impl Future<Output = Result<Quantity, IncomingError>> + Send;
+
+    /// Sends the engine's message to the account's peer as a `peer.settle` Prepare and returns
+    /// the data of the peer's Fulfill (its engine's answer).
+    fn send_message(
+        &self,
+        account: &str,
+        message: Bytes,
+    ) -> impl Future<Output = Result<Bytes, MessageError>> + Send;
+}
+
+/// Called after a Fulfill credited `account`. Reports a crossed threshold; nothing settles yet,
+/// and nothing here may change a balance.
+pub fn after_credit(account: &Account, balance: Balance) {
+    if let Some(threshold) = account.settle_threshold {
+        if balance > threshold {
+            tracing::debug!(
+                account = %account.id,
+                balance = %balance,
+                threshold = %threshold,
+                "balance above settle_threshold; settlement is not wired yet in this build"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settlement_ids_are_random_and_round_trip_as_hex() {
+        let (a, b) = (SettlementId::random(), SettlementId::random());
+        assert_ne!(a, b);
+        assert_eq!(SettlementId::parse(&a.to_string()), Some(a));
+        assert_eq!(a.to_string().len(), 32);
+        assert_eq!(SettlementId::parse(&a.to_string().to_uppercase()), None);
+        assert_eq!(SettlementId::parse("abc"), None);
+        assert_eq!(SettlementId::parse(&"0".repeat(34)), None);
+    }
+}
