@@ -30,8 +30,24 @@ async fn single_redis_passes_the_shared_store_suite() {
     suite::run(&store, "single").await;
     let store = Arc::new(store);
     suite::concurrent_debits(store.clone(), "single").await;
+    suite::concurrent_settlements(store.clone(), "single").await;
     // Every account the suite touched reconciles with its journal.
-    for name in ["limit", "nolimit", "reverse", "idem", "credit", "exact", "edge", "top", "sweep", "race"] {
+    for name in [
+        "limit",
+        "nolimit",
+        "reverse",
+        "idem",
+        "credit",
+        "exact",
+        "edge",
+        "top",
+        "sweep",
+        "race",
+        "settle",
+        "settle-top",
+        "incoming",
+        "settle-race",
+    ] {
         let line = store.audit(&format!("single-{name}")).await.unwrap();
         assert!(line.agrees() && line.entries > 0, "{line:?}");
     }
@@ -65,7 +81,9 @@ async fn redis_cluster_passes_the_shared_store_suite() {
     let cluster = RedisCluster::start(3);
     let store = RedisStore::connect(&config(cluster.urls(), true)).await.unwrap();
     suite::run(&store, "cluster").await;
-    suite::concurrent_debits(Arc::new(store), "cluster").await;
+    let store = Arc::new(store);
+    suite::concurrent_debits(store.clone(), "cluster").await;
+    suite::concurrent_settlements(store, "cluster").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,6 +69,25 @@ pub fn rescale(amount: u128, from: u8, to: u8) -> Option<(u128, u128)> {
     }
 }
 
+/// An incoming settlement plus what earlier ones left over, split for an account of scale
+/// `account_scale`: the whole units credited now, and what that scale cannot hold, kept at the
+/// finer of the two scales. `None` if the sums overflow u128 (an absurd amount).
+pub fn split_incoming(
+    leftover: Option<Quantity>,
+    incoming: Quantity,
+    account_scale: u8,
+) -> Option<(u128, Option<Quantity>)> {
+    let scale = leftover.map_or(incoming.scale, |l| l.scale.max(incoming.scale));
+    let (incoming_at, _) = incoming.rescale(scale)?;
+    let leftover_at = match leftover {
+        Some(l) => l.rescale(scale)?.0,
+        None => 0,
+    };
+    let total = incoming_at.checked_add(leftover_at)?;
+    let (whole, rest) = rescale(total, scale, account_scale)?;
+    Some((whole, (rest > 0).then_some(Quantity::new(rest, scale))))
+}
+
 /// 10^k, if it fits in a u128 (k <= 38).
 fn pow10(k: u8) -> Option<u128> {
     10u128.checked_pow(u32::from(k))
@@ -172,7 +191,39 @@ mod tests {
         assert_eq!(rescale(u128::MAX, 38, 0), Some((3, u128::MAX - 3 * 10u128.pow(38))));
     }
 
+    #[test]
+    fn incoming_settlements_keep_what_the_scale_cannot_hold() {
+        // Engine scale 9, account scale 2.
+        let (credited, left) = split_incoming(None, Quantity::new(1_234_567_890, 9), 2).unwrap();
+        assert_eq!((credited, left), (123, Some(Quantity::new(4_567_890, 9))));
+        let (credited, left) = split_incoming(left, Quantity::new(5_432_110, 9), 2).unwrap();
+        assert_eq!((credited, left), (1, None));
+        // A leftover at a finer scale than the new quantity: both are counted at the finer one.
+        let (credited, left) = split_incoming(Some(Quantity::new(5, 3)), Quantity::new(1, 1), 1).unwrap();
+        assert_eq!((credited, left), (1, Some(Quantity::new(5, 3))));
+        // The account's scale finer than the engine's: everything is credited.
+        assert_eq!(split_incoming(None, Quantity::new(7, 0), 2), Some((700, None)));
+        assert_eq!(split_incoming(Some(Quantity::new(u128::MAX, 0)), Quantity::new(1, 0), 0), None);
+    }
+
     proptest! {
+        /// Over many callbacks nothing is lost: what was credited (at the account's scale) plus
+        /// what is left over equals what came in.
+        #[test]
+        fn many_small_settlements_lose_nothing(amounts in proptest::collection::vec(0u128..10_000_000_000, 1..50), engine in 0u8..=12, account in 0u8..=12) {
+            let (mut left, mut credited) = (None, 0u128);
+            for amount in &amounts {
+                let (now, rest) = split_incoming(left, Quantity::new(*amount, engine), account).unwrap();
+                credited += now;
+                left = rest;
+            }
+            let came_in: u128 = amounts.iter().sum();
+            let scale = engine.max(account);
+            let credited_at = rescale(credited, account, scale).unwrap().0;
+            let left_at = left.map_or(0, |l| l.rescale(scale).unwrap().0);
+            prop_assert_eq!(credited_at + left_at, rescale(came_in, engine, scale).unwrap().0);
+        }
+
         #[test]
         fn down_then_up_loses_nothing(amount in any::<u128>(), from in 0u8..=40, to in 0u8..=40) {
             if let Some((whole, rest)) = rescale(amount, from, to) {

@@ -1,9 +1,14 @@
 //! Balances in this process: one mutex-guarded state per account. Lost on restart, which is why
 //! production uses Redis; the embedded default needs nothing else running.
 
-use super::{DebitError, PacketId, Store, StoreError};
+use super::{
+    settlement_fingerprint, DebitError, IncomingCredit, PacketId, PendingSettlement, SettlementEnd, Store,
+    StoreError, INCOMING_KEY_RETENTION,
+};
 use crate::account::{Account, AccountId};
 use crate::balance::{self, Balance};
+use crate::settlement::quantity::split_incoming;
+use crate::settlement::{Quantity, SettlementId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
@@ -16,6 +21,13 @@ struct AccountState {
     reserved: HashMap<PacketId, (u64, SystemTime)>,
     /// Packets whose reservation the sweeper released → when: a late commit charges them again.
     swept: HashMap<PacketId, SystemTime>,
+    /// Outgoing settlements begun and not finished: id → (amount, since).
+    settlements: HashMap<SettlementId, (u64, SystemTime)>,
+    /// What incoming settlements left that the account's scale cannot hold.
+    leftover: Option<Quantity>,
+    /// Incoming settlements' keys → (request fingerprint, credited, when), kept for
+    /// [`INCOMING_KEY_RETENTION`].
+    incoming: HashMap<String, (String, u64, SystemTime)>,
 }
 
 #[derive(Debug, Default)]
@@ -154,6 +166,90 @@ impl Store for MemoryStore {
         Ok(0)
     }
 
+    async fn begin_settlement(
+        &self,
+        account: &Account,
+        threshold: Balance,
+        settle_to: Balance,
+        id: SettlementId,
+    ) -> Result<Option<u64>, StoreError> {
+        self.with(&account.id, |state| {
+            if state.balance <= threshold {
+                return Ok(None);
+            }
+            // As in Redis: one settlement moves at most what one int64 change can.
+            let amount = u64::try_from(state.balance - settle_to)
+                .ok()
+                .filter(|a| *a <= balance::AMOUNT_MAX)
+                .ok_or_else(|| StoreError::Overflow(account.id.to_string()))?;
+            state.balance = settle_to;
+            state.settlements.insert(id, (amount, SystemTime::now()));
+            Ok(Some(amount))
+        })
+    }
+
+    async fn finish_settlement(
+        &self,
+        account: &Account,
+        id: SettlementId,
+        end: SettlementEnd,
+    ) -> Result<Option<u64>, StoreError> {
+        self.with(&account.id, |state| {
+            let Some((amount, _)) = state.settlements.get(&id).copied() else { return Ok(None) };
+            if end == SettlementEnd::Refunded {
+                state.balance = balance::credit(state.balance, amount)
+                    .map_err(|_| StoreError::Overflow(account.id.to_string()))?;
+            }
+            state.settlements.remove(&id);
+            Ok(Some(amount))
+        })
+    }
+
+    async fn pending_settlements(&self, account: &Account) -> Result<Vec<PendingSettlement>, StoreError> {
+        self.with(&account.id, |state| {
+            let mut pending: Vec<PendingSettlement> = state
+                .settlements
+                .iter()
+                .map(|(id, (amount, since))| PendingSettlement { id: *id, amount: *amount, since: *since })
+                .collect();
+            pending.sort_by_key(|p| p.since);
+            Ok(pending)
+        })
+    }
+
+    async fn credit_settlement(
+        &self,
+        account: &Account,
+        key: &str,
+        quantity: Quantity,
+    ) -> Result<IncomingCredit, StoreError> {
+        let fingerprint = settlement_fingerprint(&quantity);
+        let now = SystemTime::now();
+        self.with(&account.id, |state| {
+            state
+                .incoming
+                .retain(|_, (_, _, at)| now.duration_since(*at).unwrap_or_default() < INCOMING_KEY_RETENTION);
+            if let Some((seen, credited, _)) = state.incoming.get(key) {
+                return Ok(if *seen == fingerprint {
+                    IncomingCredit::Repeated { credited: *credited }
+                } else {
+                    IncomingCredit::KeyReused
+                });
+            }
+            let Some((whole, rest)) = split_incoming(state.leftover, quantity, account.asset_scale) else {
+                return Ok(IncomingCredit::TooLarge);
+            };
+            let Ok(credited) = u64::try_from(whole) else { return Ok(IncomingCredit::TooLarge) };
+            let Ok(balance) = balance::credit(state.balance, credited) else {
+                return Ok(IncomingCredit::TooLarge);
+            };
+            state.balance = balance;
+            state.leftover = rest;
+            state.incoming.insert(key.to_string(), (fingerprint, credited, now));
+            Ok(IncomingCredit::Credited { credited })
+        })
+    }
+
     async fn balance(&self, account_id: &str) -> Result<Balance, StoreError> {
         let map = self.accounts.read().unwrap_or_else(|e| e.into_inner());
         Ok(map.get(account_id).map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).balance).unwrap_or(0))
@@ -172,5 +268,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_debits_never_pass_the_limit_together() {
         crate::store::suite::concurrent_debits(Arc::new(MemoryStore::new()), "mem").await;
+        crate::store::suite::concurrent_settlements(Arc::new(MemoryStore::new()), "mem").await;
     }
 }

@@ -20,6 +20,7 @@ pub use redis::{RedisConfig, RedisStore};
 
 use crate::account::Account;
 use crate::balance::{Balance, BalanceError};
+use crate::settlement::{Quantity, SettlementId};
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -148,6 +149,42 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
+    /// If the balance is above `threshold`, moves it to `settle_to` and records an outgoing
+    /// settlement of the difference under `id`, in one atomic step (of several instances that
+    /// see the same crossing, one settles). Returns the amount, or `None` when not above.
+    fn begin_settlement(
+        &self,
+        account: &Account,
+        threshold: Balance,
+        settle_to: Balance,
+        id: SettlementId,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Ends a pending outgoing settlement exactly once; `Refunded` credits its amount back.
+    /// Returns the amount, or `None` when it was not pending (already ended, or unknown).
+    fn finish_settlement(
+        &self,
+        account: &Account,
+        id: SettlementId,
+        end: SettlementEnd,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// The account's outgoing settlements begun and not finished (to resume after a restart).
+    fn pending_settlements(
+        &self,
+        account: &Account,
+    ) -> impl Future<Output = Result<Vec<PendingSettlement>, StoreError>> + Send;
+
+    /// Credits an incoming settlement once per `key`: what the account's scale can hold is
+    /// credited, the rest kept and added to the next one (see
+    /// [`crate::settlement::quantity::split_incoming`]).
+    fn credit_settlement(
+        &self,
+        account: &Account,
+        key: &str,
+        quantity: Quantity,
+    ) -> impl Future<Output = Result<IncomingCredit, StoreError>> + Send;
+
     /// The account's current balance (0 for an account that never moved money).
     fn balance(&self, account_id: &str) -> impl Future<Output = Result<Balance, StoreError>> + Send;
 
@@ -165,6 +202,47 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         forget_before: SystemTime,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// An outgoing settlement begun (the balance already moved to `settle_to`) and not yet finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingSettlement {
+    pub id: SettlementId,
+    /// In the account's scale.
+    pub amount: u64,
+    pub since: SystemTime,
+}
+
+/// How an outgoing settlement ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettlementEnd {
+    /// The settlement system confirmed it.
+    Settled,
+    /// The settlement system refused it for good: the amount goes back to the balance.
+    Refunded,
+}
+
+/// What an incoming settlement did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncomingCredit {
+    /// Credited now (`credited` in the account's scale; the rest is kept as leftover).
+    Credited { credited: u64 },
+    /// The key was already used with the same request: nothing changed (it had credited this).
+    Repeated { credited: u64 },
+    /// The key was already used with a different request: nothing changed.
+    KeyReused,
+    /// Crediting it would take the balance out of range: nothing changed.
+    TooLarge,
+}
+
+/// How long an incoming settlement's idempotency key is remembered (RFC 0038 asks for at least
+/// 24 hours).
+pub const INCOMING_KEY_RETENTION: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
+
+/// What identifies an incoming settlement's request, to tell a repeat from a reuse of its key.
+pub(crate) fn settlement_fingerprint(quantity: &Quantity) -> String {
+    let text = format!("{}:{}", quantity.amount, quantity.scale);
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
 }
 
 /// The shared store test suite (used by this crate's tests and by `tests/`).

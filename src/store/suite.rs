@@ -2,9 +2,10 @@
 //! its unit tests, Redis and Redis Cluster in `tests/`). `prefix` keeps account ids of separate
 //! runs apart when they share a database.
 
-use super::{DebitError, PacketId, Store};
+use super::{DebitError, IncomingCredit, PacketId, SettlementEnd, Store};
 use crate::account::{test_account, Account};
 use crate::balance::{Balance, BalanceError};
+use crate::settlement::{Quantity, SettlementId};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -25,6 +26,8 @@ pub async fn run<S: Store>(store: &S, prefix: &str) {
     amounts_stay_exact_across_the_whole_range(store, prefix).await;
     unknown_accounts_have_zero_balance(store, prefix).await;
     sweeping_releases_only_expired_reservations_once(store, prefix).await;
+    settlements_move_the_balance_and_end_once(store, prefix).await;
+    incoming_settlements_credit_once_and_keep_remainders(store, prefix).await;
 }
 
 async fn debit_respects_the_credit_limit<S: Store>(store: &S, prefix: &str) {
@@ -182,4 +185,89 @@ async fn sweeping_releases_only_expired_reservations_once<S: Store>(store: &S, p
     assert_eq!(store.sweep_expired(&a, now, 100, SystemTime::now() + Duration::from_secs(1)).await, Ok(0));
     store.commit_prepare(&a, 11, old1).await.unwrap();
     assert_eq!(store.balance(&a.id).await, Ok(4));
+}
+
+async fn settlements_move_the_balance_and_end_once<S: Store>(store: &S, prefix: &str) {
+    let a = account(prefix, "settle", None);
+    store.credit_fulfill(&a, 500, PacketId::next()).await.unwrap();
+    let id = SettlementId::random();
+    assert_eq!(store.begin_settlement(&a, 500, 100, id).await, Ok(None), "not above the threshold");
+    assert_eq!(store.begin_settlement(&a, 400, 100, id).await, Ok(Some(400)));
+    assert_eq!(store.balance(&a.id).await, Ok(100));
+    assert_eq!(store.begin_settlement(&a, 400, 100, SettlementId::random()).await, Ok(None), "settled once");
+    let pending = store.pending_settlements(&a).await.unwrap();
+    assert_eq!((pending.len(), pending[0].id, pending[0].amount), (1, id, 400));
+    assert_eq!(store.finish_settlement(&a, id, SettlementEnd::Settled).await, Ok(Some(400)));
+    assert_eq!(store.finish_settlement(&a, id, SettlementEnd::Refunded).await, Ok(None), "ended once");
+    assert_eq!(store.balance(&a.id).await, Ok(100));
+    assert!(store.pending_settlements(&a).await.unwrap().is_empty());
+    // A refused settlement is refunded once.
+    store.credit_fulfill(&a, 1000, PacketId::next()).await.unwrap();
+    let refused = SettlementId::random();
+    assert_eq!(store.begin_settlement(&a, 1000, -50, refused).await, Ok(Some(1150)));
+    assert_eq!(store.balance(&a.id).await, Ok(-50));
+    assert_eq!(store.finish_settlement(&a, refused, SettlementEnd::Refunded).await, Ok(Some(1150)));
+    assert_eq!(store.finish_settlement(&a, refused, SettlementEnd::Refunded).await, Ok(None));
+    assert_eq!(store.balance(&a.id).await, Ok(1100));
+    // More than one int64 change can carry: refused, nothing changes.
+    let top = account(prefix, "settle-top", None);
+    store.credit_fulfill(&top, i64::MAX as u64, PacketId::next()).await.unwrap();
+    assert!(store.begin_settlement(&top, 0, -1, SettlementId::random()).await.is_err());
+    assert_eq!(store.balance(&top.id).await, Ok(i64::MAX as i128));
+    assert!(store.pending_settlements(&top).await.unwrap().is_empty());
+}
+
+/// Engine scale 9 into an account of scale 2 (the suite's accounts): the remainder is kept.
+async fn incoming_settlements_credit_once_and_keep_remainders<S: Store>(store: &S, prefix: &str) {
+    let a = account(prefix, "incoming", None);
+    let first = Quantity::new(1_234_567_890, 9);
+    assert_eq!(
+        store.credit_settlement(&a, "k1", first).await,
+        Ok(IncomingCredit::Credited { credited: 123 })
+    );
+    assert_eq!(
+        store.credit_settlement(&a, "k1", first).await,
+        Ok(IncomingCredit::Repeated { credited: 123 })
+    );
+    let other = Quantity::new(1, 9);
+    assert_eq!(store.credit_settlement(&a, "k1", other).await, Ok(IncomingCredit::KeyReused));
+    assert_eq!(store.balance(&a.id).await, Ok(123));
+    // 0.004567890 left + 0.005432110 = one more cent, nothing left.
+    let second = Quantity::new(5_432_110, 9);
+    assert_eq!(store.credit_settlement(&a, "k2", second).await, Ok(IncomingCredit::Credited { credited: 1 }));
+    assert_eq!(store.balance(&a.id).await, Ok(124));
+    // Many settlements too small for a cent each add up exactly.
+    for i in 0..100 {
+        let tiny = Quantity::new(1_000_000, 9);
+        let credited = store.credit_settlement(&a, &format!("tiny{i}"), tiny).await.unwrap();
+        let expected = if i % 10 == 9 { 1 } else { 0 };
+        assert_eq!(credited, IncomingCredit::Credited { credited: expected }, "callback {i}");
+    }
+    assert_eq!(store.balance(&a.id).await, Ok(134));
+    // An amount the balance cannot take changes nothing, and is refused again on a repeat.
+    let huge = Quantity::new(10u128.pow(30), 0);
+    assert_eq!(store.credit_settlement(&a, "huge", huge).await, Ok(IncomingCredit::TooLarge));
+    assert_eq!(store.credit_settlement(&a, "huge", huge).await, Ok(IncomingCredit::TooLarge));
+    assert_eq!(store.balance(&a.id).await, Ok(134));
+}
+
+/// Many tasks (standing in for many instances) see the same crossing at once: one settles.
+pub async fn concurrent_settlements<S: Store>(store: Arc<S>, prefix: &str) {
+    let a = Arc::new(account(prefix, "settle-race", None));
+    store.credit_fulfill(&a, 1000, PacketId::next()).await.unwrap();
+    let handles: Vec<_> = (0..50)
+        .map(|_| {
+            let (store, a) = (store.clone(), a.clone());
+            tokio::spawn(
+                async move { store.begin_settlement(&a, 100, 0, SettlementId::random()).await.unwrap() },
+            )
+        })
+        .collect();
+    let mut begun = Vec::new();
+    for h in handles {
+        begun.extend(h.await.unwrap());
+    }
+    assert_eq!(begun, [1000]);
+    assert_eq!(store.balance(&a.id).await, Ok(0));
+    assert_eq!(store.pending_settlements(&a).await.unwrap().len(), 1);
 }

@@ -11,6 +11,9 @@
 //! | `<prefix>:{<account>}:reservations` | sorted set | one member `<packet id>:<amount>` per Prepare still in flight, scored by its expiry (ms since the epoch) for the sweeper |
 //! | `<prefix>:{<account>}:journal` | stream | one entry per balance change: `kind`, `packet`, `change` (signed), `balance` after |
 //! | `<prefix>:{<account>}:checkpoint` | hash | the journal entries folded away so far (older than `store.journal_retention_s`): `sum` of their changes, `entries`, `last` id |
+//! | `<prefix>:{<account>}:settlements` | hash | outgoing settlements begun and not finished: id (the Idempotency-Key) → `<amount>:<since ms>` |
+//! | `<prefix>:{<account>}:settlement-leftover` | string | `<amount>:<scale>` incoming settlements left that the account's scale cannot hold |
+//! | `<prefix>:{<account>}:settlement-in:<sha256 of key>` | string, 48 h TTL | one incoming settlement's idempotency record: `<request fingerprint>:<credited>` |
 //! | `<prefix>:{<account>}:swept` | sorted set | packet id scored by when the sweeper released its reservation (ms), so a late commit charges it once; kept for `store.sweep_tombstone_retention_s` |
 //!
 //! `<prefix>` (config `store.prefix`) lets several deployments or test runs share one Redis.
@@ -41,9 +44,14 @@
 
 pub mod shared_config;
 
-use super::{DebitError, PacketId, Store, StoreError};
+use super::{
+    settlement_fingerprint, DebitError, IncomingCredit, PacketId, PendingSettlement, SettlementEnd, Store,
+    StoreError, INCOMING_KEY_RETENTION,
+};
 use crate::account::Account;
 use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
+use crate::settlement::quantity::split_incoming;
+use crate::settlement::{Quantity, SettlementId};
 use redis::{Script, ScriptInvocation};
 use shared_config::{ConfigKeys, ConfigScripts};
 use std::collections::HashMap;
@@ -78,6 +86,9 @@ struct Scripts {
     sweep: Script,
     audit: Script,
     fold: Script,
+    settlement_begin: Script,
+    settlement_finish: Script,
+    settlement_incoming: Script,
 }
 
 impl Scripts {
@@ -92,6 +103,9 @@ impl Scripts {
             sweep: with_prelude(include_str!("sweep_expired.lua")),
             audit: with_prelude(include_str!("audit_snapshot.lua")),
             fold: with_prelude(include_str!("journal_fold.lua")),
+            settlement_begin: with_prelude(include_str!("settlement_begin.lua")),
+            settlement_finish: with_prelude(include_str!("settlement_finish.lua")),
+            settlement_incoming: with_prelude(include_str!("settlement_incoming.lua")),
         }
     }
 }
@@ -122,6 +136,10 @@ struct Keys {
     journal: String,
     swept: String,
     checkpoint: String,
+    settlements: String,
+    leftover: String,
+    /// Prefix of each incoming settlement's key record (`<this>:<sha256 of the key>`).
+    incoming: String,
 }
 
 /// What a script answered: its code and the balance after it, exactly.
@@ -185,6 +203,9 @@ impl RedisStore {
             journal: format!("{base}:journal"),
             swept: format!("{base}:swept"),
             checkpoint: format!("{base}:checkpoint"),
+            settlements: format!("{base}:settlements"),
+            leftover: format!("{base}:settlement-leftover"),
+            incoming: format!("{base}:settlement-in"),
         });
         let mut cache = self.keys.write().unwrap_or_else(|e| e.into_inner());
         cache.entry(Arc::from(account)).or_insert(keys).clone()
@@ -335,6 +356,24 @@ impl EntryId {
         Some(EntryId(ms.parse().ok()?, seq.parse().ok()?))
     }
 }
+
+/// An amount a script returned (always digits it wrote itself).
+fn parse_amount(text: &str, account: &str) -> Result<u64, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Unavailable(format!("amount for {account} is not an integer: {text:?}")))
+}
+
+/// A stored leftover, `<amount>:<scale>`.
+fn parse_leftover(text: &str, account: &str) -> Result<Quantity, StoreError> {
+    let parsed =
+        text.split_once(':').and_then(|(a, s)| Some(Quantity::new(a.parse().ok()?, s.parse().ok()?)));
+    parsed.ok_or_else(|| {
+        StoreError::Unavailable(format!("settlement leftover of {account} is malformed: {text:?}"))
+    })
+}
+
+/// Tries of an incoming settlement whose leftover kept changing under it.
+const INCOMING_ATTEMPTS: usize = 10;
 
 /// A balance as Redis formats it; anything else means the data was tampered with.
 fn parse_balance(text: &str, account: &str) -> Result<Balance, StoreError> {
@@ -492,6 +531,107 @@ impl Store for RedisStore {
         usize::try_from(folded).map_err(|_| {
             StoreError::Unavailable(format!("journal of {} holds a malformed entry; not folded", account.id))
         })
+    }
+
+    async fn begin_settlement(
+        &self,
+        account: &Account,
+        threshold: Balance,
+        settle_to: Balance,
+        id: SettlementId,
+    ) -> Result<Option<u64>, StoreError> {
+        let k = self.keys(&account.id);
+        let mut invocation = self.scripts.settlement_begin.key(&k.balance);
+        invocation.key(&k.settlements).key(&k.journal);
+        invocation.arg(id.to_string()).arg(threshold.to_string()).arg(settle_to.to_string());
+        invocation.arg(millis(SystemTime::now()));
+        match self.script::<Answer>(&invocation).await? {
+            (1, amount) => parse_amount(&amount, &account.id).map(Some),
+            (0, _) => Ok(None),
+            _ => Err(StoreError::Overflow(account.id.to_string())),
+        }
+    }
+
+    async fn finish_settlement(
+        &self,
+        account: &Account,
+        id: SettlementId,
+        end: SettlementEnd,
+    ) -> Result<Option<u64>, StoreError> {
+        let k = self.keys(&account.id);
+        let mut invocation = self.scripts.settlement_finish.key(&k.balance);
+        invocation.key(&k.settlements).key(&k.journal).arg(id.to_string());
+        invocation.arg(match end {
+            SettlementEnd::Settled => "settled",
+            SettlementEnd::Refunded => "refunded",
+        });
+        match self.script::<Answer>(&invocation).await? {
+            (1, amount) => parse_amount(&amount, &account.id).map(Some),
+            (0, _) => Ok(None),
+            _ => Err(StoreError::Overflow(account.id.to_string())),
+        }
+    }
+
+    async fn pending_settlements(&self, account: &Account) -> Result<Vec<PendingSettlement>, StoreError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(&self.keys(&account.id).settlements);
+        let entries: Vec<(String, String)> = self.cmd(&cmd).await?;
+        let malformed =
+            || StoreError::Unavailable(format!("pending settlements of {} are malformed", account.id));
+        let mut pending = Vec::with_capacity(entries.len());
+        for (id, value) in entries {
+            let (amount, since) = value.split_once(':').ok_or_else(malformed)?;
+            pending.push(PendingSettlement {
+                id: SettlementId::parse(&id).ok_or_else(malformed)?,
+                amount: amount.parse().map_err(|_| malformed())?,
+                since: UNIX_EPOCH + Duration::from_millis(since.parse().map_err(|_| malformed())?),
+            });
+        }
+        pending.sort_by_key(|p| p.since);
+        Ok(pending)
+    }
+
+    async fn credit_settlement(
+        &self,
+        account: &Account,
+        key: &str,
+        quantity: Quantity,
+    ) -> Result<IncomingCredit, StoreError> {
+        let k = self.keys(&account.id);
+        let key_hash = hex::encode(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()));
+        let record = format!("{}:{key_hash}", k.incoming);
+        let fingerprint = settlement_fingerprint(&quantity);
+        // The split depends on the leftover: computed here exactly, applied by the script only
+        // if the leftover is unchanged (another callback for the account may race this one).
+        for _ in 0..INCOMING_ATTEMPTS {
+            let mut read = redis::cmd("GET");
+            read.arg(&k.leftover);
+            let stored: Option<String> = self.cmd(&read).await?;
+            let leftover = stored.as_deref().map(|text| parse_leftover(text, &account.id)).transpose()?;
+            let (credited, rest) = match split_incoming(leftover, quantity, account.asset_scale) {
+                Some((whole, rest)) if whole <= AMOUNT_MAX as u128 => (whole as u64, rest),
+                // Nothing is written for a refused amount, so a repeat of it is refused again.
+                _ => return Ok(IncomingCredit::TooLarge),
+            };
+            let mut invocation = self.scripts.settlement_incoming.key(&k.balance);
+            invocation.key(&k.leftover).key(&record).key(&k.journal);
+            invocation.arg(&fingerprint).arg(stored.unwrap_or_default());
+            invocation.arg(rest.map(|r| format!("{}:{}", r.amount, r.scale)).unwrap_or_default());
+            invocation.arg(credited).arg(INCOMING_KEY_RETENTION.as_secs()).arg(format!("in:{key_hash}"));
+            match self.script::<Answer>(&invocation).await? {
+                (1, _) => return Ok(IncomingCredit::Credited { credited }),
+                (3, before) => {
+                    return Ok(IncomingCredit::Repeated { credited: parse_amount(&before, &account.id)? })
+                }
+                (4, _) => return Ok(IncomingCredit::KeyReused),
+                (5, _) => continue,
+                _ => return Ok(IncomingCredit::TooLarge),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "incoming settlements for {} kept racing; try again",
+            account.id
+        )))
     }
 
     async fn balance(&self, account_id: &str) -> Result<Balance, StoreError> {
