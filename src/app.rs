@@ -96,6 +96,7 @@ impl<S: Store> App<S> {
             expiry: config.expiry.clone(),
             shutdown: shutdown.signal(),
             pending: Default::default(),
+            settlement: Default::default(),
         });
         Ok(App { node, listener, shutdown, config, background: Vec::new() })
     }

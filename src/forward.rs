@@ -24,7 +24,7 @@ use crate::pending::{self, PendingCommits, PendingWrite, WriteKind};
 use crate::rates::{Asset, ConvertError, Rates};
 use crate::reject::Refusal;
 use crate::routing::Router;
-use crate::settlement;
+use crate::settlement::Triggers;
 use crate::shutdown::{Phase, ShutdownSignal};
 use crate::store::{DebitError, PacketId, Store, StoreError};
 use arc_swap::ArcSwap;
@@ -55,6 +55,8 @@ pub struct Node<S> {
     pub expiry: ExpiryRules,
     pub shutdown: ShutdownSignal,
     pub pending: PendingCommits,
+    /// Signals to the settlement worker.
+    pub settlement: Triggers,
 }
 
 /// A Prepare after routing and conversion, ready to leave.
@@ -237,7 +239,7 @@ impl<S: Store> Node<S> {
                     self.unapplied(WriteKind::Commit, from, amount_in, packet, e);
                 }
                 match credited {
-                    Ok(balance) => settlement::after_credit(&to, balance),
+                    Ok(balance) => self.settlement.after_credit(&to, balance),
                     Err((e, first_sent)) => {
                         self.unapplied(WriteKind::Credit { first_sent }, &to, amount_out, packet, e)
                     }

@@ -10,16 +10,23 @@
 //! - [`quantity`]: amounts as engines speak them, and exact scale conversion with remainders.
 //! - [`Callbacks`]: what the engines' callback listener asks of the node (credit an incoming
 //!   settlement, relay a message to the peer).
+//! - [`SettlementSystem`]: what pays an amount for an account; [`outgoing`]: the worker that
+//!   begins, drives and finishes outgoing settlements; [`Triggers`]: the packet path's signal.
 
+pub mod incoming;
+pub mod outgoing;
 pub mod quantity;
 
 pub use quantity::{Quantity, QuantityError};
 
-use crate::account::Account;
+use crate::account::{Account, AccountId};
 use crate::balance::Balance;
 use bytes::Bytes;
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use tokio::sync::mpsc;
 
 /// One outgoing settlement's Idempotency-Key: 128 bits from the OS's secure random source (RFC
 /// 0038 asks for a cryptographically random key). Persisted with the settlement before the first
@@ -88,6 +95,9 @@ pub enum MessageError {
     /// The peer could not be reached or answered garbage.
     #[error("peer unreachable: {0}")]
     Unreachable(String),
+    /// More than an ILP packet's data can carry.
+    #[error("message of {0} bytes is over the {max} an ILP packet carries", max = crate::packet::DATA_BYTES_MAX)]
+    TooLarge(usize),
 }
 
 /// What the settlement engines' callback listener asks of the node.
@@ -112,18 +122,80 @@ pub trait Callbacks: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Bytes, MessageError>> + Send;
 }
 
-/// Called after a Fulfill credited `account`. Reports a crossed threshold; nothing settles yet,
-/// and nothing here may change a balance.
-pub fn after_credit(account: &Account, balance: Balance) {
-    if let Some(threshold) = account.settle_threshold {
-        if balance > threshold {
-            tracing::debug!(
-                account = %account.id,
-                balance = %balance,
-                threshold = %threshold,
-                "balance above settle_threshold; settlement is not wired yet in this build"
-            );
+/// Why a settlement system did not settle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettleError {
+    /// Try again later with the same Idempotency-Key (unreachable, timed out, 5xx).
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// Refused for good (a 4xx): the amount goes back to the balance.
+    #[error("refused: {0}")]
+    Definitive(String),
+}
+
+/// What pays an amount for an account: the narrow interface every kind of settlement system
+/// implements (the RFC 0038 engine first; Mojaloop and Rafiki later).
+pub trait SettlementSystem: Send + Sync + 'static {
+    /// Pays `quantity` (in the account's scale) to the account's peer. `id` is the settlement's
+    /// Idempotency-Key: the same on every attempt, so the payment happens once.
+    fn settle(
+        &self,
+        account: &Account,
+        quantity: Quantity,
+        id: SettlementId,
+    ) -> impl Future<Output = Result<(), SettleError>> + Send;
+}
+
+/// Settlements by state, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub begun: AtomicU64,
+    pub settled: AtomicU64,
+    pub refunded: AtomicU64,
+    /// Failed attempts that were retried.
+    pub retries: AtomicU64,
+}
+
+/// Accounts whose balance crossed their threshold, queued at most this many (more are found by
+/// the worker's scan).
+pub const TRIGGERS_MAX: usize = 1024;
+
+/// The packet path's hand-over to the settlement worker ([`outgoing::run`]).
+#[derive(Debug)]
+pub struct Triggers {
+    sender: mpsc::Sender<AccountId>,
+    receiver: Mutex<Option<mpsc::Receiver<AccountId>>>,
+    pub counters: Counters,
+}
+
+impl Default for Triggers {
+    fn default() -> Self {
+        let (sender, receiver) = mpsc::channel(TRIGGERS_MAX);
+        Triggers { sender, receiver: Mutex::new(Some(receiver)), counters: Counters::default() }
+    }
+}
+
+impl Triggers {
+    /// Called after a credit to `account` (a Fulfill, an incoming settlement) with its new
+    /// balance: signals the worker if the balance is above the threshold of an account that
+    /// settles. Never waits and never changes a balance.
+    pub fn after_credit(&self, account: &Account, balance: Balance) {
+        let above = account.settle_threshold.is_some_and(|threshold| balance > threshold);
+        if above && account.settlement_engine_url.is_some() {
+            // A full queue drops the signal: the worker's scan finds the account anyway.
+            let _ = self.sender.try_send(account.id.clone());
         }
+    }
+
+    /// Asks the worker to look at the account (after a credit that did not report the balance).
+    pub fn check(&self, account: &Account) {
+        if account.settle_threshold.is_some() && account.settlement_engine_url.is_some() {
+            let _ = self.sender.try_send(account.id.clone());
+        }
+    }
+
+    pub(crate) fn take_receiver(&self) -> Option<mpsc::Receiver<AccountId>> {
+        self.receiver.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 

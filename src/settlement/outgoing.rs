@@ -1,0 +1,378 @@
+//! Outgoing settlements: the worker that settles balances above their threshold.
+//!
+//! The packet path only signals ([`Triggers::after_credit`]); this worker does the rest:
+//! 1. **begin** — `Store::begin_settlement` moves the balance to `settle_to` and records the
+//!    settlement under a fresh random [`SettlementId`] in one atomic step, so two instances never
+//!    settle the same amount twice (the second finds the balance no longer above the threshold);
+//! 2. **settle** — the account's [`SettlementSystem`] is asked to pay the amount, with the
+//!    settlement's id as its Idempotency-Key on every attempt; retryable failures are retried
+//!    with capped exponential backoff and jitter, for as long as it takes (RFC 0038);
+//! 3. **finish** — `Settled` on success; on a definitive refusal the amount is refunded to the
+//!    balance, once, and the failure is logged and counted.
+//!
+//! A scan every `scan_interval` begins settlements the signals missed (a full queue, a balance
+//! raised by an incoming settlement) and resumes pending ones no task of this process is driving:
+//! after a restart (pending settlements are in the store) or those of an instance that died. Two
+//! instances may then drive the same settlement; they send the same Idempotency-Key, and its
+//! finish happens once.
+
+use super::{Quantity, SettleError, SettlementId, SettlementSystem};
+use crate::account::{Account, AccountId};
+use crate::forward::Node;
+use crate::store::{SettlementEnd, Store};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+/// Timing and bounds of the worker.
+#[derive(Debug, Clone)]
+pub struct SettleRules {
+    /// First wait after a retryable failure; doubles up to `retry_max`.
+    pub retry_first: Duration,
+    pub retry_max: Duration,
+    /// How often every account is checked for missed thresholds and pending settlements.
+    pub scan_interval: Duration,
+    /// Settlements driven at once by this process; more wait for the next scan.
+    pub concurrent_max: usize,
+    /// After a definitive refusal, no new settlement begins for that account for this long
+    /// (the balance stays above its threshold, and the next attempt would likely be refused too).
+    pub refusal_pause: Duration,
+}
+
+/// Runs until `stop` resolves. Settlements in progress are left pending in the store (the next
+/// start, or another instance, resumes them with the same Idempotency-Key).
+pub async fn run<S: Store, Sys: SettlementSystem>(
+    node: Arc<Node<S>>,
+    system: Arc<Sys>,
+    rules: SettleRules,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let Some(mut triggers) = node.settlement.take_receiver() else { return };
+    let mut worker = Worker {
+        node,
+        system,
+        rules,
+        driving: HashSet::new(),
+        paused: HashMap::new(),
+        tasks: JoinSet::new(),
+    };
+    let mut scan = tokio::time::interval(worker.rules.scan_interval);
+    scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            Some(account) = triggers.recv() => worker.begin(&account).await,
+            _ = scan.tick() => worker.scan().await,
+            Some(done) = worker.tasks.join_next(), if !worker.tasks.is_empty() => {
+                if let Ok((id, account, end)) = done {
+                    worker.driving.remove(&id);
+                    if end == SettlementEnd::Refunded {
+                        worker.paused.insert(account, Instant::now() + worker.rules.refusal_pause);
+                    }
+                }
+            }
+        }
+    }
+    worker.tasks.abort_all();
+}
+
+struct Worker<S, Sys> {
+    node: Arc<Node<S>>,
+    system: Arc<Sys>,
+    rules: SettleRules,
+    /// Settlements a task of this process is driving.
+    driving: HashSet<SettlementId>,
+    /// Accounts whose last settlement was refused, until when no new one begins.
+    paused: HashMap<AccountId, Instant>,
+    /// Each task ends with its settlement, account and how it ended.
+    tasks: JoinSet<(SettlementId, AccountId, SettlementEnd)>,
+}
+
+impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
+    /// Begins a settlement for the account if its balance is above its threshold.
+    async fn begin(&mut self, id: &AccountId) {
+        let Some(account) = self.node.accounts.load().get(id).cloned() else { return };
+        let (Some(threshold), true) = (account.settle_threshold, settles(&account)) else { return };
+        if self.tasks.len() >= self.rules.concurrent_max {
+            return; // The next scan comes back to it.
+        }
+        if self.paused.get(id).is_some_and(|until| Instant::now() < *until) {
+            return;
+        }
+        self.paused.remove(id);
+        let settlement = SettlementId::random();
+        match self.node.store.begin_settlement(&account, threshold, account.settle_to, settlement).await {
+            Ok(Some(amount)) => {
+                self.node.settlement.counters.begun.fetch_add(1, Ordering::Relaxed);
+                info!(account = %account.id, %settlement, amount, "settlement begun");
+                self.drive(account, settlement, amount);
+            }
+            Ok(None) => {}
+            Err(e) => error!(error = %e, account = %account.id, "could not begin a settlement"),
+        }
+    }
+
+    /// Every account: missed thresholds, then pending settlements nobody here drives.
+    async fn scan(&mut self) {
+        let accounts = self.node.accounts.load();
+        for account in accounts.iter().filter(|a| settles(a)) {
+            self.begin(&account.id).await;
+            match self.node.store.pending_settlements(account).await {
+                Ok(pending) => {
+                    for p in pending {
+                        if !self.driving.contains(&p.id) && self.tasks.len() < self.rules.concurrent_max {
+                            info!(account = %account.id, settlement = %p.id, amount = p.amount, "resuming a pending settlement");
+                            self.drive(account.clone(), p.id, p.amount);
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, account = %account.id, "could not list pending settlements"),
+            }
+        }
+    }
+
+    fn drive(&mut self, account: Arc<Account>, id: SettlementId, amount: u64) {
+        self.driving.insert(id);
+        let (node, system, rules) = (self.node.clone(), self.system.clone(), self.rules.clone());
+        self.tasks.spawn(async move {
+            let end = settle(&node, &*system, &rules, &account, id, amount).await;
+            (id, account.id.clone(), end)
+        });
+    }
+}
+
+/// Whether the account settles through a settlement system.
+fn settles(account: &Account) -> bool {
+    account.settlement_engine_url.is_some()
+}
+
+/// Settles one pending settlement to its end, and says which.
+async fn settle<S: Store, Sys: SettlementSystem>(
+    node: &Node<S>,
+    system: &Sys,
+    rules: &SettleRules,
+    account: &Account,
+    id: SettlementId,
+    amount: u64,
+) -> SettlementEnd {
+    let counters = &node.settlement.counters;
+    let quantity = Quantity::new(u128::from(amount), account.asset_scale);
+    let mut wait = rules.retry_first;
+    let end = loop {
+        match system.settle(account, quantity, id).await {
+            Ok(()) => break SettlementEnd::Settled,
+            Err(SettleError::Definitive(reason)) => {
+                error!(account = %account.id, settlement = %id, amount, %reason, "settlement refused for good; refunding it to the balance");
+                break SettlementEnd::Refunded;
+            }
+            Err(SettleError::Retryable(reason)) => {
+                counters.retries.fetch_add(1, Ordering::Relaxed);
+                warn!(account = %account.id, settlement = %id, %reason, retry_in_ms = wait.as_millis() as u64, "settlement attempt failed; retrying with the same key");
+                tokio::time::sleep(jittered(wait)).await;
+                wait = (wait * 2).min(rules.retry_max);
+            }
+        }
+    };
+    finish(node, rules, account, id, end).await;
+    end
+}
+
+/// Records the end; the store may be out for a while, and the end must still be written once.
+async fn finish<S: Store>(
+    node: &Node<S>,
+    rules: &SettleRules,
+    account: &Account,
+    id: SettlementId,
+    end: SettlementEnd,
+) {
+    let counters = &node.settlement.counters;
+    let mut wait = rules.retry_first;
+    loop {
+        match node.store.finish_settlement(account, id, end).await {
+            Ok(Some(amount)) => {
+                match end {
+                    SettlementEnd::Settled => {
+                        counters.settled.fetch_add(1, Ordering::Relaxed);
+                        info!(account = %account.id, settlement = %id, amount, "settled");
+                    }
+                    SettlementEnd::Refunded => {
+                        counters.refunded.fetch_add(1, Ordering::Relaxed);
+                        error!(account = %account.id, settlement = %id, amount, "settlement refunded to the balance");
+                    }
+                }
+                return;
+            }
+            // Another instance driving the same settlement finished it first.
+            Ok(None) => return,
+            Err(e) => {
+                warn!(error = %e, account = %account.id, settlement = %id, "could not record a settlement's end; retrying");
+                tokio::time::sleep(jittered(wait)).await;
+                wait = (wait * 2).min(rules.retry_max);
+            }
+        }
+    }
+}
+
+/// `wait` plus up to a quarter more, so that instances retrying together spread out (RFC 0038
+/// asks for jitter).
+fn jittered(wait: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
+    wait + wait / 4 * u32::from(byte[0]) / 255
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::App;
+    use crate::config::Config;
+    use crate::store::PacketId;
+    use std::sync::Mutex;
+
+    /// A settlement system that answers from a script and records every attempt: it stands in
+    /// for the engine so the worker's own rules can be tested (the real engine is driven in
+    /// `tests/settlement.rs`).
+    #[derive(Default)]
+    struct Scripted {
+        answers: Mutex<Vec<Result<(), SettleError>>>,
+        attempts: Mutex<Vec<(String, Quantity, SettlementId)>>,
+        at: Mutex<Vec<tokio::time::Instant>>,
+    }
+
+    impl SettlementSystem for Scripted {
+        async fn settle(
+            &self,
+            account: &Account,
+            quantity: Quantity,
+            id: SettlementId,
+        ) -> Result<(), SettleError> {
+            self.attempts.lock().unwrap().push((account.id.to_string(), quantity, id));
+            self.at.lock().unwrap().push(tokio::time::Instant::now());
+            let mut answers = self.answers.lock().unwrap();
+            if answers.is_empty() {
+                Ok(())
+            } else {
+                answers.remove(0)
+            }
+        }
+    }
+
+    const CONFIG: &str = r#"
+[node]
+ilp_address = "test.node"
+[[accounts]]
+id = "peer"
+relation = "peer"
+asset_code = "USD"
+asset_scale = 2
+incoming_token = "t"
+settle_threshold = 1000
+settle_to = 100
+settlement_engine_url = "http://127.0.0.1:1/engine"
+"#;
+
+    fn rules() -> SettleRules {
+        SettleRules {
+            retry_first: Duration::from_millis(1),
+            retry_max: Duration::from_millis(4),
+            scan_interval: Duration::from_millis(20),
+            concurrent_max: 8,
+            refusal_pause: Duration::from_millis(30),
+        }
+    }
+
+    async fn node() -> Arc<Node<crate::store::MemoryStore>> {
+        let mut config = Config::from_toml(CONFIG).unwrap();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        App::bind(config).await.unwrap().node
+    }
+
+    /// Runs the worker until `done` holds (or 5 s pass).
+    async fn run_until(
+        node: &Arc<Node<crate::store::MemoryStore>>,
+        system: &Arc<Scripted>,
+        done: impl Fn() -> bool,
+    ) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let worker = tokio::spawn(run(node.clone(), system.clone(), rules(), async move {
+            let _ = rx.await;
+        }));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !done() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = tx.send(());
+        worker.await.unwrap();
+    }
+
+    async fn credit(node: &Node<crate::store::MemoryStore>, amount: u64) {
+        let account = node.accounts.load().get("peer").unwrap().clone();
+        let balance = node.store.credit_fulfill(&account, amount, PacketId::next()).await.unwrap();
+        node.settlement.after_credit(&account, balance);
+    }
+
+    #[tokio::test]
+    async fn a_crossed_threshold_settles_down_to_settle_to_once() {
+        let (node, system) = (node().await, Arc::new(Scripted::default()));
+        credit(&node, 1500).await;
+        run_until(&node, &system, || node.settlement.counters.settled.load(Ordering::Relaxed) == 1).await;
+        let attempts = system.attempts.lock().unwrap().clone();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!((attempts[0].0.as_str(), attempts[0].1), ("peer", Quantity::new(1400, 2)));
+        assert_eq!(node.store.balance("peer").await, Ok(100));
+        let account = node.accounts.load().get("peer").unwrap().clone();
+        assert!(node.store.pending_settlements(&account).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn retries_keep_the_same_idempotency_key() {
+        let (node, system) = (node().await, Arc::new(Scripted::default()));
+        *system.answers.lock().unwrap() =
+            vec![Err(SettleError::Retryable("down".into())), Err(SettleError::Retryable("503".into()))];
+        credit(&node, 1001).await;
+        run_until(&node, &system, || node.settlement.counters.settled.load(Ordering::Relaxed) == 1).await;
+        let attempts = system.attempts.lock().unwrap().clone();
+        assert_eq!(attempts.len(), 3);
+        assert!(attempts.iter().all(|a| a.2 == attempts[0].2 && a.1 == Quantity::new(901, 2)));
+        assert_eq!(node.settlement.counters.retries.load(Ordering::Relaxed), 2);
+        assert_eq!(node.store.balance("peer").await, Ok(100));
+    }
+
+    #[tokio::test]
+    async fn a_definitive_refusal_is_refunded_once_and_pauses_the_account() {
+        let (node, system) = (node().await, Arc::new(Scripted::default()));
+        *system.answers.lock().unwrap() =
+            (0..1000).map(|_| Err(SettleError::Definitive("400".into()))).collect();
+        credit(&node, 2000).await;
+        let counters = &node.settlement.counters;
+        // Each refusal is refunded in full and not retried; the account is then paused for
+        // refusal_pause (30 ms here) before the scan begins a new settlement, with a new key.
+        run_until(&node, &system, || counters.refunded.load(Ordering::Relaxed) == 2).await;
+        let attempts = system.attempts.lock().unwrap().clone();
+        assert_eq!(attempts.len(), 2);
+        assert_ne!(attempts[0].2, attempts[1].2);
+        let at = system.at.lock().unwrap().clone();
+        assert!(at[1] - at[0] >= Duration::from_millis(30), "paused {:?}", at[1] - at[0]);
+        assert_eq!(node.store.balance("peer").await, Ok(2000));
+    }
+
+    #[tokio::test]
+    async fn pending_settlements_are_resumed_with_their_key() {
+        let (node, system) = (node().await, Arc::new(Scripted::default()));
+        let account = node.accounts.load().get("peer").unwrap().clone();
+        node.store.credit_fulfill(&account, 5000, PacketId::next()).await.unwrap();
+        // Begun by an earlier run of the node that stopped before settling it.
+        let earlier = SettlementId::random();
+        assert_eq!(node.store.begin_settlement(&account, 1000, 100, earlier).await, Ok(Some(4900)));
+        run_until(&node, &system, || node.settlement.counters.settled.load(Ordering::Relaxed) == 1).await;
+        let attempts = system.attempts.lock().unwrap().clone();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!((attempts[0].1, attempts[0].2), (Quantity::new(4900, 2), earlier));
+        assert_eq!(node.store.balance("peer").await, Ok(100));
+    }
+}
