@@ -8,9 +8,12 @@
 //! Rafiki peer liquidity) plug in beside the first one, an RFC 0038 settlement engine.
 //!
 //! - [`quantity`]: amounts as engines speak them, and exact scale conversion with remainders.
+//! - [`engine`]: the node's client for an RFC 0038 engine (accounts, settlements, messages), with
+//!   retryable and definitive failures told apart.
 //! - [`Callbacks`]: what the engines' callback listener asks of the node (credit an incoming
 //!   settlement, relay a message to the peer).
 
+pub mod engine;
 pub mod quantity;
 
 pub use quantity::{Quantity, QuantityError};
