@@ -8,9 +8,11 @@ use crate::account::{
 use crate::forward::ExpiryRules;
 use crate::http::client::ClientLimits;
 use crate::http::server::ServerLimits;
+use crate::http::settlement_api::SettlementApiLimits;
 use crate::packet::IlpAddress;
 use crate::rates::{Decimal, Rates};
 use crate::routing::RoutingTable;
+use crate::settlement::engine::EngineLimits;
 use crate::store::{ConfigSyncRules, Precedence, RedisConfig};
 use crate::sweeper::SweepRules;
 use serde::Deserialize;
@@ -63,6 +65,18 @@ pub mod defaults {
     pub const BODY_BYTES_MAX_FLOOR: usize = 1024;
     /// The shutdown drain counts in-flight packets with a u32 semaphore acquisition.
     pub const REQUESTS_IN_FLIGHT_CEILING: usize = 1_000_000;
+
+    // [settlement]: RFC 0038 settlement engines.
+    /// Loopback: the engines' callback API has no authentication (RFC 0038).
+    pub const SETTLEMENT_LISTEN: &str = "127.0.0.1:7771";
+    pub const SETTLEMENT_BODY_BYTES_MAX: usize = 64 * 1024;
+    pub const SETTLEMENT_CONNECTIONS_MAX: usize = 64;
+    pub const SETTLEMENT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+    pub const SETTLEMENT_BODY_READ_TIMEOUT_MS: u64 = 10_000;
+    pub const SETTLEMENT_SHUTDOWN_GRACE_MS: u64 = 5_000;
+    pub const SETTLEMENT_ENGINE_TIMEOUT_MS: u64 = 10_000;
+    pub const SETTLEMENT_ENGINE_CONNECTIONS_MAX: usize = 32;
+    pub const SETTLEMENT_ENGINE_RESPONSE_BYTES_MAX: usize = 64 * 1024;
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +95,8 @@ struct RawConfig {
     accounts: Vec<RawAccount>,
     #[serde(default)]
     routes: Vec<RawRoute>,
+    #[serde(default)]
+    settlement: RawSettlement,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +195,30 @@ struct RawAccount {
     settlement_engine_url: Option<String>,
 }
 
+/// `[settlement]`: the engines' callback listener and the client that calls engines.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSettlement {
+    listen: Option<String>,
+    body_bytes_max: Option<usize>,
+    connections_max: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    shutdown_grace_ms: Option<u64>,
+    engine_timeout_ms: Option<u64>,
+    engine_connections_max: Option<usize>,
+    engine_response_bytes_max: Option<usize>,
+}
+
+/// The validated `[settlement]` section.
+#[derive(Debug, Clone)]
+pub struct SettlementConfig {
+    /// Where the engines' callback API listens (loopback by default: it has no authentication).
+    pub listen: SocketAddr,
+    pub api: SettlementApiLimits,
+    pub engine: EngineLimits,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
@@ -208,6 +248,7 @@ pub struct Config {
     pub routes: RoutingTable,
     /// The `[[routes]]` entries alone (prefix, account), as written to a shared store.
     pub static_routes: Vec<(String, AccountId)>,
+    pub settlement: SettlementConfig,
 }
 
 /// One problem in the file, at a key path such as `accounts[2].outgoing_url`.
@@ -308,6 +349,7 @@ impl Validator {
         });
         self.rate_coverage(&accounts, rates.as_ref().map(|r| &r.1));
         let (routes, static_routes) = self.routes(&accounts, raw.routes, &|i, _| format!("routes[{i}]"));
+        let settlement = self.settlement(raw.settlement);
 
         match (self.problems.is_empty(), node_address, listen, expiry, rates, store) {
             (true, Some(node_address), Some(listen), Some(expiry), Some((rates, _)), Some(store)) => {
@@ -326,6 +368,7 @@ impl Validator {
                     accounts,
                     routes,
                     static_routes,
+                    settlement,
                 })
             }
             _ => Err(ConfigError(self.problems)),
@@ -378,6 +421,66 @@ impl Validator {
             ),
         };
         (listen, limits)
+    }
+
+    /// `[settlement]`. A bad listen address is reported (so the file is refused) and the default
+    /// stands in, keeping this section out of `validate`'s final match.
+    fn settlement(&mut self, raw: RawSettlement) -> SettlementConfig {
+        let listen = raw.listen.as_deref().unwrap_or(defaults::SETTLEMENT_LISTEN);
+        let listen = self.check("settlement.listen", listen.parse::<SocketAddr>());
+        let listen = listen.unwrap_or_else(|| defaults::SETTLEMENT_LISTEN.parse().expect("valid default"));
+        let body_bytes_max = raw.body_bytes_max.unwrap_or(defaults::SETTLEMENT_BODY_BYTES_MAX);
+        self.bytes_in_bounds("settlement.body_bytes_max", body_bytes_max);
+        let response_bytes_max =
+            raw.engine_response_bytes_max.unwrap_or(defaults::SETTLEMENT_ENGINE_RESPONSE_BYTES_MAX);
+        self.bytes_in_bounds("settlement.engine_response_bytes_max", response_bytes_max);
+        let connections_max = self.positive(
+            "settlement.connections_max",
+            raw.connections_max,
+            defaults::SETTLEMENT_CONNECTIONS_MAX,
+        );
+        if connections_max > defaults::REQUESTS_IN_FLIGHT_CEILING {
+            let limit = defaults::REQUESTS_IN_FLIGHT_CEILING;
+            self.problem("settlement.connections_max", format!("must be at most {limit}"));
+        }
+        let api = SettlementApiLimits {
+            body_bytes_max,
+            connections_max,
+            header_read_timeout: self.positive_ms(
+                "settlement.header_read_timeout_ms",
+                raw.header_read_timeout_ms,
+                defaults::SETTLEMENT_HEADER_READ_TIMEOUT_MS,
+            ),
+            body_read_timeout: self.positive_ms(
+                "settlement.body_read_timeout_ms",
+                raw.body_read_timeout_ms,
+                defaults::SETTLEMENT_BODY_READ_TIMEOUT_MS,
+            ),
+            shutdown_grace: Duration::from_millis(
+                raw.shutdown_grace_ms.unwrap_or(defaults::SETTLEMENT_SHUTDOWN_GRACE_MS),
+            ),
+        };
+        let engine = EngineLimits {
+            timeout: self.positive_ms(
+                "settlement.engine_timeout_ms",
+                raw.engine_timeout_ms,
+                defaults::SETTLEMENT_ENGINE_TIMEOUT_MS,
+            ),
+            connections_max: self.positive(
+                "settlement.engine_connections_max",
+                raw.engine_connections_max,
+                defaults::SETTLEMENT_ENGINE_CONNECTIONS_MAX,
+            ),
+            response_bytes_max,
+        };
+        SettlementConfig { listen, api, engine }
+    }
+
+    fn bytes_in_bounds(&mut self, path: &str, value: usize) {
+        let (floor, ceiling) = (defaults::BODY_BYTES_MAX_FLOOR, defaults::BODY_BYTES_MAX_CEILING);
+        if !(floor..=ceiling).contains(&value) {
+            self.problem(path, format!("must be between {floor} and {ceiling}"));
+        }
     }
 
     fn sweep(&mut self, raw: &RawStore) -> SweepRules {

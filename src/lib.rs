@@ -8,6 +8,7 @@
 //! 4. [`forward`]: the packet's path, top to bottom; [`sweeper`]: crash recovery of reservations;
 //!    [`pending`]: commits retried after their Fulfill was relayed;
 //! 5. [`http::server`]: the edge that receives traffic and calls `forward`;
+//!    [`http::settlement_api`]: the edge settlement engines call back (credits, messages);
 //! 6. [`config`] parses and validates the TOML file (and, with its rules, accounts and routes read
 //!    from Redis); [`reload`] keeps accounts and routes in step with Redis; [`app`] wires
 //!    everything; `main` runs it.

@@ -265,3 +265,42 @@ fn settlement_engine_urls_are_http_and_kept_without_a_trailing_slash() {
         assert_eq!(paths(&text), ["accounts[0].settlement_engine_url"], "{bad}");
     }
 }
+
+#[test]
+fn the_settlement_section_has_defaults_and_checked_limits() {
+    let config = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(config.settlement.listen.to_string(), defaults::SETTLEMENT_LISTEN);
+    assert!(config.settlement.listen.ip().is_loopback());
+    assert_eq!(config.settlement.api.body_bytes_max, defaults::SETTLEMENT_BODY_BYTES_MAX);
+    assert_eq!(config.settlement.engine.connections_max, defaults::SETTLEMENT_ENGINE_CONNECTIONS_MAX);
+    assert_eq!(
+        config.settlement.engine.timeout,
+        Duration::from_millis(defaults::SETTLEMENT_ENGINE_TIMEOUT_MS)
+    );
+    let set = format!(
+        "{MINIMAL}\n[settlement]\nlisten = \"127.0.0.1:9999\"\nengine_timeout_ms = 250\nengine_connections_max = 3\n"
+    );
+    let config = Config::from_toml(&set).unwrap();
+    assert_eq!(config.settlement.listen.port(), 9999);
+    assert_eq!(config.settlement.engine.timeout, Duration::from_millis(250));
+    assert_eq!(config.settlement.engine.connections_max, 3);
+    let bad = format!(
+        "{MINIMAL}\n[settlement]\nlisten = \"nowhere\"\nbody_bytes_max = 1\nengine_timeout_ms = 0\n\
+         engine_connections_max = 0\nengine_response_bytes_max = 0\nconnections_max = 0\nfoo = 1\n"
+    );
+    assert_eq!(paths(&bad), vec!["settlement.foo"]);
+    let bad = bad.replace("foo = 1\n", "");
+    let mut found = paths(&bad);
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            "settlement.body_bytes_max",
+            "settlement.connections_max",
+            "settlement.engine_connections_max",
+            "settlement.engine_response_bytes_max",
+            "settlement.engine_timeout_ms",
+            "settlement.listen",
+        ]
+    );
+}

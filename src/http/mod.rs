@@ -1,8 +1,11 @@
 //! ILP-over-HTTP (RFC 0035). The outgoing [`client`] sits below the packet path; the incoming
 //! [`server`] sits above it and calls into it. Nothing in `client` may import `server`.
+//! [`settlement_api`] is the separate listener settlement engines call back (RFC 0038); like
+//! `server`, it is an edge: it calls down into [`crate::settlement`], nothing imports it.
 
 pub mod client;
 pub mod server;
+pub mod settlement_api;
 
 /// RFC 0035's content type; Rafiki accepts nothing else on requests we send.
 pub const CONTENT_TYPE_ILP: &str = "application/octet-stream";

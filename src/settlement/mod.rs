@@ -8,11 +8,14 @@
 //! Rafiki peer liquidity) plug in beside the first one, an RFC 0038 settlement engine.
 //!
 //! - [`quantity`]: amounts as engines speak them, and exact scale conversion with remainders.
+//! - [`engine`]: the node's client for an RFC 0038 engine (accounts, settlements, messages), with
+//!   retryable and definitive failures told apart.
 //! - [`Callbacks`]: what the engines' callback listener asks of the node (credit an incoming
 //!   settlement, relay a message to the peer).
 //! - [`SettlementSystem`]: what pays an amount for an account; [`outgoing`]: the worker that
 //!   begins, drives and finishes outgoing settlements; [`Triggers`]: the packet path's signal.
 
+pub mod engine;
 pub mod incoming;
 pub mod outgoing;
 pub mod quantity;

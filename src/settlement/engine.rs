@@ -1,0 +1,324 @@
+//! The connector's client for an RFC 0038 settlement engine (connector → engine).
+//!
+//! Four calls, each one HTTP/1.1 request with a timeout and a bounded response body:
+//! `POST /accounts`, `DELETE /accounts/{id}`, `POST /accounts/{id}/settlements` (with the
+//! settlement's Idempotency-Key) and `POST /accounts/{id}/messages`.
+//!
+//! Every failure is one of two kinds, because the caller must act differently on them:
+//! - [`EngineError::Retryable`]: the engine may not have processed the request (no connection,
+//!   reset, timeout, 5xx, 408, 429). The caller retries later with the *same* idempotency key;
+//!   the engine then either does it once or answers as it did the first time.
+//! - [`EngineError::Definitive`]: the engine answered and refused the request for good (any other
+//!   4xx). A settlement refused so was not made, so its amount may go back to the balance.
+//!
+//! Built on hyper-util's pooled client rather than [`crate::http::client`]: that pool is shaped for
+//! ILP packets (bearer token, Fulfill/Reject parsing, deadline = packet expiry), while engines take
+//! arbitrary methods, paths and JSON, at a low rate. The pool's own cap is on idle connections
+//! only, so a semaphore per engine caps the requests (and so the connections) in flight to it.
+
+use super::{Quantity, SettlementId};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tracing::debug;
+
+/// RFC 0038's header carrying a settlement's idempotency key.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const CONTENT_TYPE_JSON: &str = "application/json";
+const CONTENT_TYPE_OCTETS: &str = "application/octet-stream";
+/// How much of an engine's error body goes into an error message: enough to read the reason,
+/// not enough to fill logs with whatever the engine sent.
+const ERROR_BODY_CHARS_MAX: usize = 200;
+/// Idle pooled connections are closed after this, before a typical server's own idle timeout
+/// would close them under a request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone)]
+pub struct EngineLimits {
+    /// One call as a whole: waiting for a connection slot, connecting, sending, reading the answer.
+    pub timeout: Duration,
+    /// Requests (so connections) in flight to one engine at once.
+    pub connections_max: usize,
+    /// Larger answers are cut here (an error's body) or refused (a message's answer).
+    pub response_bytes_max: usize,
+}
+
+impl Default for EngineLimits {
+    fn default() -> Self {
+        use crate::config::defaults::*;
+        EngineLimits {
+            timeout: Duration::from_millis(SETTLEMENT_ENGINE_TIMEOUT_MS),
+            connections_max: SETTLEMENT_ENGINE_CONNECTIONS_MAX,
+            response_bytes_max: SETTLEMENT_ENGINE_RESPONSE_BYTES_MAX,
+        }
+    }
+}
+
+/// Why a call to an engine did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The engine may not have processed the request: retry with the same idempotency key.
+    #[error("settlement engine unavailable (retry): {0}")]
+    Retryable(String),
+    /// The engine refused the request for good (`body`: the start of its answer, or why the
+    /// answer itself was refused).
+    #[error("settlement engine refused the request with HTTP {status}: {body}")]
+    Definitive { status: u16, body: String },
+    /// The engine URL and account id do not make a valid request URL; nothing was sent. Config
+    /// validation makes this unreachable for configured engines.
+    #[error("invalid settlement engine URL: {0}")]
+    BadUrl(String),
+}
+
+impl EngineError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, EngineError::Retryable(_))
+    }
+}
+
+/// Shared by the node: cheap to clone (the pool and the per-engine slots are shared).
+#[derive(Clone)]
+pub struct EngineClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    limits: EngineLimits,
+    /// Request slots per engine authority (`host:port`).
+    engines: Arc<RwLock<HashMap<String, Arc<Semaphore>>>>,
+}
+
+impl std::fmt::Debug for EngineClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineClient").field("limits", &self.limits).finish()
+    }
+}
+
+/// An engine's answer, its body read up to the limit.
+struct Answer {
+    status: StatusCode,
+    body: Bytes,
+    /// The body went on past `response_bytes_max`; `body` holds its start.
+    cut: bool,
+}
+
+impl EngineClient {
+    pub fn new(limits: &EngineLimits) -> Self {
+        assert!(limits.connections_max > 0 && limits.response_bytes_max > 0, "validated by config");
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(limits.timeout));
+        // Small request/response pairs: Nagle's delay would only add latency.
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_max_idle_per_host(limits.connections_max)
+            .build(connector);
+        EngineClient { client, limits: limits.clone(), engines: Default::default() }
+    }
+
+    /// `POST {engine}/accounts` `{"id": account}`. 409 counts as success: the node calls this at
+    /// every start-up, and an engine that already has the account is where we want it.
+    pub async fn create_account(&self, engine_url: &str, account: &str) -> Result<(), EngineError> {
+        let body = serde_json::json!({ "id": account }).to_string();
+        let answer = self
+            .call(engine_url, Method::POST, "/accounts".into(), Some(CONTENT_TYPE_JSON), None, body.into())
+            .await?;
+        match answer.status {
+            StatusCode::CONFLICT => Ok(()),
+            _ => expect_success(&answer).map(drop),
+        }
+    }
+
+    /// `DELETE {engine}/accounts/{id}`. 404 counts as success: the account is gone either way.
+    pub async fn delete_account(&self, engine_url: &str, account: &str) -> Result<(), EngineError> {
+        let path = format!("/accounts/{}", encode_segment(account));
+        let answer = self.call(engine_url, Method::DELETE, path, None, None, Bytes::new()).await?;
+        match answer.status {
+            StatusCode::NOT_FOUND => Ok(()),
+            _ => expect_success(&answer).map(drop),
+        }
+    }
+
+    /// `POST {engine}/accounts/{id}/settlements` with `Idempotency-Key: key` and `quantity`.
+    /// Success means the engine has taken the settlement on (RFC 0038: it settles asynchronously
+    /// and retries by itself); the body of its answer is not needed.
+    pub async fn settle(
+        &self,
+        engine_url: &str,
+        account: &str,
+        key: &SettlementId,
+        quantity: &Quantity,
+    ) -> Result<(), EngineError> {
+        let path = format!("/accounts/{}/settlements", encode_segment(account));
+        let key = HeaderValue::from_str(&key.to_string()).expect("hex digits are a valid header value");
+        let body = Bytes::from(quantity.to_json());
+        let answer =
+            self.call(engine_url, Method::POST, path, Some(CONTENT_TYPE_JSON), Some(key), body).await?;
+        expect_success(&answer).map(drop)
+    }
+
+    /// `POST {engine}/accounts/{id}/messages`: a message from the peer's engine in, this engine's
+    /// answer out, raw bytes both ways. An answer over `response_bytes_max` is refused as
+    /// [`EngineError::Definitive`] (the same message would get the same answer).
+    pub async fn send_message(
+        &self,
+        engine_url: &str,
+        account: &str,
+        message: Bytes,
+    ) -> Result<Bytes, EngineError> {
+        let path = format!("/accounts/{}/messages", encode_segment(account));
+        let answer =
+            self.call(engine_url, Method::POST, path, Some(CONTENT_TYPE_OCTETS), None, message).await?;
+        expect_success(&answer)?;
+        if answer.cut {
+            return Err(EngineError::Definitive {
+                status: answer.status.as_u16(),
+                body: format!("answer larger than {} bytes", self.limits.response_bytes_max),
+            });
+        }
+        Ok(answer.body)
+    }
+
+    /// One request, under the engine's slot limit and the call timeout.
+    async fn call(
+        &self,
+        engine_url: &str,
+        method: Method,
+        path: String,
+        content_type: Option<&'static str>,
+        idempotency_key: Option<HeaderValue>,
+        body: Bytes,
+    ) -> Result<Answer, EngineError> {
+        let uri: Uri =
+            format!("{engine_url}{path}").parse().map_err(|e| EngineError::BadUrl(format!("{e}")))?;
+        let authority = match (uri.scheme_str(), uri.authority()) {
+            (Some("http"), Some(authority)) => authority.to_string(),
+            _ => return Err(EngineError::BadUrl(format!("{engine_url} is not an absolute http:// URL"))),
+        };
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        if let Some(content_type) = content_type {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            headers.insert(ACCEPT, HeaderValue::from_static(content_type));
+        }
+        if let Some(key) = idempotency_key {
+            headers.insert(IDEMPOTENCY_KEY, key);
+        }
+        let slots = self.slots(&authority);
+        let exchange = async {
+            let _slot = slots.acquire().await.expect("engine semaphore is never closed");
+            let response = self.client.request(request).await.map_err(|e| {
+                // Connection refused or reset, or an answer hyper could not parse: the engine
+                // may or may not have processed the request.
+                EngineError::Retryable(error_chain(&e))
+            })?;
+            let status = response.status();
+            let (body, cut) = read_bounded(response.into_body(), self.limits.response_bytes_max)
+                .await
+                .map_err(|e| EngineError::Retryable(format!("reading the answer: {e}")))?;
+            Ok(Answer { status, body, cut })
+        };
+        let timeout = self.limits.timeout;
+        let answer = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| EngineError::Retryable(format!("no answer within {} ms", timeout.as_millis())))??;
+        debug!(%method, %path, status = answer.status.as_u16(), "settlement engine answered");
+        Ok(answer)
+    }
+
+    fn slots(&self, authority: &str) -> Arc<Semaphore> {
+        if let Some(slots) = self.engines.read().unwrap_or_else(|e| e.into_inner()).get(authority) {
+            return slots.clone();
+        }
+        let mut engines = self.engines.write().unwrap_or_else(|e| e.into_inner());
+        engines
+            .entry(authority.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.limits.connections_max)))
+            .clone()
+    }
+}
+
+/// Reads at most `max` bytes of `body`; the rest is not read (the connection is then not reused,
+/// which is the right price for an engine sending too much).
+async fn read_bounded(mut body: hyper::body::Incoming, max: usize) -> Result<(Bytes, bool), hyper::Error> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        let room = max - out.len();
+        if data.len() > room {
+            out.extend_from_slice(&data[..room]);
+            return Ok((out.into(), true));
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok((out.into(), false))
+}
+
+/// Retryable, definitive, or success, by status. 1xx and 3xx count as retryable: the engine did
+/// not act on the request, and an operator who fixes the URL lets the same key go through, while
+/// treating them as refusals would return money the engine might yet settle.
+fn expect_success(answer: &Answer) -> Result<&Answer, EngineError> {
+    let status = answer.status;
+    if status.is_success() {
+        return Ok(answer);
+    }
+    let body = body_prefix(&answer.body);
+    let retryable = status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || !status.is_client_error();
+    if retryable {
+        Err(EngineError::Retryable(format!("HTTP {}: {body}", status.as_u16())))
+    } else {
+        Err(EngineError::Definitive { status: status.as_u16(), body })
+    }
+}
+
+/// The start of an answer's body, printable: control characters become spaces.
+fn body_prefix(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out: String =
+        text.chars().take(ERROR_BODY_CHARS_MAX).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if text.chars().count() > ERROR_BODY_CHARS_MAX {
+        out.push('…');
+    }
+    out
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, and `.` too (so that `..`
+/// cannot name a parent path). RFC 0038 asks for URL-safe ids, and ours are ILP address segments,
+/// but an id must never be able to add a path segment or a query to the engine's URL.
+pub fn encode_segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// hyper's errors say little at the top level; the cause chain names the real problem.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
