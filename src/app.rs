@@ -4,9 +4,10 @@ use crate::account::Accounts;
 use crate::config::{Config, StoreConfig};
 use crate::forward::Node;
 use crate::http::client::HttpClient;
-use crate::http::server;
+use crate::http::{server, settlement_api};
 use crate::reload::{self, Seed};
 use crate::routing::{Router, RoutingTable};
+use crate::settlement::engine::EngineClient;
 use crate::shutdown::Shutdown;
 use crate::store::{ConfigStoreError, MemoryStore, RedisStore, Store};
 use arc_swap::ArcSwap;
@@ -24,6 +25,9 @@ pub struct App<S> {
     /// Work that runs beside serving and ends by itself once the node drains (the Redis config
     /// reloader). None of it moves money.
     background: Vec<BoxFuture<'static, ()>>,
+    /// The settlement engines' callback listener: bound when an account settles through an
+    /// engine at start-up.
+    settlement_listener: Option<TcpListener>,
 }
 
 /// Why a node on Redis did not start.
@@ -85,6 +89,10 @@ impl<S: Store> App<S> {
         routes: RoutingTable,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
+        let settlement_listener = match accounts.iter().any(|a| a.settlement_engine_url.is_some()) {
+            true => Some(TcpListener::bind(config.settlement.listen).await?),
+            false => None,
+        };
         let shutdown = Shutdown::new().0;
         let node = Arc::new(Node {
             address: config.node_address.clone(),
@@ -97,18 +105,40 @@ impl<S: Store> App<S> {
             shutdown: shutdown.signal(),
             pending: Default::default(),
             settlement: Default::default(),
+            engines: EngineClient::new(&config.settlement.engine),
         });
-        Ok(App { node, listener, shutdown, config, background: Vec::new() })
+        Ok(App { node, listener, shutdown, config, background: Vec::new(), settlement_listener })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("bound listener has an address")
     }
 
+    /// Where settlement engines call back, when the listener is bound.
+    pub fn settlement_addr(&self) -> Option<SocketAddr> {
+        self.settlement_listener.as_ref().map(|l| l.local_addr().expect("bound listener has an address"))
+    }
+
     /// Serves until `stop` resolves (or the shutdown is triggered otherwise), then drains.
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
-        let App { node, listener, shutdown, config, background } = self;
+        let App { node, listener, shutdown, config, background, settlement_listener } = self;
         let background: Vec<_> = background.into_iter().map(tokio::spawn).collect();
+        // Settlements: the worker that settles balances above their threshold, and the listener
+        // engines call back. Both stop once the last packet is done; pending settlements stay in
+        // the store for the next start.
+        let (stop_settling, settling_stop) = tokio::sync::oneshot::channel::<()>();
+        let settling = tokio::spawn(crate::settlement::outgoing::run(
+            node.clone(),
+            Arc::new(node.engines.clone()),
+            config.settlement.rules.clone(),
+            async move {
+                let _ = settling_stop.await;
+            },
+        ));
+        let callbacks = settlement_listener.map(|listener| {
+            let limits = config.settlement.api.clone();
+            tokio::spawn(settlement_api::serve(listener, node.clone(), limits, shutdown.signal()))
+        });
         // The sweeper stops by itself when the node starts draining; it is awaited below so that
         // no sweep is cut off half way.
         let sweeper = tokio::spawn(crate::sweeper::run(node.clone(), config.sweep.clone()));
@@ -134,5 +164,10 @@ impl<S: Store> App<S> {
         }
         let _ = stop_pending.send(());
         let _ = pending.await;
+        if let Some(callbacks) = callbacks {
+            let _ = callbacks.await;
+        }
+        let _ = stop_settling.send(());
+        let _ = settling.await;
     }
 }

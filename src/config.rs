@@ -13,6 +13,7 @@ use crate::packet::IlpAddress;
 use crate::rates::{Decimal, Rates};
 use crate::routing::RoutingTable;
 use crate::settlement::engine::EngineLimits;
+use crate::settlement::outgoing::SettleRules;
 use crate::store::{ConfigSyncRules, Precedence, RedisConfig};
 use crate::sweeper::SweepRules;
 use serde::Deserialize;
@@ -77,6 +78,11 @@ pub mod defaults {
     pub const SETTLEMENT_ENGINE_TIMEOUT_MS: u64 = 10_000;
     pub const SETTLEMENT_ENGINE_CONNECTIONS_MAX: usize = 32;
     pub const SETTLEMENT_ENGINE_RESPONSE_BYTES_MAX: usize = 64 * 1024;
+    pub const SETTLEMENT_RETRY_FIRST_MS: u64 = 500;
+    pub const SETTLEMENT_RETRY_MAX_MS: u64 = 60_000;
+    pub const SETTLEMENT_SCAN_INTERVAL_MS: u64 = 10_000;
+    pub const SETTLEMENT_CONCURRENT_MAX: usize = 64;
+    pub const SETTLEMENT_REFUSAL_PAUSE_MS: u64 = 60_000;
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,6 +214,11 @@ struct RawSettlement {
     engine_timeout_ms: Option<u64>,
     engine_connections_max: Option<usize>,
     engine_response_bytes_max: Option<usize>,
+    retry_first_ms: Option<u64>,
+    retry_max_ms: Option<u64>,
+    scan_interval_ms: Option<u64>,
+    concurrent_max: Option<usize>,
+    refusal_pause_ms: Option<u64>,
 }
 
 /// The validated `[settlement]` section.
@@ -217,6 +228,8 @@ pub struct SettlementConfig {
     pub listen: SocketAddr,
     pub api: SettlementApiLimits,
     pub engine: EngineLimits,
+    /// How the outgoing settlement worker retries and scans.
+    pub rules: SettleRules,
 }
 
 #[derive(Debug, Deserialize)]
@@ -473,7 +486,38 @@ impl Validator {
             ),
             response_bytes_max,
         };
-        SettlementConfig { listen, api, engine }
+        let rules = SettleRules {
+            retry_first: self.positive_ms(
+                "settlement.retry_first_ms",
+                raw.retry_first_ms,
+                defaults::SETTLEMENT_RETRY_FIRST_MS,
+            ),
+            retry_max: self.positive_ms(
+                "settlement.retry_max_ms",
+                raw.retry_max_ms,
+                defaults::SETTLEMENT_RETRY_MAX_MS,
+            ),
+            scan_interval: self.positive_ms(
+                "settlement.scan_interval_ms",
+                raw.scan_interval_ms,
+                defaults::SETTLEMENT_SCAN_INTERVAL_MS,
+            ),
+            concurrent_max: self.positive(
+                "settlement.concurrent_max",
+                raw.concurrent_max,
+                defaults::SETTLEMENT_CONCURRENT_MAX,
+            ),
+            refusal_pause: self.positive_ms(
+                "settlement.refusal_pause_ms",
+                raw.refusal_pause_ms,
+                defaults::SETTLEMENT_REFUSAL_PAUSE_MS,
+            ),
+        };
+        if rules.retry_max > Duration::from_secs(3600) {
+            // RFC 0038: the longest wait between two attempts is one hour.
+            self.problem("settlement.retry_max_ms", "must be at most 3600000 (one hour, RFC 0038)");
+        }
+        SettlementConfig { listen, api, engine, rules }
     }
 
     fn bytes_in_bounds(&mut self, path: &str, value: usize) {

@@ -20,11 +20,13 @@ use crate::balance::AMOUNT_MAX;
 use crate::http::client::{HttpClient, SendError};
 use crate::ildcp;
 use crate::packet::{is_under, IlpAddress, Prepare, Response};
+use crate::packet::{ErrorCode, Fulfill, Reject, DATA_BYTES_MAX};
 use crate::pending::{self, PendingCommits, PendingWrite, WriteKind};
 use crate::rates::{Asset, ConvertError, Rates};
 use crate::reject::Refusal;
 use crate::routing::Router;
-use crate::settlement::Triggers;
+use crate::settlement::engine::{EngineClient, EngineError};
+use crate::settlement::{incoming, Triggers};
 use crate::shutdown::{Phase, ShutdownSignal};
 use crate::store::{DebitError, PacketId, Store, StoreError};
 use arc_swap::ArcSwap;
@@ -57,6 +59,8 @@ pub struct Node<S> {
     pub pending: PendingCommits,
     /// Signals to the settlement worker.
     pub settlement: Triggers,
+    /// The RFC 0038 engines' client (messages from peers, account setup, settlements).
+    pub engines: EngineClient,
 }
 
 /// A Prepare after routing and conversion, ready to leave.
@@ -113,7 +117,7 @@ impl<S: Store> Node<S> {
         }
         // 2. Peer protocols are answered here, never routed.
         if prepare.destination().starts_with("peer.") {
-            return self.answer_peer_protocol(from, &prepare);
+            return self.answer_peer_protocol(from, &prepare).await;
         }
         // 3-5. Pick the next hop, convert the amount, shorten the expiry. No state changes yet.
         let outbound = self.prepare_outbound(from, prepare, now)?;
@@ -133,8 +137,9 @@ impl<S: Store> Node<S> {
         self.send_and_settle(from, outbound, packet).await
     }
 
-    /// ILDCP for children; any other `peer.*` destination is not served here.
-    fn answer_peer_protocol(&self, from: &Account, prepare: &Prepare) -> Result<Response, Refusal> {
+    /// ILDCP for children; `peer.settle` for accounts with a settlement engine; any other
+    /// `peer.*` destination is not served here. No balance changes on this path.
+    async fn answer_peer_protocol(&self, from: &Account, prepare: &Prepare) -> Result<Response, Refusal> {
         match (prepare.destination(), from.relation, &from.ilp_address) {
             (ildcp::DESTINATION, Relation::Child, Some(address)) => {
                 Ok(Response::Fulfill(ildcp::response(address, &from.asset_code, from.asset_scale)))
@@ -142,7 +147,37 @@ impl<S: Store> Node<S> {
             (ildcp::DESTINATION, _, _) => {
                 Err(Refusal::Unreachable("peer.config is answered for child accounts only"))
             }
+            (incoming::PEER_SETTLE, _, _) => match &from.settlement_engine_url {
+                Some(engine) => Ok(self.engine_message(engine, from, prepare).await),
+                None => Err(Refusal::Unreachable(
+                    "peer.settle is answered for accounts with a settlement engine only",
+                )),
+            },
             _ => Err(Refusal::Unreachable("peer protocol not served by this node")),
+        }
+    }
+
+    /// Hands the peer engine's message to the account's engine (RFC 0038): its answer goes back
+    /// in a Fulfill; a refusal in a Reject from `peer.settle` carrying the engine's answer, F00
+    /// when the engine refused the message, T00 when it could not be asked.
+    async fn engine_message(&self, engine: &str, from: &Account, prepare: &Prepare) -> Response {
+        let message = Bytes::copy_from_slice(prepare.data());
+        let reject = |code, text: &str, data: &[u8]| {
+            Response::Reject(Reject::build(code, incoming::peer_settle(), text, data))
+        };
+        match self.engines.send_message(engine, &from.id, message).await {
+            Ok(answer) if answer.len() <= DATA_BYTES_MAX => {
+                Response::Fulfill(Fulfill::build(&incoming::PEER_SETTLE_FULFILLMENT, &answer))
+            }
+            Ok(_) => reject(ErrorCode::T00_INTERNAL_ERROR, "settlement engine's answer is too large", &[]),
+            Err(EngineError::Definitive { status, body }) => {
+                debug!(account = %from.id, status, "settlement engine refused a peer's message");
+                reject(ErrorCode::F00_BAD_REQUEST, "settlement engine refused the message", body.as_bytes())
+            }
+            Err(e) => {
+                warn!(error = %e, account = %from.id, "settlement engine unreachable for a peer's message");
+                reject(ErrorCode::T00_INTERNAL_ERROR, "settlement engine unavailable", &[])
+            }
         }
     }
 

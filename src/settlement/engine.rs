@@ -16,7 +16,8 @@
 //! arbitrary methods, paths and JSON, at a low rate. The pool's own cap is on idle connections
 //! only, so a semaphore per engine caps the requests (and so the connections) in flight to it.
 
-use super::{Quantity, SettlementId};
+use super::{Quantity, SettleError, SettlementId, SettlementSystem};
+use crate::account::Account;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
@@ -322,3 +323,45 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// RFC 0038 engines as the node's settlement system: each account names its engine.
+impl SettlementSystem for EngineClient {
+    async fn open_account(&self, account: &Account) -> Result<(), SettleError> {
+        let engine = engine_of(account)?;
+        self.create_account(engine, &account.id).await.map_err(SettleError::from)
+    }
+
+    async fn close_account(&self, account: &Account) -> Result<(), SettleError> {
+        let engine = engine_of(account)?;
+        self.delete_account(engine, &account.id).await.map_err(SettleError::from)
+    }
+
+    async fn settle(
+        &self,
+        account: &Account,
+        quantity: Quantity,
+        id: SettlementId,
+    ) -> Result<(), SettleError> {
+        let engine = engine_of(account)?;
+        EngineClient::settle(self, engine, &account.id, &id, &quantity).await.map_err(SettleError::from)
+    }
+}
+
+fn engine_of(account: &Account) -> Result<&str, SettleError> {
+    account
+        .settlement_engine_url
+        .as_deref()
+        .ok_or_else(|| SettleError::Definitive(format!("account {} has no settlement engine", account.id)))
+}
+
+impl From<EngineError> for SettleError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Retryable(reason) => SettleError::Retryable(reason),
+            EngineError::Definitive { status, body } => {
+                SettleError::Definitive(format!("HTTP {status}: {body}"))
+            }
+            EngineError::BadUrl(url) => SettleError::Definitive(format!("bad engine URL {url}")),
+        }
+    }
+}

@@ -97,7 +97,7 @@ impl<S: Store> Node<S> {
     }
 }
 
-fn peer_settle() -> &'static IlpAddress {
+pub fn peer_settle() -> &'static IlpAddress {
     static ADDRESS: OnceLock<IlpAddress> = OnceLock::new();
     ADDRESS.get_or_init(|| IlpAddress::parse(PEER_SETTLE).expect("peer.settle is a valid address"))
 }

@@ -139,6 +139,14 @@ pub enum SettleError {
 /// What pays an amount for an account: the narrow interface every kind of settlement system
 /// implements (the RFC 0038 engine first; Mojaloop and Rafiki later).
 pub trait SettlementSystem: Send + Sync + 'static {
+    /// Prepares the settlement system for the account (RFC 0038: `POST /accounts`). Called at
+    /// start-up for every account that settles, and again until it succeeds; must be harmless
+    /// when the account is already set up.
+    fn open_account(&self, account: &Account) -> impl Future<Output = Result<(), SettleError>> + Send;
+
+    /// The account was deleted (RFC 0038: `DELETE /accounts/{id}`).
+    fn close_account(&self, account: &Account) -> impl Future<Output = Result<(), SettleError>> + Send;
+
     /// Pays `quantity` (in the account's scale) to the account's peer. `id` is the settlement's
     /// Idempotency-Key: the same on every attempt, so the payment happens once.
     fn settle(

@@ -56,6 +56,7 @@ pub async fn run<S: Store, Sys: SettlementSystem>(
         node,
         system,
         rules,
+        opened: HashSet::new(),
         driving: HashSet::new(),
         paused: HashMap::new(),
         tasks: JoinSet::new(),
@@ -85,6 +86,8 @@ struct Worker<S, Sys> {
     node: Arc<Node<S>>,
     system: Arc<Sys>,
     rules: SettleRules,
+    /// Accounts the settlement system was prepared for by this process (nothing settles before).
+    opened: HashSet<AccountId>,
     /// Settlements a task of this process is driving.
     driving: HashSet<SettlementId>,
     /// Accounts whose last settlement was refused, until when no new one begins.
@@ -98,6 +101,9 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
     async fn begin(&mut self, id: &AccountId) {
         let Some(account) = self.node.accounts.load().get(id).cloned() else { return };
         let (Some(threshold), true) = (account.settle_threshold, settles(&account)) else { return };
+        if !self.opened.contains(id) {
+            return; // The next scan opens it first.
+        }
         if self.tasks.len() >= self.rules.concurrent_max {
             return; // The next scan comes back to it.
         }
@@ -117,10 +123,23 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
         }
     }
 
-    /// Every account: missed thresholds, then pending settlements nobody here drives.
+    /// Every account: prepared with the settlement system, then missed thresholds, then pending
+    /// settlements nobody here drives.
     async fn scan(&mut self) {
         let accounts = self.node.accounts.load();
         for account in accounts.iter().filter(|a| settles(a)) {
+            if !self.opened.contains(&account.id) {
+                match self.system.open_account(account).await {
+                    Ok(()) => {
+                        info!(account = %account.id, "settlement account ready");
+                        self.opened.insert(account.id.clone());
+                    }
+                    Err(e) => {
+                        warn!(error = %e, account = %account.id, "could not set up the settlement account; trying again at the next scan");
+                        continue;
+                    }
+                }
+            }
             self.begin(&account.id).await;
             match self.node.store.pending_settlements(account).await {
                 Ok(pending) => {
@@ -245,6 +264,14 @@ mod tests {
     }
 
     impl SettlementSystem for Scripted {
+        async fn open_account(&self, _: &Account) -> Result<(), SettleError> {
+            Ok(())
+        }
+
+        async fn close_account(&self, _: &Account) -> Result<(), SettleError> {
+            Ok(())
+        }
+
         async fn settle(
             &self,
             account: &Account,

@@ -33,6 +33,20 @@ impl TestNode<MemoryStore> {
     pub async fn start(toml: &str) -> Self {
         Self::start_with(toml, MemoryStore::new()).await
     }
+
+    /// Starts a node with the in-memory store from TOML as it is, `listen` included (for
+    /// topologies that need a port known in advance: see [`reserve_port`]).
+    pub async fn start_as_is(toml: &str) -> Self {
+        let config = Config::from_toml(toml).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        Self::run(App::bind_with(config, MemoryStore::new()).await.expect("bind"))
+    }
+}
+
+/// A free loopback port, for a listener a config must name before it is bound (another process
+/// could take it meanwhile; the window is short).
+pub fn reserve_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
 }
 
 impl TestNode<RedisStore> {
