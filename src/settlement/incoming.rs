@@ -129,6 +129,7 @@ incoming_token = "u"
     async fn node() -> Arc<Node<crate::store::MemoryStore>> {
         let mut config = Config::from_toml(CONFIG).unwrap();
         config.listen = "127.0.0.1:0".parse().unwrap();
+        config.settlement.listen = "127.0.0.1:0".parse().unwrap();
         App::bind(config).await.unwrap().node
     }
 

@@ -17,7 +17,7 @@
 //! finish happens once.
 
 use super::{Quantity, SettleError, SettlementId, SettlementSystem};
-use crate::account::{Account, AccountId};
+use crate::account::{Account, AccountId, Accounts};
 use crate::forward::Node;
 use crate::store::{SettlementEnd, Store};
 use std::collections::{HashMap, HashSet};
@@ -56,7 +56,7 @@ pub async fn run<S: Store, Sys: SettlementSystem>(
         node,
         system,
         rules,
-        opened: HashSet::new(),
+        opened: HashMap::new(),
         driving: HashSet::new(),
         paused: HashMap::new(),
         tasks: JoinSet::new(),
@@ -86,8 +86,9 @@ struct Worker<S, Sys> {
     node: Arc<Node<S>>,
     system: Arc<Sys>,
     rules: SettleRules,
-    /// Accounts the settlement system was prepared for by this process (nothing settles before).
-    opened: HashSet<AccountId>,
+    /// Accounts the settlement system was prepared for by this process (nothing settles before),
+    /// as they were then (to close them with the same settlement system).
+    opened: HashMap<AccountId, Arc<Account>>,
     /// Settlements a task of this process is driving.
     driving: HashSet<SettlementId>,
     /// Accounts whose last settlement was refused, until when no new one begins.
@@ -101,7 +102,7 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
     async fn begin(&mut self, id: &AccountId) {
         let Some(account) = self.node.accounts.load().get(id).cloned() else { return };
         let (Some(threshold), true) = (account.settle_threshold, settles(&account)) else { return };
-        if !self.opened.contains(id) {
+        if !self.opened.contains_key(id) {
             return; // The next scan opens it first.
         }
         if self.tasks.len() >= self.rules.concurrent_max {
@@ -124,15 +125,17 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
     }
 
     /// Every account: prepared with the settlement system, then missed thresholds, then pending
-    /// settlements nobody here drives.
+    /// settlements nobody here drives. Accounts that no longer settle here (deleted, or their
+    /// engine removed) are closed with their settlement system.
     async fn scan(&mut self) {
         let accounts = self.node.accounts.load();
+        self.close_gone(&accounts).await;
         for account in accounts.iter().filter(|a| settles(a)) {
-            if !self.opened.contains(&account.id) {
+            if !self.opened.contains_key(&account.id) {
                 match self.system.open_account(account).await {
                     Ok(()) => {
                         info!(account = %account.id, "settlement account ready");
-                        self.opened.insert(account.id.clone());
+                        self.opened.insert(account.id.clone(), account.clone());
                     }
                     Err(e) => {
                         warn!(error = %e, account = %account.id, "could not set up the settlement account; trying again at the next scan");
@@ -151,6 +154,30 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
                     }
                 }
                 Err(e) => warn!(error = %e, account = %account.id, "could not list pending settlements"),
+            }
+        }
+    }
+
+    /// Closes the accounts this process opened that are gone from the table or no longer
+    /// settle. (Every instance does it; closing is harmless when already done.)
+    async fn close_gone(&mut self, accounts: &Accounts) {
+        let gone: Vec<Arc<Account>> = self
+            .opened
+            .values()
+            .filter(|was| {
+                accounts.get(&was.id).is_none_or(|now| now.settlement_engine_url != was.settlement_engine_url)
+            })
+            .cloned()
+            .collect();
+        for account in gone {
+            match self.system.close_account(&account).await {
+                Ok(()) => {
+                    info!(account = %account.id, "settlement account closed");
+                    self.opened.remove(&account.id);
+                }
+                Err(e) => {
+                    warn!(error = %e, account = %account.id, "could not close the settlement account; trying again at the next scan")
+                }
             }
         }
     }
@@ -261,14 +288,18 @@ mod tests {
         answers: Mutex<Vec<Result<(), SettleError>>>,
         attempts: Mutex<Vec<(String, Quantity, SettlementId)>>,
         at: Mutex<Vec<tokio::time::Instant>>,
+        opened: Mutex<Vec<String>>,
+        closed: Mutex<Vec<String>>,
     }
 
     impl SettlementSystem for Scripted {
-        async fn open_account(&self, _: &Account) -> Result<(), SettleError> {
+        async fn open_account(&self, account: &Account) -> Result<(), SettleError> {
+            self.opened.lock().unwrap().push(account.id.to_string());
             Ok(())
         }
 
-        async fn close_account(&self, _: &Account) -> Result<(), SettleError> {
+        async fn close_account(&self, account: &Account) -> Result<(), SettleError> {
+            self.closed.lock().unwrap().push(account.id.to_string());
             Ok(())
         }
 
@@ -316,6 +347,7 @@ settlement_engine_url = "http://127.0.0.1:1/engine"
     async fn node() -> Arc<Node<crate::store::MemoryStore>> {
         let mut config = Config::from_toml(CONFIG).unwrap();
         config.listen = "127.0.0.1:0".parse().unwrap();
+        config.settlement.listen = "127.0.0.1:0".parse().unwrap();
         App::bind(config).await.unwrap().node
     }
 
@@ -401,5 +433,30 @@ settlement_engine_url = "http://127.0.0.1:1/engine"
         assert_eq!(attempts.len(), 1);
         assert_eq!((attempts[0].1, attempts[0].2), (Quantity::new(4900, 2), earlier));
         assert_eq!(node.store.balance("peer").await, Ok(100));
+    }
+
+    #[tokio::test]
+    async fn accounts_are_opened_before_settling_and_closed_once_gone() {
+        let (node, system) = (node().await, Arc::new(Scripted::default()));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let worker = tokio::spawn(run(node.clone(), system.clone(), rules(), async move {
+            let _ = rx.await;
+        }));
+        async fn wait(what: &str, done: impl Fn() -> bool) {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while !done() {
+                assert!(tokio::time::Instant::now() < deadline, "{what}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        wait("opened", || system.opened.lock().unwrap().len() == 1).await;
+        // The account is deleted (a reload, the admin API): the next scan closes it, once.
+        node.accounts.store(Arc::new(Accounts::new(Vec::new())));
+        wait("closed", || system.closed.lock().unwrap().len() == 1).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let _ = tx.send(());
+        worker.await.unwrap();
+        assert_eq!(*system.opened.lock().unwrap(), ["peer"]);
+        assert_eq!(*system.closed.lock().unwrap(), ["peer"]);
     }
 }
