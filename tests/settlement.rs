@@ -255,3 +255,200 @@ async fn a_settlement_the_engine_refuses_is_refunded_once() {
     assert_eq!(refunded(), 1);
     assert_eq!((pair.a.balance("b").await, pair.b.balance("a").await), (6_000_000, -6_000_000));
 }
+
+/// A node with one peer account of scale 2 whose engine works at scale 9; the test plays the
+/// engine calling back.
+async fn callback_node() -> TestNode {
+    TestNode::start(
+        r#"
+[node]
+ilp_address = "test.n"
+log_level = "error"
+[[accounts]]
+id = "peer"
+relation = "peer"
+asset_code = "USD"
+asset_scale = 2
+incoming_token = "peer-token"
+settlement_engine_url = "http://127.0.0.1:1/engine"
+"#,
+    )
+    .await
+}
+
+/// POSTs an incoming-settlement callback as an engine does.
+async fn callback(
+    node: &TestNode,
+    account: &str,
+    key: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
+    let url =
+        format!("http://{}/accounts/{account}/settlements", node.settlement_addr.expect("listener bound"));
+    let mut req = hyper::Request::post(url).header("content-type", content_type);
+    if let Some(key) = key {
+        req = req.header("idempotency-key", key);
+    }
+    let body = http_body_util::Full::new(bytes::Bytes::from(body.to_string()));
+    let response = client().request(req.body(body).unwrap()).await.unwrap();
+    let status = response.status().as_u16();
+    let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn a_duplicated_callback_is_credited_once() {
+    let node = callback_node().await;
+    let body = r#"{"amount":"1500000000","scale":9}"#;
+    assert_eq!(callback(&node, "peer", Some("k1"), "application/json", body).await, (201, body.to_string()));
+    assert_eq!(callback(&node, "peer", Some("k1"), "application/json", body).await, (201, body.to_string()));
+    assert_eq!(node.balance("peer").await, 150);
+    // The same key with another body is a conflict; nothing changes.
+    let other = r#"{"amount":"1","scale":9}"#;
+    assert_eq!(callback(&node, "peer", Some("k1"), "application/json", other).await.0, 409);
+    assert_eq!(node.balance("peer").await, 150);
+}
+
+#[tokio::test]
+async fn many_callbacks_with_remainders_lose_nothing() {
+    let node = callback_node().await;
+    // 1,000 callbacks of 0.012345678 USD (scale 9) into an account of scale 2: 12.345678 USD in
+    // all, 1234 cents credited; 0.005678 USD is kept as leftover, not lost.
+    for i in 0..1000 {
+        let (status, _) = callback(
+            &node,
+            "peer",
+            Some(&format!("k{i}")),
+            "application/json",
+            r#"{"amount":"12345678","scale":9}"#,
+        )
+        .await;
+        assert_eq!(status, 201, "callback {i}");
+    }
+    assert_eq!(node.balance("peer").await, 1234);
+    // One more of 0.004322 USD completes the next cent exactly.
+    callback(&node, "peer", Some("last"), "application/json", r#"{"amount":"4322000","scale":9}"#).await;
+    assert_eq!(node.balance("peer").await, 1235);
+}
+
+#[tokio::test]
+async fn bad_callbacks_get_a_4xx_and_change_nothing() {
+    let node = callback_node().await;
+    let good = r#"{"amount":"100","scale":2}"#;
+    let cases: [(&str, Option<&str>, &str, &str, u16); 7] = [
+        ("no key", None, "application/json", good, 400),
+        ("empty key", Some(""), "application/json", good, 400),
+        ("not json", Some("a"), "application/json", "{", 400),
+        ("negative", Some("b"), "application/json", r#"{"amount":"-1","scale":2}"#, 400),
+        ("number amount", Some("c"), "application/json", r#"{"amount":100,"scale":2}"#, 400),
+        ("wrong type", Some("d"), "text/plain", good, 415),
+        (
+            "too large",
+            Some("e"),
+            "application/json",
+            r#"{"amount":"99999999999999999999999999","scale":0}"#,
+            422,
+        ),
+    ];
+    for (what, key, content_type, body, status) in cases {
+        let (got, text) = callback(&node, "peer", key, content_type, body).await;
+        assert_eq!(got, status, "{what}: {text}");
+        assert!(!text.is_empty(), "{what}: a clear message");
+    }
+    assert_eq!(callback(&node, "nobody", Some("f"), "application/json", good).await.0, 404);
+    assert_eq!(node.balance("peer").await, 0);
+}
+
+/// With Redis, a settlement begun before a restart is in the store and is resumed by the next
+/// run of the node, with the same Idempotency-Key, and settled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_settlements_survive_a_restart_with_redis() {
+    use thitsax::config::{Config, StoreConfig};
+    use thitsax::store::{RedisStore, Store};
+    if !common::redis::redis_or_skip("pending_settlements_survive_a_restart_with_redis") {
+        return;
+    }
+    let redis = common::redis::RedisServer::start();
+    let peer = Downstream::always(Behaviour::Fulfill).await;
+    // The engine takes settlement requests; its own payments go nowhere here (no peer engine),
+    // which does not matter to the node.
+    let mut engine = Engine::start("redis-restart", "http://127.0.0.1:1", &[]);
+    let toml = format!(
+        r#"
+[node]
+ilp_address = "test.n"
+log_level = "error"
+[store]
+kind = "redis"
+url = "{redis}"
+prefix = "settle"
+[settlement]
+scan_interval_ms = 100
+retry_first_ms = 20
+retry_max_ms = 100
+[[accounts]]
+id = "alice"
+relation = "child"
+asset_code = "USD"
+asset_scale = 6
+incoming_token = "alice-token"
+min_balance = -1000000000000
+[[accounts]]
+id = "b"
+relation = "peer"
+asset_code = "USD"
+asset_scale = 6
+ilp_address = "test.b"
+outgoing_url = "{peer}"
+outgoing_token = "to-b"
+settle_threshold = 5000000
+settle_to = 0
+settlement_engine_url = "{engine}"
+"#,
+        redis = redis.url(),
+        peer = peer.url(),
+        engine = engine.url,
+    );
+    let StoreConfig::Redis(redis_config) = Config::from_toml(&toml).unwrap().store else { panic!("redis") };
+    let node = TestNode::start_redis(&toml, RedisStore::connect(&redis_config).await.unwrap()).await;
+    // The node sets the account up at the engine, then the engine goes down.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !engine.log().contains("account set up") {
+        assert!(Instant::now() < deadline, "account not set up at the engine:\n{}", engine.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    engine.stop();
+    let client = client();
+    for i in 0..6 {
+        let p = prepare_with_id("test.b.x", 1_000_000, Duration::from_secs(10), i);
+        send(&client, &node.url(), "alice-token", &p).await.fulfill();
+    }
+    // Begun (the balance moved to 0), but the engine is down.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.balance("b").await != 0 {
+        assert!(Instant::now() < deadline, "settlement not begun");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.stop().await;
+    let store = RedisStore::connect(&redis_config).await.unwrap();
+    let account = Config::from_toml(&toml).unwrap().accounts.into_iter().find(|a| &*a.id == "b").unwrap();
+    let pending = store.pending_settlements(&account).await.unwrap();
+    assert_eq!((pending.len(), pending[0].amount), (1, 6_000_000), "{pending:?}");
+    let key = pending[0].id.to_string();
+
+    // The engine is back, and so is the node: the pending settlement is resumed and settled.
+    engine.restart();
+    let node = TestNode::start_redis(&toml, RedisStore::connect(&redis_config).await.unwrap()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !store.pending_settlements(&account).await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "not resumed:\n{}", engine.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(node.node.settlement.counters.settled.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(node.balance("b").await, 0, "settled once, not refunded");
+    // The engine got the settlement under the key recorded before the restart.
+    let journal = std::fs::read_to_string(engine.dir.join("journal.jsonl")).unwrap();
+    assert!(journal.contains(&key), "key {key} not in the engine's journal:\n{journal}");
+    assert!(node.node.store.audit("b").await.unwrap().agrees());
+}

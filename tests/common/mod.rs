@@ -23,6 +23,8 @@ use tokio::net::TcpListener;
 /// A node running in this process on a loopback port, stopped (drained) on drop.
 pub struct TestNode<S: Store = MemoryStore> {
     pub addr: SocketAddr,
+    /// The settlement engines' callback listener, when an account settles through an engine.
+    pub settlement_addr: Option<SocketAddr>,
     pub node: Arc<Node<S>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -55,6 +57,7 @@ impl TestNode<RedisStore> {
     pub async fn start_redis(toml: &str, store: RedisStore) -> Self {
         let mut config = Config::from_toml(toml).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         config.listen = "127.0.0.1:0".parse().unwrap();
+        config.settlement.listen = "127.0.0.1:0".parse().unwrap();
         Self::run(App::bind_redis(config, store).await.expect("start on Redis"))
     }
 }
@@ -64,17 +67,18 @@ impl<S: Store> TestNode<S> {
     pub async fn start_with(toml: &str, store: S) -> Self {
         let mut config = Config::from_toml(toml).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         config.listen = "127.0.0.1:0".parse().unwrap();
+        config.settlement.listen = "127.0.0.1:0".parse().unwrap();
         Self::run(App::bind_with(config, store).await.expect("bind"))
     }
 
     fn run(app: App<S>) -> Self {
-        let addr = app.local_addr();
+        let (addr, settlement_addr) = (app.local_addr(), app.settlement_addr());
         let node = app.node.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        TestNode { addr, node, stop: Some(tx), task: Some(task) }
+        TestNode { addr, settlement_addr, node, stop: Some(tx), task: Some(task) }
     }
 
     pub fn url(&self) -> String {
