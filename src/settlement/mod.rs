@@ -171,11 +171,20 @@ pub struct Counters {
 /// the worker's scan).
 pub const TRIGGERS_MAX: usize = 1024;
 
+/// What the worker is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// Look at the account: settle if its balance is above its threshold.
+    Check(AccountId),
+    /// Drive a settlement already begun (by "settle now").
+    Drive { account: AccountId, id: SettlementId, amount: u64 },
+}
+
 /// The packet path's hand-over to the settlement worker ([`outgoing::run`]).
 #[derive(Debug)]
 pub struct Triggers {
-    sender: mpsc::Sender<AccountId>,
-    receiver: Mutex<Option<mpsc::Receiver<AccountId>>>,
+    sender: mpsc::Sender<Trigger>,
+    receiver: Mutex<Option<mpsc::Receiver<Trigger>>>,
     pub counters: Counters,
 }
 
@@ -194,18 +203,23 @@ impl Triggers {
         let above = account.settle_threshold.is_some_and(|threshold| balance > threshold);
         if above && account.settlement_engine_url.is_some() {
             // A full queue drops the signal: the worker's scan finds the account anyway.
-            let _ = self.sender.try_send(account.id.clone());
+            let _ = self.sender.try_send(Trigger::Check(account.id.clone()));
         }
     }
 
     /// Asks the worker to look at the account (after a credit that did not report the balance).
     pub fn check(&self, account: &Account) {
         if account.settle_threshold.is_some() && account.settlement_engine_url.is_some() {
-            let _ = self.sender.try_send(account.id.clone());
+            let _ = self.sender.try_send(Trigger::Check(account.id.clone()));
         }
     }
 
-    pub(crate) fn take_receiver(&self) -> Option<mpsc::Receiver<AccountId>> {
+    /// Hands a settlement begun outside the worker to it (a full queue leaves it to the scan).
+    pub(crate) fn drive(&self, account: &Account, id: SettlementId, amount: u64) {
+        let _ = self.sender.try_send(Trigger::Drive { account: account.id.clone(), id, amount });
+    }
+
+    pub(crate) fn take_receiver(&self) -> Option<mpsc::Receiver<Trigger>> {
         self.receiver.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }

@@ -16,7 +16,7 @@
 //! instances may then drive the same settlement; they send the same Idempotency-Key, and its
 //! finish happens once.
 
-use super::{Quantity, SettleError, SettlementId, SettlementSystem};
+use super::{Quantity, SettleError, SettlementId, SettlementSystem, Trigger};
 use crate::account::{Account, AccountId, Accounts};
 use crate::forward::Node;
 use crate::store::{SettlementEnd, Store};
@@ -67,7 +67,10 @@ pub async fn run<S: Store, Sys: SettlementSystem>(
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            Some(account) = triggers.recv() => worker.begin(&account).await,
+            Some(trigger) = triggers.recv() => match trigger {
+                Trigger::Check(account) => worker.begin(&account).await,
+                Trigger::Drive { account, id, amount } => worker.take_over(&account, id, amount),
+            },
             _ = scan.tick() => worker.scan().await,
             Some(done) = worker.tasks.join_next(), if !worker.tasks.is_empty() => {
                 if let Ok((id, account, end)) = done {
@@ -158,6 +161,18 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
         }
     }
 
+    /// Drives a settlement begun elsewhere in this process ("settle now").
+    fn take_over(&mut self, id: &AccountId, settlement: SettlementId, amount: u64) {
+        let Some(account) = self.node.accounts.load().get(id).cloned() else { return };
+        // Not yet set up with its engine: the scan sets it up, then resumes this one.
+        if !self.opened.contains_key(id) {
+            return;
+        }
+        if !self.driving.contains(&settlement) && self.tasks.len() < self.rules.concurrent_max {
+            self.drive(account, settlement, amount);
+        }
+    }
+
     /// Closes the accounts this process opened that are gone from the table or no longer
     /// settle. (Every instance does it; closing is harmless when already done.)
     async fn close_gone(&mut self, accounts: &Accounts) {
@@ -191,6 +206,40 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
             let end = settle(&node, &*system, &rules, &account, id, amount).await;
             (id, account.id.clone(), end)
         });
+    }
+}
+
+/// Why "settle now" did not begin a settlement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettleNowError {
+    #[error("no account {0:?}")]
+    UnknownAccount(String),
+    #[error("account {0:?} has no settlement engine")]
+    NoEngine(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl<S: Store> Node<S> {
+    /// Settles the account's balance down to its `settle_to` now, whatever its threshold (an
+    /// operator's "settle now"): begun here atomically, then driven by the worker like any
+    /// other. Returns the settlement and its amount, or `None` when the balance is not above
+    /// `settle_to`.
+    pub async fn settle_now(&self, id: &str) -> Result<Option<(SettlementId, u64)>, SettleNowError> {
+        let account =
+            self.accounts.load().get(id).cloned().ok_or_else(|| SettleNowError::UnknownAccount(id.into()))?;
+        if !settles(&account) {
+            return Err(SettleNowError::NoEngine(id.into()));
+        }
+        let settlement = SettlementId::random();
+        let begun =
+            self.store.begin_settlement(&account, account.settle_to, account.settle_to, settlement).await?;
+        Ok(begun.map(|amount| {
+            self.settlement.counters.begun.fetch_add(1, Ordering::Relaxed);
+            info!(account = %account.id, %settlement, amount, "settlement begun by an operator");
+            self.settlement.drive(&account, settlement, amount);
+            (settlement, amount)
+        }))
     }
 }
 
@@ -460,5 +509,20 @@ settlement_engine_url = "http://127.0.0.1:1/engine"
         worker.await.unwrap();
         assert_eq!(*system.opened.lock().unwrap(), ["peer"]);
         assert_eq!(*system.closed.lock().unwrap(), ["peer"]);
+    }
+
+    #[tokio::test]
+    async fn settle_now_settles_down_to_settle_to_below_the_threshold() {
+        let (node, system) = (node().await, Arc::new(Scripted::default()));
+        assert_eq!(node.settle_now("nobody").await, Err(SettleNowError::UnknownAccount("nobody".into())));
+        assert_eq!(node.settle_now("peer").await, Ok(None), "balance 0 is not above settle_to 100");
+        credit(&node, 500).await; // below the 1000 threshold: nothing settles by itself
+        let (id, amount) = node.settle_now("peer").await.unwrap().unwrap();
+        assert_eq!(amount, 400);
+        assert_eq!(node.store.balance("peer").await, Ok(100));
+        run_until(&node, &system, || node.settlement.counters.settled.load(Ordering::Relaxed) == 1).await;
+        let attempts = system.attempts.lock().unwrap().clone();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!((attempts[0].1, attempts[0].2), (Quantity::new(400, 2), id));
     }
 }
