@@ -115,8 +115,12 @@ impl<S: Store> Node<S> {
         if prepare.amount() > maximum {
             return Err(Refusal::AmountTooLarge { received: prepare.amount(), maximum });
         }
-        // 2. Peer protocols are answered here, never routed.
+        // 2. Peer protocols are answered here, never routed. They move no money: a Fulfill for a
+        //    non-zero amount would tell the sender it paid us what no balance recorded.
         if prepare.destination().starts_with("peer.") {
+            if prepare.amount() != 0 {
+                return Err(Refusal::BadRequest("peer protocol packets must carry amount 0"));
+            }
             return self.answer_peer_protocol(from, &prepare).await;
         }
         // 3-5. Pick the next hop, convert the amount, shorten the expiry. No state changes yet.

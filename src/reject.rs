@@ -38,6 +38,9 @@ pub enum Refusal {
     Internal,
     #[error("node is shutting down")]
     ShuttingDown,
+    /// The packet is malformed for what it asks (e.g. a peer protocol Prepare carrying money).
+    #[error("{0}")]
+    BadRequest(&'static str),
 }
 
 impl Refusal {
@@ -54,6 +57,7 @@ impl Refusal {
             Refusal::InvalidPeerResponse(_) => ErrorCode::F09_INVALID_PEER_RESPONSE,
             Refusal::Busy => ErrorCode::T03_CONNECTOR_BUSY,
             Refusal::Internal | Refusal::ShuttingDown => ErrorCode::T00_INTERNAL_ERROR,
+            Refusal::BadRequest(_) => ErrorCode::F00_BAD_REQUEST,
         }
     }
 

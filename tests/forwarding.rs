@@ -243,6 +243,12 @@ async fn ildcp_tells_a_child_its_address_asset_and_scale() {
         &send(&client, &node.url(), "carol-token", &route_control).await.reject(),
         ErrorCode::F02_UNREACHABLE,
     );
+    // Peer protocols move no money: one carrying an amount is refused, not fulfilled.
+    let paid_config = prepare("peer.config", 5, TEN_SECONDS);
+    assert_code(
+        &send(&client, &node.url(), "carol-token", &paid_config).await.reject(),
+        ErrorCode::F00_BAD_REQUEST,
+    );
     assert_all_zero(&node).await;
 }
 
