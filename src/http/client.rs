@@ -199,7 +199,7 @@ async fn read_response(response: hyper::Response<hyper::body::Incoming>) -> Resu
 }
 
 /// hyper's errors say little at the top level; the cause chain names the real problem.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -18,6 +18,7 @@
 
 use super::{Quantity, SettleError, SettlementId, SettlementSystem};
 use crate::account::Account;
+use crate::http::client::error_chain;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
@@ -305,18 +306,6 @@ pub fn encode_segment(id: &str) -> String {
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
-    }
-    out
-}
-
-/// hyper's errors say little at the top level; the cause chain names the real problem.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
     }
     out
 }
