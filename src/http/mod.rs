@@ -4,6 +4,7 @@
 //! `server`, it is an edge: it calls down into [`crate::settlement`], nothing imports it.
 
 pub mod client;
+pub mod listener;
 pub mod server;
 pub mod settlement_api;
 

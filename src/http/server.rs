@@ -6,6 +6,9 @@
 //! in flight.
 //! Only a valid Prepare from a known account reaches [`Node::forward`].
 
+use super::listener::{
+    accept_until_draining, bearer_token, drained, media_type, read_body, Accepting, BodyError,
+};
 use super::{CONTENT_TYPE_ILP, CONTENT_TYPE_ILP_ALT};
 use crate::account::Account;
 use crate::forward::Node;
@@ -14,13 +17,10 @@ use crate::reject::Refusal;
 use crate::shutdown::{Phase, Shutdown};
 use crate::store::Store;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -54,10 +54,8 @@ enum HttpError {
     Unauthorized(&'static str),
     #[error("Content-Type must be application/octet-stream")]
     UnsupportedMediaType,
-    #[error("body larger than {0} bytes")]
-    PayloadTooLarge(usize),
-    #[error("body not received within {0} ms")]
-    BodyTimeout(u128),
+    #[error(transparent)]
+    Body(#[from] BodyError),
     #[error("body is not a valid ILP Prepare: {0}")]
     BadRequest(String),
 }
@@ -69,8 +67,7 @@ impl HttpError {
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             HttpError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            HttpError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            HttpError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            HttpError::Body(e) => e.status(),
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -103,57 +100,23 @@ pub async fn serve<S: Store>(
     limits: ServerLimits,
     shutdown: &Shutdown,
 ) {
-    let signal = shutdown.signal();
-    let connections = Arc::new(Semaphore::new(limits.connections_max));
     let in_flight = Arc::new(Semaphore::new(limits.requests_in_flight_max));
+    let accepting = Accepting {
+        name: "ilp",
+        connections_max: limits.connections_max,
+        header_read_timeout: limits.header_read_timeout,
+        nodelay: true,
+    };
     let gate = Arc::new(Gate { node, in_flight: in_flight.clone(), limits });
-    let graceful = GracefulShutdown::new();
-    loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit.expect("connection semaphore is never closed"),
-            _ = signal.reached(Phase::Draining) => break,
-        };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Usually out of file descriptors: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = signal.reached(Phase::Draining) => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let header_read_timeout = gate.limits.header_read_timeout;
-        let gate = gate.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let gate = gate.clone();
-            async move { Ok::<_, Infallible>(handle(&gate, req).await) }
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_read_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                debug!(error = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
-    drop(listener);
+    let handler = gate.clone();
+    let handle = move |req| {
+        let gate = handler.clone();
+        async move { handle(&gate, req).await }
+    };
+    let graceful = accept_until_draining(listener, accepting, &shutdown.signal(), handle).await;
     info!("draining: no new connections; waiting for in-flight packets");
     let grace = gate.limits.shutdown_grace;
-    // Done when every connection has closed and every packet task has returned its permit
-    // (a packet whose sender hung up has no connection left but may still be moving money).
-    let permits = u32::try_from(gate.limits.requests_in_flight_max).unwrap_or(u32::MAX);
-    let mut drained = Box::pin(async move {
-        graceful.shutdown().await;
-        let _ = in_flight.acquire_many(permits).await;
-    });
+    let mut drained = Box::pin(drained(graceful, in_flight, gate.limits.requests_in_flight_max));
     if tokio::time::timeout(grace, &mut drained).await.is_err() {
         warn!(grace_ms = grace.as_millis() as u64, "grace period over: rejecting in-flight packets");
         shutdown.abort();
@@ -205,17 +168,8 @@ async fn accept<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> Result<Byte
     let path_account = account_in_path(req.uri().path())?;
     let account = authenticate(gate, &req, path_account)?;
     check_content_type(&req)?;
-    let body_max = gate.limits.body_bytes_max;
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > body_max as u64) {
-        return Err(HttpError::PayloadTooLarge(body_max));
-    }
-    let body_timeout = gate.limits.body_read_timeout;
-    let body = tokio::time::timeout(body_timeout, Limited::new(req.into_body(), body_max).collect())
-        .await
-        .map_err(|_| HttpError::BodyTimeout(body_timeout.as_millis()))?
-        .map_err(|_| HttpError::PayloadTooLarge(body_max))?
-        .to_bytes();
+    let limits = &gate.limits;
+    let body = read_body(req, limits.body_bytes_max, limits.body_read_timeout).await?;
     let prepare = Prepare::parse(&body).map_err(|e| HttpError::BadRequest(e.to_string()))?;
     // The slot is taken once the packet is in hand: slots count packets being processed, and a
     // slow sender holds only its own connection (bounded by body_read_timeout), never a slot.
@@ -273,19 +227,8 @@ fn authenticate<S: Store>(
     Ok(account.clone())
 }
 
-/// The token of `Bearer <token>` (scheme case-insensitive, RFC 6750).
-fn bearer_token(value: &[u8]) -> Option<&[u8]> {
-    let (scheme, token) = value.split_at_checked(7)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer ") {
-        return None;
-    }
-    let token = token.trim_ascii();
-    (!token.is_empty()).then_some(token)
-}
-
 fn check_content_type(req: &Request<Incoming>) -> Result<(), HttpError> {
-    let value = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let media_type = value.split(';').next().unwrap_or("").trim();
+    let media_type = media_type(req);
     if media_type.eq_ignore_ascii_case(CONTENT_TYPE_ILP)
         || media_type.eq_ignore_ascii_case(CONTENT_TYPE_ILP_ALT)
     {
@@ -307,14 +250,5 @@ mod tests {
         for bad in ["/accounts//ilp", "/accounts/a/b/ilp", "/x", "/ilp/", "/accounts/alice"] {
             assert!(account_in_path(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn bearer_tokens() {
-        assert_eq!(bearer_token(b"Bearer abc"), Some(&b"abc"[..]));
-        assert_eq!(bearer_token(b"bearer abc "), Some(&b"abc"[..]));
-        assert_eq!(bearer_token(b"Bearer "), None);
-        assert_eq!(bearer_token(b"Basic abc"), None);
-        assert_eq!(bearer_token(b"Bear"), None);
     }
 }

@@ -16,16 +16,17 @@
 //! requests in flight. One function, [`ApiError::into_response`], turns every refusal into its
 //! status; callback outcomes map through [`incoming_status`] and [`message_status`].
 
+use super::listener::{
+    accept_until_draining, drained, media_type, percent_decode, read_body, text as plain, Accepting,
+    BodyError, CONTENT_TYPE_JSON,
+};
 use super::CONTENT_TYPE_ILP;
 use crate::settlement::{Callbacks, IncomingError, MessageError, Quantity};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -39,8 +40,6 @@ pub const ILP_REJECT_CODE: &str = "ilp-reject-code";
 /// Idempotency keys longer than this are refused (ours are 32 hex digits; engines' are UUIDs or
 /// similar): a key is stored with the settlement, so its size is bounded here.
 pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 128;
-const CONTENT_TYPE_JSON: &str = "application/json";
-const CONTENT_TYPE_TEXT: &str = "text/plain; charset=utf-8";
 
 #[derive(Debug, Clone)]
 pub struct SettlementApiLimits {
@@ -83,10 +82,8 @@ enum ApiError {
     BadIdempotencyKey,
     #[error("Content-Type must be {0}")]
     UnsupportedMediaType(&'static str),
-    #[error("body larger than {0} bytes")]
-    PayloadTooLarge(usize),
-    #[error("body not received within {0} ms")]
-    BodyTimeout(u128),
+    #[error(transparent)]
+    Body(#[from] BodyError),
     #[error("{0}")]
     BadQuantity(crate::settlement::QuantityError),
     #[error("too many requests in flight; retry")]
@@ -106,8 +103,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadIdempotencyKey | ApiError::BadQuantity(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Body(e) => e.status(),
             ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Incoming(e) => incoming_status(e),
@@ -130,8 +126,8 @@ impl ApiError {
                 response
             }
             // The store's own error stays in the log: the engine only needs to know to retry.
-            ApiError::Incoming(IncomingError::Store(_)) => text("store unavailable; retry"),
-            _ => text(&self.to_string()),
+            ApiError::Incoming(IncomingError::Store(_)) => plain(status, "store unavailable; retry"),
+            _ => plain(status, self.to_string()),
         };
         *response.status_mut() = status;
         match status {
@@ -172,12 +168,6 @@ fn message_status(e: &MessageError) -> StatusCode {
     }
 }
 
-fn text(message: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(message.to_string())));
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_TEXT));
-    response
-}
-
 /// Shared by every connection.
 struct Gate<C> {
     callbacks: Arc<C>,
@@ -203,54 +193,23 @@ pub async fn serve<C: Callbacks>(
              so only the node's engines may reach this address"
         );
     }
-    let connections = Arc::new(Semaphore::new(limits.connections_max));
     let in_flight = Arc::new(Semaphore::new(limits.connections_max));
+    let accepting = Accepting {
+        name: "settlement",
+        connections_max: limits.connections_max,
+        header_read_timeout: limits.header_read_timeout,
+        nodelay: false,
+    };
     let gate = Arc::new(Gate { callbacks, in_flight: in_flight.clone(), limits });
-    let graceful = GracefulShutdown::new();
-    let draining = crate::shutdown::Phase::Draining;
-    loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit.expect("connection semaphore is never closed"),
-            _ = shutdown.reached(draining) => break,
-        };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Usually out of file descriptors: back off instead of spinning.
-                    warn!(error = %e, "settlement API accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.reached(draining) => break,
-        };
-        let header_read_timeout = gate.limits.header_read_timeout;
-        let gate = gate.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let gate = gate.clone();
-            async move { Ok::<_, Infallible>(handle(&gate, req).await) }
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_read_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                debug!(error = %e, "settlement API connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
-    drop(listener);
+    let handler = gate.clone();
+    let handle = move |req| {
+        let gate = handler.clone();
+        async move { handle(&gate, req).await }
+    };
+    let graceful = accept_until_draining(listener, accepting, &shutdown, handle).await;
     info!("settlement API draining: no new connections");
     let grace = gate.limits.shutdown_grace;
-    let permits = u32::try_from(gate.limits.connections_max).unwrap_or(u32::MAX);
-    let drained = async move {
-        graceful.shutdown().await;
-        let _ = in_flight.acquire_many(permits).await;
-    };
+    let drained = drained(graceful, in_flight, gate.limits.connections_max);
     if tokio::time::timeout(grace, drained).await.is_err() {
         warn!(grace_ms = grace.as_millis() as u64, "settlement API grace period over");
     }
@@ -300,7 +259,7 @@ async fn settlement<C: Callbacks>(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let key = idempotency_key(&req)?;
     check_content_type(&req, CONTENT_TYPE_JSON)?;
-    let body = read_body(gate, req).await?;
+    let body = read_limited(gate, req).await?;
     let quantity = Quantity::from_json(&body).map_err(ApiError::BadQuantity)?;
     let callbacks = gate.callbacks.clone();
     let accepted =
@@ -320,7 +279,7 @@ async fn message<C: Callbacks>(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     check_content_type(&req, CONTENT_TYPE_ILP)?;
-    let body = read_body(gate, req).await?;
+    let body = read_limited(gate, req).await?;
     let callbacks = gate.callbacks.clone();
     let answer = in_task(gate, async move { callbacks.send_message(&account, body).await })
         .await?
@@ -364,24 +323,6 @@ fn parse_path(path: &str) -> Result<(String, Route), ApiError> {
     Ok((id, route))
 }
 
-/// Strict percent-decoding: every `%` must start two hex digits, the result must be UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// 1 to [`IDEMPOTENCY_KEY_CHARS_MAX`] visible ASCII characters (no spaces or controls).
 fn idempotency_key(req: &Request<Incoming>) -> Result<String, ApiError> {
     let value = req.headers().get(IDEMPOTENCY_KEY).ok_or(ApiError::BadIdempotencyKey)?.as_bytes();
@@ -394,31 +335,16 @@ fn idempotency_key(req: &Request<Incoming>) -> Result<String, ApiError> {
     Ok(String::from_utf8(value.to_vec()).expect("checked ASCII"))
 }
 
-/// The media type, ignoring parameters such as `charset`.
 fn check_content_type(req: &Request<Incoming>, expected: &'static str) -> Result<(), ApiError> {
-    let value = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let media_type = value.split(';').next().unwrap_or("").trim();
-    if media_type.eq_ignore_ascii_case(expected) {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType(expected))
+    match media_type(req).eq_ignore_ascii_case(expected) {
+        true => Ok(()),
+        false => Err(ApiError::UnsupportedMediaType(expected)),
     }
 }
 
-/// The body, refused early on a declared length over the limit, cut off at the limit and at the
-/// body read timeout otherwise.
-async fn read_body<C>(gate: &Gate<C>, req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    let max = gate.limits.body_bytes_max;
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(ApiError::PayloadTooLarge(max));
-    }
-    let timeout = gate.limits.body_read_timeout;
-    Ok(tokio::time::timeout(timeout, Limited::new(req.into_body(), max).collect())
-        .await
-        .map_err(|_| ApiError::BodyTimeout(timeout.as_millis()))?
-        .map_err(|_| ApiError::PayloadTooLarge(max))?
-        .to_bytes())
+/// The body under the API's size and time limits.
+async fn read_limited<C>(gate: &Gate<C>, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    Ok(read_body(req, gate.limits.body_bytes_max, gate.limits.body_read_timeout).await?)
 }
 
 #[cfg(test)]

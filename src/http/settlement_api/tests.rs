@@ -4,6 +4,8 @@
 use super::*;
 use crate::shutdown::Shutdown;
 use crate::store::StoreError;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
