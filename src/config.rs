@@ -10,14 +10,14 @@ use crate::http::client::ClientLimits;
 use crate::http::server::ServerLimits;
 use crate::http::settlement_api::SettlementApiLimits;
 use crate::packet::IlpAddress;
-use crate::rates::{Decimal, Rates};
+use crate::rates::{Decimal, Rates, RatesRecord};
 use crate::routing::RoutingTable;
 use crate::settlement::engine::EngineLimits;
 use crate::settlement::outgoing::SettleRules;
 use crate::store::{ConfigSyncRules, Precedence, RedisConfig};
 use crate::sweeper::SweepRules;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -83,6 +83,13 @@ pub mod defaults {
     pub const SETTLEMENT_SCAN_INTERVAL_MS: u64 = 10_000;
     pub const SETTLEMENT_CONCURRENT_MAX: usize = 64;
     pub const SETTLEMENT_REFUSAL_PAUSE_MS: u64 = 60_000;
+    /// The admin API: loopback, and only bound when a token is configured.
+    pub const ADMIN_LISTEN: &str = "127.0.0.1:7760";
+    pub const ADMIN_BODY_BYTES_MAX: usize = 64 * 1024;
+    pub const ADMIN_CONNECTIONS_MAX: usize = 16;
+    pub const ADMIN_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+    pub const ADMIN_BODY_READ_TIMEOUT_MS: u64 = 10_000;
+    pub const ADMIN_SHUTDOWN_GRACE_MS: u64 = 5_000;
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,13 +103,15 @@ struct RawConfig {
     #[serde(default)]
     store: RawStore,
     #[serde(default)]
-    rates: RawRates,
+    rates: RatesRecord,
     #[serde(default)]
     accounts: Vec<RawAccount>,
     #[serde(default)]
     routes: Vec<RawRoute>,
     #[serde(default)]
     settlement: RawSettlement,
+    #[serde(default)]
+    admin: RawAdmin,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,14 +183,6 @@ pub enum StoreConfig {
     Redis(RedisConfig),
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawRates {
-    spread: Option<String>,
-    #[serde(default)]
-    prices: BTreeMap<String, String>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAccount {
@@ -232,6 +233,64 @@ pub struct SettlementConfig {
     pub rules: SettleRules,
 }
 
+/// `[admin]`: the operator's API.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    token: Option<String>,
+    token_sha256: Option<String>,
+    body_bytes_max: Option<usize>,
+    connections_max: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    shutdown_grace_ms: Option<u64>,
+}
+
+/// The validated `[admin]` section.
+#[derive(Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// SHA-256 of the bearer token; `None`: no token configured, so no admin listener at all.
+    pub token_hash: Option<TokenHash>,
+    pub limits: AdminLimits,
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token_hash", &self.token_hash.map(|_| "<set>"))
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// The admin listener's limits.
+#[derive(Debug, Clone)]
+pub struct AdminLimits {
+    /// Larger request bodies get 413 (an account is under 2 KB; a rates table is small).
+    pub body_bytes_max: usize,
+    /// TCP connections served at once, and requests handled at once (past it, 503).
+    pub connections_max: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    /// On shutdown, time in-flight requests get to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        AdminLimits {
+            body_bytes_max: defaults::ADMIN_BODY_BYTES_MAX,
+            connections_max: defaults::ADMIN_CONNECTIONS_MAX,
+            header_read_timeout: Duration::from_millis(defaults::ADMIN_HEADER_READ_TIMEOUT_MS),
+            body_read_timeout: Duration::from_millis(defaults::ADMIN_BODY_READ_TIMEOUT_MS),
+            shutdown_grace: Duration::from_millis(defaults::ADMIN_SHUTDOWN_GRACE_MS),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
@@ -262,6 +321,7 @@ pub struct Config {
     /// The `[[routes]]` entries alone (prefix, account), as written to a shared store.
     pub static_routes: Vec<(String, AccountId)>,
     pub settlement: SettlementConfig,
+    pub admin: AdminConfig,
 }
 
 /// One problem in the file, at a key path such as `accounts[2].outgoing_url`.
@@ -363,6 +423,7 @@ impl Validator {
         self.rate_coverage(&accounts, rates.as_ref().map(|r| &r.1));
         let (routes, static_routes) = self.routes(&accounts, raw.routes, &|i, _| format!("routes[{i}]"));
         let settlement = self.settlement(raw.settlement);
+        let admin = self.admin(raw.admin);
 
         match (self.problems.is_empty(), node_address, listen, expiry, rates, store) {
             (true, Some(node_address), Some(listen), Some(expiry), Some((rates, _)), Some(store)) => {
@@ -382,6 +443,7 @@ impl Validator {
                     routes,
                     static_routes,
                     settlement,
+                    admin,
                 })
             }
             _ => Err(ConfigError(self.problems)),
@@ -518,6 +580,42 @@ impl Validator {
             self.problem("settlement.retry_max_ms", "must be at most 3600000 (one hour, RFC 0038)");
         }
         SettlementConfig { listen, api, engine, rules }
+    }
+
+    fn admin(&mut self, raw: RawAdmin) -> AdminConfig {
+        let listen = raw.listen.as_deref().unwrap_or(defaults::ADMIN_LISTEN);
+        let listen = self.check("admin.listen", listen.parse::<SocketAddr>());
+        let listen = listen.unwrap_or_else(|| defaults::ADMIN_LISTEN.parse().expect("valid default"));
+        let token_hash = self.token_or_hash(
+            (raw.token.as_deref(), raw.token_sha256.as_deref()),
+            ("admin.token", "admin.token_sha256"),
+        );
+        let body_bytes_max = raw.body_bytes_max.unwrap_or(defaults::ADMIN_BODY_BYTES_MAX);
+        self.bytes_in_bounds("admin.body_bytes_max", body_bytes_max);
+        let connections_max =
+            self.positive("admin.connections_max", raw.connections_max, defaults::ADMIN_CONNECTIONS_MAX);
+        if connections_max > defaults::REQUESTS_IN_FLIGHT_CEILING {
+            let limit = defaults::REQUESTS_IN_FLIGHT_CEILING;
+            self.problem("admin.connections_max", format!("must be at most {limit}"));
+        }
+        let limits = AdminLimits {
+            body_bytes_max,
+            connections_max,
+            header_read_timeout: self.positive_ms(
+                "admin.header_read_timeout_ms",
+                raw.header_read_timeout_ms,
+                defaults::ADMIN_HEADER_READ_TIMEOUT_MS,
+            ),
+            body_read_timeout: self.positive_ms(
+                "admin.body_read_timeout_ms",
+                raw.body_read_timeout_ms,
+                defaults::ADMIN_BODY_READ_TIMEOUT_MS,
+            ),
+            shutdown_grace: Duration::from_millis(
+                raw.shutdown_grace_ms.unwrap_or(defaults::ADMIN_SHUTDOWN_GRACE_MS),
+            ),
+        };
+        AdminConfig { listen, token_hash, limits }
     }
 
     fn bytes_in_bounds(&mut self, path: &str, value: usize) {
@@ -695,7 +793,7 @@ impl Validator {
     }
 
     /// Returns the rates and the set of priced asset codes.
-    fn rates(&mut self, raw: RawRates) -> Option<(Rates, HashSet<String>)> {
+    fn rates(&mut self, raw: RatesRecord) -> Option<(Rates, HashSet<String>)> {
         let spread = raw.spread.as_deref().unwrap_or(defaults::SPREAD);
         let spread = self.check("rates.spread", Decimal::parse(spread));
         if let Some(s) = spread {
@@ -801,26 +899,33 @@ impl Validator {
     }
 
     fn incoming_token(&mut self, raw: &RawAccount, at: &dyn Fn(&str) -> String) -> Option<TokenHash> {
-        match (&raw.incoming_token, &raw.incoming_token_sha256) {
+        self.token_or_hash(
+            (raw.incoming_token.as_deref(), raw.incoming_token_sha256.as_deref()),
+            (&at("incoming_token"), &at("incoming_token_sha256")),
+        )
+    }
+
+    /// A bearer token given in clear (hashed here; the clear value is not kept) or as its
+    /// SHA-256 in hex; `paths` name the two keys.
+    fn token_or_hash(
+        &mut self,
+        given: (Option<&str>, Option<&str>),
+        paths: (&str, &str),
+    ) -> Option<TokenHash> {
+        match given {
             (Some(_), Some(_)) => {
-                self.problem(
-                    at("incoming_token_sha256"),
-                    "give incoming_token or incoming_token_sha256, not both",
-                );
+                self.problem(paths.1, format!("give {} or {}, not both", key_of(paths.0), key_of(paths.1)));
                 None
             }
-            (Some(token), None) if token.is_empty() => {
-                self.problem(at("incoming_token"), "must not be empty");
+            (Some(""), None) => {
+                self.problem(paths.0, "must not be empty");
                 None
             }
             (Some(token), None) => Some(hash_token(token.as_bytes())),
             (None, Some(hex)) => {
                 let parsed = hex::decode(hex).ok().and_then(|b| <TokenHash>::try_from(b).ok());
                 if parsed.is_none() {
-                    self.problem(
-                        at("incoming_token_sha256"),
-                        "must be 64 hexadecimal characters (a SHA-256)",
-                    );
+                    self.problem(paths.1, "must be 64 hexadecimal characters (a SHA-256)");
                 }
                 parsed
             }
@@ -929,6 +1034,11 @@ impl Validator {
     }
 }
 
+/// The last key of a path (`incoming_token` of `accounts[0].incoming_token`).
+fn key_of(path: &str) -> &str {
+    path.rsplit('.').next().unwrap_or(path)
+}
+
 /// An entry's key path from its index and its id (an account's id, a route's prefix).
 type Namer = dyn Fn(usize, &str) -> String;
 
@@ -1010,6 +1120,95 @@ pub fn routing_table(
     let raw = routes.into_iter().map(|(prefix, account)| RawRoute { prefix, account }).collect();
     let (table, _) = validator.routes(accounts, raw, &|_, prefix| format!("redis routes[{prefix:?}]"));
     (table, validator.problems)
+}
+
+/// An account as the admin API receives it: the fields of an `[[accounts]]` entry as JSON, the
+/// incoming token in clear (`incoming_token`, hashed once checked; the clear value is dropped) or
+/// as `incoming_token_sha256`.
+pub struct AccountInput(RawAccount);
+
+impl fmt::Debug for AccountInput {
+    /// The id only: the input may carry tokens.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("AccountInput").field(&self.0.id).finish()
+    }
+}
+
+/// Where the admin API reports a problem of the account it was given: `account.<field>`.
+pub const ADMIN_ACCOUNT_PATH: &str = "account";
+
+impl AccountInput {
+    /// Parses one JSON object; an unknown, missing or mistyped field is named in the error.
+    pub fn from_json(body: &[u8]) -> Result<Self, ConfigError> {
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let parsed: Result<RawAccount, _> = serde_path_to_error::deserialize(&mut deserializer);
+        let raw = parsed.map_err(|e| {
+            let path = match e.path().to_string() {
+                p if p == "." => ADMIN_ACCOUNT_PATH.to_string(),
+                p => format!("{ADMIN_ACCOUNT_PATH}.{p}"),
+            };
+            let inner = e.into_inner();
+            // serde_json's message may quote the value; it goes back to the operator who sent it
+            // and is never logged.
+            ConfigError(vec![Problem { path, message: inner.to_string() }])
+        })?;
+        deserializer.end().map_err(|e| {
+            ConfigError(vec![Problem { path: ADMIN_ACCOUNT_PATH.into(), message: e.to_string() }])
+        })?;
+        Ok(AccountInput(raw))
+    }
+
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+}
+
+/// The accounts once `input` joins `current`, or replaces the account with its id, checked with
+/// every rule of the config file: the input's own problems are reported as `account.<field>`;
+/// a rule across accounts (one parent, unique tokens) is held against the input, since the others
+/// already met it; a missing price is reported under `rates.prices.<code>`.
+pub fn accounts_with<'a>(
+    node: &IlpAddress,
+    rates: &Rates,
+    current: impl IntoIterator<Item = &'a Account>,
+    input: AccountInput,
+) -> Result<Vec<Account>, ConfigError> {
+    let id = input.0.id.clone();
+    let mut raw: Vec<RawAccount> =
+        current.into_iter().filter(|a| *a.id != *id).map(|a| RawAccount::from(a.to_record())).collect();
+    raw.push(input.0);
+    let mut validator = Validator::default();
+    let name = move |_: usize, entry: &str| match entry == id {
+        true => ADMIN_ACCOUNT_PATH.to_string(),
+        false => format!("accounts[{entry:?}]"),
+    };
+    let accounts = validator.accounts(node, raw, &name);
+    let priced: HashSet<String> = accounts
+        .iter()
+        .filter(|a| rates.has_price(&a.asset_code))
+        .map(|a| a.asset_code.to_string())
+        .collect();
+    validator.rate_coverage(&accounts, Some(&priced));
+    match validator.problems.is_empty() {
+        true => Ok(accounts),
+        false => Err(ConfigError(validator.problems)),
+    }
+}
+
+/// Rates given to the admin API or read from Redis, checked with the rules of `[rates]`, and
+/// against the assets `accounts` use (several assets: every one needs a price).
+pub fn rates_from_record<'a>(
+    record: RatesRecord,
+    accounts: impl IntoIterator<Item = &'a Account>,
+) -> Result<Rates, ConfigError> {
+    let mut validator = Validator::default();
+    let rates = validator.rates(record);
+    let accounts: Vec<Account> = accounts.into_iter().cloned().collect();
+    validator.rate_coverage(&accounts, rates.as_ref().map(|r| &r.1));
+    match (rates, validator.problems.is_empty()) {
+        (Some((rates, _)), true) => Ok(rates),
+        _ => Err(ConfigError(validator.problems)),
+    }
 }
 
 /// One ILP address segment (RFC 0015): `[a-zA-Z0-9_~-]+`.

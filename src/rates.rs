@@ -7,7 +7,8 @@
 
 use crate::balance::AMOUNT_MAX;
 use num_bigint::BigUint;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::sync::Arc;
 
 /// A non-negative decimal, exact: `mantissa / 10^exponent`.
@@ -61,6 +62,19 @@ impl Decimal {
     }
 }
 
+/// The shortest decimal form: no leading zeros, no trailing fractional zeros (`"0.055"`, `"1250"`).
+/// `Decimal::parse(&d.to_string()) == d`.
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = format!("{:0>width$}", self.mantissa, width = self.exponent as usize + 1);
+        let (int, frac) = digits.split_at(digits.len() - self.exponent as usize);
+        match frac.is_empty() {
+            true => f.write_str(int),
+            false => write!(f, "{int}.{frac}"),
+        }
+    }
+}
+
 /// Why an amount cannot be converted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ConvertError {
@@ -79,10 +93,24 @@ pub struct Asset<'a> {
     pub scale: u8,
 }
 
+/// Rates as written: decimal strings, checked by `config::rates_from_record` before use. The
+/// config file's `[rates]`, the admin API's body and Redis's copy all have this form.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatesRecord {
+    /// The fraction of value the node keeps on every packet, in [0, 1); "0" when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<String>,
+    /// Asset code → price in a common unit, above zero.
+    #[serde(default)]
+    pub prices: BTreeMap<String, String>,
+}
+
 /// The configured prices and spread. Immutable; replaced as a whole when rates change.
 #[derive(Debug, Clone)]
 pub struct Rates {
     prices: HashMap<Arc<str>, Decimal>,
+    spread: Decimal,
     /// `1 − spread`: the share of the value the node passes on.
     keep: Decimal,
 }
@@ -92,7 +120,15 @@ impl Rates {
     pub fn new(prices: HashMap<Arc<str>, Decimal>, spread: Decimal) -> Self {
         assert!(spread.is_below_one(), "spread must be below 1");
         assert!(prices.values().all(|p| !p.is_zero()), "prices must be positive");
-        Rates { prices, keep: spread.one_minus() }
+        Rates { prices, spread, keep: spread.one_minus() }
+    }
+
+    /// The rates as written in the config file, the admin API and Redis.
+    pub fn to_record(&self) -> RatesRecord {
+        RatesRecord {
+            spread: Some(self.spread.to_string()),
+            prices: self.prices.iter().map(|(code, price)| (code.to_string(), price.to_string())).collect(),
+        }
     }
 
     /// Whether `code` has a configured price.
@@ -195,6 +231,26 @@ mod tests {
             .map(|(c, p)| (Arc::from(c), d(p)))
             .collect();
         Rates::new(prices, d(spread))
+    }
+
+    #[test]
+    fn decimals_print_in_their_shortest_form_and_parse_back() {
+        for (input, shown) in
+            [("0", "0"), ("1", "1"), ("0.055", "0.055"), ("007.500", "7.5"), ("1250", "1250")]
+        {
+            assert_eq!(d(input).to_string(), shown, "{input}");
+            assert_eq!(d(shown), d(input));
+        }
+        let long = "1234567890123456789.123456789";
+        assert_eq!(d(long).to_string(), long);
+    }
+
+    #[test]
+    fn rates_give_back_their_record() {
+        let record = rates("0.002").to_record();
+        assert_eq!(record.spread.as_deref(), Some("0.002"));
+        assert_eq!(record.prices["MXN"], "0.055");
+        assert_eq!(record.prices.len(), 3);
     }
 
     fn a(code: &str, scale: u8) -> Asset<'_> {

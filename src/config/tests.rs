@@ -304,3 +304,79 @@ fn the_settlement_section_has_defaults_and_checked_limits() {
         ]
     );
 }
+
+#[test]
+fn the_admin_section_hashes_its_token_and_is_off_without_one() {
+    let config = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(config.admin.token_hash, None, "no token: no admin listener");
+    assert_eq!(config.admin.listen.to_string(), defaults::ADMIN_LISTEN);
+    let with_token = format!("{MINIMAL}\n[admin]\ntoken = \"op-secret\"\nlisten = \"127.0.0.1:9999\"\n");
+    let config = Config::from_toml(&with_token).unwrap();
+    assert_eq!(config.admin.token_hash, Some(hash_token(b"op-secret")));
+    assert!(!format!("{:?}", config.admin).contains("op-secret"));
+    let both = format!("{MINIMAL}\n[admin]\ntoken = \"x\"\ntoken_sha256 = \"{}\"\n", "ab".repeat(32));
+    assert_eq!(paths(&both), ["admin.token_sha256"]);
+    let bad = format!("{MINIMAL}\n[admin]\ntoken_sha256 = \"xyz\"\nconnections_max = 0\n");
+    assert_eq!(paths(&bad), ["admin.token_sha256", "admin.connections_max"]);
+}
+
+fn admin_input(json: &str) -> Result<AccountInput, ConfigError> {
+    AccountInput::from_json(json.as_bytes())
+}
+
+#[test]
+fn an_admin_account_is_checked_with_the_file_rules_and_named_by_field() {
+    let config = Config::from_toml(MINIMAL).unwrap();
+    let node = &config.node_address;
+    let bad_json = admin_input(r#"{"id":"b","relation":"child","asset_code":"USD","asset_scale":"two"}"#);
+    assert_eq!(bad_json.unwrap_err().0[0].path, "account.asset_scale");
+    let unknown = admin_input(r#"{"id":"b","relation":"child","asset_code":"USD","asset_scale":2,"x":1}"#);
+    assert!(unknown.unwrap_err().0[0].message.contains("unknown field `x`"));
+    assert!(admin_input(r#"{"id":"b"} trailing"#).is_err());
+
+    let input = admin_input(r#"{"id":"b","relation":"child","asset_code":"USD","asset_scale":19}"#).unwrap();
+    let problems = accounts_with(node, &config.rates, &config.accounts, input).unwrap_err().0;
+    assert_eq!(problems[0].path, "account.asset_scale");
+
+    // A clash with an account already there is held against the input.
+    let input = admin_input(
+        r#"{"id":"b","relation":"child","asset_code":"USD","asset_scale":2,"incoming_token":"ta"}"#,
+    );
+    let problems = accounts_with(node, &config.rates, &config.accounts, input.unwrap()).unwrap_err().0;
+    assert_eq!(problems[0].path, "account.incoming_token");
+
+    // A second asset without a price.
+    let input = admin_input(r#"{"id":"b","relation":"child","asset_code":"MXN","asset_scale":2}"#);
+    let problems = accounts_with(node, &config.rates, &config.accounts, input.unwrap()).unwrap_err().0;
+    assert_eq!(problems[0].path, "rates.prices.MXN");
+
+    // Valid: joins the set, token hashed; replacing keeps one account per id.
+    let input = admin_input(
+        r#"{"id":"b","relation":"child","asset_code":"USD","asset_scale":2,"incoming_token":"tb"}"#,
+    );
+    let accounts = accounts_with(node, &config.rates, &config.accounts, input.unwrap()).unwrap();
+    assert_eq!(accounts.len(), 2);
+    assert_eq!(accounts[1].incoming_token_hash, Some(hash_token(b"tb")));
+    let input = admin_input(r#"{"id":"a","relation":"child","asset_code":"USD","asset_scale":2}"#);
+    let accounts = accounts_with(node, &config.rates, &accounts, input.unwrap()).unwrap();
+    assert_eq!(accounts.iter().filter(|a| &*a.id == "a").count(), 1);
+    assert_eq!(accounts.len(), 2);
+}
+
+#[test]
+fn admin_rates_are_checked_against_the_assets_in_use() {
+    let config = Config::from_toml(MINIMAL).unwrap();
+    let record = |spread: &str, prices: &[(&str, &str)]| RatesRecord {
+        spread: Some(spread.into()),
+        prices: prices.iter().map(|(c, p)| (c.to_string(), p.to_string())).collect(),
+    };
+    let rates = rates_from_record(record("0.01", &[("USD", "1")]), &config.accounts).unwrap();
+    assert_eq!(rates.to_record(), record("0.01", &[("USD", "1")]));
+    let problems = rates_from_record(record("1", &[("USD", "0")]), &config.accounts).unwrap_err().0;
+    let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["rates.spread", "rates.prices.USD"]);
+    let mut accounts = config.accounts.clone();
+    accounts.push(Account { asset_code: "MXN".into(), id: "m".into(), ..accounts[0].clone() });
+    let problems = rates_from_record(record("0", &[("USD", "1")]), &accounts).unwrap_err().0;
+    assert_eq!(problems[0].path, "rates.prices.MXN");
+}
