@@ -1,6 +1,7 @@
 //! Wires a validated [`Config`] into a running node.
 
 use crate::account::Accounts;
+use crate::admin::{LocalTables, Tables};
 use crate::config::{Config, StoreConfig};
 use crate::forward::Node;
 use crate::http::client::HttpClient;
@@ -28,6 +29,10 @@ pub struct App<S> {
     /// The settlement engines' callback listener: bound when an account settles through an
     /// engine at start-up.
     settlement_listener: Option<TcpListener>,
+    /// The admin API's listener: bound when an admin token is configured.
+    admin_listener: Option<TcpListener>,
+    /// Where admin changes go: the node's own tables, or Redis ([`App::bind_redis`]).
+    tables: Arc<dyn Tables>,
 }
 
 /// Why a node on Redis did not start.
@@ -93,6 +98,10 @@ impl<S: Store> App<S> {
             true => Some(TcpListener::bind(config.settlement.listen).await?),
             false => None,
         };
+        let admin_listener = match config.admin.token_hash {
+            Some(_) => Some(TcpListener::bind(config.admin.listen).await?),
+            None => None,
+        };
         let shutdown = Shutdown::new().0;
         let node = Arc::new(Node {
             address: config.node_address.clone(),
@@ -107,7 +116,17 @@ impl<S: Store> App<S> {
             settlement: Default::default(),
             engines: EngineClient::new(&config.settlement.engine),
         });
-        Ok(App { node, listener, shutdown, config, background: Vec::new(), settlement_listener })
+        let tables = Arc::new(LocalTables::new(node.clone(), config.static_routes.clone()));
+        Ok(App {
+            node,
+            listener,
+            shutdown,
+            config,
+            background: Vec::new(),
+            settlement_listener,
+            admin_listener,
+            tables,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -119,9 +138,15 @@ impl<S: Store> App<S> {
         self.settlement_listener.as_ref().map(|l| l.local_addr().expect("bound listener has an address"))
     }
 
+    /// Where the admin API listens, when it is bound.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener.as_ref().map(|l| l.local_addr().expect("bound listener has an address"))
+    }
+
     /// Serves until `stop` resolves (or the shutdown is triggered otherwise), then drains.
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
-        let App { node, listener, shutdown, config, background, settlement_listener } = self;
+        let App { node, listener, shutdown, config, background, settlement_listener, admin_listener, tables } =
+            self;
         let background: Vec<_> = background.into_iter().map(tokio::spawn).collect();
         // Settlements: the worker that settles balances above their threshold, and the listener
         // engines call back. Both stop once the last packet is done; pending settlements stay in
@@ -139,6 +164,13 @@ impl<S: Store> App<S> {
             let limits = config.settlement.api.clone();
             tokio::spawn(settlement_api::serve(listener, node.clone(), limits, shutdown.signal()))
         });
+        let admin = match (admin_listener, config.admin.token_hash) {
+            (Some(listener), Some(token_hash)) => {
+                let (node, limits) = (node.clone(), config.admin.limits.clone());
+                Some(tokio::spawn(crate::admin::serve(listener, node, tables, token_hash, limits)))
+            }
+            _ => None,
+        };
         // The sweeper stops by itself when the node starts draining; it is awaited below so that
         // no sweep is cut off half way.
         let sweeper = tokio::spawn(crate::sweeper::run(node.clone(), config.sweep.clone()));
@@ -166,6 +198,9 @@ impl<S: Store> App<S> {
         let _ = pending.await;
         if let Some(callbacks) = callbacks {
             let _ = callbacks.await;
+        }
+        if let Some(admin) = admin {
+            let _ = admin.await;
         }
         let _ = stop_settling.send(());
         let _ = settling.await;

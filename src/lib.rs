@@ -14,6 +14,7 @@
 //!    everything; `main` runs it.
 
 pub mod account;
+pub mod admin;
 pub mod app;
 pub mod balance;
 pub mod config;

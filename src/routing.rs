@@ -45,6 +45,16 @@ impl RoutingTable {
         self.prefixes.len()
     }
 
+    /// Every prefix and its next hop, in no order (for the admin API, never per packet).
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &AccountId)> {
+        self.prefixes.iter().map(|(prefix, account)| (&**prefix, account))
+    }
+
+    /// Where destinations under no prefix go.
+    pub fn default_route(&self) -> Option<&AccountId> {
+        self.default.as_ref()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.prefixes.is_empty()
     }

@@ -178,6 +178,8 @@ pub enum Trigger {
     Check(AccountId),
     /// Drive a settlement already begun (by "settle now").
     Drive { account: AccountId, id: SettlementId, amount: u64 },
+    /// Scan every account now: accounts were added, changed or deleted.
+    Scan,
 }
 
 /// The packet path's hand-over to the settlement worker ([`outgoing::run`]).
@@ -212,6 +214,12 @@ impl Triggers {
         if account.settle_threshold.is_some() && account.settlement_engine_url.is_some() {
             let _ = self.sender.try_send(Trigger::Check(account.id.clone()));
         }
+    }
+
+    /// Accounts were added, changed or deleted: the worker sets up new settlement accounts and
+    /// closes deleted ones now rather than at its next periodic scan.
+    pub fn accounts_changed(&self) {
+        let _ = self.sender.try_send(Trigger::Scan);
     }
 
     /// Hands a settlement begun outside the worker to it (a full queue leaves it to the scan).

@@ -70,6 +70,7 @@ pub async fn run<S: Store, Sys: SettlementSystem>(
             Some(trigger) = triggers.recv() => match trigger {
                 Trigger::Check(account) => worker.begin(&account).await,
                 Trigger::Drive { account, id, amount } => worker.take_over(&account, id, amount),
+                Trigger::Scan => worker.scan().await,
             },
             _ = scan.tick() => worker.scan().await,
             Some(done) = worker.tasks.join_next(), if !worker.tasks.is_empty() => {

@@ -25,6 +25,8 @@ pub struct TestNode<S: Store = MemoryStore> {
     pub addr: SocketAddr,
     /// The settlement engines' callback listener, when an account settles through an engine.
     pub settlement_addr: Option<SocketAddr>,
+    /// The admin API, when the config has an admin token.
+    pub admin_addr: Option<SocketAddr>,
     pub node: Arc<Node<S>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -58,6 +60,7 @@ impl TestNode<RedisStore> {
         let mut config = Config::from_toml(toml).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.settlement.listen = "127.0.0.1:0".parse().unwrap();
+        config.admin.listen = "127.0.0.1:0".parse().unwrap();
         Self::run(App::bind_redis(config, store).await.expect("start on Redis"))
     }
 }
@@ -68,17 +71,18 @@ impl<S: Store> TestNode<S> {
         let mut config = Config::from_toml(toml).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.settlement.listen = "127.0.0.1:0".parse().unwrap();
+        config.admin.listen = "127.0.0.1:0".parse().unwrap();
         Self::run(App::bind_with(config, store).await.expect("bind"))
     }
 
     fn run(app: App<S>) -> Self {
-        let (addr, settlement_addr) = (app.local_addr(), app.settlement_addr());
+        let (addr, settlement_addr, admin_addr) = (app.local_addr(), app.settlement_addr(), app.admin_addr());
         let node = app.node.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        TestNode { addr, settlement_addr, node, stop: Some(tx), task: Some(task) }
+        TestNode { addr, settlement_addr, admin_addr, node, stop: Some(tx), task: Some(task) }
     }
 
     pub fn url(&self) -> String {
@@ -355,5 +359,38 @@ impl std::ops::Deref for TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One admin API request: `token` as a bearer token, `body` as JSON (content type set).
+pub async fn admin_call(
+    client: &Client,
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> HttpAnswer {
+    let mut req = Request::builder().method(method).uri(format!("http://{admin}{path}"));
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let body = Full::new(Bytes::from(body.unwrap_or("").to_string()));
+    let response = client.request(req.body(body).unwrap()).await.expect("admin API reachable");
+    let status = response.status();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    HttpAnswer { status, content_type, body }
+}
+
+impl HttpAnswer {
+    /// The body as JSON, after checking the status.
+    pub fn json(&self, status: StatusCode) -> serde_json::Value {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
