@@ -94,7 +94,8 @@ impl<S: Store> App<S> {
         routes: RoutingTable,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
-        let settlement_listener = match accounts.iter().any(|a| a.settlement_engine_url.is_some()) {
+        let engines_at_start = accounts.iter().any(|a| a.settlement_engine_url.is_some());
+        let settlement_listener = match engines_at_start || config.settlement.listen_always {
             true => Some(TcpListener::bind(config.settlement.listen).await?),
             false => None,
         };

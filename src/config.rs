@@ -227,6 +227,10 @@ struct RawSettlement {
 pub struct SettlementConfig {
     /// Where the engines' callback API listens (loopback by default: it has no authentication).
     pub listen: SocketAddr,
+    /// `listen` was set explicitly: bind it even when no account settles through an engine at
+    /// start-up (engine accounts may be added later, through the admin API or Redis). Otherwise
+    /// the listener is bound only when one does.
+    pub listen_always: bool,
     pub api: SettlementApiLimits,
     pub engine: EngineLimits,
     /// How the outgoing settlement worker retries and scans.
@@ -501,6 +505,7 @@ impl Validator {
     /// `[settlement]`. A bad listen address is reported (so the file is refused) and the default
     /// stands in, keeping this section out of `validate`'s final match.
     fn settlement(&mut self, raw: RawSettlement) -> SettlementConfig {
+        let listen_always = raw.listen.is_some();
         let listen = raw.listen.as_deref().unwrap_or(defaults::SETTLEMENT_LISTEN);
         let listen = self.check("settlement.listen", listen.parse::<SocketAddr>());
         let listen = listen.unwrap_or_else(|| defaults::SETTLEMENT_LISTEN.parse().expect("valid default"));
@@ -579,7 +584,7 @@ impl Validator {
             // RFC 0038: the longest wait between two attempts is one hour.
             self.problem("settlement.retry_max_ms", "must be at most 3600000 (one hour, RFC 0038)");
         }
-        SettlementConfig { listen, api, engine, rules }
+        SettlementConfig { listen, listen_always, api, engine, rules }
     }
 
     fn admin(&mut self, raw: RawAdmin) -> AdminConfig {

@@ -147,6 +147,8 @@ scan_interval_ms = 100
 retry_first_ms = 20
 retry_max_ms = 200
 refusal_pause_ms = 60000
+[admin]
+token = "{ADMIN_TOKEN}"
 [[accounts]]
 id = "alice"
 relation = "child"
@@ -220,6 +222,32 @@ async fn a_balance_past_its_threshold_is_settled_and_credited_by_the_peer() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((pair.a.balance("b").await, pair.b.balance("a").await), (5_000_000, -5_000_000));
     assert_eq!(counters.begun.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+/// Node A's admin token (the pair's A serves the admin API).
+const ADMIN_TOKEN: &str = "admin-a";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_settle_now_settles_below_the_threshold_through_the_engines() {
+    let pair = pair("settle-now", 1_000_000_000, &[]).await;
+    pay(&pair, 3, 1_000_000).await;
+    let (client, admin) = (client(), pair.a.admin_addr.expect("A serves the admin API"));
+    let answer = admin_call(&client, admin, "POST", "/accounts/b/settle", Some(ADMIN_TOKEN), None).await;
+    let begun = answer.json(hyper::StatusCode::ACCEPTED);
+    assert_eq!((begun["amount"].as_str(), begun["asset_scale"].as_u64()), (Some("3000000"), Some(6)));
+    assert_eq!(begun["settlement_id"].as_str().unwrap().len(), 32);
+    eventually(&pair, "settled by the operator and credited by B", async || {
+        pair.a.balance("b").await == 0 && pair.b.balance("a").await == 0
+    })
+    .await;
+    // Nothing above settle_to now: 200 with nothing begun.
+    let answer = admin_call(&client, admin, "POST", "/accounts/b/settle", Some(ADMIN_TOKEN), None).await;
+    let nothing = answer.json(hyper::StatusCode::OK);
+    assert_eq!(
+        (nothing["amount"].as_str(), &nothing["settlement_id"]),
+        (Some("0"), &serde_json::Value::Null)
+    );
+    assert_eq!(pair.a.node.settlement.counters.settled.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

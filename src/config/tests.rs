@@ -380,3 +380,10 @@ fn admin_rates_are_checked_against_the_assets_in_use() {
     let problems = rates_from_record(record("0", &[("USD", "1")]), &accounts).unwrap_err().0;
     assert_eq!(problems[0].path, "rates.prices.MXN");
 }
+
+#[test]
+fn the_settlement_listener_is_bound_always_only_when_named() {
+    assert!(!Config::from_toml(MINIMAL).unwrap().settlement.listen_always);
+    let named = format!("{MINIMAL}\n[settlement]\nlisten = \"127.0.0.1:7799\"\n");
+    assert!(Config::from_toml(&named).unwrap().settlement.listen_always);
+}

@@ -39,9 +39,12 @@ impl TestNode<MemoryStore> {
     }
 
     /// Starts a node with the in-memory store from TOML as it is, `listen` included (for
-    /// topologies that need a port known in advance: see [`reserve_port`]).
+    /// topologies that need a port known in advance: see [`reserve_port`]); only the admin
+    /// listener moves to a free port.
     pub async fn start_as_is(toml: &str) -> Self {
-        let config = Config::from_toml(toml).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let mut config = Config::from_toml(toml).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        // The admin API is found through `admin_addr`, never named in advance.
+        config.admin.listen = "127.0.0.1:0".parse().unwrap();
         Self::run(App::bind_with(config, MemoryStore::new()).await.expect("bind"))
     }
 }
