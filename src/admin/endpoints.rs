@@ -13,6 +13,7 @@ use crate::settlement::outgoing::SettleNowError;
 use crate::shutdown::Phase;
 use crate::store::Store;
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -224,14 +225,25 @@ async fn balance<S: Store>(gate: &Gate<S>, id: &str) -> Answer {
     Ok(json(StatusCode::OK, &balance_view(&account, balance)))
 }
 
+async fn read_balance<S: Store>(
+    node: Arc<Node<S>>,
+    account: Arc<Account>,
+) -> Result<BalanceView, AdminError> {
+    let balance = node.store.balance(&account.id).await?;
+    Ok(balance_view(&account, balance))
+}
+
+/// Store reads in flight at once for `GET /balances`.
+const BALANCE_READS_IN_FLIGHT_MAX: usize = 32;
+
 /// `GET /balances`: every account's balance, by id (one store read each).
 async fn balances<S: Store>(gate: &Gate<S>) -> Answer {
     let mut accounts: Vec<Arc<Account>> = gate.node.accounts.load().iter().cloned().collect();
     accounts.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut views = Vec::with_capacity(accounts.len());
-    for account in &accounts {
-        views.push(balance_view(account, gate.node.store.balance(&account.id).await?));
-    }
+    let reads = accounts.into_iter().map(|account| read_balance(gate.node.clone(), account));
+    // A bounded number of reads in flight (one Redis round trip each), answers kept in order.
+    let views: Vec<BalanceView> =
+        futures::stream::iter(reads).buffered(BALANCE_READS_IN_FLIGHT_MAX).try_collect().await?;
     Ok(json(StatusCode::OK, &views))
 }
 
