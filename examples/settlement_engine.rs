@@ -63,6 +63,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thitsax::http::listener::percent_decode;
 use thitsax::settlement::engine::{EngineClient, EngineError, EngineLimits};
 use thitsax::settlement::quantity::rescale;
 use thitsax::settlement::{Quantity, SettlementId};
@@ -542,24 +543,6 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Refusal> {
     }
 }
 
-/// Strict percent-decoding of one path segment.
-fn decode_segment(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewAccount {
@@ -889,7 +872,7 @@ impl Engine {
 
 /// An account id from the path: percent-decoded, URL-safe.
 fn account_id(segment: &str) -> Result<String, Refusal> {
-    decode_segment(segment)
+    percent_decode(segment)
         .filter(|id| is_id(id))
         .ok_or_else(|| Refusal::BadRequest("account id must be URL-safe".into()))
 }

@@ -514,15 +514,11 @@ impl Validator {
         let response_bytes_max =
             raw.engine_response_bytes_max.unwrap_or(defaults::SETTLEMENT_ENGINE_RESPONSE_BYTES_MAX);
         self.bytes_in_bounds("settlement.engine_response_bytes_max", response_bytes_max);
-        let connections_max = self.positive(
+        let connections_max = self.connections_max(
             "settlement.connections_max",
             raw.connections_max,
             defaults::SETTLEMENT_CONNECTIONS_MAX,
         );
-        if connections_max > defaults::REQUESTS_IN_FLIGHT_CEILING {
-            let limit = defaults::REQUESTS_IN_FLIGHT_CEILING;
-            self.problem("settlement.connections_max", format!("must be at most {limit}"));
-        }
         let api = SettlementApiLimits {
             body_bytes_max,
             connections_max,
@@ -597,12 +593,11 @@ impl Validator {
         );
         let body_bytes_max = raw.body_bytes_max.unwrap_or(defaults::ADMIN_BODY_BYTES_MAX);
         self.bytes_in_bounds("admin.body_bytes_max", body_bytes_max);
-        let connections_max =
-            self.positive("admin.connections_max", raw.connections_max, defaults::ADMIN_CONNECTIONS_MAX);
-        if connections_max > defaults::REQUESTS_IN_FLIGHT_CEILING {
-            let limit = defaults::REQUESTS_IN_FLIGHT_CEILING;
-            self.problem("admin.connections_max", format!("must be at most {limit}"));
-        }
+        let connections_max = self.connections_max(
+            "admin.connections_max",
+            raw.connections_max,
+            defaults::ADMIN_CONNECTIONS_MAX,
+        );
         let limits = AdminLimits {
             body_bytes_max,
             connections_max,
@@ -621,6 +616,16 @@ impl Validator {
             ),
         };
         AdminConfig { listen, token_hash, limits }
+    }
+
+    /// A listener's connection limit: above zero, at most the in-flight ceiling.
+    fn connections_max(&mut self, path: &str, value: Option<usize>, default: usize) -> usize {
+        let connections_max = self.positive(path, value, default);
+        if connections_max > defaults::REQUESTS_IN_FLIGHT_CEILING {
+            let limit = defaults::REQUESTS_IN_FLIGHT_CEILING;
+            self.problem(path, format!("must be at most {limit}"));
+        }
+        connections_max
     }
 
     fn bytes_in_bounds(&mut self, path: &str, value: usize) {
