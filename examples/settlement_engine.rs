@@ -621,6 +621,7 @@ impl Engine {
             return Err(Refusal::UnknownAccount(id.into()));
         }
         journal.record(Event::AccountDeleted { id: id.into() })?;
+        info!(account = %id, "account deleted");
         Ok(answer(StatusCode::NO_CONTENT, "text/plain; charset=utf-8", ""))
     }
 

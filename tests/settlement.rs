@@ -251,6 +251,29 @@ async fn an_operators_settle_now_settles_below_the_threshold_through_the_engines
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_added_and_deleted_through_the_admin_api_are_set_up_and_removed_at_the_engine() {
+    let pair = pair("admin-accounts", 1_000_000_000, &[]).await;
+    let (client, admin) = (client(), pair.a.admin_addr.expect("A serves the admin API"));
+    let carol = format!(
+        r#"{{"id":"carol","relation":"peer","asset_code":"USD","asset_scale":6,"ilp_address":"test.carol",
+            "settle_threshold":1000,"settlement_engine_url":"{}"}}"#,
+        pair.engine_a.url
+    );
+    let answer = admin_call(&client, admin, "POST", "/accounts", Some(ADMIN_TOKEN), Some(&carol)).await;
+    answer.json(hyper::StatusCode::CREATED);
+    eventually(&pair, "engine account set up", async || {
+        pair.engine_a.log().lines().any(|l| l.contains("account set up") && l.contains("carol"))
+    })
+    .await;
+    let answer = admin_call(&client, admin, "DELETE", "/accounts/carol", Some(ADMIN_TOKEN), None).await;
+    assert_eq!(answer.status, hyper::StatusCode::NO_CONTENT, "{}", answer.text());
+    eventually(&pair, "engine account removed", async || {
+        pair.engine_a.log().lines().any(|l| l.contains("account deleted") && l.contains("carol"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_down_then_back_settles_once_with_the_same_key() {
     let mut pair = pair("restart", 5_000_000, &[]).await;
     // Wait until the engines know each other (the hello went through both nodes).
