@@ -64,6 +64,7 @@ impl App<RedisStore> {
         let seed = Seed {
             accounts: config.accounts.clone(),
             routes: config.static_routes.clone(),
+            rates: config.rates.to_record(),
             precedence: rules.precedence,
         };
         let tables = reload::load_at_start(&store, &seed, &config.node_address, &config.rates).await?;

@@ -24,7 +24,7 @@ use crate::account::{Account, AccountId, AccountRecord, Accounts};
 use crate::config::{self, Problem};
 use crate::forward::Node;
 use crate::packet::IlpAddress;
-use crate::rates::Rates;
+use crate::rates::{Rates, RatesRecord};
 use crate::routing::RoutingTable;
 use crate::shutdown::Phase;
 use crate::store::{ConfigSnapshot, ConfigStoreError, ConfigSyncRules, Entry, RedisStore};
@@ -44,18 +44,21 @@ pub struct Seed {
     pub accounts: Vec<Account>,
     /// Static routes (prefix, account id).
     pub routes: Vec<(String, AccountId)>,
+    /// The file's `[rates]`.
+    pub rates: RatesRecord,
     pub precedence: Precedence,
 }
 
 impl Seed {
     async fn write(&self, store: &RedisStore) -> Result<(), ConfigStoreError> {
-        let seeded = store.seed_config(&self.accounts, &self.routes, self.precedence).await?;
+        let seeded = store.seed_config(&self.accounts, &self.routes, &self.rates, self.precedence).await?;
         info!(
             precedence = ?self.precedence,
             accounts_written = seeded.accounts,
             routes_written = seeded.routes,
+            rates_written = seeded.rates,
             version = seeded.version,
-            "config file's accounts and routes written to Redis"
+            "config file's accounts, routes and rates written to Redis"
         );
         Ok(())
     }

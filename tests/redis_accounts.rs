@@ -104,7 +104,8 @@ async fn the_file_wins_at_start_up_by_default() {
     // Redis already holds another alice (no credit) and a dave the file does not know.
     let before = toml(&url_line(&redis), &downstream.url(), 0);
     let store = store_for(&before).await;
-    store.seed_config(&Config::from_toml(&before).unwrap().accounts, &[], Default::default()).await.unwrap();
+    let file = Config::from_toml(&before).unwrap();
+    store.seed_config(&file.accounts, &[], &file.rates.to_record(), Default::default()).await.unwrap();
     let dave = Account { id: "dave".into(), incoming_token_hash: None, ..account(&before, "alice") };
     store.put_account(&dave).await.unwrap();
 

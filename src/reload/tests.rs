@@ -46,7 +46,7 @@ fn snapshot(config: &Config, extra: &[Entry]) -> ConfigSnapshot {
         .collect();
     accounts.extend_from_slice(extra);
     let routes = config.static_routes.iter().map(|(p, a)| read(p, a)).collect();
-    ConfigSnapshot { version: Some(1), accounts, routes }
+    ConfigSnapshot { version: Some(1), accounts, routes, rates: None }
 }
 
 fn built(snapshot: &ConfigSnapshot, cached: &Accounts) -> Tables {
