@@ -69,10 +69,13 @@ impl App<RedisStore> {
         let seed = Seed {
             accounts: config.accounts.clone(),
             routes: config.static_routes.clone(),
+            rates: config.rates.to_record(),
             precedence: rules.precedence,
         };
         let tables = reload::load_at_start(&store, &seed, &config.node_address, &config.rates).await?;
         let version = tables.version;
+        // Redis's rates are served, not the file's: with `config_precedence = "redis"` they differ.
+        let config = Config { rates: tables.rates, ..config };
         let mut app = Self::bind_tables(config, store, tables.accounts, tables.routes).await?;
         let node = app.node.clone();
         app.background.push(Box::pin(reload::run(node, seed, rules, version)));

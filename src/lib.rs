@@ -10,7 +10,7 @@
 //! 5. [`http::server`]: the edge that receives traffic and calls `forward`;
 //!    [`http::settlement_api`]: the edge settlement engines call back (credits, messages);
 //! 6. [`config`] parses and validates the TOML file (and, with its rules, accounts and routes read
-//!    from Redis); [`reload`] keeps accounts and routes in step with Redis; [`app`] wires
+//!    from Redis); [`reload`] keeps accounts, routes and rates in step with Redis; [`app`] wires
 //!    everything; `main` runs it.
 
 pub mod account;

@@ -1,36 +1,56 @@
-//! Accounts and routes shared through Redis: loaded at start-up, kept in memory, reloaded when
-//! they change. Never read per packet.
+//! Accounts, routes and exchange rates shared through Redis: loaded at start-up, kept in memory,
+//! reloaded when they change. Never read per packet.
 //!
-//! At start-up the config file's accounts and static routes are written into Redis according to
-//! `store.config_precedence` ([`Precedence`]), then the whole set is read back and served from
-//! the node's tables (`Node::accounts`, `Node::router`). While the node runs, [`run`] watches the
-//! config version in Redis two ways: a pub/sub subscription for prompt reloads, and a poll of the
-//! version key every `store.config_poll_interval_ms`, which bounds how late a change is seen even
-//! when a message is missed. A changed version reloads everything.
+//! At start-up the config file's accounts, static routes and rates are written into Redis
+//! according to `store.config_precedence` ([`Precedence`]), then the whole set is read back and
+//! served from the node's tables (`Node::accounts`, `Node::router`, `Node::rates`). While the node
+//! runs, [`run`] watches the config version in Redis two ways: a pub/sub subscription for prompt
+//! reloads, and a poll of the version key every `store.config_poll_interval_ms`, which bounds how
+//! late a change is seen even when a message is missed. A changed version reloads everything.
 //!
 //! A reload validates every entry with the config file's rules. An entry that fails (bad JSON,
 //! a rule broken) is logged and skipped; if the node already serves an account with that id, it
 //! keeps serving that one, so garbage in Redis never replaces a good account. A reload that
 //! cannot read Redis keeps the tables as they are and is tried again at the next poll.
 //!
-//! Swapping: the accounts table is swapped first, then the routing table, each atomically, so a
-//! packet sees a whole old or a whole new table. Between the two swaps a packet may see new
-//! accounts with old routes: a route to an account just deleted finds no account (F02), a new
-//! account is not yet routed to (F02). Packets in flight hold their own `Arc<Account>`, so an
-//! account deleted meanwhile finishes its packets with the limits they started with; its balance
-//! stays in Redis.
+//! Rates, then accounts: the rates are validated first and alone (the spread in [0, 1), every
+//! price a positive decimal). Rates that fail, or that Redis holds over the size limit, are logged
+//! and the rates served now are kept; so are they when Redis holds none. Only then are the
+//! accounts validated, against those rates: when accounts use several assets, one whose asset has
+//! no price is skipped (it could not be converted to or from). The other way round would be
+//! circular, and worse: rates checked against the accounts would let one stale account block every
+//! change of prices, and accounts checked against the old rates would let in an account the new
+//! rates cannot convert. (The admin API refuses rates that drop a price in use, so an account is
+//! dropped this way only by a direct write into Redis or two changes crossing.)
+//!
+//! Swapping: the rates first, then the accounts table, then the routing table, each atomically,
+//! so a packet sees a whole old or a whole new table. The packet path reads the accounts
+//! (authentication, routing) before the rates (conversion), and arc-swap's operations have one
+//! global order even across values, so a packet that saw the new accounts converts with the new
+//! rates: an account a reload brings in never meets rates without its price. Swapping accounts
+//! first would open that window. The window left is a packet that read the old accounts just
+//! before the swaps and converts after them: if the new rates dropped its asset's price, its
+//! account is one this reload removes, and the packet is refused (no rate, F02) as if it had
+//! arrived a moment later. Between the accounts and the routes a packet may see new accounts with
+//! old routes: a route to an account just deleted finds no account (F02), a new account is not yet
+//! routed to (F02). Packets in flight hold their own `Arc<Account>`, so an account deleted
+//! meanwhile finishes its packets with the limits they started with; its balance stays in Redis.
+//!
+//! One reload at a time (a lock in this module): the watcher and [`reload_now`] (the admin API's,
+//! after a write) may both reload, and without it an older snapshot could be swapped in after a
+//! newer one and stay served while the watcher believes the newer version is.
 
 use crate::account::{Account, AccountId, AccountRecord, Accounts};
 use crate::config::{self, Problem};
 use crate::forward::Node;
 use crate::packet::IlpAddress;
-use crate::rates::Rates;
+use crate::rates::{Rates, RatesRecord};
 use crate::routing::RoutingTable;
 use crate::shutdown::Phase;
-use crate::store::{ConfigSnapshot, ConfigStoreError, ConfigSyncRules, Entry, RedisStore};
+use crate::store::{ConfigSnapshot, ConfigStoreError, ConfigSyncRules, Entry, RatesEntry, RedisStore};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify};
 use tracing::{debug, info, warn};
 
 pub use crate::store::Precedence;
@@ -38,24 +58,31 @@ pub use crate::store::Precedence;
 /// Longest wait between two attempts to subscribe again after the subscription failed or ended.
 const RESUBSCRIBE_DELAY_MAX: Duration = Duration::from_secs(5);
 
+/// Held from reading a snapshot to the last swap. Per process, not per node: a process runs one
+/// node (tests run several, whose reloads then take turns).
+static RELOADING: Mutex<()> = Mutex::const_new(());
+
 /// The config file's share of the set: written at start-up, and again if Redis lost the set.
 #[derive(Debug, Clone)]
 pub struct Seed {
     pub accounts: Vec<Account>,
     /// Static routes (prefix, account id).
     pub routes: Vec<(String, AccountId)>,
+    /// The file's `[rates]`.
+    pub rates: RatesRecord,
     pub precedence: Precedence,
 }
 
 impl Seed {
     async fn write(&self, store: &RedisStore) -> Result<(), ConfigStoreError> {
-        let seeded = store.seed_config(&self.accounts, &self.routes, self.precedence).await?;
+        let seeded = store.seed_config(&self.accounts, &self.routes, &self.rates, self.precedence).await?;
         info!(
             precedence = ?self.precedence,
             accounts_written = seeded.accounts,
             routes_written = seeded.routes,
+            rates_written = seeded.rates,
             version = seeded.version,
-            "config file's accounts and routes written to Redis"
+            "config file's accounts, routes and rates written to Redis"
         );
         Ok(())
     }
@@ -66,6 +93,8 @@ impl Seed {
 pub struct Tables {
     pub accounts: Accounts,
     pub routes: RoutingTable,
+    /// Redis's rates, or the ones served before when Redis's are missing or unusable.
+    pub rates: Rates,
     /// The version they were read at (`None`: Redis held no config).
     pub version: Option<u64>,
     /// Entries skipped, with why.
@@ -73,7 +102,8 @@ pub struct Tables {
 }
 
 /// Seeds Redis from the file according to `precedence`, then reads back the shared set. Called
-/// before the node serves: any error here stops the start-up.
+/// before the node serves: any error here stops the start-up. `rates` are the file's, served if
+/// Redis's are unusable.
 pub async fn load_at_start(
     store: &RedisStore,
     seed: &Seed,
@@ -87,10 +117,19 @@ pub async fn load_at_start(
     Ok(tables)
 }
 
-/// Builds the tables from a snapshot, validating every entry; `cached` are the accounts served
-/// now, kept for ids whose entry in Redis is unusable. Pure: no I/O.
+/// Builds the tables from a snapshot, validating every entry; `rates` and `cached` are the rates
+/// and accounts served now, kept where Redis's are missing (rates) or unusable. The rates are
+/// validated first and alone, then the accounts against them (see the module doc). Pure: no I/O.
 pub fn build(snapshot: &ConfigSnapshot, node: &IlpAddress, rates: &Rates, cached: &Accounts) -> Tables {
     let mut problems = Vec::new();
+    let rates = match &snapshot.rates {
+        None => rates.clone(),
+        Some(entry) => parse_rates(entry).unwrap_or_else(|mut why| {
+            why.message.push_str("; the rates served before are kept");
+            problems.push(why);
+            rates.clone()
+        }),
+    };
     let mut records = Vec::with_capacity(snapshot.accounts.len());
     for entry in &snapshot.accounts {
         let (id, value) = match entry {
@@ -118,7 +157,7 @@ pub fn build(snapshot: &ConfigSnapshot, node: &IlpAddress, rates: &Rates, cached
     // Rules across accounts keep the first of two that clash (a shared token, a second parent):
     // in id order, so every instance keeps the same one whatever order Redis answered in.
     records.sort_by(|a, b| a.id.cmp(&b.id));
-    let (accounts, set_problems) = config::accounts_from_records(node, rates, records);
+    let (accounts, set_problems) = config::accounts_from_records(node, &rates, records);
     problems.extend(set_problems);
     let routes = snapshot.routes.iter().filter_map(|entry| match entry {
         Entry::Read { field, value } => Some((field.clone(), value.clone())),
@@ -133,7 +172,18 @@ pub fn build(snapshot: &ConfigSnapshot, node: &IlpAddress, rates: &Rates, cached
             format!("{unreadable_routes} entries over the size limit skipped"),
         ));
     }
-    Tables { accounts: Accounts::new(accounts), routes, version: snapshot.version, problems }
+    Tables { accounts: Accounts::new(accounts), routes, rates, version: snapshot.version, problems }
+}
+
+/// The rates' JSON, checked alone: the spread and each price by the rules of `[rates]`. Which
+/// accounts they price is the accounts' check, after.
+fn parse_rates(entry: &RatesEntry) -> Result<Rates, Problem> {
+    let path = "redis rates";
+    let RatesEntry::Read(value) = entry else {
+        return Err(problem(path, "over the size limit, not UTF-8 or not a string: skipped".into()));
+    };
+    let record: RatesRecord = serde_json::from_str(value).map_err(|e| problem(path, json_error(&e)))?;
+    config::rates_from_record(record, []).map_err(|e| problem(path, e.to_string().replace('\n', "; ")))
 }
 
 fn problem(path: &str, message: String) -> Problem {
@@ -169,7 +219,7 @@ fn log_problems(problems: &[Problem]) {
     }
 }
 
-/// Keeps the node's accounts and routes in step with Redis until the node starts draining.
+/// Keeps the node's accounts, routes and rates in step with Redis until the node starts draining.
 /// `version` is the one the node's tables were loaded at.
 pub async fn run(node: Arc<Node<RedisStore>>, seed: Seed, rules: ConfigSyncRules, version: Option<u64>) {
     let changed = Notify::new();
@@ -212,16 +262,19 @@ async fn watch_version(
                 continue;
             }
         }
-        match reload(node, seed).await {
+        match reload_now(node, seed).await {
             Ok(version) => served = version,
             Err(e) => warn!(error = %e, "config reload failed; serving the tables as they are"),
         }
     }
 }
 
-/// Reads a snapshot and swaps the tables in. If Redis holds no config at all (its data was lost,
-/// or flushed), the file is written again first, as at start-up, rather than serving nothing.
-async fn reload(node: &Node<RedisStore>, seed: &Seed) -> Result<Option<u64>, ConfigStoreError> {
+/// Reads a snapshot and swaps the tables in; returns the version served. If Redis holds no config
+/// at all (its data was lost, or flushed), the file is written again first, as at start-up,
+/// rather than serving nothing. The admin API calls it after a change, so that the instance that
+/// made it serves it before answering; the others see it through [`run`].
+pub async fn reload_now(node: &Node<RedisStore>, seed: &Seed) -> Result<Option<u64>, ConfigStoreError> {
+    let _one_at_a_time = RELOADING.lock().await;
     let mut snapshot = node.store.config_snapshot().await?;
     if snapshot.version.is_none() {
         warn!("Redis holds no accounts or routes version (lost or flushed): writing the config file's again");
@@ -235,10 +288,12 @@ async fn reload(node: &Node<RedisStore>, seed: &Seed) -> Result<Option<u64>, Con
         accounts = tables.accounts.iter().count(),
         routes = tables.routes.len(),
         skipped = tables.problems.len(),
-        "accounts and routes reloaded from Redis"
+        "accounts, routes and rates reloaded from Redis"
     );
-    // Accounts first: a route never leads to an account the node does not know yet for longer
-    // than between these two stores (see the module doc).
+    // Rates, accounts, routes: a packet that sees an account converts with rates that price it,
+    // and a route never leads to an account the node does not know yet for longer than between
+    // the last two stores (see the module doc).
+    node.rates.store(Arc::new(tables.rates));
     node.accounts.store(Arc::new(tables.accounts));
     node.router.replace(tables.routes);
     Ok(tables.version)

@@ -1,16 +1,20 @@
-//! Accounts and static routes shared through Redis, with real ThitsaX nodes on `redis-server`
-//! processes the tests start: which side wins at start-up, a change made through one instance
-//! seen by another within the poll bound (with pub/sub, without it, on a cluster), and bad
-//! entries in Redis skipped while the node keeps serving.
+//! Accounts, static routes and rates shared through Redis, with real ThitsaX nodes on
+//! `redis-server` processes the tests start: which side wins at start-up, a change made through
+//! one instance seen by another within the poll bound (with pub/sub, without it, on a cluster),
+//! and bad entries in Redis skipped while the node keeps serving.
 
 mod common;
 
 use common::redis::{redis_or_skip, RedisCluster, RedisServer, Resp};
 use common::*;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thitsax::account::Account;
 use thitsax::config::{Config, StoreConfig};
 use thitsax::packet::{ErrorCode, IlpAddress, Response};
+use thitsax::rates::RatesRecord;
+use thitsax::reload::{self, Precedence, Seed};
+use thitsax::store::shared_config::RATES_BYTES_MAX;
 use thitsax::store::{Change, RedisStore};
 
 const TEN_SECONDS: Duration = Duration::from_secs(10);
@@ -104,7 +108,8 @@ async fn the_file_wins_at_start_up_by_default() {
     // Redis already holds another alice (no credit) and a dave the file does not know.
     let before = toml(&url_line(&redis), &downstream.url(), 0);
     let store = store_for(&before).await;
-    store.seed_config(&Config::from_toml(&before).unwrap().accounts, &[], Default::default()).await.unwrap();
+    let file = Config::from_toml(&before).unwrap();
+    store.seed_config(&file.accounts, &[], &file.rates.to_record(), Default::default()).await.unwrap();
     let dave = Account { id: "dave".into(), incoming_token_hash: None, ..account(&before, "alice") };
     store.put_account(&dave).await.unwrap();
 
@@ -300,4 +305,181 @@ async fn a_deleted_account_is_no_longer_served_and_its_balance_stays() {
     let answer = send(&client(), &b.url(), "alice-token", &prepare("test.n.carol", 1, TEN_SECONDS)).await;
     assert_eq!(answer.status, hyper::StatusCode::UNAUTHORIZED);
     assert_eq!(b.balance("alice").await, -1_000_000, "the money stays where it was");
+}
+
+/// `toml` plus maria, a child on MXN (scale 6 like alice) receiving at `downstream`, and the
+/// prices: USD 1, MXN `mxn`, so 1 USD buys 1/`mxn` MXN.
+fn with_pesos(toml: String, downstream: &str, mxn: &str) -> String {
+    format!(
+        r#"{toml}
+[rates.prices]
+USD = "1"
+MXN = "{mxn}"
+[[accounts]]
+id = "maria"
+relation = "child"
+asset_code = "MXN"
+asset_scale = 6
+outgoing_url = "{downstream}"
+outgoing_token = "to-maria"
+"#
+    )
+}
+
+/// Rates as the admin API would write them.
+fn pesos_at(mxn: &str) -> RatesRecord {
+    RatesRecord { spread: None, prices: [("USD".into(), "1".into()), ("MXN".into(), mxn.into())].into() }
+}
+
+fn mxn_price(node: &TestNode<RedisStore>) -> String {
+    node.node.rates.load().to_record().prices.get("MXN").cloned().unwrap_or_default()
+}
+
+/// Pays maria 1 USD through `node`; the amount her endpoint received.
+async fn pesos_for_a_dollar(node: &TestNode<RedisStore>, downstream: &Downstream) -> u64 {
+    assert_eq!(code(pay(node, "test.n.maria").await), None);
+    let last = downstream.received().pop().expect("maria received the packet");
+    assert_eq!(last.destination, "test.n.maria");
+    last.amount
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rates_follow_the_config_precedence_at_start_up() {
+    if !redis_or_skip("rates_follow_the_config_precedence_at_start_up") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let downstream = Downstream::always(Behaviour::Fulfill).await;
+    let file_wins =
+        with_pesos(toml(&url_line(&redis), &downstream.url(), -1_000_000_000), &downstream.url(), "0.05");
+    let stored = || redis.cmd(&["GET", "shared:{config}:rates"]).text().unwrap_or_default();
+
+    // Redis holds other prices; the file's replace them.
+    store_for(&file_wins).await.put_rates(&pesos_at("0.04")).await.unwrap();
+    let first = node(&file_wins).await;
+    assert_eq!(mxn_price(&first), "0.05", "the file's rates are served");
+    assert!(stored().contains("\"0.05\""), "and written to Redis: {}", stored());
+    assert_eq!(pesos_for_a_dollar(&first, &downstream).await, 20_000_000);
+    first.stop().await;
+
+    // Redis wins: its prices stay, and are the ones served.
+    let redis_wins =
+        file_wins.replace("prefix = \"shared\"", "prefix = \"shared\"\nconfig_precedence = \"redis\"");
+    store_for(&redis_wins).await.put_rates(&pesos_at("0.04")).await.unwrap();
+    let node = node(&redis_wins).await;
+    assert_eq!(mxn_price(&node), "0.04", "Redis's rates are served, not the file's");
+    assert!(stored().contains("\"0.04\""), "Redis's rates stayed: {}", stored());
+    assert_eq!(pesos_for_a_dollar(&node, &downstream).await, 25_000_000);
+}
+
+/// Two instances on one store: new prices written through instance A's store convert B's packets
+/// within the poll bound, and A serves them as soon as `reload_now` returns.
+async fn new_rates_through_one_instance_convert_on_the_other(store_lines: &str) {
+    let downstream = Downstream::always(Behaviour::Fulfill).await;
+    let toml = with_pesos(toml(store_lines, &downstream.url(), -1_000_000_000), &downstream.url(), "0.05");
+    let (a, b) = (node(&toml).await, node(&toml).await);
+    assert_eq!(pesos_for_a_dollar(&b, &downstream).await, 20_000_000);
+
+    let Change::Applied { version } = a.node.store.put_rates(&pesos_at("0.04")).await.unwrap() else {
+        panic!("new prices are a change")
+    };
+    assert_eq!(a.node.store.put_rates(&pesos_at("0.04")).await.unwrap(), Change::Unchanged);
+    let config = Config::from_toml(&toml).unwrap();
+    let seed = Seed {
+        accounts: config.accounts.clone(),
+        routes: config.static_routes.clone(),
+        rates: config.rates.to_record(),
+        precedence: Precedence::File,
+    };
+    let served = reload::reload_now(&a.node, &seed).await.unwrap();
+    assert!(served >= Some(version), "{served:?} < {version}");
+    assert_eq!(mxn_price(&a), "0.04", "A serves its own change once reload_now returns");
+
+    let took = eventually(SEEN_WITHIN, "the new price on B", || mxn_price(&b) == "0.04").await;
+    eprintln!("new rates seen by the other instance after {took:?}");
+    assert_eq!(pesos_for_a_dollar(&b, &downstream).await, 25_000_000, "B converts at the new price");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_rates_through_one_instance_convert_on_the_other_on_one_redis() {
+    if !redis_or_skip("new_rates_through_one_instance_convert_on_the_other_on_one_redis") {
+        return;
+    }
+    let redis = RedisServer::start();
+    new_rates_through_one_instance_convert_on_the_other(&url_line(&redis)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_rates_through_one_instance_convert_on_the_other_on_a_redis_cluster() {
+    if !redis_or_skip("new_rates_through_one_instance_convert_on_the_other_on_a_redis_cluster") {
+        return;
+    }
+    let cluster = RedisCluster::start(3);
+    let urls: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    new_rates_through_one_instance_convert_on_the_other(&format!("cluster_urls = [{}]", urls.join(", ")))
+        .await;
+}
+
+/// What the node logged, shared with the subscriber that writes it.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+// One thread: the log subscriber below is this thread's, and every task of the test (the node's
+// reloader included) runs on it.
+#[tokio::test(flavor = "current_thread")]
+async fn invalid_rates_in_redis_are_skipped_logged_and_the_old_ones_kept() {
+    if !redis_or_skip("invalid_rates_in_redis_are_skipped_logged_and_the_old_ones_kept") {
+        return;
+    }
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let redis = RedisServer::start();
+    let downstream = Downstream::always(Behaviour::Fulfill).await;
+    let toml =
+        with_pesos(toml(&url_line(&redis), &downstream.url(), -1_000_000_000), &downstream.url(), "0.05");
+    let node = node(&toml).await;
+    // Valid rates, but more bytes than a node reads back: only their size makes them skipped.
+    let mut huge = pesos_at("0.01");
+    huge.prices.extend((0..RATES_BYTES_MAX / 10).map(|i| (format!("X{i}"), "1".to_string())));
+    let huge = serde_json::to_string(&huge).unwrap();
+    let bad = [("{\"prices\": oops", "invalid record"), (huge.as_str(), "over the size limit")];
+    for (i, (value, why)) in bad.into_iter().enumerate() {
+        // A route written with it tells when the reload that skipped it is done.
+        let route = format!("g.fine{i}");
+        redis.cmd(&["SET", "shared:{config}:rates", value]);
+        redis.cmd(&["HSET", "shared:{config}:routes", &route, "carol"]);
+        redis.cmd(&["INCR", "shared:{config}:version"]);
+        eventually(SEEN_WITHIN, "the reload", || node.node.router.table().lookup(&route).is_some()).await;
+        assert_eq!(mxn_price(&node), "0.05", "{why}: the old rates are kept");
+        assert_eq!(pesos_for_a_dollar(&node, &downstream).await, 20_000_000, "{why}");
+        let text = logs.text();
+        let skipped: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("entry in Redis skipped") && l.contains("redis rates"))
+            .collect();
+        assert_eq!(skipped.len(), i + 1, "one warning per bad value:\n{text}");
+        assert!(
+            skipped[i].contains("WARN") && skipped[i].contains(why) && skipped[i].contains("kept"),
+            "{skipped:?}"
+        );
+    }
+    assert!(!logs.text().contains("oops"), "the value itself is not logged");
 }

@@ -1,6 +1,8 @@
 use super::*;
 use crate::account::hash_token;
 use crate::config::Config;
+use crate::rates::{Asset, RatesRecord};
+use crate::store::RatesEntry;
 
 const FILE: &str = r#"
 [node]
@@ -46,7 +48,7 @@ fn snapshot(config: &Config, extra: &[Entry]) -> ConfigSnapshot {
         .collect();
     accounts.extend_from_slice(extra);
     let routes = config.static_routes.iter().map(|(p, a)| read(p, a)).collect();
-    ConfigSnapshot { version: Some(1), accounts, routes }
+    ConfigSnapshot { version: Some(1), accounts, routes, rates: None }
 }
 
 fn built(snapshot: &ConfigSnapshot, cached: &Accounts) -> Tables {
@@ -158,4 +160,84 @@ fn json_errors_never_quote_values() {
     let e = serde_json::from_str::<AccountRecord>(r#"{"id": "a", "incoming_token": "hunter2"}"#).unwrap_err();
     let text = json_error(&e);
     assert!(text.contains("unknown field `incoming_token`") && !text.contains("hunter2"), "{text}");
+}
+
+/// Rates with a USD price and, when given, an MXN price.
+fn rates_json(mxn: Option<&str>) -> String {
+    let mut record = RatesRecord { spread: None, prices: [("USD".into(), "1".into())].into() };
+    if let Some(price) = mxn {
+        record.prices.insert("MXN".into(), price.into());
+    }
+    serde_json::to_string(&record).unwrap()
+}
+
+/// 1 USD (scale 2) in MXN cents at `rates`.
+fn one_dollar_in_pesos(rates: &Rates) -> Result<u64, crate::rates::ConvertError> {
+    rates.convert(100, Asset { code: "USD", scale: 2 }, Asset { code: "MXN", scale: 2 })
+}
+
+/// The file's accounts plus maria, an MXN account, with rates pricing both assets.
+fn with_pesos(config: &Config, rates: Option<&str>) -> ConfigSnapshot {
+    let maria = AccountRecord {
+        id: "maria".into(),
+        asset_code: "MXN".into(),
+        incoming_token_sha256: None,
+        ..config.accounts[0].to_record()
+    };
+    let mut s = snapshot(config, &[read("maria", &serde_json::to_string(&maria).unwrap())]);
+    s.rates = rates.map(|json| RatesEntry::Read(json.into()));
+    s
+}
+
+#[test]
+fn rates_missing_in_redis_keep_the_ones_served() {
+    let config = file();
+    let tables = built(&snapshot(&config, &[]), &Accounts::default());
+    assert!(tables.problems.is_empty(), "{:?}", tables.problems);
+    assert_eq!(tables.rates.to_record(), config.rates.to_record());
+}
+
+#[test]
+fn valid_rates_in_redis_replace_the_ones_served() {
+    let config = file();
+    let tables = built(&with_pesos(&config, Some(&rates_json(Some("0.05")))), &Accounts::default());
+    assert!(tables.problems.is_empty(), "{:?}", tables.problems);
+    assert_eq!(one_dollar_in_pesos(&tables.rates), Ok(2000));
+    assert!(tables.accounts.get("maria").is_some(), "priced, so served");
+}
+
+#[test]
+fn invalid_or_unreadable_rates_never_replace_the_ones_served() {
+    let config = file();
+    let served = built(&with_pesos(&config, Some(&rates_json(Some("0.05")))), &Accounts::default());
+    let zero_price = rates_json(Some("0"));
+    let whole_spread = r#"{"spread": "1", "prices": {"USD": "1", "MXN": "0.04"}}"#;
+    let unknown_field = r#"{"prices": {"USD": "1", "MXN": "0.04"}, "fee": "2"}"#;
+    for bad in [Some("{not json"), Some(&*zero_price), Some(whole_spread), Some(unknown_field), None] {
+        let mut s = with_pesos(&config, None);
+        s.rates = Some(bad.map_or(RatesEntry::Unreadable, |json| RatesEntry::Read(json.into())));
+        let tables = build(&s, &config.node_address, &served.rates, &served.accounts);
+        assert_eq!(one_dollar_in_pesos(&tables.rates), Ok(2000), "{bad:?}");
+        assert!(tables.accounts.get("maria").is_some(), "{bad:?}: still priced by the rates kept");
+        assert_eq!(tables.problems.len(), 1, "{bad:?}: {:?}", tables.problems);
+        assert_eq!(tables.problems[0].path, "redis rates");
+        assert!(tables.problems[0].message.contains("kept"), "{:?}", tables.problems);
+    }
+}
+
+#[test]
+fn an_account_whose_price_disappears_is_dropped_and_the_rates_still_apply() {
+    let config = file();
+    let served = built(&with_pesos(&config, Some(&rates_json(Some("0.05")))), &Accounts::default());
+    assert!(served.accounts.get("maria").is_some());
+    // The rates are valid alone, so they replace the served ones although maria uses MXN: the
+    // account goes, not the rates (and not the cached maria either).
+    let s = with_pesos(&config, Some(&rates_json(None)));
+    let tables = build(&s, &config.node_address, &served.rates, &served.accounts);
+    assert!(!tables.rates.has_price("MXN"));
+    assert!(tables.accounts.get("maria").is_none());
+    assert!(tables.accounts.get("alice").is_some());
+    assert_eq!(tables.problems.len(), 1, "{:?}", tables.problems);
+    assert!(tables.problems[0].message.contains("no price for MXN"), "{:?}", tables.problems);
+    assert_eq!(tables.routes.lookup("test.node.maria.x"), None, "no route to it either");
 }

@@ -14,7 +14,7 @@ mod redis;
 
 pub use memory::MemoryStore;
 pub use redis::shared_config::{
-    self, Change, ConfigSnapshot, ConfigStoreError, ConfigSyncRules, Entry, Precedence, Seeded,
+    self, Change, ConfigSnapshot, ConfigStoreError, ConfigSyncRules, Entry, Precedence, RatesEntry, Seeded,
 };
 pub use redis::{RedisConfig, RedisStore};
 

@@ -1,34 +1,38 @@
-//! Accounts and static routes in Redis, shared by every instance on the same Redis and prefix.
+//! Accounts, static routes and exchange rates in Redis, shared by every instance on the same Redis
+//! and prefix.
 //!
 //! # Key schema
-//! The three keys share the hash tag `{config}`, so each script below touches one cluster slot:
+//! The four keys share the hash tag `{config}`, so each script below touches one cluster slot:
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
 //! | `<prefix>:{config}:accounts` | hash | account id → its [`AccountRecord`] as JSON |
 //! | `<prefix>:{config}:routes` | hash | static route prefix → account id |
-//! | `<prefix>:{config}:version` | string (int) | incremented by every change of either hash |
+//! | `<prefix>:{config}:rates` | string | the spread and prices: a [`RatesRecord`] as JSON |
+//! | `<prefix>:{config}:version` | string (int) | incremented by every change of any of the above |
 //!
 //! Every change is also published on the channel `<prefix>:config` (the message is the new
 //! version). Channels are not keys: on a Redis Cluster a PUBLISH reaches every node, so a
 //! subscriber on any one node hears every change.
 //!
 //! # Who reads it
-//! Nothing here is read per packet: each instance keeps the accounts and routes in memory and
-//! reloads them when the version changes (see `crate::reload`). The writers are the start-up
+//! Nothing here is read per packet: each instance keeps the accounts, routes and rates in memory
+//! and reloads them when the version changes (see `crate::reload`). The writers are the start-up
 //! seeding ([`RedisStore::seed_config`]) and the change API (`put_account`, `delete_account`,
-//! `put_route`, `delete_route`) that an admin API calls. Each change is one script: the write,
-//! the version bump and the publish happen together or not at all.
+//! `put_route`, `delete_route`, `put_rates`) that an admin API calls. Each change is one script:
+//! the write, the version bump and the publish happen together or not at all.
 //!
 //! # Limits
 //! At most [`ACCOUNTS_MAX`] accounts and [`ROUTES_MAX`] routes are written or read; a field or
-//! value over [`ENTRY_BYTES_MAX`] is never read back (the snapshot blanks it, the reader reports
-//! it). Incoming tokens are stored only as their SHA-256; the outgoing tokens are stored in clear
-//! because the node must send them, so Redis must be protected like the config file.
+//! value over [`ENTRY_BYTES_MAX`], or rates over [`RATES_BYTES_MAX`], are never read back (the
+//! snapshot leaves them out, the reader reports them). Incoming tokens are stored only as their
+//! SHA-256; the outgoing tokens are stored in clear because the node must send them, so Redis must
+//! be protected like the config file.
 
 use super::{store_error, RedisStore};
 use crate::account::{Account, AccountRecord};
 use crate::packet::IlpAddress;
+use crate::rates::RatesRecord;
 use crate::store::StoreError;
 use futures::{Stream, StreamExt};
 use redis::Script;
@@ -40,9 +44,12 @@ pub const ACCOUNTS_MAX: usize = 100_000;
 pub const ROUTES_MAX: usize = 100_000;
 /// Largest field or value of either hash read back; an account's JSON is a few hundred bytes.
 pub const ENTRY_BYTES_MAX: usize = 16 * 1024;
+/// Largest rates value written or read back: a price is a few dozen bytes, so this is thousands
+/// of assets, while a reload never copies an unbounded value out of Redis.
+pub const RATES_BYTES_MAX: usize = 256 * 1024;
 
-/// Which side wins at start-up when the config file and Redis both hold an account id or a
-/// route prefix (config `store.config_precedence`).
+/// Which side wins at start-up when the config file and Redis both hold an account id, a route
+/// prefix or rates (config `store.config_precedence`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precedence {
@@ -72,6 +79,8 @@ pub enum ConfigStoreError {
     Store(#[from] StoreError),
     #[error("Redis holds {count} {what}, more than the {max} a node loads")]
     TooMany { what: &'static str, count: u64, max: usize },
+    #[error("{what} take {bytes} bytes, more than the {max} a node reads back")]
+    TooLarge { what: &'static str, bytes: usize, max: usize },
     #[error("a route must lead to an account in Redis; there is no account {0:?}")]
     UnknownAccount(String),
     #[error("Redis answered a config script with the unknown code {0}")]
@@ -89,7 +98,15 @@ pub enum Entry {
     Unreadable,
 }
 
-/// Accounts and routes at one instant.
+/// The rates as read: their JSON, or a mark that they were not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RatesEntry {
+    Read(String),
+    /// Over [`RATES_BYTES_MAX`], not UTF-8, or not a string key: not read, reported by the caller.
+    Unreadable,
+}
+
+/// Accounts, routes and rates at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigSnapshot {
     /// `None` when the version key does not exist: Redis holds no config (new, or lost).
@@ -98,6 +115,8 @@ pub struct ConfigSnapshot {
     pub accounts: Vec<Entry>,
     /// prefix → account id.
     pub routes: Vec<Entry>,
+    /// `None` when Redis holds no rates.
+    pub rates: Option<RatesEntry>,
 }
 
 /// What a change did.
@@ -114,6 +133,8 @@ pub enum Change {
 pub struct Seeded {
     pub accounts: usize,
     pub routes: usize,
+    /// Whether the file's rates were written.
+    pub rates: bool,
     pub version: u64,
 }
 
@@ -122,6 +143,7 @@ pub(super) struct ConfigScripts {
     delete_account: Script,
     put_route: Script,
     delete_route: Script,
+    put_rates: Script,
     seed: Script,
     snapshot: Script,
 }
@@ -133,6 +155,7 @@ impl ConfigScripts {
             delete_account: Script::new(include_str!("config_delete_account.lua")),
             put_route: Script::new(include_str!("config_put_route.lua")),
             delete_route: Script::new(include_str!("config_delete_route.lua")),
+            put_rates: Script::new(include_str!("config_put_rates.lua")),
             seed: Script::new(include_str!("config_seed.lua")),
             snapshot: Script::new(include_str!("config_snapshot.lua")),
         }
@@ -144,6 +167,7 @@ impl ConfigScripts {
 pub(super) struct ConfigKeys {
     accounts: String,
     routes: String,
+    rates: String,
     version: String,
     channel: String,
 }
@@ -153,6 +177,7 @@ impl ConfigKeys {
         ConfigKeys {
             accounts: format!("{prefix}:{{config}}:accounts"),
             routes: format!("{prefix}:{{config}}:routes"),
+            rates: format!("{prefix}:{{config}}:rates"),
             version: format!("{prefix}:{{config}}:version"),
             channel: format!("{prefix}:config"),
         }
@@ -191,6 +216,15 @@ fn entries(flat: Vec<Vec<u8>>) -> Vec<Entry> {
     out
 }
 
+/// The rates part of a snapshot's answer: its state code (see `config_snapshot.lua`) and value.
+fn rates_entry(state: i64, value: Vec<u8>) -> Option<RatesEntry> {
+    match state {
+        0 => None,
+        1 => Some(String::from_utf8(value).map_or(RatesEntry::Unreadable, RatesEntry::Read)),
+        _ => Some(RatesEntry::Unreadable),
+    }
+}
+
 impl RedisStore {
     /// The current config version (`None`: Redis holds no config). Cheap: the poll's read.
     pub async fn config_version(&self) -> Result<Option<u64>, StoreError> {
@@ -200,13 +234,15 @@ impl RedisStore {
         parse_version(version.as_deref().unwrap_or(""))
     }
 
-    /// Every account and route with their version, read atomically; refused past the limits.
+    /// Every account and route, and the rates, with their version, read atomically; refused past
+    /// the limits.
     pub async fn config_snapshot(&self) -> Result<ConfigSnapshot, ConfigStoreError> {
         let k = &self.config_keys;
         let mut invocation = self.config_scripts.snapshot.key(&k.accounts);
-        invocation.key(&k.routes).key(&k.version).arg(ACCOUNTS_MAX).arg(ROUTES_MAX).arg(ENTRY_BYTES_MAX);
-        type Answer = (i64, String, u64, u64, Vec<Vec<u8>>, Vec<Vec<u8>>);
-        let (code, version, n_accounts, n_routes, accounts, routes): Answer =
+        invocation.key(&k.routes).key(&k.version).key(&k.rates);
+        invocation.arg(ACCOUNTS_MAX).arg(ROUTES_MAX).arg(ENTRY_BYTES_MAX).arg(RATES_BYTES_MAX);
+        type Answer = (i64, String, u64, u64, Vec<Vec<u8>>, Vec<Vec<u8>>, i64, Vec<u8>);
+        let (code, version, n_accounts, n_routes, accounts, routes, rates_state, rates): Answer =
             self.script(&invocation).await?;
         if code == 0 {
             return Err(if n_accounts > ACCOUNTS_MAX as u64 {
@@ -219,15 +255,19 @@ impl RedisStore {
             version: parse_version(&version)?,
             accounts: entries(accounts),
             routes: entries(routes),
+            rates: rates_entry(rates_state, rates),
         })
     }
 
-    /// Writes the config file's accounts and static routes in one script, the file's entries
-    /// replacing Redis's ([`Precedence::File`]) or only filling gaps ([`Precedence::Redis`]).
+    /// Writes the config file's accounts, static routes and rates in one script, the file's
+    /// entries replacing Redis's ([`Precedence::File`]) or only filling gaps
+    /// ([`Precedence::Redis`]). The rates are one entry: the file's replace Redis's whole, or are
+    /// written only where Redis holds none.
     pub async fn seed_config(
         &self,
         accounts: &[Account],
         routes: &[(String, crate::account::AccountId)],
+        rates: &RatesRecord,
         precedence: Precedence,
     ) -> Result<Seeded, ConfigStoreError> {
         if accounts.len() > ACCOUNTS_MAX {
@@ -238,19 +278,21 @@ impl RedisStore {
             let count = routes.len() as u64;
             return Err(ConfigStoreError::TooMany { what: "routes in the file", count, max: ROUTES_MAX });
         }
+        let rates = rates_json(rates, "rates in the file")?;
         let k = &self.config_keys;
         let mut invocation = self.config_scripts.seed.key(&k.accounts);
-        invocation.key(&k.routes).key(&k.version);
+        invocation.key(&k.routes).key(&k.version).key(&k.rates);
         invocation.arg(if precedence == Precedence::File { "1" } else { "0" });
-        invocation.arg(&k.channel).arg(accounts.len());
+        invocation.arg(&k.channel).arg(accounts.len()).arg(rates);
         for account in accounts {
             invocation.arg(&*account.id).arg(record_json(&account.to_record()));
         }
         for (prefix, account) in routes {
             invocation.arg(prefix).arg(&**account);
         }
-        let (accounts, routes, version): (usize, usize, String) = self.script(&invocation).await?;
-        Ok(Seeded { accounts, routes, version: parse_version(&version)?.unwrap_or(0) })
+        let (accounts, routes, rates, version): (usize, usize, i64, String) =
+            self.script(&invocation).await?;
+        Ok(Seeded { accounts, routes, rates: rates == 1, version: parse_version(&version)?.unwrap_or(0) })
     }
 
     /// Creates or replaces an account (validated by the caller: an [`Account`] is valid by
@@ -303,6 +345,17 @@ impl RedisStore {
         applied(code, &version)
     }
 
+    /// Replaces the rates (checked by the caller with `config::rates_from_record`, against the
+    /// accounts served). `Unchanged` when Redis already holds exactly this record.
+    pub async fn put_rates(&self, rates: &RatesRecord) -> Result<Change, ConfigStoreError> {
+        let rates = rates_json(rates, "rates")?;
+        let k = &self.config_keys;
+        let mut invocation = self.config_scripts.put_rates.key(&k.rates);
+        invocation.key(&k.version).arg(rates).arg(&k.channel);
+        let (code, version): (i64, String) = self.script(&invocation).await?;
+        applied(code, &version)
+    }
+
     /// Subscribes to the change channel on one of the configured servers (`attempt` picks which,
     /// round robin, so a reconnect tries the next seed node of a cluster). The stream yields once
     /// per change message and ends when the connection is lost.
@@ -341,6 +394,16 @@ fn record_json(record: &AccountRecord) -> String {
     serde_json::to_string(record).expect("an AccountRecord serializes")
 }
 
+/// Rates as stored, refused when no instance would read them back. The prices are a `BTreeMap`,
+/// so equal rates always give the same text and a rewrite of the same rates changes nothing.
+fn rates_json(rates: &RatesRecord, what: &'static str) -> Result<String, ConfigStoreError> {
+    let json = serde_json::to_string(rates).expect("a RatesRecord serializes");
+    match json.len() > RATES_BYTES_MAX {
+        true => Err(ConfigStoreError::TooLarge { what, bytes: json.len(), max: RATES_BYTES_MAX }),
+        false => Ok(json),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,7 +411,7 @@ mod tests {
     #[test]
     fn keys_share_one_hash_tag() {
         let k = ConfigKeys::new("p");
-        for key in [&k.accounts, &k.routes, &k.version] {
+        for key in [&k.accounts, &k.routes, &k.rates, &k.version] {
             assert!(key.starts_with("p:{config}:"), "{key}");
         }
         assert_eq!(k.channel, "p:config");
@@ -369,6 +432,24 @@ mod tests {
             entries(flat),
             [Entry::Read { field: "a".into(), value: "{}".into() }, Entry::Unreadable, Entry::Unreadable]
         );
+    }
+
+    #[test]
+    fn rates_are_read_unless_absent_oversized_or_not_utf8() {
+        assert_eq!(rates_entry(0, Vec::new()), None);
+        assert_eq!(rates_entry(1, b"{}".to_vec()), Some(RatesEntry::Read("{}".into())));
+        assert_eq!(rates_entry(1, vec![0xff]), Some(RatesEntry::Unreadable));
+        assert_eq!(rates_entry(2, Vec::new()), Some(RatesEntry::Unreadable));
+    }
+
+    #[test]
+    fn rates_too_large_to_read_back_are_not_written() {
+        let mut rates = RatesRecord::default();
+        assert_eq!(rates_json(&rates, "rates").unwrap(), r#"{"prices":{}}"#);
+        for i in 0..RATES_BYTES_MAX / 10 {
+            rates.prices.insert(format!("A{i}"), "1".into());
+        }
+        assert!(matches!(rates_json(&rates, "rates"), Err(ConfigStoreError::TooLarge { .. })));
     }
 
     #[test]
