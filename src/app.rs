@@ -1,7 +1,7 @@
 //! Wires a validated [`Config`] into a running node.
 
 use crate::account::Accounts;
-use crate::admin::{LocalTables, Tables};
+use crate::admin::{LocalTables, RedisTables, Tables};
 use crate::config::{Config, StoreConfig};
 use crate::forward::Node;
 use crate::http::client::HttpClient;
@@ -69,7 +69,7 @@ impl App<RedisStore> {
         let seed = Seed {
             accounts: config.accounts.clone(),
             routes: config.static_routes.clone(),
-            rates: config.rates.to_record(),
+            rates: config.rates_in_file.then(|| config.rates.to_record()),
             precedence: rules.precedence,
         };
         let tables = reload::load_at_start(&store, &seed, &config.node_address, &config.rates).await?;
@@ -78,6 +78,8 @@ impl App<RedisStore> {
         let config = Config { rates: tables.rates, ..config };
         let mut app = Self::bind_tables(config, store, tables.accounts, tables.routes).await?;
         let node = app.node.clone();
+        // Admin changes go to Redis, so that every instance serves them.
+        app.tables = Arc::new(RedisTables::new(node.clone(), seed.clone()));
         app.background.push(Box::pin(reload::run(node, seed, rules, version)));
         Ok(app)
     }

@@ -103,7 +103,7 @@ struct RawConfig {
     #[serde(default)]
     store: RawStore,
     #[serde(default)]
-    rates: RatesRecord,
+    rates: Option<RatesRecord>,
     #[serde(default)]
     accounts: Vec<RawAccount>,
     #[serde(default)]
@@ -326,6 +326,8 @@ pub struct Config {
     pub static_routes: Vec<(String, AccountId)>,
     pub settlement: SettlementConfig,
     pub admin: AdminConfig,
+    /// The file has a `[rates]` section (without one, Redis's shared rates are never replaced).
+    pub rates_in_file: bool,
 }
 
 /// One problem in the file, at a key path such as `accounts[2].outgoing_url`.
@@ -417,7 +419,8 @@ impl Validator {
         let client = self.client(&raw.http);
         let (listen, server) = self.http(raw.http);
         let expiry = self.forwarding(raw.forwarding);
-        let rates = self.rates(raw.rates);
+        let rates_in_file = raw.rates.is_some();
+        let rates = self.rates(raw.rates.unwrap_or_default());
         // With a bad node address, accounts are still checked (against a stand-in) so that every
         // problem is reported in one go; the config is refused either way.
         let stand_in = IlpAddress::parse("private.unset").expect("valid address");
@@ -448,6 +451,7 @@ impl Validator {
                     static_routes,
                     settlement,
                     admin,
+                    rates_in_file,
                 })
             }
             _ => Err(ConfigError(self.problems)),

@@ -68,14 +68,16 @@ pub struct Seed {
     pub accounts: Vec<Account>,
     /// Static routes (prefix, account id).
     pub routes: Vec<(String, AccountId)>,
-    /// The file's `[rates]`.
-    pub rates: RatesRecord,
+    /// The file's `[rates]`; `None` when the file has no such section (Redis's are then kept
+    /// whatever the precedence).
+    pub rates: Option<RatesRecord>,
     pub precedence: Precedence,
 }
 
 impl Seed {
     async fn write(&self, store: &RedisStore) -> Result<(), ConfigStoreError> {
-        let seeded = store.seed_config(&self.accounts, &self.routes, &self.rates, self.precedence).await?;
+        let seeded =
+            store.seed_config(&self.accounts, &self.routes, self.rates.as_ref(), self.precedence).await?;
         info!(
             precedence = ?self.precedence,
             accounts_written = seeded.accounts,
@@ -296,6 +298,8 @@ pub async fn reload_now(node: &Node<RedisStore>, seed: &Seed) -> Result<Option<u
     node.rates.store(Arc::new(tables.rates));
     node.accounts.store(Arc::new(tables.accounts));
     node.router.replace(tables.routes);
+    // Engine accounts of added or deleted accounts are set up or closed now, not at the next scan.
+    node.settlement.accounts_changed();
     Ok(tables.version)
 }
 

@@ -109,7 +109,7 @@ async fn the_file_wins_at_start_up_by_default() {
     let before = toml(&url_line(&redis), &downstream.url(), 0);
     let store = store_for(&before).await;
     let file = Config::from_toml(&before).unwrap();
-    store.seed_config(&file.accounts, &[], &file.rates.to_record(), Default::default()).await.unwrap();
+    store.seed_config(&file.accounts, &[], Some(&file.rates.to_record()), Default::default()).await.unwrap();
     let dave = Account { id: "dave".into(), incoming_token_hash: None, ..account(&before, "alice") };
     store.put_account(&dave).await.unwrap();
 
@@ -388,7 +388,7 @@ async fn new_rates_through_one_instance_convert_on_the_other(store_lines: &str) 
     let seed = Seed {
         accounts: config.accounts.clone(),
         routes: config.static_routes.clone(),
-        rates: config.rates.to_record(),
+        rates: Some(config.rates.to_record()),
         precedence: Precedence::File,
     };
     let served = reload::reload_now(&a.node, &seed).await.unwrap();

@@ -25,7 +25,7 @@ use crate::http::listener::{
     accept_until_draining, bearer_token, drained, media_type, read_body, respond, Accepting, BodyError,
     CONTENT_TYPE_JSON,
 };
-use crate::store::Store;
+use crate::store::{ConfigStoreError, Store};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
-pub use tables::{Change, LocalTables, Tables, TablesError};
+pub use tables::{Change, LocalTables, RedisTables, Tables, TablesError};
 
 /// Why a request was not served: each variant is one answer.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +61,9 @@ pub enum AdminError {
     Busy,
     #[error("store unavailable; retry")]
     Store(String),
+    /// A write whose answer never came: Redis may still apply it.
+    #[error("store did not answer; the change may still be applied: read it back before retrying")]
+    Uncertain(String),
     #[error("internal error")]
     Internal,
 }
@@ -75,7 +78,9 @@ impl AdminError {
             AdminError::Body(e) => e.status(),
             AdminError::Invalid { .. } | AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
-            AdminError::Busy | AdminError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::Busy | AdminError::Store(_) | AdminError::Uncertain(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AdminError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -102,7 +107,7 @@ impl AdminError {
             AdminError::Unauthorized(_) => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            AdminError::Busy | AdminError::Store(_) => {
+            AdminError::Busy | AdminError::Store(_) | AdminError::Uncertain(_) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
@@ -122,9 +127,20 @@ impl From<TablesError> for AdminError {
     fn from(e: TablesError) -> Self {
         match e {
             TablesError::Invalid(problems) => AdminError::Invalid { what: "change", problems },
-            TablesError::Store(e) => {
-                warn!(error = %e, "admin change: shared config store failed");
+            // Limits of the shared set, and a race with another instance: the change was refused.
+            TablesError::Store(
+                e @ (ConfigStoreError::TooMany { .. } | ConfigStoreError::TooLarge { .. }),
+            ) => AdminError::Conflict(e.to_string()),
+            TablesError::Store(e @ ConfigStoreError::UnknownAccount(_)) => {
+                AdminError::Conflict(format!("{e} (deleted through another instance meanwhile?)"))
+            }
+            TablesError::Store(ConfigStoreError::Store(e @ crate::store::StoreError::Unavailable(_))) => {
+                warn!(error = %e, "admin change not applied: shared config store unavailable");
                 AdminError::Store(e.to_string())
+            }
+            TablesError::Store(e) => {
+                warn!(error = %e, "admin change: shared config store failed; it may still be applied");
+                AdminError::Uncertain(e.to_string())
             }
         }
     }

@@ -8,7 +8,8 @@ use crate::config::{self, ConfigError};
 use crate::forward::Node;
 use crate::packet::IlpAddress;
 use crate::rates::Rates;
-use crate::store::{ConfigStoreError, Store};
+use crate::reload::{self, Seed};
+use crate::store::{ConfigStoreError, Entry, RedisStore, Store};
 use futures::future::BoxFuture;
 use std::sync::{Arc, Mutex};
 
@@ -112,5 +113,51 @@ impl<S: Store> Tables for LocalTables<S> {
         // Admin writes are serialized by the caller; this is one synchronous swap.
         let applied = self.apply_now(change);
         Box::pin(async move { applied })
+    }
+}
+
+/// Tables shared through Redis: a change is one write script (with its version bump and
+/// publish), then this instance reloads the whole set, validated as every reload is.
+pub struct RedisTables {
+    node: Arc<Node<RedisStore>>,
+    seed: Seed,
+}
+
+impl RedisTables {
+    pub fn new(node: Arc<Node<RedisStore>>, seed: Seed) -> Self {
+        RedisTables { node, seed }
+    }
+
+    async fn write(&self, change: Change) -> Result<(), TablesError> {
+        let store = &self.node.store;
+        match change {
+            Change::PutAccount { account, .. } => store.put_account(&account).await?,
+            Change::DeleteAccount(id) => store.delete_account(&id).await?,
+            Change::PutRoute { prefix, account } => store.put_route(&prefix, &account).await?,
+            Change::DeleteRoute(prefix) => store.delete_route(&prefix).await?,
+            Change::PutRates(rates) => store.put_rates(&rates.to_record()).await?,
+        };
+        reload::reload_now(&self.node, &self.seed).await?;
+        Ok(())
+    }
+}
+
+impl Tables for RedisTables {
+    fn static_routes(&self) -> BoxFuture<'_, Result<Vec<(String, AccountId)>, TablesError>> {
+        Box::pin(async move {
+            let snapshot = self.node.store.config_snapshot().await?;
+            Ok(snapshot
+                .routes
+                .into_iter()
+                .filter_map(|entry| match entry {
+                    Entry::Read { field, value } => Some((field, AccountId::from(value))),
+                    Entry::Unreadable => None,
+                })
+                .collect())
+        })
+    }
+
+    fn apply(&self, change: Change) -> BoxFuture<'_, Result<(), TablesError>> {
+        Box::pin(self.write(change))
     }
 }

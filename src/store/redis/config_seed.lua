@@ -26,9 +26,10 @@ end
 for i = 5 + 2 * n, #ARGV, 2 do
   routes = routes + put(KEYS[2], ARGV[i], ARGV[i + 1])
 end
+-- An empty ARGV[4]: the file has no [rates] section, so Redis's are left as they are.
 -- A rates key of another type (written by hand) counts as absent: the file's replace it.
 local rates_type = redis.call('TYPE', KEYS[4]).ok
-if rates_type ~= 'string' or (file_wins and redis.call('GET', KEYS[4]) ~= ARGV[4]) then
+if ARGV[4] ~= '' and (rates_type ~= 'string' or (file_wins and redis.call('GET', KEYS[4]) ~= ARGV[4])) then
   redis.call('SET', KEYS[4], ARGV[4])
   rates = 1
 end

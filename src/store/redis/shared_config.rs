@@ -267,7 +267,7 @@ impl RedisStore {
         &self,
         accounts: &[Account],
         routes: &[(String, crate::account::AccountId)],
-        rates: &RatesRecord,
+        rates: Option<&RatesRecord>,
         precedence: Precedence,
     ) -> Result<Seeded, ConfigStoreError> {
         if accounts.len() > ACCOUNTS_MAX {
@@ -278,7 +278,11 @@ impl RedisStore {
             let count = routes.len() as u64;
             return Err(ConfigStoreError::TooMany { what: "routes in the file", count, max: ROUTES_MAX });
         }
-        let rates = rates_json(rates, "rates in the file")?;
+        // No `[rates]` in the file: Redis's rates, whatever they are, are not the file's to replace.
+        let rates = match rates {
+            Some(rates) => rates_json(rates, "rates in the file")?,
+            None => String::new(),
+        };
         let k = &self.config_keys;
         let mut invocation = self.config_scripts.seed.key(&k.accounts);
         invocation.key(&k.routes).key(&k.version).key(&k.rates);
