@@ -58,7 +58,7 @@ impl App<MemoryStore> {
 }
 
 impl App<RedisStore> {
-    /// Binds a node whose accounts and routes are shared through Redis: the file's are written
+    /// Binds a node whose accounts, routes and rates are shared through Redis: the file's are written
     /// into Redis by `store.config_precedence`, the node serves the whole set read back, and
     /// reloads it whenever it changes (see [`crate::reload`]). Without `config_sync` (which
     /// config validation always sets for Redis) the file alone is served.

@@ -279,7 +279,7 @@ pub async fn reload_now(node: &Node<RedisStore>, seed: &Seed) -> Result<Option<u
     let _one_at_a_time = RELOADING.lock().await;
     let mut snapshot = node.store.config_snapshot().await?;
     if snapshot.version.is_none() {
-        warn!("Redis holds no accounts or routes version (lost or flushed): writing the config file's again");
+        warn!("Redis holds no config version (lost or flushed): writing the config file's again");
         seed.write(&node.store).await?;
         snapshot = node.store.config_snapshot().await?;
     }
