@@ -5,6 +5,7 @@ use crate::config::{Config, StoreConfig};
 use crate::forward::Node;
 use crate::http::client::HttpClient;
 use crate::http::{server, settlement_api};
+use crate::metrics::Metrics;
 use crate::reload::{self, Seed};
 use crate::routing::{Router, RoutingTable};
 use crate::settlement::engine::EngineClient;
@@ -106,6 +107,7 @@ impl<S: Store> App<S> {
             pending: Default::default(),
             settlement: Default::default(),
             engines: EngineClient::new(&config.settlement.engine),
+            metrics: Metrics::new(),
         });
         Ok(App { node, listener, shutdown, config, background: Vec::new(), settlement_listener })
     }
