@@ -6,6 +6,7 @@ use crate::config::{Config, StoreConfig};
 use crate::forward::Node;
 use crate::http::client::HttpClient;
 use crate::http::{server, settlement_api};
+use crate::metrics::Metrics;
 use crate::reload::{self, Seed};
 use crate::routing::{Router, RoutingTable};
 use crate::settlement::engine::EngineClient;
@@ -121,6 +122,7 @@ impl<S: Store> App<S> {
             pending: Default::default(),
             settlement: Default::default(),
             engines: EngineClient::new(&config.settlement.engine),
+            metrics: Metrics::new(),
         });
         let tables = Arc::new(LocalTables::new(node.clone(), config.static_routes.clone()));
         Ok(App {

@@ -19,6 +19,7 @@ use crate::account::{constant_time_eq, Account, Accounts, Relation};
 use crate::balance::AMOUNT_MAX;
 use crate::http::client::{HttpClient, SendError};
 use crate::ildcp;
+use crate::metrics::{Metrics, Outcome};
 use crate::packet::{is_under, IlpAddress, Prepare, Response};
 use crate::packet::{ErrorCode, Fulfill, Reject, DATA_BYTES_MAX};
 use crate::pending::{self, PendingCommits, PendingWrite, WriteKind};
@@ -61,6 +62,8 @@ pub struct Node<S> {
     pub settlement: Triggers,
     /// The RFC 0038 engines' client (messages from peers, account setup, settlements).
     pub engines: EngineClient,
+    /// Packets counted and timed by [`Node::forward`], rendered for scrapes.
+    pub metrics: Metrics,
 }
 
 /// A Prepare after routing and conversion, ready to leave.
@@ -78,6 +81,8 @@ struct Outbound {
 impl<S: Store> Node<S> {
     /// Handles one Prepare from an authenticated account; returns the Fulfill or Reject bytes.
     pub async fn forward(&self, from: &Account, prepare: Prepare) -> Bytes {
+        // In flight from here until the answer is built, or until this future is dropped.
+        let in_flight = self.metrics.packet_started();
         let span = tracing::debug_span!(
             "packet",
             from = %from.id,
@@ -93,11 +98,12 @@ impl<S: Store> Node<S> {
                     Response::Reject(refusal.to_reject(&self.address))
                 }
             };
-            let code = match &response {
-                Response::Fulfill(_) => *b"FUL",
-                Response::Reject(r) => <[u8; 3]>::from(r.code()),
+            let (outcome, code) = match &response {
+                Response::Fulfill(_) => (Outcome::Fulfilled, *b"FUL"),
+                Response::Reject(r) => (Outcome::Rejected(r.code().into()), r.code().into()),
             };
             tracing::Span::current().record("code", std::str::from_utf8(&code).unwrap_or("???"));
+            in_flight.finished(&from.id, outcome);
             response.as_bytes().clone()
         }
         .instrument(span)

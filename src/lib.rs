@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! Each line uses only the lines above it.
-//! 1. [`packet`] (codec, addresses, validation), [`balance`] (pure rules), [`shutdown`];
+//! 1. [`packet`] (codec, addresses, validation), [`balance`] (pure rules), [`shutdown`],
+//!    [`metrics`] (Prometheus counters, rendered with figures read at scrape time);
 //! 2. [`account`], [`reject`] (the one mapping from refusals to ILP codes);
 //! 3. [`routing`], [`rates`], [`store`], [`http::client`], [`ildcp`], [`settlement`];
 //! 4. [`forward`]: the packet's path, top to bottom; [`sweeper`]: crash recovery of reservations;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod forward;
 pub mod http;
 pub mod ildcp;
+pub mod metrics;
 pub mod packet;
 pub mod pending;
 pub mod rates;

@@ -24,10 +24,11 @@ pub use quantity::{Quantity, QuantityError};
 
 use crate::account::{Account, AccountId};
 use crate::balance::Balance;
+use crate::metrics::SettlementFigures;
 use bytes::Bytes;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
 
@@ -165,6 +166,20 @@ pub struct Counters {
     pub refunded: AtomicU64,
     /// Failed attempts that were retried.
     pub retries: AtomicU64,
+}
+
+impl Counters {
+    /// The counts as a metrics scrape reports them. Read one by one: a settlement finishing
+    /// meanwhile may show as settled and not yet as begun, which the next scrape puts right.
+    pub fn figures(&self) -> SettlementFigures {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        SettlementFigures {
+            begun: read(&self.begun),
+            settled: read(&self.settled),
+            refunded: read(&self.refunded),
+            retries: read(&self.retries),
+        }
+    }
 }
 
 /// Accounts whose balance crossed their threshold, queued at most this many (more are found by

@@ -1,0 +1,401 @@
+//! Prometheus metrics: what the packet path records as it goes, and the text a scrape returns.
+//!
+//! Each [`Metrics`] has its own registry, not the crate's global default one, so that several
+//! nodes in one process (the tests run many) never add to each other's figures.
+//!
+//! # Metrics
+//! Recorded by the packet path ([`Metrics::packet_started`], [`InFlight::finished`]):
+//! - `thitsax_packets_total{account, outcome, code}` (counter): Prepares answered, by `account`,
+//!   the id of the account that sent the Prepare; `outcome`, `fulfilled` or `rejected`; and
+//!   `code`, the ILP error code of the Reject sent back (`F02`, `T04`...), whether this node or one
+//!   further on refused the packet, `none` for a Fulfill. A code that is not a class letter (`F`,
+//!   `T`, `R`) and two digits, as RFC 0027 writes them, is counted as `other`, so that a next
+//!   hop cannot make up series: at most 302 series per account. Requests refused before the
+//!   packet path (HTTP errors, T03 when the node is busy) are not counted here. A deleted
+//!   account's series stay until the node restarts: a counter that vanished would read as reset.
+//! - `thitsax_forward_duration_seconds{outcome}` (histogram): from the Prepare's arrival to its
+//!   answer, by `outcome` as above; buckets from 100 µs to 30 s, the longest a packet is held.
+//! - `thitsax_packets_in_flight` (gauge): Prepares being handled now. A packet whose handling
+//!   was cut off (a panic, the runtime stopping) leaves this gauge but is counted in neither of
+//!   the above; a sender hanging up does not cut it off (the HTTP server runs it to the end).
+//!
+//! Read at scrape time by the caller and handed to [`Metrics::render`] in a [`Scrape`]:
+//! - `thitsax_store_up` (gauge): 1 when the store could be read for this scrape, 0 when not (the
+//!   balance and pending lines are then left out, rather than reported as 0).
+//! - `thitsax_balance{account}` (gauge): what the node owes the account, in the account's own
+//!   units (its asset scale), as the store holds it.
+//! - `thitsax_settlements_total{state}` (counter): outgoing settlements since the node started, by
+//!   `state`: `begun`, `settled` (the settlement system paid) or `refunded` (it refused for good
+//!   and the amount went back to the balance).
+//! - `thitsax_settlement_retries_total` (counter): failed settlement attempts that were retried.
+//! - `thitsax_settlements_pending` (gauge): settlements begun and not yet settled or refunded,
+//!   as the store holds them (those of earlier runs included).
+
+use prometheus::{GaugeVec, Histogram, HistogramOpts, HistogramVec, TextEncoder};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use std::time::Instant;
+
+/// The upper bounds of the forward duration buckets: 1-2.5-5 steps from 100 µs, up to the 30 s a
+/// packet can be held (`hold_time_ms_max`'s ceiling); longer answers land in `+Inf`.
+const DURATION_BUCKETS_SECONDS: [f64; 17] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0,
+];
+
+/// The `code` label of a Fulfill.
+const FULFILLED_CODE: &str = "none";
+
+/// The `code` label of a Reject whose code is not a class letter and two digits.
+const OTHER_CODE: &str = "other";
+
+/// One node's metrics: the packet path's counters and the registry they are gathered from.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    packets: IntCounterVec,
+    duration_fulfilled: Histogram,
+    duration_rejected: Histogram,
+    in_flight: IntGauge,
+    // No cache of per-account counters beside `packets`: `with_label_values` (a hash of the three
+    // values and a read lock) took 64 ns, a `RwLock<HashMap>` of each account's counter 60 ns
+    // (benches/packet_path.rs, `metrics/record_packet`); the two clock reads cost 100 ns.
+}
+
+/// How a packet ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Fulfilled,
+    /// With the Reject's ILP error code, as it is on the wire.
+    Rejected([u8; 3]),
+}
+
+/// A packet being handled: counted in `thitsax_packets_in_flight` until dropped, whether or not
+/// [`InFlight::finished`] recorded how it ended.
+#[derive(Debug)]
+#[must_use = "the packet is counted in flight only while this lives"]
+pub struct InFlight<'a> {
+    metrics: &'a Metrics,
+    started: Instant,
+}
+
+/// What the caller read for one scrape, rendered beside the registry's metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct Scrape<'a> {
+    pub settlements: SettlementFigures,
+    /// `None` when the store could not be read: `thitsax_store_up 0`, no balance or pending lines.
+    pub store: Option<StoreFigures<'a>>,
+}
+
+/// Outgoing settlements counted since the node started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SettlementFigures {
+    pub begun: u64,
+    pub settled: u64,
+    pub refunded: u64,
+    /// Failed attempts that were retried.
+    pub retries: u64,
+}
+
+/// What a scrape read from the store.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreFigures<'a> {
+    /// Each account's id and balance.
+    pub balances: &'a [(&'a str, i128)],
+    /// Settlements begun and not yet settled or refunded.
+    pub settlements_pending: u64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let packets = IntCounterVec::new(
+            Opts::new("thitsax_packets_total", "Prepares answered, by source account, outcome and ILP code."),
+            &["account", "outcome", "code"],
+        )
+        .expect("valid metric options");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "thitsax_forward_duration_seconds",
+                "Time from a Prepare's arrival to its answer, by outcome.",
+            )
+            .buckets(DURATION_BUCKETS_SECONDS.to_vec()),
+            &["outcome"],
+        )
+        .expect("valid metric options");
+        let in_flight = IntGauge::new("thitsax_packets_in_flight", "Prepares being handled now.")
+            .expect("valid metric options");
+        registry.register(Box::new(packets.clone())).expect("names registered once");
+        registry.register(Box::new(duration.clone())).expect("names registered once");
+        registry.register(Box::new(in_flight.clone())).expect("names registered once");
+        Metrics {
+            registry,
+            packets,
+            duration_fulfilled: duration.with_label_values(&["fulfilled"]),
+            duration_rejected: duration.with_label_values(&["rejected"]),
+            in_flight,
+        }
+    }
+
+    /// Called when a Prepare arrives: counts it in flight until the guard is dropped.
+    pub fn packet_started(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight { metrics: self, started: Instant::now() }
+    }
+
+    /// The registry's metrics and the scrape's figures in the Prometheus text format (0.0.4).
+    pub fn render(&self, scrape: &Scrape) -> String {
+        let mut families = self.registry.gather();
+        families.extend(scraped(scrape).gather());
+        // Both lists come sorted by name; the whole is too, so the output does not depend on
+        // which list a family came from.
+        families.sort_by(|a, b| a.get_name().cmp(b.get_name()));
+        let mut text = String::new();
+        TextEncoder::new()
+            .encode_utf8(&families, &mut text)
+            .expect("gathered families are never empty and always named");
+        text
+    }
+}
+
+impl InFlight<'_> {
+    /// Records how the packet ended, from `account`; the in-flight count drops with `self`.
+    pub fn finished(self, account: &str, outcome: Outcome) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let metrics = self.metrics;
+        let (label, code, duration) = match &outcome {
+            Outcome::Fulfilled => ("fulfilled", FULFILLED_CODE, &metrics.duration_fulfilled),
+            Outcome::Rejected(code) => ("rejected", code_label(code), &metrics.duration_rejected),
+        };
+        metrics.packets.with_label_values(&[account, label, code]).inc();
+        duration.observe(seconds);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.metrics.in_flight.dec();
+    }
+}
+
+/// The `code` label of a Reject: its code when written as RFC 0027 does (class letter, two
+/// digits), else `other`, which bounds the codes a next hop can make us count.
+fn code_label(code: &[u8; 3]) -> &str {
+    match code {
+        [b'F' | b'T' | b'R', tens, units] if tens.is_ascii_digit() && units.is_ascii_digit() => {
+            std::str::from_utf8(code).expect("ASCII")
+        }
+        _ => OTHER_CODE,
+    }
+}
+
+/// A registry for one scrape's figures, built afresh each time so that nothing read for an
+/// earlier scrape (a deleted account's balance) lingers.
+fn scraped(scrape: &Scrape) -> Registry {
+    let registry = Registry::new();
+    let register = |collector: Box<dyn prometheus::core::Collector>| {
+        registry.register(collector).expect("names registered once");
+    };
+    let store_up = IntGauge::new("thitsax_store_up", "Whether the store could be read for this scrape.")
+        .expect("valid metric options");
+    store_up.set(i64::from(scrape.store.is_some()));
+    register(Box::new(store_up));
+
+    let settlements = IntCounterVec::new(
+        Opts::new("thitsax_settlements_total", "Outgoing settlements since start, by state."),
+        &["state"],
+    )
+    .expect("valid metric options");
+    let figures = &scrape.settlements;
+    for (state, count) in
+        [("begun", figures.begun), ("settled", figures.settled), ("refunded", figures.refunded)]
+    {
+        settlements.with_label_values(&[state]).inc_by(count);
+    }
+    register(Box::new(settlements));
+    let retries = IntCounter::new(
+        "thitsax_settlement_retries_total",
+        "Failed settlement attempts that were retried, since start.",
+    )
+    .expect("valid metric options");
+    retries.inc_by(figures.retries);
+    register(Box::new(retries));
+
+    if let Some(store) = &scrape.store {
+        // A gauge holds an f64: balances past 2^53 lose their last digits here, which a chart
+        // does not show; the store keeps them exact.
+        let balances = GaugeVec::new(
+            Opts::new("thitsax_balance", "What the node owes each account, in the account's units."),
+            &["account"],
+        )
+        .expect("valid metric options");
+        for (account, balance) in store.balances {
+            balances.with_label_values(&[account]).set(*balance as f64);
+        }
+        register(Box::new(balances));
+        let pending = IntGauge::new(
+            "thitsax_settlements_pending",
+            "Outgoing settlements begun and not yet settled or refunded.",
+        )
+        .expect("valid metric options");
+        pending.set(i64::try_from(store.settlements_pending).unwrap_or(i64::MAX));
+        register(Box::new(pending));
+    }
+    registry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the sample written exactly as `series` (name and labels), if any.
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    fn nothing_read() -> Scrape<'static> {
+        Scrape { settlements: SettlementFigures::default(), store: None }
+    }
+
+    #[test]
+    fn counts_packets_by_account_outcome_and_code() {
+        let metrics = Metrics::new();
+        for _ in 0..3 {
+            metrics.packet_started().finished("alice", Outcome::Fulfilled);
+        }
+        metrics.packet_started().finished("alice", Outcome::Rejected(*b"F02"));
+        metrics.packet_started().finished("alice", Outcome::Rejected(*b"F02"));
+        metrics.packet_started().finished("bob", Outcome::Rejected(*b"T04"));
+        let text = metrics.render(&nothing_read());
+        let count = |series: &str| sample(&text, series);
+        assert_eq!(
+            count(r#"thitsax_packets_total{account="alice",code="none",outcome="fulfilled"}"#),
+            Some(3.0)
+        );
+        assert_eq!(
+            count(r#"thitsax_packets_total{account="alice",code="F02",outcome="rejected"}"#),
+            Some(2.0)
+        );
+        assert_eq!(count(r#"thitsax_packets_total{account="bob",code="T04",outcome="rejected"}"#), Some(1.0));
+        assert_eq!(count(r#"thitsax_packets_total{account="bob",code="none",outcome="fulfilled"}"#), None);
+        assert_eq!(count(r#"thitsax_forward_duration_seconds_count{outcome="fulfilled"}"#), Some(3.0));
+        assert_eq!(count(r#"thitsax_forward_duration_seconds_count{outcome="rejected"}"#), Some(3.0));
+        assert_eq!(
+            count(r#"thitsax_forward_duration_seconds_bucket{outcome="rejected",le="+Inf"}"#),
+            Some(3.0)
+        );
+        assert_eq!(count("thitsax_packets_in_flight"), Some(0.0));
+        assert!(text.contains("# TYPE thitsax_packets_total counter\n"), "{text}");
+        assert!(text.contains("# TYPE thitsax_forward_duration_seconds histogram\n"), "{text}");
+    }
+
+    #[test]
+    fn a_packet_is_in_flight_until_its_guard_is_dropped_finished_or_not() {
+        let metrics = Metrics::new();
+        let in_flight = || sample(&metrics.render(&nothing_read()), "thitsax_packets_in_flight");
+        let (first, second) = (metrics.packet_started(), metrics.packet_started());
+        assert_eq!(in_flight(), Some(2.0));
+        first.finished("alice", Outcome::Fulfilled);
+        assert_eq!(in_flight(), Some(1.0));
+        // Cut off (its future dropped) before an outcome: nothing to count, but no longer in flight.
+        drop(second);
+        assert_eq!(in_flight(), Some(0.0));
+        let text = metrics.render(&nothing_read());
+        assert_eq!(
+            sample(&text, r#"thitsax_forward_duration_seconds_count{outcome="fulfilled"}"#),
+            Some(1.0)
+        );
+        assert_eq!(sample(&text, r#"thitsax_forward_duration_seconds_count{outcome="rejected"}"#), Some(0.0));
+    }
+
+    #[test]
+    fn durations_fall_in_buckets_up_to_thirty_seconds() {
+        assert!(DURATION_BUCKETS_SECONDS.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!((DURATION_BUCKETS_SECONDS[0], DURATION_BUCKETS_SECONDS[16]), (0.0001, 30.0));
+        let metrics = Metrics::new();
+        metrics.packet_started().finished("alice", Outcome::Fulfilled);
+        let text = metrics.render(&nothing_read());
+        // Recorded at once: well under the 30 s bound, and counted in it.
+        let series = r#"thitsax_forward_duration_seconds_bucket{outcome="fulfilled",le="30"}"#;
+        assert_eq!(sample(&text, series), Some(1.0), "{text}");
+    }
+
+    #[test]
+    fn codes_not_written_as_rfc_0027_does_are_counted_as_other() {
+        assert_eq!(code_label(b"F02"), "F02");
+        assert_eq!(code_label(b"R99"), "R99");
+        assert_eq!(code_label(b"T0A"), "other");
+        assert_eq!(code_label(b"Fzz"), "other");
+        assert_eq!(code_label(b"X00"), "other");
+        assert_eq!(code_label(&[b'F', 0xFF, b'0']), "other");
+        let metrics = Metrics::new();
+        metrics.packet_started().finished("alice", Outcome::Rejected(*b"Fab"));
+        let text = metrics.render(&nothing_read());
+        let series = r#"thitsax_packets_total{account="alice",code="other",outcome="rejected"}"#;
+        assert_eq!(sample(&text, series), Some(1.0), "{text}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let metrics = Metrics::new();
+        metrics.packet_started().finished("a\"b\\c\nd", Outcome::Fulfilled);
+        let balances = [("q\"uote", -5)];
+        let store = Some(StoreFigures { balances: &balances, settlements_pending: 0 });
+        let text = metrics.render(&Scrape { settlements: SettlementFigures::default(), store });
+        let series = r#"thitsax_packets_total{account="a\"b\\c\nd",code="none",outcome="fulfilled"}"#;
+        assert_eq!(sample(&text, series), Some(1.0), "{text}");
+        assert_eq!(sample(&text, r#"thitsax_balance{account="q\"uote"}"#), Some(-5.0), "{text}");
+    }
+
+    #[test]
+    fn renders_the_scrape_figures() {
+        let metrics = Metrics::new();
+        let balances = [("alice", -1_500), ("bob", 2_000_000_000_000), ("carol", 0)];
+        let settlements = SettlementFigures { begun: 5, settled: 3, refunded: 1, retries: 7 };
+        let store = Some(StoreFigures { balances: &balances, settlements_pending: 1 });
+        let text = metrics.render(&Scrape { settlements, store });
+        let value = |series: &str| sample(&text, series);
+        assert_eq!(value("thitsax_store_up"), Some(1.0));
+        assert_eq!(value(r#"thitsax_balance{account="alice"}"#), Some(-1500.0));
+        assert_eq!(value(r#"thitsax_balance{account="bob"}"#), Some(2e12));
+        assert_eq!(value(r#"thitsax_balance{account="carol"}"#), Some(0.0));
+        assert_eq!(value(r#"thitsax_settlements_total{state="begun"}"#), Some(5.0));
+        assert_eq!(value(r#"thitsax_settlements_total{state="settled"}"#), Some(3.0));
+        assert_eq!(value(r#"thitsax_settlements_total{state="refunded"}"#), Some(1.0));
+        assert_eq!(value("thitsax_settlement_retries_total"), Some(7.0));
+        assert_eq!(value("thitsax_settlements_pending"), Some(1.0));
+        assert!(text.contains("# TYPE thitsax_balance gauge\n"), "{text}");
+        assert!(text.contains("# TYPE thitsax_settlements_total counter\n"), "{text}");
+        // Families come in name order, whichever registry they came from.
+        let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+    }
+
+    #[test]
+    fn a_store_that_could_not_be_read_shows_as_down_not_as_zero_balances() {
+        let metrics = Metrics::new();
+        let settlements = SettlementFigures { begun: 2, ..Default::default() };
+        let text = metrics.render(&Scrape { settlements, store: None });
+        assert_eq!(sample(&text, "thitsax_store_up"), Some(0.0));
+        assert!(!text.contains("thitsax_balance"), "{text}");
+        assert!(!text.contains("thitsax_settlements_pending"), "{text}");
+        // What the node counted itself is still there.
+        assert_eq!(sample(&text, r#"thitsax_settlements_total{state="begun"}"#), Some(2.0));
+    }
+
+    #[test]
+    fn nodes_in_one_process_keep_their_own_figures() {
+        let (one, two) = (Metrics::new(), Metrics::new());
+        one.packet_started().finished("alice", Outcome::Fulfilled);
+        let series = r#"thitsax_packets_total{account="alice",code="none",outcome="fulfilled"}"#;
+        assert_eq!(sample(&one.render(&nothing_read()), series), Some(1.0));
+        assert_eq!(sample(&two.render(&nothing_read()), series), None);
+    }
+}
