@@ -392,6 +392,39 @@ async fn settle_now_needs_a_known_account_with_an_engine() {
 }
 
 #[tokio::test]
+async fn metrics_are_scraped_in_the_prometheus_text_format() {
+    let (node, _downstream, admin) = start().await;
+    for _ in 0..2 {
+        send(&client(), &node.url(), "alice-token", &prepare("test.n.bob.x", 100, TEN_SECONDS))
+            .await
+            .fulfill();
+    }
+    let unreachable =
+        send(&client(), &node.url(), "alice-token", &prepare("test.nowhere", 1, TEN_SECONDS)).await;
+    assert_code(&unreachable.reject(), ErrorCode::F02_UNREACHABLE);
+    let scrape = admin.call("GET", "/metrics", None).await;
+    assert_eq!(scrape.status, StatusCode::OK);
+    assert_eq!(scrape.content_type, "text/plain; version=0.0.4; charset=utf-8");
+    let text = scrape.text();
+    for line in [
+        r#"thitsax_packets_total{account="alice",code="none",outcome="fulfilled"} 2"#,
+        r#"thitsax_packets_total{account="alice",code="F02",outcome="rejected"} 1"#,
+        r#"thitsax_forward_duration_seconds_count{outcome="fulfilled"} 2"#,
+        "thitsax_packets_in_flight 0",
+        r#"thitsax_balance{account="alice"} -200"#,
+        r#"thitsax_balance{account="bob"} 200"#,
+        r#"thitsax_balance{account="partner"} 0"#,
+        "thitsax_store_up 1",
+        r#"thitsax_settlements_total{state="settled"} 0"#,
+        "thitsax_settlements_pending 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    assert!(text.contains("# TYPE thitsax_forward_duration_seconds histogram"));
+    assert_eq!(admin.call("POST", "/metrics", Some("{}")).await.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
 async fn bad_requests_get_a_clear_4xx() {
     let (_node, _downstream, admin) = start().await;
     assert_eq!(admin.call("GET", "/nothing/here", None).await.status, StatusCode::NOT_FOUND);

@@ -158,8 +158,8 @@ async fn a_store_outage_is_503_and_says_whether_a_change_may_still_land() {
     let redis = RedisServer::start();
     let downstream = Downstream::always(Behaviour::Fulfill).await;
     let node = instance(&toml(&redis, &downstream.url())).await;
-    // Redis stops answering (every command waits 4 s; the node gives up after 1 s).
-    redis.cmd(&["CLIENT", "PAUSE", "4000", "ALL"]);
+    // Redis stops answering (every command waits 6 s; the node gives up after 1 s).
+    redis.cmd(&["CLIENT", "PAUSE", "6000", "ALL"]);
     let ready = admin_call(&client(), node.admin_addr.unwrap(), "GET", "/ready", None, None).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{}", ready.text());
     let carol = r#"{"id":"carol","relation":"child","asset_code":"USD","asset_scale":2}"#;
@@ -168,6 +168,11 @@ async fn a_store_outage_is_503_and_says_whether_a_change_may_still_land() {
     // The script was sent: Redis may run it once it answers again, and the node says so.
     assert!(answer.text().contains("may still be applied"), "{}", answer.text());
     assert_eq!(call(&node, "GET", "/balances", None).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    // The scrape still answers, and says the store is down instead of showing balances of 0.
+    let scrape = call(&node, "GET", "/metrics", None).await;
+    assert_eq!(scrape.status, StatusCode::OK);
+    assert!(scrape.text().lines().any(|l| l == "thitsax_store_up 0"), "{}", scrape.text());
+    assert!(!scrape.text().contains("thitsax_balance{"), "{}", scrape.text());
     // Back: /ready says so by itself, and the operator's retry either creates carol or finds it
     // created by the first attempt; either way carol is served once.
     let start = Instant::now();

@@ -248,6 +248,17 @@ async fn an_operators_settle_now_settles_below_the_threshold_through_the_engines
         (Some("0"), &serde_json::Value::Null)
     );
     assert_eq!(pair.a.node.settlement.counters.settled.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // And the scrape says so: settlements by state, none pending.
+    let text = admin_call(&client, admin, "GET", "/metrics", Some(ADMIN_TOKEN), None).await.text();
+    for line in [
+        r#"thitsax_settlements_total{state="begun"} 1"#,
+        r#"thitsax_settlements_total{state="settled"} 1"#,
+        r#"thitsax_settlements_total{state="refunded"} 0"#,
+        "thitsax_settlements_pending 0",
+        r#"thitsax_balance{account="b"} 0"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@ use crate::balance::Balance;
 use crate::config::{self, AccountInput};
 use crate::forward::Node;
 use crate::http::listener::{percent_decode, respond, text, CONTENT_TYPE_JSON};
+use crate::metrics::{Scrape, StoreFigures};
 use crate::packet::IlpAddress;
 use crate::rates::RatesRecord;
 use crate::settlement::outgoing::SettleNowError;
@@ -65,6 +66,8 @@ pub(super) async fn route<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> A
         (["rates"], Method::GET) => Ok(json(StatusCode::OK, &gate.node.rates.load().to_record())),
         (["rates"], Method::PUT) => put_rates(gate, req).await,
         (["rates"], _) => Err(AdminError::MethodNotAllowed("GET, PUT")),
+        (["metrics"], Method::GET) => metrics(gate).await,
+        (["metrics"], _) => Err(AdminError::MethodNotAllowed("GET")),
         _ => Err(AdminError::NotFound(
             "see the README for the admin routes (/accounts, /balances, /routes, /rates, /metrics)".into(),
         )),
@@ -205,6 +208,8 @@ struct BalanceView {
     account: String,
     /// In the account's asset and scale, as a decimal string.
     balance: String,
+    #[serde(skip)]
+    balance_units: Balance,
     asset_code: String,
     asset_scale: u8,
 }
@@ -213,6 +218,7 @@ fn balance_view(account: &Account, balance: Balance) -> BalanceView {
     BalanceView {
         account: account.id.to_string(),
         balance: balance.to_string(),
+        balance_units: balance,
         asset_code: account.asset_code.to_string(),
         asset_scale: account.asset_scale,
     }
@@ -236,16 +242,51 @@ async fn read_balance<S: Store>(
 /// Store reads in flight at once for `GET /balances`.
 const BALANCE_READS_IN_FLIGHT_MAX: usize = 32;
 
-/// `GET /balances`: every account's balance, by id (one store read each).
-async fn balances<S: Store>(gate: &Gate<S>) -> Answer {
-    let mut accounts: Vec<Arc<Account>> = gate.node.accounts.load().iter().cloned().collect();
+/// Every account served now, by id.
+fn sorted_accounts<S>(node: &Node<S>) -> Vec<Arc<Account>> {
+    let mut accounts: Vec<Arc<Account>> = node.accounts.load().iter().cloned().collect();
     accounts.sort_by(|a, b| a.id.cmp(&b.id));
-    let reads = accounts.into_iter().map(|account| read_balance(gate.node.clone(), account));
-    // A bounded number of reads in flight (one Redis round trip each), answers kept in order.
-    let views: Vec<BalanceView> =
-        futures::stream::iter(reads).buffered(BALANCE_READS_IN_FLIGHT_MAX).try_collect().await?;
-    Ok(json(StatusCode::OK, &views))
+    accounts
 }
+
+/// Every account with its balance, in order: a bounded number of reads in flight (one Redis
+/// round trip each).
+async fn read_balances<S: Store>(node: &Arc<Node<S>>) -> Result<Vec<BalanceView>, AdminError> {
+    let reads = sorted_accounts(node).into_iter().map(|account| read_balance(node.clone(), account));
+    futures::stream::iter(reads).buffered(BALANCE_READS_IN_FLIGHT_MAX).try_collect().await
+}
+
+/// `GET /balances`: every account's balance, by id.
+async fn balances<S: Store>(gate: &Gate<S>) -> Answer {
+    Ok(json(StatusCode::OK, &read_balances(&gate.node).await?))
+}
+
+/// `GET /metrics`: the Prometheus text format. The packet figures are the node's own; balances
+/// and pending settlements are read from the store now (if it cannot be read, `thitsax_store_up`
+/// is 0 and those lines are left out rather than shown as 0).
+async fn metrics<S: Store>(gate: &Gate<S>) -> Answer {
+    let node = &gate.node;
+    let read = async {
+        let balances = read_balances(node).await?;
+        let mut pending = 0u64;
+        for account in sorted_accounts(node).iter().filter(|a| a.settlement_engine_url.is_some()) {
+            pending += node.store.pending_settlements(account).await?.len() as u64;
+        }
+        Ok::<_, AdminError>((balances, pending))
+    };
+    let read = read.await.ok();
+    let balances: Vec<(&str, i128)> = match &read {
+        Some((views, _)) => views.iter().map(|v| (v.account.as_str(), v.balance_units)).collect(),
+        None => Vec::new(),
+    };
+    let store =
+        read.as_ref().map(|(_, pending)| StoreFigures { balances: &balances, settlements_pending: *pending });
+    let text = node.metrics.render(&Scrape { settlements: node.settlement.counters.figures(), store });
+    Ok(respond(StatusCode::OK, CONTENT_TYPE_PROMETHEUS, text))
+}
+
+/// The Prometheus text exposition format, version 0.0.4.
+const CONTENT_TYPE_PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Serialize)]
 struct SettleView {
