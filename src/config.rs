@@ -7,8 +7,8 @@ use crate::account::{
 };
 use crate::forward::ExpiryRules;
 use crate::http::client::ClientLimits;
+use crate::http::listener::ApiLimits;
 use crate::http::server::ServerLimits;
-use crate::http::settlement_api::SettlementApiLimits;
 use crate::packet::IlpAddress;
 use crate::rates::{Decimal, Rates, RatesRecord};
 use crate::routing::RoutingTable;
@@ -231,7 +231,7 @@ pub struct SettlementConfig {
     /// start-up (engine accounts may be added later, through the admin API or Redis). Otherwise
     /// the listener is bound only when one does.
     pub listen_always: bool,
-    pub api: SettlementApiLimits,
+    pub api: ApiLimits,
     pub engine: EngineLimits,
     /// How the outgoing settlement worker retries and scans.
     pub rules: SettleRules,
@@ -251,13 +251,22 @@ struct RawAdmin {
     shutdown_grace_ms: Option<u64>,
 }
 
+/// The limits every API listener has (`[settlement]`, `[admin]`), as written.
+struct RawApiLimits {
+    body_bytes_max: Option<usize>,
+    connections_max: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    shutdown_grace_ms: Option<u64>,
+}
+
 /// The validated `[admin]` section.
 #[derive(Clone)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
     /// SHA-256 of the bearer token; `None`: no token configured, so no admin listener at all.
     pub token_hash: Option<TokenHash>,
-    pub limits: AdminLimits,
+    pub limits: ApiLimits,
 }
 
 impl fmt::Debug for AdminConfig {
@@ -267,31 +276,6 @@ impl fmt::Debug for AdminConfig {
             .field("token_hash", &self.token_hash.map(|_| "<set>"))
             .field("limits", &self.limits)
             .finish()
-    }
-}
-
-/// The admin listener's limits.
-#[derive(Debug, Clone)]
-pub struct AdminLimits {
-    /// Larger request bodies get 413 (an account is under 2 KB; a rates table is small).
-    pub body_bytes_max: usize,
-    /// TCP connections served at once, and requests handled at once (past it, 503).
-    pub connections_max: usize,
-    pub header_read_timeout: Duration,
-    pub body_read_timeout: Duration,
-    /// On shutdown, time in-flight requests get to finish.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for AdminLimits {
-    fn default() -> Self {
-        AdminLimits {
-            body_bytes_max: defaults::ADMIN_BODY_BYTES_MAX,
-            connections_max: defaults::ADMIN_CONNECTIONS_MAX,
-            header_read_timeout: Duration::from_millis(defaults::ADMIN_HEADER_READ_TIMEOUT_MS),
-            body_read_timeout: Duration::from_millis(defaults::ADMIN_BODY_READ_TIMEOUT_MS),
-            shutdown_grace: Duration::from_millis(defaults::ADMIN_SHUTDOWN_GRACE_MS),
-        }
     }
 }
 
@@ -513,33 +497,24 @@ impl Validator {
         let listen = raw.listen.as_deref().unwrap_or(defaults::SETTLEMENT_LISTEN);
         let listen = self.check("settlement.listen", listen.parse::<SocketAddr>());
         let listen = listen.unwrap_or_else(|| defaults::SETTLEMENT_LISTEN.parse().expect("valid default"));
-        let body_bytes_max = raw.body_bytes_max.unwrap_or(defaults::SETTLEMENT_BODY_BYTES_MAX);
-        self.bytes_in_bounds("settlement.body_bytes_max", body_bytes_max);
         let response_bytes_max =
             raw.engine_response_bytes_max.unwrap_or(defaults::SETTLEMENT_ENGINE_RESPONSE_BYTES_MAX);
         self.bytes_in_bounds("settlement.engine_response_bytes_max", response_bytes_max);
-        let connections_max = self.connections_max(
-            "settlement.connections_max",
-            raw.connections_max,
-            defaults::SETTLEMENT_CONNECTIONS_MAX,
-        );
-        let api = SettlementApiLimits {
-            body_bytes_max,
-            connections_max,
-            header_read_timeout: self.positive_ms(
-                "settlement.header_read_timeout_ms",
-                raw.header_read_timeout_ms,
-                defaults::SETTLEMENT_HEADER_READ_TIMEOUT_MS,
-            ),
-            body_read_timeout: self.positive_ms(
-                "settlement.body_read_timeout_ms",
-                raw.body_read_timeout_ms,
-                defaults::SETTLEMENT_BODY_READ_TIMEOUT_MS,
-            ),
-            shutdown_grace: Duration::from_millis(
-                raw.shutdown_grace_ms.unwrap_or(defaults::SETTLEMENT_SHUTDOWN_GRACE_MS),
-            ),
+        let given = RawApiLimits {
+            body_bytes_max: raw.body_bytes_max,
+            connections_max: raw.connections_max,
+            header_read_timeout_ms: raw.header_read_timeout_ms,
+            body_read_timeout_ms: raw.body_read_timeout_ms,
+            shutdown_grace_ms: raw.shutdown_grace_ms,
         };
+        let defaults = ApiLimits {
+            body_bytes_max: defaults::SETTLEMENT_BODY_BYTES_MAX,
+            connections_max: defaults::SETTLEMENT_CONNECTIONS_MAX,
+            header_read_timeout: Duration::from_millis(defaults::SETTLEMENT_HEADER_READ_TIMEOUT_MS),
+            body_read_timeout: Duration::from_millis(defaults::SETTLEMENT_BODY_READ_TIMEOUT_MS),
+            shutdown_grace: Duration::from_millis(defaults::SETTLEMENT_SHUTDOWN_GRACE_MS),
+        };
+        let api = self.api_limits("settlement", given, defaults);
         let engine = EngineLimits {
             timeout: self.positive_ms(
                 "settlement.engine_timeout_ms",
@@ -595,31 +570,53 @@ impl Validator {
             (raw.token.as_deref(), raw.token_sha256.as_deref()),
             ("admin.token", "admin.token_sha256"),
         );
-        let body_bytes_max = raw.body_bytes_max.unwrap_or(defaults::ADMIN_BODY_BYTES_MAX);
-        self.bytes_in_bounds("admin.body_bytes_max", body_bytes_max);
-        let connections_max = self.connections_max(
-            "admin.connections_max",
-            raw.connections_max,
-            defaults::ADMIN_CONNECTIONS_MAX,
-        );
-        let limits = AdminLimits {
+        let given = RawApiLimits {
+            body_bytes_max: raw.body_bytes_max,
+            connections_max: raw.connections_max,
+            header_read_timeout_ms: raw.header_read_timeout_ms,
+            body_read_timeout_ms: raw.body_read_timeout_ms,
+            shutdown_grace_ms: raw.shutdown_grace_ms,
+        };
+        let defaults = ApiLimits {
+            body_bytes_max: defaults::ADMIN_BODY_BYTES_MAX,
+            connections_max: defaults::ADMIN_CONNECTIONS_MAX,
+            header_read_timeout: Duration::from_millis(defaults::ADMIN_HEADER_READ_TIMEOUT_MS),
+            body_read_timeout: Duration::from_millis(defaults::ADMIN_BODY_READ_TIMEOUT_MS),
+            shutdown_grace: Duration::from_millis(defaults::ADMIN_SHUTDOWN_GRACE_MS),
+        };
+        let limits = self.api_limits("admin", given, defaults);
+        AdminConfig { listen, token_hash, limits }
+    }
+
+    /// An API listener's limits, each key checked under `section`; what is not given is taken
+    /// from `defaults`.
+    fn api_limits(&mut self, section: &str, given: RawApiLimits, defaults: ApiLimits) -> ApiLimits {
+        let at = |key: &str| format!("{section}.{key}");
+        let ms = |d: Duration| d.as_millis() as u64;
+        let body_bytes_max = given.body_bytes_max.unwrap_or(defaults.body_bytes_max);
+        self.bytes_in_bounds(&at("body_bytes_max"), body_bytes_max);
+        ApiLimits {
             body_bytes_max,
-            connections_max,
+            connections_max: self.connections_max(
+                &at("connections_max"),
+                given.connections_max,
+                defaults.connections_max,
+            ),
             header_read_timeout: self.positive_ms(
-                "admin.header_read_timeout_ms",
-                raw.header_read_timeout_ms,
-                defaults::ADMIN_HEADER_READ_TIMEOUT_MS,
+                &at("header_read_timeout_ms"),
+                given.header_read_timeout_ms,
+                ms(defaults.header_read_timeout),
             ),
             body_read_timeout: self.positive_ms(
-                "admin.body_read_timeout_ms",
-                raw.body_read_timeout_ms,
-                defaults::ADMIN_BODY_READ_TIMEOUT_MS,
+                &at("body_read_timeout_ms"),
+                given.body_read_timeout_ms,
+                ms(defaults.body_read_timeout),
             ),
-            shutdown_grace: Duration::from_millis(
-                raw.shutdown_grace_ms.unwrap_or(defaults::ADMIN_SHUTDOWN_GRACE_MS),
-            ),
-        };
-        AdminConfig { listen, token_hash, limits }
+            shutdown_grace: given
+                .shutdown_grace_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.shutdown_grace),
+        }
     }
 
     /// A listener's connection limit: above zero, at most the in-flight ceiling.

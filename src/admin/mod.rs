@@ -19,11 +19,11 @@ mod endpoints;
 pub mod tables;
 
 use crate::account::{constant_time_eq, hash_token, TokenHash};
-use crate::config::{AdminLimits, ConfigError};
+use crate::config::ConfigError;
 use crate::forward::Node;
 use crate::http::listener::{
-    accept_until_draining, bearer_token, drained, media_type, read_body, respond, Accepting, BodyError,
-    CONTENT_TYPE_JSON,
+    accept_until_draining, bearer_token, drained, media_type, read_body, respond, Accepting, ApiLimits,
+    BodyError, CONTENT_TYPE_JSON,
 };
 use crate::store::{ConfigStoreError, Store};
 use bytes::Bytes;
@@ -151,7 +151,7 @@ pub struct Gate<S> {
     node: Arc<Node<S>>,
     tables: Arc<dyn Tables>,
     token_hash: TokenHash,
-    limits: AdminLimits,
+    limits: ApiLimits,
     /// One permit per request being handled; all back means no change is half applied.
     in_flight: Arc<Semaphore>,
     /// Held from a change's validation to its application.
@@ -164,7 +164,7 @@ pub async fn serve<S: Store>(
     node: Arc<Node<S>>,
     tables: Arc<dyn Tables>,
     token_hash: TokenHash,
-    limits: AdminLimits,
+    limits: ApiLimits,
 ) {
     if listener.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
         warn!(addr = %listener.local_addr().expect("checked above"), "admin API listens beyond loopback: protect its token and network");

@@ -21,6 +21,23 @@ use tracing::{debug, warn};
 pub const CONTENT_TYPE_TEXT: &str = "text/plain; charset=utf-8";
 pub const CONTENT_TYPE_JSON: &str = "application/json";
 
+/// The limits of an API listener whose requests are small (the engines' callbacks, the admin
+/// API); each has its own values (`[settlement]`, `[admin]`).
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// Larger request bodies get 413.
+    pub body_bytes_max: usize,
+    /// TCP connections served at once, and also requests being handled at once (past it, 503).
+    /// Further connections wait in the kernel's accept queue.
+    pub connections_max: usize,
+    /// Time a client has to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// Time a client has, after its headers, to send the body (408 past it).
+    pub body_read_timeout: Duration,
+    /// On shutdown, time requests in flight get to finish.
+    pub shutdown_grace: Duration,
+}
+
 /// How a listener takes connections.
 #[derive(Debug, Clone, Copy)]
 pub struct Accepting {

@@ -18,7 +18,7 @@
 
 use super::listener::{
     accept_until_draining, drained, media_type, percent_decode, read_body, text as plain, Accepting,
-    BodyError, CONTENT_TYPE_JSON,
+    ApiLimits, BodyError, CONTENT_TYPE_JSON,
 };
 use super::CONTENT_TYPE_ILP;
 use crate::settlement::{Callbacks, IncomingError, MessageError, Quantity};
@@ -28,7 +28,6 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, error, info, warn};
@@ -40,34 +39,6 @@ pub const ILP_REJECT_CODE: &str = "ilp-reject-code";
 /// Idempotency keys longer than this are refused (ours are 32 hex digits; engines' are UUIDs or
 /// similar): a key is stored with the settlement, so its size is bounded here.
 pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 128;
-
-#[derive(Debug, Clone)]
-pub struct SettlementApiLimits {
-    /// Larger request bodies get 413 (a Quantity is under 100 bytes; messages are small).
-    pub body_bytes_max: usize,
-    /// TCP connections served at once, and also requests being processed at once (past it, 503:
-    /// engines retry). Further connections wait in the kernel's accept queue.
-    pub connections_max: usize,
-    /// Time an engine has to send a request's headers.
-    pub header_read_timeout: Duration,
-    /// Time an engine has, after its headers, to send the body (408 past it).
-    pub body_read_timeout: Duration,
-    /// On shutdown, time in-flight credits and messages get to finish.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for SettlementApiLimits {
-    fn default() -> Self {
-        use crate::config::defaults::*;
-        SettlementApiLimits {
-            body_bytes_max: SETTLEMENT_BODY_BYTES_MAX,
-            connections_max: SETTLEMENT_CONNECTIONS_MAX,
-            header_read_timeout: Duration::from_millis(SETTLEMENT_HEADER_READ_TIMEOUT_MS),
-            body_read_timeout: Duration::from_millis(SETTLEMENT_BODY_READ_TIMEOUT_MS),
-            shutdown_grace: Duration::from_millis(SETTLEMENT_SHUTDOWN_GRACE_MS),
-        }
-    }
-}
 
 /// Why a request was not handled: each variant is one answer.
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +145,7 @@ struct Gate<C> {
     /// One permit per request being handled by the node. A callback runs in its own task with its
     /// permit, so all permits back means no credit is still being written.
     in_flight: Arc<Semaphore>,
-    limits: SettlementApiLimits,
+    limits: ApiLimits,
 }
 
 /// Serves until `shutdown` reaches [`Phase::Draining`](crate::shutdown::Phase::Draining), then
@@ -183,7 +154,7 @@ struct Gate<C> {
 pub async fn serve<C: Callbacks>(
     listener: TcpListener,
     callbacks: Arc<C>,
-    limits: SettlementApiLimits,
+    limits: ApiLimits,
     shutdown: crate::shutdown::ShutdownSignal,
 ) {
     if listener.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {

@@ -9,6 +9,7 @@ use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Account `alice` works; other names produce the failure they are named after.
@@ -68,7 +69,7 @@ struct Api {
 }
 
 async fn start() -> Api {
-    let limits = SettlementApiLimits {
+    let limits = ApiLimits {
         body_bytes_max: 1024,
         connections_max: 8,
         header_read_timeout: Duration::from_secs(2),
