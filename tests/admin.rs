@@ -273,6 +273,13 @@ async fn an_account_with_a_balance_is_deleted_only_with_force() {
     assert_eq!(node.balance("alice").await, -251);
     assert_eq!(admin.call("GET", "/accounts/alice", None).await.status, StatusCode::NOT_FOUND);
     assert_eq!(admin.call("DELETE", "/accounts/alice", None).await.status, StatusCode::NOT_FOUND);
+    // The same id again would inherit the -251: refused unless forced (the same account again).
+    let alice = r#"{"id":"alice","relation":"child","asset_code":"USD","asset_scale":2,"incoming_token":"alice-token"}"#;
+    let refused = admin.call("POST", "/accounts", Some(alice)).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text());
+    assert!(refused.text().contains("-251"));
+    admin.call("POST", "/accounts?force=true", Some(alice)).await.json(StatusCode::CREATED);
+    assert_eq!(admin.get("/accounts/alice/balance").await["balance"], "-251");
     // An account with a zero balance needs no force; its static routes go with it.
     assert_eq!(admin.call("DELETE", "/accounts/partner", None).await.status, StatusCode::NO_CONTENT);
     let routes = admin.get("/routes").await;

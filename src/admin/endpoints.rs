@@ -46,7 +46,7 @@ pub(super) async fn route<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> A
     let query = req.uri().query().unwrap_or("").to_string();
     match (segments.as_slice(), method) {
         (["accounts"], Method::GET) => list_accounts(gate),
-        (["accounts"], Method::POST) => create_account(gate, req).await,
+        (["accounts"], Method::POST) => create_account(gate, req, &query).await,
         (["accounts"], _) => Err(AdminError::MethodNotAllowed("GET, POST")),
         (["accounts", id], Method::GET) => get_account(gate, id),
         (["accounts", id], Method::PUT) => update_account(gate, id, req).await,
@@ -126,8 +126,12 @@ fn account_input(body: &[u8]) -> Result<AccountInput, AdminError> {
     AccountInput::from_json(body).map_err(|problems| AdminError::Invalid { what: "account", problems })
 }
 
-/// `POST /accounts`: a new account (409 if the id is taken); 201 with it.
-async fn create_account<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> Answer {
+/// `POST /accounts`: a new account (409 if the id is taken); 201 with it. If the store still
+/// holds a balance under the id (an account deleted with `?force=true`), the new account would
+/// inherit it, counted in its own asset and scale: refused (409) unless `?force=true` says the
+/// operator recreates the same account.
+async fn create_account<S: Store>(gate: &Gate<S>, req: Request<Incoming>, query: &str) -> Answer {
+    let force = forced(query);
     let input = account_input(&json_body(gate, req).await?)?;
     let _write = gate.writes.lock().await;
     if gate.node.accounts.load().get(input.id()).is_some() {
@@ -136,9 +140,22 @@ async fn create_account<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> Ans
             input.id()
         )));
     }
+    let left = gate.node.store.balance(input.id()).await?;
+    if left != 0 && !force {
+        return Err(AdminError::Conflict(format!(
+            "the store holds a balance of {left} under id {:?} from an account deleted earlier; \
+             add ?force=true only if this is that account again (same asset and scale)",
+            input.id()
+        )));
+    }
     let account = put_account(gate, input).await?;
     info!(account = %account.id, "account created through the admin API");
     Ok(json(StatusCode::CREATED, &view(&account)))
+}
+
+/// `?force=true` among the query's pairs.
+fn forced(query: &str) -> bool {
+    query.split('&').any(|pair| pair == "force=true")
 }
 
 /// `PUT /accounts/{id}`: replaces an existing account (404 if there is none).
@@ -184,7 +201,7 @@ async fn put_account<S: Store>(gate: &Gate<S>, input: AccountInput) -> Result<Ac
 /// its balance is not zero or a settlement of it is pending, unless `?force=true`: the balance
 /// stays in the store (with Redis, in its journal) and comes back if the account is created again.
 async fn delete_account<S: Store>(gate: &Gate<S>, id: &str, query: &str) -> Answer {
-    let force = query.split('&').any(|pair| pair == "force=true");
+    let force = forced(query);
     let _write = gate.writes.lock().await;
     let account = served(gate, id)?;
     if !force {
