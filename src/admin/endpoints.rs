@@ -6,12 +6,11 @@ use crate::account::{Account, AccountRecord};
 use crate::balance::Balance;
 use crate::config::{self, AccountInput};
 use crate::forward::Node;
-use crate::http::listener::{percent_decode, respond, text, CONTENT_TYPE_JSON};
+use crate::http::listener::{percent_decode, respond, CONTENT_TYPE_JSON};
 use crate::metrics::{Scrape, StoreFigures};
 use crate::packet::IlpAddress;
 use crate::rates::RatesRecord;
 use crate::settlement::outgoing::SettleNowError;
-use crate::shutdown::Phase;
 use crate::store::Store;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -23,20 +22,6 @@ use std::sync::Arc;
 use tracing::info;
 
 type Answer = Result<Response<Full<Bytes>>, AdminError>;
-
-/// `GET /health`: the process answers.
-pub(super) fn health() -> Response<Full<Bytes>> {
-    text(StatusCode::OK, "ok")
-}
-
-/// `GET /ready`: the store answers and the node is not shutting down (503 otherwise).
-pub(super) async fn ready<S: Store>(node: &Node<S>) -> Response<Full<Bytes>> {
-    match node.store.ready().await {
-        Ok(()) if node.shutdown.phase() == Phase::Running => text(StatusCode::OK, "ready"),
-        Ok(()) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
-        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    }
-}
 
 /// Dispatches an authenticated request.
 pub(super) async fn route<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> Answer {

@@ -211,10 +211,8 @@ async fn admit<S: Store>(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, AdminError> {
     if req.method() == Method::GET {
-        match req.uri().path() {
-            "/health" => return Ok(endpoints::health()),
-            "/ready" => return Ok(endpoints::ready(&gate.node).await),
-            _ => {}
+        if let Some(probed) = crate::http::server::probe(&gate.node, req.uri().path()).await {
+            return Ok(probed);
         }
     }
     authenticate(gate, &req)?;

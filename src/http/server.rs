@@ -7,7 +7,7 @@
 //! Only a valid Prepare from a known account reaches [`Node::forward`].
 
 use super::listener::{
-    accept_until_draining, bearer_token, drained, media_type, read_body, Accepting, BodyError,
+    accept_until_draining, bearer_token, drained, media_type, read_body, text, Accepting, BodyError,
 };
 use super::{CONTENT_TYPE_ILP, CONTENT_TYPE_ILP_ALT};
 use crate::account::Account;
@@ -73,9 +73,7 @@ impl HttpError {
     }
 
     fn into_response(self) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::new(Bytes::from(self.to_string())));
-        *response.status_mut() = self.status();
-        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        let mut response = text(self.status(), self.to_string());
         if let HttpError::Unauthorized(_) = self {
             response.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
         }
@@ -126,7 +124,8 @@ pub async fn serve<S: Store>(
 
 async fn handle<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() == Method::GET {
-        return probe(gate, req.uri().path()).await;
+        let probed = probe(&gate.node, req.uri().path()).await;
+        return probed.unwrap_or_else(|| HttpError::MethodNotAllowed.into_response());
     }
     match accept(gate, req).await {
         Ok(packet) => {
@@ -143,21 +142,18 @@ async fn handle<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> Response<Fu
 
 /// `GET /health`: the process is alive. `GET /ready`: it can serve packets now (its store
 /// answers); 503 otherwise, so a load balancer takes the instance out while its store is away.
-/// Neither needs a token: they reveal nothing but up or down.
-async fn probe<S: Store>(gate: &Gate<S>, path: &str) -> Response<Full<Bytes>> {
-    let (status, text) = match path {
-        "/health" => (StatusCode::OK, "ok".to_string()),
-        "/ready" => match gate.node.store.ready().await {
-            Ok(()) if gate.node.shutdown.phase() == Phase::Running => (StatusCode::OK, "ready".to_string()),
-            Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_string()),
-            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+/// Neither needs a token: they reveal nothing but up or down. `None` for any other path. The
+/// admin listener answers its probes with this too.
+pub async fn probe<S: Store>(node: &Node<S>, path: &str) -> Option<Response<Full<Bytes>>> {
+    Some(match path {
+        "/health" => text(StatusCode::OK, "ok"),
+        "/ready" => match node.store.ready().await {
+            Ok(()) if node.shutdown.phase() == Phase::Running => text(StatusCode::OK, "ready"),
+            Ok(()) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+            Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         },
-        _ => return HttpError::MethodNotAllowed.into_response(),
-    };
-    let mut response = Response::new(Full::new(Bytes::from(text)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    response
+        _ => return None,
+    })
 }
 
 /// Checks a request from the outside in and, if it carries a valid Prepare, forwards it.
