@@ -1,6 +1,6 @@
 //! Wires a validated [`Config`] into a running node.
 
-use crate::account::Accounts;
+use crate::account::{Accounts, TokenHash};
 use crate::admin::{LocalTables, RedisTables, Tables};
 use crate::config::{Config, StoreConfig};
 use crate::forward::Node;
@@ -30,8 +30,8 @@ pub struct App<S> {
     /// The settlement engines' callback listener: bound when an account settles through an
     /// engine at start-up.
     settlement_listener: Option<TcpListener>,
-    /// The admin API's listener: bound when an admin token is configured.
-    admin_listener: Option<TcpListener>,
+    /// The admin API's listener and the hash of its token: bound when a token is configured.
+    admin_listener: Option<(TcpListener, TokenHash)>,
     /// Where admin changes go: the node's own tables, or Redis ([`App::bind_redis`]).
     tables: Arc<dyn Tables>,
 }
@@ -106,7 +106,7 @@ impl<S: Store> App<S> {
             false => None,
         };
         let admin_listener = match config.admin.token_hash {
-            Some(_) => Some(TcpListener::bind(config.admin.listen).await?),
+            Some(token_hash) => Some((TcpListener::bind(config.admin.listen).await?, token_hash)),
             None => None,
         };
         let shutdown = Shutdown::new().0;
@@ -148,7 +148,7 @@ impl<S: Store> App<S> {
 
     /// Where the admin API listens, when it is bound.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin_listener.as_ref().map(|l| l.local_addr().expect("bound listener has an address"))
+        self.admin_listener.as_ref().map(|(l, _)| l.local_addr().expect("bound listener has an address"))
     }
 
     /// Serves until `stop` resolves (or the shutdown is triggered otherwise), then drains.
@@ -172,13 +172,10 @@ impl<S: Store> App<S> {
             let limits = config.settlement.api.clone();
             tokio::spawn(settlement_api::serve(listener, node.clone(), limits, shutdown.signal()))
         });
-        let admin = match (admin_listener, config.admin.token_hash) {
-            (Some(listener), Some(token_hash)) => {
-                let (node, limits) = (node.clone(), config.admin.limits.clone());
-                Some(tokio::spawn(crate::admin::serve(listener, node, tables, token_hash, limits)))
-            }
-            _ => None,
-        };
+        let admin = admin_listener.map(|(listener, token_hash)| {
+            let (node, limits) = (node.clone(), config.admin.limits.clone());
+            tokio::spawn(crate::admin::serve(listener, node, tables, token_hash, limits))
+        });
         // The sweeper stops by itself when the node starts draining; it is awaited below so that
         // no sweep is cut off half way.
         let sweeper = tokio::spawn(crate::sweeper::run(node.clone(), config.sweep.clone()));

@@ -253,14 +253,17 @@ fn sorted_accounts<S>(node: &Node<S>) -> Vec<Arc<Account>> {
 
 /// Every account with its balance, in order: a bounded number of reads in flight (one Redis
 /// round trip each).
-async fn read_balances<S: Store>(node: &Arc<Node<S>>) -> Result<Vec<BalanceView>, AdminError> {
-    let reads = sorted_accounts(node).into_iter().map(|account| read_balance(node.clone(), account));
+async fn read_balances<S: Store>(
+    node: &Arc<Node<S>>,
+    accounts: Vec<Arc<Account>>,
+) -> Result<Vec<BalanceView>, AdminError> {
+    let reads = accounts.into_iter().map(|account| read_balance(node.clone(), account));
     futures::stream::iter(reads).buffered(BALANCE_READS_IN_FLIGHT_MAX).try_collect().await
 }
 
 /// `GET /balances`: every account's balance, by id.
 async fn balances<S: Store>(gate: &Gate<S>) -> Answer {
-    Ok(json(StatusCode::OK, &read_balances(&gate.node).await?))
+    Ok(json(StatusCode::OK, &read_balances(&gate.node, sorted_accounts(&gate.node)).await?))
 }
 
 /// `GET /metrics`: the Prometheus text format. The packet figures are the node's own; balances
@@ -268,10 +271,11 @@ async fn balances<S: Store>(gate: &Gate<S>) -> Answer {
 /// is 0 and those lines are left out rather than shown as 0).
 async fn metrics<S: Store>(gate: &Gate<S>) -> Answer {
     let node = &gate.node;
+    let accounts = sorted_accounts(node);
     let read = async {
-        let balances = read_balances(node).await?;
+        let balances = read_balances(node, accounts.clone()).await?;
         let mut pending = 0u64;
-        for account in sorted_accounts(node).iter().filter(|a| a.settlement_engine_url.is_some()) {
+        for account in accounts.iter().filter(|a| a.settlement_engine_url.is_some()) {
             pending += node.store.pending_settlements(account).await?.len() as u64;
         }
         Ok::<_, AdminError>((balances, pending))
