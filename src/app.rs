@@ -7,7 +7,7 @@ use crate::forward::Node;
 use crate::http::client::HttpClient;
 use crate::http::{server, settlement_api};
 use crate::metrics::Metrics;
-use crate::reload::{self, Seed};
+use crate::reload::{self, Reloader, Seed};
 use crate::routing::{Router, RoutingTable};
 use crate::settlement::engine::EngineClient;
 use crate::shutdown::Shutdown;
@@ -78,10 +78,11 @@ impl App<RedisStore> {
         // Redis's rates are served, not the file's: with `config_precedence = "redis"` they differ.
         let config = Config { rates: tables.rates, ..config };
         let mut app = Self::bind_tables(config, store, tables.accounts, tables.routes).await?;
-        let node = app.node.clone();
-        // Admin changes go to Redis, so that every instance serves them.
-        app.tables = Arc::new(RedisTables::new(node.clone(), seed.clone()));
-        app.background.push(Box::pin(reload::run(node, seed, rules, version)));
+        // The watcher and the admin API reload through one reloader; admin changes go to Redis,
+        // so that every instance serves them.
+        let reloader = Arc::new(Reloader::new(app.node.clone(), seed));
+        app.tables = Arc::new(RedisTables::new(reloader.clone()));
+        app.background.push(Box::pin(reload::run(reloader, rules, version)));
         Ok(app)
     }
 }

@@ -36,9 +36,10 @@
 //! routed to (F02). Packets in flight hold their own `Arc<Account>`, so an account deleted
 //! meanwhile finishes its packets with the limits they started with; its balance stays in Redis.
 //!
-//! One reload at a time (a lock in this module): the watcher and [`reload_now`] (the admin API's,
-//! after a write) may both reload, and without it an older snapshot could be swapped in after a
-//! newer one and stay served while the watcher believes the newer version is.
+//! One reload at a time per node (the [`Reloader`]'s lock): the watcher and
+//! [`Reloader::reload_now`] (the admin API's, after a write) may both reload, and without it an
+//! older snapshot could be swapped in after a newer one and stay served while the watcher believes
+//! the newer version is.
 
 use crate::account::{Account, AccountId, AccountRecord, Accounts};
 use crate::config::{self, Problem};
@@ -57,10 +58,6 @@ pub use crate::store::Precedence;
 
 /// Longest wait between two attempts to subscribe again after the subscription failed or ended.
 const RESUBSCRIBE_DELAY_MAX: Duration = Duration::from_secs(5);
-
-/// Held from reading a snapshot to the last swap. Per process, not per node: a process runs one
-/// node (tests run several, whose reloads then take turns).
-static RELOADING: Mutex<()> = Mutex::const_new(());
 
 /// The config file's share of the set: written at start-up, and again if Redis lost the set.
 #[derive(Debug, Clone)]
@@ -221,11 +218,63 @@ fn log_problems(problems: &[Problem]) {
     }
 }
 
+/// Reloads one node's tables from Redis: shared by the watcher ([`run`]) and the admin API.
+pub struct Reloader {
+    node: Arc<Node<RedisStore>>,
+    seed: Seed,
+    /// Held from reading a snapshot to the last swap.
+    one_at_a_time: Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(node: Arc<Node<RedisStore>>, seed: Seed) -> Self {
+        Reloader { node, seed, one_at_a_time: Mutex::new(()) }
+    }
+
+    pub fn node(&self) -> &Arc<Node<RedisStore>> {
+        &self.node
+    }
+
+    /// Reads a snapshot and swaps the tables in; returns the version served. If Redis holds no
+    /// config at all (its data was lost, or flushed), the file is written again first, as at
+    /// start-up, rather than serving nothing. The admin API calls it after a change, so that the
+    /// instance that made it serves it before answering; the others see it through [`run`].
+    pub async fn reload_now(&self) -> Result<Option<u64>, ConfigStoreError> {
+        let (node, seed) = (&self.node, &self.seed);
+        let _one_at_a_time = self.one_at_a_time.lock().await;
+        let mut snapshot = node.store.config_snapshot().await?;
+        if snapshot.version.is_none() {
+            warn!("Redis holds no config version (lost or flushed): writing the config file's again");
+            seed.write(&node.store).await?;
+            snapshot = node.store.config_snapshot().await?;
+        }
+        let tables = build(&snapshot, &node.address, &node.rates.load(), &node.accounts.load());
+        log_problems(&tables.problems);
+        info!(
+            version = tables.version,
+            accounts = tables.accounts.iter().count(),
+            routes = tables.routes.len(),
+            skipped = tables.problems.len(),
+            "accounts, routes and rates reloaded from Redis"
+        );
+        // Rates, accounts, routes: a packet that sees an account converts with rates that price it,
+        // and a route never leads to an account the node does not know yet for longer than between
+        // the last two stores (see the module doc).
+        node.rates.store(Arc::new(tables.rates));
+        node.accounts.store(Arc::new(tables.accounts));
+        node.router.replace(tables.routes);
+        // Engine accounts of added or deleted accounts are set up or closed now, not at the next scan.
+        node.settlement.accounts_changed();
+        Ok(tables.version)
+    }
+}
+
 /// Keeps the node's accounts, routes and rates in step with Redis until the node starts draining.
 /// `version` is the one the node's tables were loaded at.
-pub async fn run(node: Arc<Node<RedisStore>>, seed: Seed, rules: ConfigSyncRules, version: Option<u64>) {
+pub async fn run(reloader: Arc<Reloader>, rules: ConfigSyncRules, version: Option<u64>) {
+    let node = &reloader.node;
     let changed = Notify::new();
-    let watch = watch_version(&node, &seed, &rules, version, &changed);
+    let watch = watch_version(&reloader, &rules, version, &changed);
     let subscribe = async {
         if rules.pubsub {
             subscribe(&node.store, &changed).await
@@ -243,12 +292,12 @@ pub async fn run(node: Arc<Node<RedisStore>>, seed: Seed, rules: ConfigSyncRules
 /// Reloads when the version differs from the one served: at every poll tick and whenever the
 /// subscriber says so.
 async fn watch_version(
-    node: &Node<RedisStore>,
-    seed: &Seed,
+    reloader: &Reloader,
     rules: &ConfigSyncRules,
     mut served: Option<u64>,
     changed: &Notify,
 ) {
+    let node = &reloader.node;
     let mut tick = tokio::time::interval(rules.poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -264,43 +313,11 @@ async fn watch_version(
                 continue;
             }
         }
-        match reload_now(node, seed).await {
+        match reloader.reload_now().await {
             Ok(version) => served = version,
             Err(e) => warn!(error = %e, "config reload failed; serving the tables as they are"),
         }
     }
-}
-
-/// Reads a snapshot and swaps the tables in; returns the version served. If Redis holds no config
-/// at all (its data was lost, or flushed), the file is written again first, as at start-up,
-/// rather than serving nothing. The admin API calls it after a change, so that the instance that
-/// made it serves it before answering; the others see it through [`run`].
-pub async fn reload_now(node: &Node<RedisStore>, seed: &Seed) -> Result<Option<u64>, ConfigStoreError> {
-    let _one_at_a_time = RELOADING.lock().await;
-    let mut snapshot = node.store.config_snapshot().await?;
-    if snapshot.version.is_none() {
-        warn!("Redis holds no config version (lost or flushed): writing the config file's again");
-        seed.write(&node.store).await?;
-        snapshot = node.store.config_snapshot().await?;
-    }
-    let tables = build(&snapshot, &node.address, &node.rates.load(), &node.accounts.load());
-    log_problems(&tables.problems);
-    info!(
-        version = tables.version,
-        accounts = tables.accounts.iter().count(),
-        routes = tables.routes.len(),
-        skipped = tables.problems.len(),
-        "accounts, routes and rates reloaded from Redis"
-    );
-    // Rates, accounts, routes: a packet that sees an account converts with rates that price it,
-    // and a route never leads to an account the node does not know yet for longer than between
-    // the last two stores (see the module doc).
-    node.rates.store(Arc::new(tables.rates));
-    node.accounts.store(Arc::new(tables.accounts));
-    node.router.replace(tables.routes);
-    // Engine accounts of added or deleted accounts are set up or closed now, not at the next scan.
-    node.settlement.accounts_changed();
-    Ok(tables.version)
 }
 
 /// Wakes `changed` at every change message, and once after each (re)subscription, since a

@@ -391,7 +391,7 @@ async fn new_rates_through_one_instance_convert_on_the_other(store_lines: &str) 
         rates: Some(config.rates.to_record()),
         precedence: Precedence::File,
     };
-    let served = reload::reload_now(&a.node, &seed).await.unwrap();
+    let served = reload::Reloader::new(a.node.clone(), seed).reload_now().await.unwrap();
     assert!(served >= Some(version), "{served:?} < {version}");
     assert_eq!(mxn_price(&a), "0.04", "A serves its own change once reload_now returns");
 

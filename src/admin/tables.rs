@@ -8,8 +8,8 @@ use crate::config::{self, ConfigError};
 use crate::forward::Node;
 use crate::packet::IlpAddress;
 use crate::rates::Rates;
-use crate::reload::{self, Seed};
-use crate::store::{ConfigStoreError, Entry, RedisStore, Store};
+use crate::reload::Reloader;
+use crate::store::{ConfigStoreError, Entry, Store};
 use futures::future::BoxFuture;
 use std::sync::{Arc, Mutex};
 
@@ -119,17 +119,17 @@ impl<S: Store> Tables for LocalTables<S> {
 /// Tables shared through Redis: a change is one write script (with its version bump and
 /// publish), then this instance reloads the whole set, validated as every reload is.
 pub struct RedisTables {
-    node: Arc<Node<RedisStore>>,
-    seed: Seed,
+    /// The node's reloader, shared with the watcher so that their reloads take turns.
+    reloader: Arc<Reloader>,
 }
 
 impl RedisTables {
-    pub fn new(node: Arc<Node<RedisStore>>, seed: Seed) -> Self {
-        RedisTables { node, seed }
+    pub fn new(reloader: Arc<Reloader>) -> Self {
+        RedisTables { reloader }
     }
 
     async fn write(&self, change: Change) -> Result<(), TablesError> {
-        let store = &self.node.store;
+        let store = &self.reloader.node().store;
         match change {
             Change::PutAccount { account, .. } => store.put_account(&account).await?,
             Change::DeleteAccount(id) => store.delete_account(&id).await?,
@@ -137,7 +137,7 @@ impl RedisTables {
             Change::DeleteRoute(prefix) => store.delete_route(&prefix).await?,
             Change::PutRates(rates) => store.put_rates(&rates.to_record()).await?,
         };
-        reload::reload_now(&self.node, &self.seed).await?;
+        self.reloader.reload_now().await?;
         Ok(())
     }
 }
@@ -145,7 +145,7 @@ impl RedisTables {
 impl Tables for RedisTables {
     fn static_routes(&self) -> BoxFuture<'_, Result<Vec<(String, AccountId)>, TablesError>> {
         Box::pin(async move {
-            let snapshot = self.node.store.config_snapshot().await?;
+            let snapshot = self.reloader.node().store.config_snapshot().await?;
             Ok(snapshot
                 .routes
                 .into_iter()
