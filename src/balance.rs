@@ -20,6 +20,13 @@ pub enum BalanceError {
     BelowMinimum { balance: Balance, amount: u64, min_balance: Balance },
     #[error("balance arithmetic overflowed")]
     Overflow,
+    /// A settlement would move the balance up (or not at all): `settle_to` must not exceed the
+    /// threshold, and what a settlement moves must be more than 0.
+    #[error("settle_to {settle_to} exceeds the settle threshold {threshold}: a settlement would raise the balance")]
+    SettleToAboveThreshold { threshold: Balance, settle_to: Balance },
+    /// A settlement's recorded amount must be more than 0 and at most [`AMOUNT_MAX`].
+    #[error("settlement amount {0} is not between 1 and the largest single change")]
+    SettlementAmount(i128),
 }
 
 /// The lowest and highest balance any store can hold.
@@ -60,6 +67,61 @@ pub fn credit(balance: Balance, amount: u64) -> Result<Balance, BalanceError> {
     in_range(balance + amount as Balance)
 }
 
+/// Whether `settle_to` may go with `threshold`: a settlement moves the balance from above the
+/// threshold down to `settle_to`, so `settle_to` above it would move money the wrong way (the
+/// balance raised, a negative settlement recorded). Config, the admin API and records read from
+/// Redis are checked with this rule, and every store checks it again before it changes anything.
+pub fn check_settle_bounds(threshold: Balance, settle_to: Balance) -> Result<(), BalanceError> {
+    if settle_to > threshold {
+        Err(BalanceError::SettleToAboveThreshold { threshold, settle_to })
+    } else {
+        Ok(())
+    }
+}
+
+/// What beginning a settlement does to an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettlementStart {
+    /// Moved out of the balance and owed to the settlement system: 1 ..= [`AMOUNT_MAX`].
+    pub amount: u64,
+    /// The balance after: `settle_to`, or above it when the difference was split.
+    pub balance: Balance,
+}
+
+/// The settlement to begin when `balance` is above `threshold` (`None` when it is not): the
+/// balance moves down to `settle_to`, the difference is the amount. *Split*: one settlement
+/// moves at most [`AMOUNT_MAX`] (what one exact 64-bit change can carry, in every store); a
+/// larger difference settles that much now and leaves the rest above the threshold, for the next
+/// one. So the amount is always 1 ..= `AMOUNT_MAX` and the balance only ever goes down.
+pub fn begin_settlement(
+    balance: Balance,
+    threshold: Balance,
+    settle_to: Balance,
+) -> Result<Option<SettlementStart>, BalanceError> {
+    check_settle_bounds(threshold, settle_to)?;
+    in_range(balance)?;
+    in_range(threshold)?;
+    in_range(settle_to)?;
+    if balance <= threshold {
+        return Ok(None);
+    }
+    // balance > threshold >= settle_to, all within i64: the difference is 1 ..= 2^64 - 1.
+    let difference = balance - settle_to;
+    let amount = difference.min(AMOUNT_MAX as Balance);
+    debug_assert!(amount > 0);
+    Ok(Some(SettlementStart { amount: amount as u64, balance: balance - amount }))
+}
+
+/// The balance after a pending settlement of `amount` is refunded (its system refused it for
+/// good): the amount goes back, if in range. Recorded amounts are 1 ..= [`AMOUNT_MAX`]; any other
+/// is refused, never applied.
+pub fn refund_settlement(balance: Balance, amount: i128) -> Result<Balance, BalanceError> {
+    if !(1..=AMOUNT_MAX as i128).contains(&amount) {
+        return Err(BalanceError::SettlementAmount(amount));
+    }
+    credit(balance, amount as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +153,52 @@ mod tests {
         {
             assert_eq!(credit(debit(b, a, None).unwrap(), a), Ok(b));
         }
+    }
+
+    #[test]
+    fn a_settlement_never_raises_the_balance() {
+        // The defect: threshold -10 and settle_to left at 0 "settled" -5 from a balance of -5.
+        assert_eq!(
+            begin_settlement(-5, -10, 0),
+            Err(BalanceError::SettleToAboveThreshold { threshold: -10, settle_to: 0 })
+        );
+        assert_eq!(begin_settlement(-5, -10, -20), Ok(Some(SettlementStart { amount: 15, balance: -20 })));
+        assert_eq!(begin_settlement(-10, -10, -20), Ok(None), "at the threshold is not above it");
+        assert_eq!(
+            begin_settlement(5, 10, 20),
+            Err(BalanceError::SettleToAboveThreshold { threshold: 10, settle_to: 20 })
+        );
+        assert_eq!(begin_settlement(0, 0, 0), Ok(None));
+        assert_eq!(begin_settlement(1, 0, 0), Ok(Some(SettlementStart { amount: 1, balance: 0 })));
+        assert_eq!(check_settle_bounds(7, 7), Ok(()));
+    }
+
+    #[test]
+    fn settlements_split_at_the_largest_change_and_converge() {
+        let (max, min) = (i64::MAX as Balance, i64::MIN as Balance);
+        let mut balance = max;
+        let mut amounts = Vec::new();
+        while let Some(start) = begin_settlement(balance, min, min).unwrap() {
+            assert!(start.amount >= 1 && start.amount <= AMOUNT_MAX);
+            assert_eq!(start.balance, balance - start.amount as Balance);
+            amounts.push(start.amount);
+            balance = start.balance;
+        }
+        assert_eq!(balance, min);
+        assert_eq!(amounts, [AMOUNT_MAX, AMOUNT_MAX, 1]);
+        assert_eq!(amounts.iter().map(|a| *a as i128).sum::<i128>(), max - min);
+        assert_eq!(begin_settlement(max + 1, 0, 0), Err(BalanceError::Overflow));
+    }
+
+    #[test]
+    fn refunds_take_only_recorded_amounts_and_stay_in_range() {
+        assert_eq!(refund_settlement(-20, 15), Ok(-5));
+        assert_eq!(refund_settlement(0, 0), Err(BalanceError::SettlementAmount(0)));
+        assert_eq!(refund_settlement(0, -5), Err(BalanceError::SettlementAmount(-5)));
+        assert_eq!(
+            refund_settlement(0, AMOUNT_MAX as i128 + 1),
+            Err(BalanceError::SettlementAmount(AMOUNT_MAX as i128 + 1))
+        );
+        assert_eq!(refund_settlement(i64::MAX as Balance, 1), Err(BalanceError::Overflow));
     }
 }

@@ -865,9 +865,17 @@ impl Validator {
             }
             let outgoing = self.outgoing(&raw, &at);
             let settlement_engine_url = self.settlement_engine_url(&raw, &at);
-            if let (Some(threshold), Some(to)) = (raw.settle_threshold, raw.settle_to) {
-                if to > threshold {
-                    self.problem(at("settle_to"), "must not exceed settle_threshold");
+            if let Some(threshold) = raw.settle_threshold {
+                // A settlement moves the balance from above the threshold down to settle_to: one
+                // above the threshold would raise the balance (settle_to defaults to 0, so a
+                // negative threshold needs its own settle_to).
+                let to = raw.settle_to.unwrap_or(0);
+                if crate::balance::check_settle_bounds(threshold.into(), to.into()).is_err() {
+                    let given = if raw.settle_to.is_some() { "" } else { " (its default when omitted)" };
+                    self.problem(
+                        at("settle_to"),
+                        format!("{to}{given} must not exceed settle_threshold {threshold}: a settlement would raise the balance"),
+                    );
                 }
             }
             if let Some(0) = raw.max_packet_amount {

@@ -214,6 +214,11 @@ async fn invalid_accounts_are_400_with_the_field_named_and_change_nothing() {
             r#"{"id":"x","relation":"child","asset_code":"USD","asset_scale":2,"colour":"red"}"#,
             "account.colour",
         ),
+        // A negative threshold with settle_to left at 0 would raise the balance when it settles.
+        (
+            r#"{"id":"x","relation":"child","asset_code":"USD","asset_scale":2,"settle_threshold":-10}"#,
+            "account.settle_to",
+        ),
     ];
     for (body, field) in cases {
         let answer = admin.call("POST", "/accounts", Some(body)).await;

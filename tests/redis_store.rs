@@ -44,7 +44,11 @@ async fn single_redis_passes_the_shared_store_suite() {
         "sweep",
         "race",
         "settle",
-        "settle-top",
+        "rule-neg-both",
+        "rule-max-to-min",
+        "rule-max-to-zero",
+        "rule-min-balance-to-min",
+        "rule-zero-to-min",
         "incoming",
         "settle-race",
     ] {

@@ -252,6 +252,32 @@ fn records_are_checked_with_the_file_s_rules() {
 }
 
 #[test]
+fn settlement_bounds_that_would_raise_the_balance_are_refused_with_the_key_named() {
+    let with = |lines: &str| MINIMAL.replace("asset_scale = 2", &format!("asset_scale = 2\n{lines}"));
+    // A negative threshold with settle_to left at its default 0 moved money the wrong way.
+    let found = problems(&with("settle_threshold = -10"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, "accounts[0].settle_to");
+    assert!(found[0].message.contains("default"), "{}", found[0].message);
+    assert_eq!(paths(&with("settle_threshold = 5\nsettle_to = 9")), ["accounts[0].settle_to"]);
+    for fine in [
+        "settle_threshold = -10\nsettle_to = -20",
+        "settle_threshold = 0",
+        "settle_threshold = 7\nsettle_to = 7",
+    ] {
+        assert!(Config::from_toml(&with(fine)).is_ok(), "{fine}");
+    }
+    // The same rule for an account read from Redis, named by its record.
+    let config = Config::from_toml(MINIMAL).unwrap();
+    let record = AccountRecord { settle_threshold: Some(-10), ..config.accounts[0].to_record() };
+    let e = account_from_record(&config.node_address, record.clone()).unwrap_err();
+    assert_eq!(e.0[0].path, "redis accounts[\"a\"].settle_to");
+    let (kept, found) = accounts_from_records(&config.node_address, &config.rates, vec![record]);
+    assert!(kept.is_empty());
+    assert_eq!(found[0].path, "redis accounts[\"a\"].settle_to");
+}
+
+#[test]
 fn settlement_engine_urls_are_http_and_kept_without_a_trailing_slash() {
     let with = |line: &str| MINIMAL.replace("asset_scale = 2", &format!("asset_scale = 2\n{line}"));
     let config = Config::from_toml(&with("settlement_engine_url = \"http://127.0.0.1:3000/se/\"")).unwrap();

@@ -174,17 +174,14 @@ impl Store for MemoryStore {
         id: SettlementId,
     ) -> Result<Option<u64>, StoreError> {
         self.with(&account.id, |state| {
-            if state.balance <= threshold {
+            let rule = |rule| StoreError::Rule { account: account.id.to_string(), rule };
+            let Some(start) = balance::begin_settlement(state.balance, threshold, settle_to).map_err(rule)?
+            else {
                 return Ok(None);
-            }
-            // As in Redis: one settlement moves at most what one int64 change can.
-            let amount = u64::try_from(state.balance - settle_to)
-                .ok()
-                .filter(|a| *a <= balance::AMOUNT_MAX)
-                .ok_or_else(|| StoreError::Overflow(account.id.to_string()))?;
-            state.balance = settle_to;
-            state.settlements.insert(id, (amount, SystemTime::now()));
-            Ok(Some(amount))
+            };
+            state.balance = start.balance;
+            state.settlements.insert(id, (start.amount, SystemTime::now()));
+            Ok(Some(start.amount))
         })
     }
 
@@ -197,7 +194,7 @@ impl Store for MemoryStore {
         self.with(&account.id, |state| {
             let Some((amount, _)) = state.settlements.get(&id).copied() else { return Ok(None) };
             if end == SettlementEnd::Refunded {
-                state.balance = balance::credit(state.balance, amount)
+                state.balance = balance::refund_settlement(state.balance, amount.into())
                     .map_err(|_| StoreError::Overflow(account.id.to_string()))?;
             }
             state.settlements.remove(&id);

@@ -42,6 +42,14 @@ pub enum StoreError {
     /// A write sent again cannot tell whether its earlier attempt was applied; not retried.
     #[error("store cannot verify an earlier attempt: {0}")]
     Unverifiable(String),
+    /// The request breaks a balance rule (a caller's bug: config and the admin API refuse what
+    /// leads here). Nothing changed; sending it again would be refused again.
+    #[error("account {account}: {rule}")]
+    Rule { account: String, rule: BalanceError },
+    /// The store holds data this binary cannot read, or a script answered what this binary does
+    /// not know (a script and binary out of step). Nothing is assumed; never retried.
+    #[error("store data or answer not understood: {0}")]
+    Corrupt(String),
 }
 
 /// Why a Prepare's debit did not happen.
@@ -151,7 +159,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// If the balance is above `threshold`, moves it to `settle_to` and records an outgoing
     /// settlement of the difference under `id`, in one atomic step (of several instances that
-    /// see the same crossing, one settles). Returns the amount, or `None` when not above.
+    /// see the same crossing, one settles), by [`balance::begin_settlement`]'s rule (a difference
+    /// beyond one change is split). Returns the amount, or `None` when not above. `settle_to`
+    /// above `threshold` is refused ([`StoreError::Rule`]) with nothing changed.
+    ///
+    /// [`balance::begin_settlement`]: crate::balance::begin_settlement
     fn begin_settlement(
         &self,
         account: &Account,

@@ -2,7 +2,7 @@
 //! its unit tests, Redis and Redis Cluster in `tests/`). `prefix` keeps account ids of separate
 //! runs apart when they share a database.
 
-use super::{DebitError, IncomingCredit, PacketId, SettlementEnd, Store};
+use super::{DebitError, IncomingCredit, PacketId, SettlementEnd, Store, StoreError};
 use crate::account::{test_account, Account};
 use crate::balance::{Balance, BalanceError};
 use crate::settlement::{Quantity, SettlementId};
@@ -27,6 +27,7 @@ pub async fn run<S: Store>(store: &S, prefix: &str) {
     unknown_accounts_have_zero_balance(store, prefix).await;
     sweeping_releases_only_expired_reservations_once(store, prefix).await;
     settlements_move_the_balance_and_end_once(store, prefix).await;
+    settlement_rules_agree_at_the_edges(store, prefix).await;
     incoming_settlements_credit_once_and_keep_remainders(store, prefix).await;
 }
 
@@ -209,12 +210,87 @@ async fn settlements_move_the_balance_and_end_once<S: Store>(store: &S, prefix: 
     assert_eq!(store.finish_settlement(&a, refused, SettlementEnd::Refunded).await, Ok(Some(1150)));
     assert_eq!(store.finish_settlement(&a, refused, SettlementEnd::Refunded).await, Ok(None));
     assert_eq!(store.balance(&a.id).await, Ok(1100));
-    // More than one int64 change can carry: refused, nothing changes.
-    let top = account(prefix, "settle-top", None);
-    store.credit_fulfill(&top, i64::MAX as u64, PacketId::next()).await.unwrap();
-    assert!(store.begin_settlement(&top, 0, -1, SettlementId::random()).await.is_err());
-    assert_eq!(store.balance(&top.id).await, Ok(i64::MAX as i128));
-    assert!(store.pending_settlements(&top).await.unwrap().is_empty());
+}
+
+/// [`crate::balance::begin_settlement`]'s rule, applied by every store: never a settlement that
+/// raises the balance or moves nothing, negative thresholds honoured, differences beyond one
+/// int64 change split, the i64 bounds exact. Each case starts from a fresh account.
+async fn settlement_rules_agree_at_the_edges<S: Store>(store: &S, prefix: &str) {
+    use crate::balance::{self, BALANCE_MAX, BALANCE_MIN};
+    let cases: [(&str, Balance, Balance, Balance); 14] = [
+        ("neg-threshold-default-to", -5, -10, 0),
+        ("neg-both", -5, -10, -20),
+        ("neg-at-threshold", -10, -10, -20),
+        ("to-above-threshold", 5, 10, 20),
+        ("to-above-threshold-balance-above", 50, 10, 20),
+        ("zero", 0, 0, 0),
+        ("one", 1, 0, 0),
+        ("to-equals-threshold", 7, 6, 6),
+        ("max-to-min", BALANCE_MAX, BALANCE_MIN, BALANCE_MIN),
+        ("max-to-zero", BALANCE_MAX, 0, 0),
+        ("max-threshold", BALANCE_MAX, BALANCE_MAX, 0),
+        ("min-balance-to-min", BALANCE_MIN + 3, BALANCE_MIN, BALANCE_MIN),
+        ("zero-to-min", 0, -1, BALANCE_MIN),
+        ("min-everything", BALANCE_MIN, BALANCE_MIN, BALANCE_MIN),
+    ];
+    for (name, start, threshold, settle_to) in cases {
+        let a = account(prefix, &format!("rule-{name}"), None);
+        set_balance(store, &a, start).await;
+        // Settle until nothing is above the threshold, as the worker's scans would.
+        let mut balance = start;
+        for round in 0..4 {
+            let expected = balance::begin_settlement(balance, threshold, settle_to);
+            let id = SettlementId::random();
+            let got = store.begin_settlement(&a, threshold, settle_to, id).await;
+            match expected {
+                Ok(Some(start)) => {
+                    assert_eq!(got, Ok(Some(start.amount)), "{name} round {round}");
+                    balance = start.balance;
+                }
+                Ok(None) => {
+                    assert_eq!(got, Ok(None), "{name} round {round}");
+                    break;
+                }
+                Err(rule) => {
+                    assert!(
+                        matches!(&got, Err(StoreError::Rule { rule: r, .. }) if *r == rule),
+                        "{name}: {got:?}"
+                    );
+                    break;
+                }
+            }
+            assert_eq!(store.balance(&a.id).await, Ok(balance), "{name} round {round}");
+        }
+        assert_eq!(store.balance(&a.id).await, Ok(balance), "{name}: the balance the rule gives");
+        // Every pending settlement is 1 ..= AMOUNT_MAX, readable, and the sum is what moved.
+        let pending = store.pending_settlements(&a).await.unwrap();
+        assert!(pending.iter().all(|p| p.amount >= 1 && p.amount <= balance::AMOUNT_MAX), "{name}");
+        let moved: i128 = pending.iter().map(|p| i128::from(p.amount)).sum();
+        assert_eq!(moved, start - balance, "{name}: pending settlements hold what left the balance");
+        // Refunding them all restores the start exactly.
+        for p in pending {
+            assert_eq!(store.finish_settlement(&a, p.id, SettlementEnd::Refunded).await, Ok(Some(p.amount)));
+        }
+        assert_eq!(store.balance(&a.id).await, Ok(start), "{name}: refunds restore the balance");
+    }
+}
+
+/// Brings a fresh account's balance to `target` with packet moves (credits up, committed debits
+/// down), in steps one change can carry.
+async fn set_balance<S: Store>(store: &S, a: &Account, target: Balance) {
+    let mut balance = 0;
+    while balance != target {
+        let step = (target - balance).unsigned_abs().min(crate::balance::AMOUNT_MAX as u128) as u64;
+        balance = if target > balance {
+            store.credit_fulfill(a, step, PacketId::next()).await.unwrap()
+        } else {
+            let p = PacketId::next();
+            let after = store.debit_prepare(a, step, p, soon()).await.unwrap();
+            store.commit_prepare(a, step, p).await.unwrap();
+            after
+        };
+    }
+    assert_eq!(store.balance(&a.id).await, Ok(target));
 }
 
 /// Engine scale 9 into an account of scale 2 (the suite's accounts): the remainder is kept.

@@ -393,6 +393,13 @@ fn store_error(e: redis::RedisError) -> StoreError {
     }
 }
 
+/// A script answered a code this binary does not know: the script and the binary are out of
+/// step. Nothing is assumed about what it did.
+fn unexpected(script: &str, (code, value): Answer) -> StoreError {
+    tracing::error!(script, code, value = %value, "a store script answered a code this binary does not know");
+    StoreError::Corrupt(format!("script {script} answered {code} {value:?}"))
+}
+
 fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -548,7 +555,11 @@ impl Store for RedisStore {
         match self.script::<Answer>(&invocation).await? {
             (1, amount) => parse_amount(&amount, &account.id).map(Some),
             (0, _) => Ok(None),
-            _ => Err(StoreError::Overflow(account.id.to_string())),
+            (3, _) => Err(StoreError::Rule {
+                account: account.id.to_string(),
+                rule: BalanceError::SettleToAboveThreshold { threshold, settle_to },
+            }),
+            other => Err(unexpected("settlement_begin", other)),
         }
     }
 
@@ -568,7 +579,12 @@ impl Store for RedisStore {
         match self.script::<Answer>(&invocation).await? {
             (1, amount) => parse_amount(&amount, &account.id).map(Some),
             (0, _) => Ok(None),
-            _ => Err(StoreError::Overflow(account.id.to_string())),
+            (2, _) => Err(StoreError::Overflow(account.id.to_string())),
+            (3, record) => Err(StoreError::Corrupt(format!(
+                "pending settlement {id} of {} is malformed: {record:?}",
+                account.id
+            ))),
+            other => Err(unexpected("settlement_finish", other)),
         }
     }
 
