@@ -60,6 +60,7 @@ pub async fn run<S: Store, Sys: SettlementSystem>(
         driving: HashSet::new(),
         paused: HashMap::new(),
         tasks: JoinSet::new(),
+        task_settlements: HashMap::new(),
     };
     let mut scan = tokio::time::interval(worker.rules.scan_interval);
     scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -73,14 +74,7 @@ pub async fn run<S: Store, Sys: SettlementSystem>(
                 Trigger::Scan => worker.scan().await,
             },
             _ = scan.tick() => worker.scan().await,
-            Some(done) = worker.tasks.join_next(), if !worker.tasks.is_empty() => {
-                if let Ok((id, account, end)) = done {
-                    worker.driving.remove(&id);
-                    if end == SettlementEnd::Refunded {
-                        worker.paused.insert(account, Instant::now() + worker.rules.refusal_pause);
-                    }
-                }
-            }
+            Some(done) = worker.tasks.join_next_with_id(), if !worker.tasks.is_empty() => worker.ended(done),
         }
     }
     worker.tasks.abort_all();
@@ -99,6 +93,9 @@ struct Worker<S, Sys> {
     paused: HashMap<AccountId, Instant>,
     /// Each task ends with its settlement, account and how it ended.
     tasks: JoinSet<(SettlementId, AccountId, SettlementEnd)>,
+    /// Which settlement each task drives, so that one whose task panicked is let go of (the
+    /// next scan resumes it from the store) instead of being held as driven forever.
+    task_settlements: HashMap<tokio::task::Id, SettlementId>,
 }
 
 impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
@@ -203,10 +200,38 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
     fn drive(&mut self, account: Arc<Account>, id: SettlementId, amount: u64) {
         self.driving.insert(id);
         let (node, system, rules) = (self.node.clone(), self.system.clone(), self.rules.clone());
-        self.tasks.spawn(async move {
+        let task = self.tasks.spawn(async move {
             let end = settle(&node, &*system, &rules, &account, id, amount).await;
             (id, account.id.clone(), end)
         });
+        self.task_settlements.insert(task.id(), id);
+    }
+
+    /// A task ended: its settlement is no longer driven here. A panic leaves the settlement
+    /// pending in the store (its end was not recorded), so the next scan resumes it with its key.
+    fn ended(
+        &mut self,
+        done: Result<(tokio::task::Id, (SettlementId, AccountId, SettlementEnd)), tokio::task::JoinError>,
+    ) {
+        let task = match &done {
+            Ok((task, _)) => *task,
+            Err(e) => e.id(),
+        };
+        let settlement = self.task_settlements.remove(&task);
+        match done {
+            Ok((_, (id, account, end))) => {
+                self.driving.remove(&id);
+                if end == SettlementEnd::Refunded {
+                    self.paused.insert(account, Instant::now() + self.rules.refusal_pause);
+                }
+            }
+            Err(e) => {
+                if let Some(id) = settlement {
+                    self.driving.remove(&id);
+                    error!(settlement = %id, error = %e, "a settlement task ended abnormally; the next scan resumes it");
+                }
+            }
+        }
     }
 }
 
@@ -484,6 +509,53 @@ settlement_engine_url = "http://127.0.0.1:1/engine"
         let attempts = system.attempts.lock().unwrap().clone();
         assert_eq!(attempts.len(), 1);
         assert_eq!((attempts[0].1, attempts[0].2), (Quantity::new(4900, 2), earlier));
+        assert_eq!(node.store.balance("peer").await, Ok(100));
+    }
+
+    /// Panics on its first attempt (a bug in a settlement kind), then pays.
+    #[derive(Default)]
+    struct PanicsOnce {
+        attempts: Mutex<Vec<SettlementId>>,
+    }
+
+    impl SettlementSystem for PanicsOnce {
+        async fn open_account(&self, _: &Account) -> Result<(), SettleError> {
+            Ok(())
+        }
+
+        async fn close_account(&self, _: &Account) -> Result<(), SettleError> {
+            Ok(())
+        }
+
+        async fn settle(&self, _: &Account, _: Quantity, id: SettlementId) -> Result<(), SettleError> {
+            let first = {
+                let mut attempts = self.attempts.lock().unwrap();
+                attempts.push(id);
+                attempts.len() == 1
+            };
+            assert!(!first, "a settlement kind's bug");
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicked_settlement_task_is_resumed_with_its_key() {
+        let (node, system) = (node().await, Arc::new(PanicsOnce::default()));
+        credit(&node, 1500).await;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let worker = tokio::spawn(run(node.clone(), system.clone(), rules(), async move {
+            let _ = rx.await;
+        }));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while node.settlement.counters.settled.load(Ordering::Relaxed) == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the panicked settlement was never resumed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = tx.send(());
+        worker.await.unwrap();
+        let attempts = system.attempts.lock().unwrap().clone();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[0], attempts[1], "resumed with the same Idempotency-Key");
         assert_eq!(node.store.balance("peer").await, Ok(100));
     }
 
