@@ -4,12 +4,15 @@
 //! `POST /accounts`, `DELETE /accounts/{id}`, `POST /accounts/{id}/settlements` (with the
 //! settlement's Idempotency-Key) and `POST /accounts/{id}/messages`.
 //!
-//! Every failure is one of two kinds, because the caller must act differently on them:
-//! - [`EngineError::Retryable`]: the engine may not have processed the request (no connection,
-//!   reset, timeout, 5xx, 408, 429). The caller retries later with the *same* idempotency key;
-//!   the engine then either does it once or answers as it did the first time.
+//! Every failure is one of three kinds, because the caller must act differently on them:
+//! - [`EngineError::NotMade`]: the engine certainly did not act on the request (no connection
+//!   could be opened; 408 or 429, 1xx or 3xx). Retried later with the *same* idempotency key.
+//! - [`EngineError::Retryable`]: the engine may have acted on it, or is acting on it now (reset,
+//!   timeout, 5xx, and 409: the same key is still being processed). Retried with the same key;
+//!   the engine then either does it once or answers as it did the first time. Until an answer
+//!   proves otherwise, the settlement may have been made.
 //! - [`EngineError::Definitive`]: the engine answered and refused the request for good (any other
-//!   4xx). A settlement refused so was not made, so its amount may go back to the balance.
+//!   4xx). A settlement refused so, and never possibly made before, may go back to the balance.
 //!
 //! Built on hyper-util's pooled client rather than [`crate::http::client`]: that pool is shaped for
 //! ILP packets (bearer token, Fulfill/Reject parsing, deadline = packet expiry), while engines take
@@ -67,7 +70,11 @@ impl Default for EngineLimits {
 /// Why a call to an engine did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
-    /// The engine may not have processed the request: retry with the same idempotency key.
+    /// The engine certainly did not act on the request: retry with the same idempotency key.
+    #[error("settlement engine did not take the request (retry): {0}")]
+    NotMade(String),
+    /// The engine may have acted on the request, or is acting on it: retry with the same
+    /// idempotency key.
     #[error("settlement engine unavailable (retry): {0}")]
     Retryable(String),
     /// The engine refused the request for good (`body`: the start of its answer, or why the
@@ -82,7 +89,7 @@ pub enum EngineError {
 
 impl EngineError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, EngineError::Retryable(_))
+        matches!(self, EngineError::Retryable(_) | EngineError::NotMade(_))
     }
 }
 
@@ -218,9 +225,13 @@ impl EngineClient {
         let exchange = async {
             let _slot = slots.acquire().await.expect("engine semaphore is never closed");
             let response = self.client.request(request).await.map_err(|e| {
-                // Connection refused or reset, or an answer hyper could not parse: the engine
-                // may or may not have processed the request.
-                EngineError::Retryable(error_chain(&e))
+                // No connection could be opened: nothing was sent. Otherwise (a reset, an answer
+                // hyper could not parse) the engine may or may not have processed the request.
+                if e.is_connect() {
+                    EngineError::NotMade(error_chain(&e))
+                } else {
+                    EngineError::Retryable(error_chain(&e))
+                }
             })?;
             let status = response.status();
             let (body, cut) = read_bounded(response.into_body(), self.limits.response_bytes_max)
@@ -264,23 +275,26 @@ async fn read_bounded(mut body: hyper::body::Incoming, max: usize) -> Result<(By
     Ok((out.into(), false))
 }
 
-/// Retryable, definitive, or success, by status. 1xx and 3xx count as retryable: the engine did
-/// not act on the request, and an operator who fixes the URL lets the same key go through, while
-/// treating them as refusals would return money the engine might yet settle.
+/// Success, or which failure, by status. 1xx and 3xx count as not made: the engine did not act
+/// on the request, and an operator who fixes the URL lets the same key go through, while treating
+/// them as refusals would return money the engine might yet settle. 409 is the answer to a key
+/// whose first request is still being processed (an earlier attempt timed out while the engine
+/// worked on it): the settlement may yet be made, so it is never a refusal.
 fn expect_success(answer: &Answer) -> Result<&Answer, EngineError> {
     let status = answer.status;
     if status.is_success() {
         return Ok(answer);
     }
-    let body = body_prefix(&answer.body);
-    let retryable = status.is_server_error()
-        || status == StatusCode::REQUEST_TIMEOUT
+    let reason = || format!("HTTP {}: {}", status.as_u16(), body_prefix(&answer.body));
+    if status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
-        || !status.is_client_error();
-    if retryable {
-        Err(EngineError::Retryable(format!("HTTP {}: {body}", status.as_u16())))
+        || !status.is_client_error() && !status.is_server_error()
+    {
+        Err(EngineError::NotMade(reason()))
+    } else if status.is_server_error() || status == StatusCode::CONFLICT {
+        Err(EngineError::Retryable(reason()))
     } else {
-        Err(EngineError::Definitive { status: status.as_u16(), body })
+        Err(EngineError::Definitive { status: status.as_u16(), body: body_prefix(&answer.body) })
     }
 }
 
@@ -346,6 +360,7 @@ fn engine_of(account: &Account) -> Result<&str, SettleError> {
 impl From<EngineError> for SettleError {
     fn from(e: EngineError) -> Self {
         match e {
+            EngineError::NotMade(reason) => SettleError::NotMade(reason),
             EngineError::Retryable(reason) => SettleError::Retryable(reason),
             EngineError::Definitive { status, body } => {
                 SettleError::Definitive(format!("HTTP {status}: {body}"))

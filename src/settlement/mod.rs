@@ -129,10 +129,17 @@ pub trait Callbacks: Send + Sync + 'static {
 /// Why a settlement system did not settle.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettleError {
-    /// Try again later with the same Idempotency-Key (unreachable, timed out, 5xx).
-    #[error("retryable: {0}")]
+    /// Certainly not made (nothing reached the settlement system, or it said it did not act):
+    /// try again later with the same Idempotency-Key.
+    #[error("not made, retryable: {0}")]
+    NotMade(String),
+    /// Perhaps made, or being made (timed out, 5xx, still in progress under the same key): try
+    /// again later with the same Idempotency-Key. From then on a refusal no longer proves that no
+    /// money moved, so the settlement is never refunded on the system's word alone.
+    #[error("outcome unknown, retryable: {0}")]
     Retryable(String),
-    /// Refused for good (a 4xx): the amount goes back to the balance.
+    /// Refused for good, and the refusal proves the settlement was not made (a 4xx, the scheme
+    /// said no): the amount may go back to the balance.
     #[error("refused: {0}")]
     Definitive(String),
 }

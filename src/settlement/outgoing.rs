@@ -118,7 +118,7 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
             Ok(Some(amount)) => {
                 self.node.settlement.counters.begun.fetch_add(1, Ordering::Relaxed);
                 info!(account = %account.id, %settlement, amount, "settlement begun");
-                self.drive(account, settlement, amount);
+                self.drive(account, settlement, amount, Attempts::None);
             }
             Ok(None) => {}
             Err(e) => error!(error = %e, account = %account.id, "could not begin a settlement"),
@@ -150,7 +150,9 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
                     for p in pending {
                         if !self.driving.contains(&p.id) && self.tasks.len() < self.rules.concurrent_max {
                             info!(account = %account.id, settlement = %p.id, amount = p.amount, "resuming a pending settlement");
-                            self.drive(account.clone(), p.id, p.amount);
+                            // Begun by an earlier run or another instance: an attempt may
+                            // have reached the settlement system already.
+                            self.drive(account.clone(), p.id, p.amount, Attempts::MaybeMade);
                         }
                     }
                 }
@@ -167,7 +169,7 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
             return;
         }
         if !self.driving.contains(&settlement) && self.tasks.len() < self.rules.concurrent_max {
-            self.drive(account, settlement, amount);
+            self.drive(account, settlement, amount, Attempts::None);
         }
     }
 
@@ -197,11 +199,11 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
         }
     }
 
-    fn drive(&mut self, account: Arc<Account>, id: SettlementId, amount: u64) {
+    fn drive(&mut self, account: Arc<Account>, id: SettlementId, amount: u64, before: Attempts) {
         self.driving.insert(id);
         let (node, system, rules) = (self.node.clone(), self.system.clone(), self.rules.clone());
         let task = self.tasks.spawn(async move {
-            let end = settle(&node, &*system, &rules, &account, id, amount).await;
+            let end = settle(&node, &*system, &rules, &account, id, amount, before).await;
             (id, account.id.clone(), end)
         });
         self.task_settlements.insert(task.id(), id);
@@ -274,7 +276,20 @@ fn settles(account: &Account) -> bool {
     account.settlement_engine_url.is_some()
 }
 
-/// Settles one pending settlement to its end, and says which.
+/// What earlier attempts of a settlement may have done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempts {
+    /// None was made, or each was answered in a way that proves it made nothing.
+    None,
+    /// One may have been made (its outcome is unknown, or it is still in progress), or the
+    /// settlement was begun by an earlier run whose attempts this process cannot know.
+    MaybeMade,
+}
+
+/// Settles one pending settlement to its end, and says which. A refusal refunds the amount only
+/// while no attempt may have been made: after an attempt whose outcome is unknown, a refusal of a
+/// later one does not prove that the earlier one will not pay (RFC 0038: retry), so the
+/// settlement stays pending and is retried with its key, logged for an operator.
 async fn settle<S: Store, Sys: SettlementSystem>(
     node: &Node<S>,
     system: &Sys,
@@ -282,6 +297,7 @@ async fn settle<S: Store, Sys: SettlementSystem>(
     account: &Account,
     id: SettlementId,
     amount: u64,
+    mut before: Attempts,
 ) -> SettlementEnd {
     let counters = &node.settlement.counters;
     let quantity = Quantity::new(u128::from(amount), account.asset_scale);
@@ -289,17 +305,24 @@ async fn settle<S: Store, Sys: SettlementSystem>(
     let end = loop {
         match system.settle(account, quantity, id).await {
             Ok(()) => break SettlementEnd::Settled,
-            Err(SettleError::Definitive(reason)) => {
+            Err(SettleError::Definitive(reason)) if before == Attempts::None => {
                 error!(account = %account.id, settlement = %id, amount, %reason, "settlement refused for good; refunding it to the balance");
                 break SettlementEnd::Refunded;
             }
+            Err(SettleError::Definitive(reason)) => {
+                error!(account = %account.id, settlement = %id, amount, %reason, retry_in_ms = wait.as_millis() as u64, "settlement refused, but an earlier attempt may have been made: kept pending and retried with the same key; reconcile it with the settlement system");
+            }
             Err(SettleError::Retryable(reason)) => {
-                counters.retries.fetch_add(1, Ordering::Relaxed);
-                warn!(account = %account.id, settlement = %id, %reason, retry_in_ms = wait.as_millis() as u64, "settlement attempt failed; retrying with the same key");
-                tokio::time::sleep(jittered(wait)).await;
-                wait = (wait * 2).min(rules.retry_max);
+                before = Attempts::MaybeMade;
+                warn!(account = %account.id, settlement = %id, %reason, retry_in_ms = wait.as_millis() as u64, "settlement attempt's outcome unknown; retrying with the same key");
+            }
+            Err(SettleError::NotMade(reason)) => {
+                warn!(account = %account.id, settlement = %id, %reason, retry_in_ms = wait.as_millis() as u64, "settlement attempt not made; retrying with the same key");
             }
         }
+        counters.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(jittered(wait)).await;
+        wait = (wait * 2).min(rules.retry_max);
     };
     finish(node, rules, account, id, end).await;
     end
@@ -495,6 +518,41 @@ settlement_engine_url = "http://127.0.0.1:1/engine"
         let at = system.at.lock().unwrap().clone();
         assert!(at[1] - at[0] >= Duration::from_millis(30), "paused {:?}", at[1] - at[0]);
         assert_eq!(node.store.balance("peer").await, Ok(2000));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_after_an_unknown_outcome_keeps_the_settlement_pending() {
+        let (node, system) = (node().await, Arc::new(Scripted::default()));
+        // The first attempt timed out (the engine may be paying), the second finds the key in
+        // progress (409 or any refusal): nothing proves that no money will move.
+        *system.answers.lock().unwrap() = vec![
+            Err(SettleError::Retryable("no answer within 500 ms".into())),
+            Err(SettleError::Definitive("HTTP 422: key in use".into())),
+            Err(SettleError::Definitive("HTTP 400".into())),
+        ];
+        credit(&node, 1500).await;
+        run_until(&node, &system, || node.settlement.counters.settled.load(Ordering::Relaxed) == 1).await;
+        let counters = &node.settlement.counters;
+        assert_eq!(counters.refunded.load(Ordering::Relaxed), 0, "never refunded");
+        let attempts = system.attempts.lock().unwrap().clone();
+        assert_eq!(attempts.len(), 4);
+        assert!(attempts.iter().all(|a| a.2 == attempts[0].2), "one key throughout");
+        assert_eq!(node.store.balance("peer").await, Ok(100), "settled once, nothing refunded");
+    }
+
+    #[tokio::test]
+    async fn a_resumed_settlement_is_never_refunded_on_a_refusal_alone() {
+        let (node, system) = (node().await, Arc::new(Scripted::default()));
+        let account = node.accounts.load().get("peer").unwrap().clone();
+        node.store.credit_fulfill(&account, 5000, PacketId::next()).await.unwrap();
+        // Begun by an earlier run, whose attempt may have reached the engine before it died.
+        let earlier = SettlementId::random();
+        assert_eq!(node.store.begin_settlement(&account, 1000, 100, earlier).await, Ok(Some(4900)));
+        *system.answers.lock().unwrap() = vec![Err(SettleError::Definitive("HTTP 409".into()))];
+        run_until(&node, &system, || node.settlement.counters.settled.load(Ordering::Relaxed) == 1).await;
+        assert_eq!(node.settlement.counters.refunded.load(Ordering::Relaxed), 0);
+        assert_eq!(system.attempts.lock().unwrap().len(), 2);
+        assert_eq!(node.store.balance("peer").await, Ok(100));
     }
 
     #[tokio::test]

@@ -130,8 +130,10 @@ async fn messages_go_out_and_come_back_as_octets() {
 }
 
 #[tokio::test]
-async fn server_errors_and_throttling_are_retryable_other_4xx_are_definitive() {
-    for status in [500u16, 502, 503, 408, 429] {
+async fn server_errors_and_conflicts_may_be_made_throttling_is_not_made_other_4xx_are_definitive() {
+    // 409: the same key is still being processed (an earlier attempt's answer was lost): the
+    // engine may yet pay, so it is never a refusal.
+    for status in [500u16, 502, 503, 409] {
         let (url, _) = engine(move |_| reply(status, "try later")).await;
         let result = client().settle(&url, "bob", &key(), &Quantity::new(1, 0)).await;
         match result {
@@ -139,7 +141,15 @@ async fn server_errors_and_throttling_are_retryable_other_4xx_are_definitive() {
             other => panic!("{status}: {other:?}"),
         }
     }
-    for status in [400u16, 404, 409, 422] {
+    for status in [408u16, 429, 302] {
+        let (url, _) = engine(move |_| reply(status, "later")).await;
+        let result = client().settle(&url, "bob", &key(), &Quantity::new(1, 0)).await;
+        match result {
+            Err(EngineError::NotMade(reason)) => assert!(reason.contains(&status.to_string()), "{reason}"),
+            other => panic!("{status}: {other:?}"),
+        }
+    }
+    for status in [400u16, 404, 422] {
         let (url, _) = engine(move |_| reply(status, "no such account\n")).await;
         let result = client().settle(&url, "bob", &key(), &Quantity::new(1, 0)).await;
         assert_eq!(
@@ -156,7 +166,7 @@ async fn a_refused_connection_is_retryable() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let result =
         client().settle(&format!("http://127.0.0.1:{port}"), "bob", &key(), &Quantity::new(1, 0)).await;
-    assert!(matches!(result, Err(EngineError::Retryable(_))), "{result:?}");
+    assert!(matches!(result, Err(EngineError::NotMade(_))), "nothing was sent: {result:?}");
 }
 
 #[tokio::test]
