@@ -40,6 +40,11 @@ pub mod defaults {
     pub const OUTGOING_IDLE_TIMEOUT_MS: u64 = 20_000;
     pub const OUTGOING_CONNECT_TIMEOUT_MS: u64 = 5_000;
     pub const EXPIRY_MARGIN_MS: u64 = 1_000;
+    /// The least margin a node may keep: half of it records a late Fulfill's writes, the other half
+    /// carries the Fulfill upstream. With 0, the outgoing Prepare expires with the incoming one,
+    /// and a Fulfill arriving at the last moment cannot be relayed in time (the node pays
+    /// downstream and is not paid).
+    pub const EXPIRY_MARGIN_MS_MIN: u64 = 200;
     pub const HOLD_TIME_MS_MAX: u64 = 30_000;
     pub const MIN_OUTGOING_WINDOW_MS: u64 = 500;
     pub const SPREAD: &str = "0";
@@ -787,13 +792,34 @@ impl Validator {
         value
     }
 
+    /// The three times checked against each other: the margin has a floor and stays below the
+    /// hold time (a node keeping more time for itself than it ever gives a next hop would refuse
+    /// every packet), and the minimum window is positive and fits in the hold time.
     fn forwarding(&mut self, raw: RawForwarding) -> Option<ExpiryRules> {
+        let before = self.problems.len();
         let margin = raw.expiry_margin_ms.unwrap_or(defaults::EXPIRY_MARGIN_MS);
         let hold =
             self.positive("forwarding.hold_time_ms_max", raw.hold_time_ms_max, defaults::HOLD_TIME_MS_MAX);
-        let window = raw.min_outgoing_window_ms.unwrap_or(defaults::MIN_OUTGOING_WINDOW_MS);
+        let window = self.positive(
+            "forwarding.min_outgoing_window_ms",
+            raw.min_outgoing_window_ms,
+            defaults::MIN_OUTGOING_WINDOW_MS,
+        );
+        if margin < defaults::EXPIRY_MARGIN_MS_MIN {
+            self.problem(
+                "forwarding.expiry_margin_ms",
+                format!(
+                    "must be at least {} ms: a Fulfill arriving at the last moment must still be recorded and relayed before the incoming Prepare expires",
+                    defaults::EXPIRY_MARGIN_MS_MIN
+                ),
+            );
+        } else if margin >= hold {
+            self.problem("forwarding.expiry_margin_ms", "must be less than forwarding.hold_time_ms_max");
+        }
         if window > hold {
             self.problem("forwarding.min_outgoing_window_ms", "must not exceed forwarding.hold_time_ms_max");
+        }
+        if self.problems.len() > before {
             return None;
         }
         Some(ExpiryRules {

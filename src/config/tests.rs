@@ -252,6 +252,30 @@ fn records_are_checked_with_the_file_s_rules() {
 }
 
 #[test]
+fn expiry_times_are_checked_against_each_other() {
+    let with = |lines: &str| format!("{MINIMAL}\n[forwarding]\n{lines}\n");
+    // 0: the outgoing Prepare expired with the incoming one; a last-moment Fulfill was lost.
+    assert_eq!(paths(&with("expiry_margin_ms = 0")), ["forwarding.expiry_margin_ms"]);
+    let floor = defaults::EXPIRY_MARGIN_MS_MIN;
+    assert_eq!(paths(&with(&format!("expiry_margin_ms = {}", floor - 1))), ["forwarding.expiry_margin_ms"]);
+    assert!(Config::from_toml(&with(&format!("expiry_margin_ms = {floor}"))).is_ok());
+    assert_eq!(
+        paths(&with("expiry_margin_ms = 5000\nhold_time_ms_max = 5000")),
+        ["forwarding.expiry_margin_ms"]
+    );
+    assert_eq!(paths(&with("min_outgoing_window_ms = 0")), ["forwarding.min_outgoing_window_ms"]);
+    assert_eq!(
+        paths(&with("hold_time_ms_max = 2000\nmin_outgoing_window_ms = 2001")),
+        ["forwarding.min_outgoing_window_ms"]
+    );
+    // Every problem at once.
+    assert_eq!(
+        paths(&with("expiry_margin_ms = 0\nmin_outgoing_window_ms = 0")),
+        ["forwarding.min_outgoing_window_ms", "forwarding.expiry_margin_ms"]
+    );
+}
+
+#[test]
 fn settlement_bounds_that_would_raise_the_balance_are_refused_with_the_key_named() {
     let with = |lines: &str| MINIMAL.replace("asset_scale = 2", &format!("asset_scale = 2\n{lines}"));
     // A negative threshold with settle_to left at its default 0 moved money the wrong way.
