@@ -372,8 +372,13 @@ impl<S: Store> Node<S> {
     /// Undoes the prepare debit. A failure here is a store outage mid-packet: logged for
     /// reconciliation, since the packet itself is already being refused.
     async fn reverse(&self, from: &Account, amount: u64, packet: PacketId) {
-        if let Err(e) = self.store.reverse_prepare(from, amount, packet).await {
-            error!(error = %e, from = %from.id, %packet, "could not reverse a prepare debit");
+        match self.store.reverse_prepare(from, amount, packet).await {
+            Ok(_) => {}
+            Err(e @ StoreError::Overflow(_)) => {
+                self.metrics.money_error(crate::metrics::MoneyError::ReleaseOverflow);
+                error!(error = %e, from = %from.id, %packet, amount, "a prepare debit cannot be reversed: the balance would pass the int64 maximum; it stays reserved and the sweeper tries again");
+            }
+            Err(e) => error!(error = %e, from = %from.id, %packet, "could not reverse a prepare debit"),
         }
     }
 }

@@ -56,9 +56,36 @@ pub struct Metrics {
     duration_fulfilled: Histogram,
     duration_rejected: Histogram,
     in_flight: IntGauge,
+    /// Balance changes owed that the store refused and an operator must look at.
+    money_errors: IntCounterVec,
     // No cache of per-account counters beside `packets`: `with_label_values` (a hash of the three
     // values and a read lock) took 64 ns, a `RwLock<HashMap>` of each account's counter 60 ns
     // (benches/packet_path.rs, `metrics/record_packet`); the two clock reads cost 100 ns.
+}
+
+/// A balance change the node owes and could not apply, by kind (the `kind` label). Each is also
+/// logged at error level with the account and packet or settlement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoneyError {
+    /// A reservation's release (Reject, timeout, sweep) would take the balance past i64: it stays
+    /// reserved and is tried again by every sweep.
+    ReleaseOverflow,
+    /// A refused settlement's refund would take the balance past i64: it stays pending and is
+    /// tried again.
+    RefundOverflow,
+    /// The store holds data this binary cannot read (or a script answered what it does not
+    /// know): nothing is retried.
+    Corrupt,
+}
+
+impl MoneyError {
+    fn label(self) -> &'static str {
+        match self {
+            MoneyError::ReleaseOverflow => "release_overflow",
+            MoneyError::RefundOverflow => "refund_overflow",
+            MoneyError::Corrupt => "corrupt",
+        }
+    }
 }
 
 /// How a packet ended.
@@ -132,14 +159,32 @@ impl Metrics {
             .expect("valid metric options");
         registry.register(Box::new(packets.clone())).expect("names registered once");
         registry.register(Box::new(duration.clone())).expect("names registered once");
+        let money_errors = IntCounterVec::new(
+            Opts::new(
+                "thitsax_money_errors_total",
+                "Balance changes owed that the store refused (out of the int64 range, or corrupt data), by kind: each needs an operator.",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric options");
+        for kind in [MoneyError::ReleaseOverflow, MoneyError::RefundOverflow, MoneyError::Corrupt] {
+            money_errors.with_label_values(&[kind.label()]);
+        }
         registry.register(Box::new(in_flight.clone())).expect("names registered once");
+        registry.register(Box::new(money_errors.clone())).expect("names registered once");
         Metrics {
             registry,
             packets,
             duration_fulfilled: duration.with_label_values(&["fulfilled"]),
             duration_rejected: duration.with_label_values(&["rejected"]),
             in_flight,
+            money_errors,
         }
+    }
+
+    /// Counts a balance change owed that the store refused (see [`MoneyError`]).
+    pub fn money_error(&self, kind: MoneyError) {
+        self.money_errors.with_label_values(&[kind.label()]).inc();
     }
 
     /// Called when a Prepare arrives: counts it in flight until the guard is dropped.

@@ -5,8 +5,9 @@
 //! arrives for a swept packet is charged again (see [`Store::commit_prepare`]).
 
 use crate::forward::Node;
+use crate::metrics::MoneyError;
 use crate::shutdown::Phase;
-use crate::store::Store;
+use crate::store::{Store, StoreError, Swept};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tracing::{error, warn};
@@ -54,10 +55,23 @@ pub async fn sweep_once<S: Store>(node: &Node<S>, rules: &SweepRules) -> usize {
     for account in accounts.iter() {
         let swept = node.store.sweep_expired(account, cutoff, rules.batch_max, forget_before).await;
         match swept {
-            Ok(0) => {}
-            Ok(n) => {
-                warn!(account = %account.id, released = n, "released reservations of expired packets (a node died or stalled)");
-                released += n;
+            Ok(Swept { released: n, stuck }) => {
+                if n > 0 {
+                    warn!(account = %account.id, released = n, "released reservations of expired packets (a node died or stalled)");
+                    released += n;
+                }
+                if stuck > 0 {
+                    // Counted at every sweep that finds them still stuck.
+                    for _ in 0..stuck {
+                        node.metrics.money_error(MoneyError::ReleaseOverflow);
+                    }
+                    error!(account = %account.id, stuck, "expired reservations cannot be released: the balance would pass the int64 maximum; they stay reserved and are tried again at each sweep");
+                }
+            }
+            Err(e @ StoreError::Corrupt(_)) => {
+                node.metrics.money_error(MoneyError::Corrupt);
+                error!(error = %e, account = %account.id, "sweep refused: corrupt data in the store");
+                continue;
             }
             // The store is down: the next tick tries again.
             Err(e) => {

@@ -220,7 +220,7 @@ async fn folding_the_journal_keeps_the_audit_exact() {
         "0",
     ]);
     let refused = store.fold_journal(&a, SystemTime::now() + Duration::from_secs(1), 1000).await;
-    assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
+    assert!(matches!(refused, Err(StoreError::Corrupt(_))), "{refused:?}");
     assert_eq!(xlen(&server, "test:{fold}:journal"), 2, "nothing folded");
 }
 
@@ -280,4 +280,30 @@ async fn audits_agree_while_the_journal_is_folded_under_load() {
     let line = store.audit("busyfold").await.unwrap();
     assert!(line.agrees() && line.entries == 12_000 && line.reserved == 0, "{line:?}");
     assert!(folded > 0 && audits > 0, "folded {folded}, audits {audits}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_data_is_corrupt_never_a_refusal_and_never_retried() {
+    if !redis_or_skip("corrupt_data_is_corrupt_never_a_refusal_and_never_retried") {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&config(vec![server.url()], false)).await.unwrap();
+    let soon = SystemTime::now() + Duration::from_secs(30);
+    // A balance that is not an integer: the prepare script's DECRBY fails, which it reported as
+    // "out of range" (T04, insufficient liquidity, to the sender).
+    let a = test_account("garbled");
+    server.cmd(&["SET", "test:{garbled}:balance", "abc"]);
+    let debit = store.debit_prepare(&a, 5, PacketId::next(), soon).await;
+    assert!(matches!(debit, Err(DebitError::Store(StoreError::Corrupt(_)))), "{debit:?}");
+    assert!(!thitsax::pending::retryable(&StoreError::Corrupt(String::new())));
+    // A pending settlement record that is not '<amount>:<ms>' is corrupt, not an outage.
+    let s = test_account("bad-settlement");
+    server.cmd(&["HSET", "test:{bad-settlement}:settlements", "00000000000000000000000000000001", "-5:1"]);
+    let pending = store.pending_settlements(&s).await;
+    assert!(matches!(pending, Err(StoreError::Corrupt(_))), "{pending:?}");
+    let id = thitsax::settlement::SettlementId::parse("00000000000000000000000000000001").unwrap();
+    let finish = store.finish_settlement(&s, id, thitsax::store::SettlementEnd::Refunded).await;
+    assert!(matches!(finish, Err(StoreError::Corrupt(_))), "{finish:?}");
+    assert_eq!(store.balance("bad-settlement").await, Ok(0), "nothing refunded from a malformed record");
 }

@@ -19,7 +19,8 @@
 use super::{Quantity, SettleError, SettlementId, SettlementSystem, Trigger};
 use crate::account::{Account, AccountId, Accounts};
 use crate::forward::Node;
-use crate::store::{SettlementEnd, Store};
+use crate::metrics::MoneyError;
+use crate::store::{SettlementEnd, Store, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -355,6 +356,19 @@ async fn finish<S: Store>(
             }
             // Another instance driving the same settlement finished it first.
             Ok(None) => return,
+            // Retrying cannot mend what the store cannot read: it stays pending for an operator.
+            Err(e @ (StoreError::Corrupt(_) | StoreError::Rule { .. })) => {
+                node.metrics.money_error(MoneyError::Corrupt);
+                error!(error = %e, account = %account.id, settlement = %id, ?end, "cannot record a settlement's end: the store refuses it; left pending, reconcile it");
+                return;
+            }
+            // The refund would pass the int64 maximum (credits came in meanwhile): it stays
+            // pending and is tried again until the balance has room, at the slowest pace.
+            Err(e @ StoreError::Overflow(_)) => {
+                node.metrics.money_error(MoneyError::RefundOverflow);
+                error!(error = %e, account = %account.id, settlement = %id, retry_in_ms = rules.retry_max.as_millis() as u64, "a refused settlement cannot be refunded: the balance would pass the int64 maximum; kept pending and tried again");
+                tokio::time::sleep(jittered(rules.retry_max)).await;
+            }
             Err(e) => {
                 warn!(error = %e, account = %account.id, settlement = %id, "could not record a settlement's end; retrying");
                 tokio::time::sleep(jittered(wait)).await;
@@ -553,6 +567,41 @@ settlement_engine_url = "http://127.0.0.1:1/engine"
         assert_eq!(node.settlement.counters.refunded.load(Ordering::Relaxed), 0);
         assert_eq!(system.attempts.lock().unwrap().len(), 2);
         assert_eq!(node.store.balance("peer").await, Ok(100));
+    }
+
+    #[tokio::test]
+    async fn a_refund_past_the_int64_maximum_is_counted_logged_and_kept_pending() {
+        let node = node().await;
+        let account = node.accounts.load().get("peer").unwrap().clone();
+        let id = SettlementId::random();
+        node.store.credit_fulfill(&account, 5000, PacketId::next()).await.unwrap();
+        assert_eq!(node.store.begin_settlement(&account, 1000, 100, id).await, Ok(Some(4900)));
+        // Credits since the settlement began leave no room to refund it.
+        node.store.credit_fulfill(&account, i64::MAX as u64 - 200, PacketId::next()).await.unwrap();
+        let finishing = {
+            let (node, account) = (node.clone(), account.clone());
+            tokio::spawn(async move { finish(&node, &rules(), &account, id, SettlementEnd::Refunded).await })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let errors = || sample(&node, r#"thitsax_money_errors_total{kind="refund_overflow"}"#);
+        while errors() < 2.0 {
+            assert!(tokio::time::Instant::now() < deadline, "the refund overflow was never reported");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!finishing.is_finished(), "kept trying, never given up");
+        finishing.abort();
+        let pending = node.store.pending_settlements(&account).await.unwrap();
+        assert_eq!(pending.len(), 1, "still pending, never dropped");
+        assert_eq!(node.store.balance("peer").await, Ok(i64::MAX as i128 - 100));
+        assert_eq!(node.settlement.counters.refunded.load(Ordering::Relaxed), 0);
+    }
+
+    fn sample(node: &Node<crate::store::MemoryStore>, series: &str) -> f64 {
+        let text =
+            node.metrics.render(&crate::metrics::Scrape { settlements: Default::default(), store: None });
+        text.lines()
+            .find_map(|line| line.strip_prefix(series).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or(0.0)
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 
 use super::{
     settlement_fingerprint, DebitError, IncomingCredit, PacketId, PendingSettlement, SettlementEnd, Store,
-    StoreError, INCOMING_KEY_RETENTION,
+    StoreError, Swept, INCOMING_KEY_RETENTION,
 };
 use crate::account::{Account, AccountId};
 use crate::balance::{self, Balance};
@@ -141,7 +141,7 @@ impl Store for MemoryStore {
         cutoff: SystemTime,
         limit: usize,
         forget_before: SystemTime,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Swept, StoreError> {
         let now = SystemTime::now();
         self.with(&account.id, |state| {
             state.swept.retain(|_, at| *at >= forget_before);
@@ -152,13 +152,18 @@ impl Store for MemoryStore {
                 .take(limit)
                 .map(|(p, (amount, _))| (*p, *amount))
                 .collect();
+            let mut swept = Swept::default();
             for (packet, amount) in &expired {
-                state.balance = balance::credit(state.balance, *amount)
-                    .map_err(|_| StoreError::Overflow(account.id.to_string()))?;
+                let Ok(after) = balance::credit(state.balance, *amount) else {
+                    swept.stuck += 1;
+                    continue;
+                };
+                state.balance = after;
                 state.reserved.remove(packet);
                 state.swept.insert(*packet, now);
+                swept.released += 1;
             }
-            Ok(expired.len())
+            Ok(swept)
         })
     }
 

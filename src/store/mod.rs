@@ -206,14 +206,24 @@ pub trait Store: Send + Sync + 'static {
     /// Releases up to `limit` reservations of `account` that expired before `cutoff` (their
     /// node died or stalled before the outcome), each at most once, and remembers each release
     /// so that a late commit charges it again exactly once. Releases remembered since before
-    /// `forget_before` are forgotten. Returns how many reservations were released.
+    /// `forget_before` are forgotten. A release that would take the balance past i64 is left
+    /// reserved (tried again by the next sweep) and counted as stuck.
     fn sweep_expired(
         &self,
         account: &Account,
         cutoff: SystemTime,
         limit: usize,
         forget_before: SystemTime,
-    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Swept, StoreError>> + Send;
+}
+
+/// What one sweep of an account did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Reservations released (their amount credited back).
+    pub released: usize,
+    /// Expired reservations whose release would take the balance past i64: still reserved.
+    pub stuck: usize,
 }
 
 /// An outgoing settlement begun (the balance already moved to `settle_to`) and not yet finished.

@@ -2,7 +2,7 @@
 //! its unit tests, Redis and Redis Cluster in `tests/`). `prefix` keeps account ids of separate
 //! runs apart when they share a database.
 
-use super::{DebitError, IncomingCredit, PacketId, SettlementEnd, Store, StoreError};
+use super::{DebitError, IncomingCredit, PacketId, SettlementEnd, Store, StoreError, Swept};
 use crate::account::{test_account, Account};
 use crate::balance::{Balance, BalanceError};
 use crate::settlement::{Quantity, SettlementId};
@@ -11,6 +11,10 @@ use std::time::{Duration, SystemTime};
 
 fn account(prefix: &str, name: &str, min_balance: Option<Balance>) -> Account {
     Account { min_balance, ..test_account(&format!("{prefix}-{name}")) }
+}
+
+fn released(released: usize) -> Swept {
+    Swept { released, stuck: 0 }
 }
 
 fn soon() -> SystemTime {
@@ -26,6 +30,7 @@ pub async fn run<S: Store>(store: &S, prefix: &str) {
     amounts_stay_exact_across_the_whole_range(store, prefix).await;
     unknown_accounts_have_zero_balance(store, prefix).await;
     sweeping_releases_only_expired_reservations_once(store, prefix).await;
+    a_release_past_the_int64_maximum_stays_reserved_and_is_reported(store, prefix).await;
     settlements_move_the_balance_and_end_once(store, prefix).await;
     settlement_rules_agree_at_the_edges(store, prefix).await;
     incoming_settlements_credit_once_and_keep_remainders(store, prefix).await;
@@ -169,9 +174,9 @@ async fn sweeping_releases_only_expired_reservations_once<S: Store>(store: &S, p
     let now = SystemTime::now();
     let keep = now - Duration::from_secs(3600);
     // A batch limit of 1 still makes progress; the rest comes with the next sweep.
-    assert_eq!(store.sweep_expired(&a, now, 1, keep).await, Ok(1));
-    assert_eq!(store.sweep_expired(&a, now, 100, keep).await, Ok(1));
-    assert_eq!(store.sweep_expired(&a, now, 100, keep).await, Ok(0), "nothing is released twice");
+    assert_eq!(store.sweep_expired(&a, now, 1, keep).await, Ok(released(1)));
+    assert_eq!(store.sweep_expired(&a, now, 100, keep).await, Ok(released(1)));
+    assert_eq!(store.sweep_expired(&a, now, 100, keep).await, Ok(released(0)), "nothing is released twice");
     assert_eq!(store.balance(&a.id).await, Ok(41 - 17), "the live reservation stays");
     assert_eq!(store.reverse_prepare(&a, 11, old1).await, Ok(None), "a late Reject finds it released");
     // A late Fulfill for a swept packet is still paid for, past the credit limit (the money has
@@ -183,9 +188,42 @@ async fn sweeping_releases_only_expired_reservations_once<S: Store>(store: &S, p
     assert_eq!(store.balance(&a.id).await, Ok(-13), "charged again once only");
     assert_eq!(store.reverse_prepare(&a, 17, live).await, Ok(Some(4)));
     // Once the retention has passed, a release is forgotten: a commit then changes nothing.
-    assert_eq!(store.sweep_expired(&a, now, 100, SystemTime::now() + Duration::from_secs(1)).await, Ok(0));
+    assert_eq!(
+        store.sweep_expired(&a, now, 100, SystemTime::now() + Duration::from_secs(1)).await,
+        Ok(released(0))
+    );
     store.commit_prepare(&a, 11, old1).await.unwrap();
     assert_eq!(store.balance(&a.id).await, Ok(4));
+}
+
+/// A release that would take the balance past i64 (credits came in after the Prepare's debit)
+/// changes nothing, keeps the reservation, and is reported by every sweep as stuck until the
+/// balance has room; then it is released exactly once.
+async fn a_release_past_the_int64_maximum_stays_reserved_and_is_reported<S: Store>(store: &S, prefix: &str) {
+    let a = account(prefix, "release-top", None);
+    let past = SystemTime::now() - Duration::from_secs(60);
+    let (p, q) = (PacketId::next(), PacketId::next());
+    store.debit_prepare(&a, 10, p, past).await.unwrap();
+    store.debit_prepare(&a, 10, q, past).await.unwrap();
+    store.credit_fulfill(&a, crate::balance::AMOUNT_MAX, PacketId::next()).await.unwrap();
+    store.credit_fulfill(&a, 15, PacketId::next()).await.unwrap();
+    let top = i64::MAX as Balance - 5;
+    assert_eq!(store.balance(&a.id).await, Ok(top));
+    assert!(matches!(store.reverse_prepare(&a, 10, p).await, Err(StoreError::Overflow(_))));
+    assert_eq!(store.balance(&a.id).await, Ok(top), "a refused release changes nothing");
+    let (now, keep) = (SystemTime::now(), SystemTime::now() - Duration::from_secs(3600));
+    for _ in 0..2 {
+        assert_eq!(store.sweep_expired(&a, now, 100, keep).await, Ok(Swept { released: 0, stuck: 2 }));
+    }
+    assert_eq!(store.balance(&a.id).await, Ok(top));
+    // The balance goes down; both are released, once.
+    let down = PacketId::next();
+    store.debit_prepare(&a, 20, down, soon()).await.unwrap();
+    store.commit_prepare(&a, 20, down).await.unwrap();
+    assert_eq!(store.sweep_expired(&a, now, 100, keep).await, Ok(Swept { released: 2, stuck: 0 }));
+    assert_eq!(store.sweep_expired(&a, now, 100, keep).await, Ok(Swept::default()));
+    assert_eq!(store.reverse_prepare(&a, 10, p).await, Ok(None));
+    assert_eq!(store.balance(&a.id).await, Ok(top));
 }
 
 async fn settlements_move_the_balance_and_end_once<S: Store>(store: &S, prefix: &str) {

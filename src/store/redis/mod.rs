@@ -41,17 +41,24 @@
 //! [`StoreError::Uncertain`]: the script may have run, so only idempotent calls (the commit, the
 //! release) are sent again. Connections recover by themselves (the connection manager reconnects
 //! with bounded backoff; the cluster client re-discovers its slots).
+//!
+//! Each script's answer is read into an enum of its own (`answers`). A code the binary does not
+//! know (a script and binary out of step) or data it cannot read (a balance that is not an
+//! integer, a malformed record) is [`StoreError::Corrupt`], logged at error level: T00 for a
+//! packet, and never retried (retrying cannot mend it), never a business outcome such as T04.
 
+mod answers;
 pub mod shared_config;
 
 use super::{
     settlement_fingerprint, DebitError, IncomingCredit, PacketId, PendingSettlement, SettlementEnd, Store,
-    StoreError, INCOMING_KEY_RETENTION,
+    StoreError, Swept, INCOMING_KEY_RETENTION,
 };
 use crate::account::Account;
 use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
 use crate::settlement::quantity::split_incoming;
 use crate::settlement::{Quantity, SettlementId};
+use answers::{Begin, Commit, Credit, CreditAgain, Finish, Incoming, Prepare, Release};
 use redis::{Script, ScriptInvocation};
 use shared_config::{ConfigKeys, ConfigScripts};
 use std::collections::HashMap;
@@ -312,9 +319,8 @@ impl RedisStore {
             for (id, fields) in &page {
                 let change =
                     fields.iter().find(|(name, _)| name == "change").map(|(_, v)| v.as_str()).unwrap_or("");
-                let malformed = || {
-                    StoreError::Unavailable(format!("journal of {account_id} holds a malformed entry {id}"))
-                };
+                let malformed =
+                    || StoreError::Corrupt(format!("journal of {account_id} holds a malformed entry {id}"));
                 read.push((
                     EntryId::parse(id).ok_or_else(malformed)?,
                     change.parse().map_err(|_| malformed())?,
@@ -331,7 +337,7 @@ impl RedisStore {
         let folded_last = match last.as_deref() {
             None => EntryId::default(),
             Some(text) => EntryId::parse(text)
-                .ok_or_else(|| StoreError::Unavailable(format!("checkpoint of {account_id} is malformed")))?,
+                .ok_or_else(|| StoreError::Corrupt(format!("checkpoint of {account_id} is malformed")))?,
         };
         if !last_id.is_empty() && EntryId::parse(&last_id).is_some_and(|snap| folded_last > snap) {
             return Ok(None);
@@ -359,8 +365,7 @@ impl EntryId {
 
 /// An amount a script returned (always digits it wrote itself).
 fn parse_amount(text: &str, account: &str) -> Result<u64, StoreError> {
-    text.parse()
-        .map_err(|_| StoreError::Unavailable(format!("amount for {account} is not an integer: {text:?}")))
+    text.parse().map_err(|_| StoreError::Corrupt(format!("amount for {account} is not an integer: {text:?}")))
 }
 
 /// A stored leftover, `<amount>:<scale>`.
@@ -368,7 +373,7 @@ fn parse_leftover(text: &str, account: &str) -> Result<Quantity, StoreError> {
     let parsed =
         text.split_once(':').and_then(|(a, s)| Some(Quantity::new(a.parse().ok()?, s.parse().ok()?)));
     parsed.ok_or_else(|| {
-        StoreError::Unavailable(format!("settlement leftover of {account} is malformed: {text:?}"))
+        StoreError::Corrupt(format!("settlement leftover of {account} is malformed: {text:?}"))
     })
 }
 
@@ -379,7 +384,7 @@ const INCOMING_ATTEMPTS: usize = 10;
 fn parse_balance(text: &str, account: &str) -> Result<Balance, StoreError> {
     text.parse::<i64>()
         .map(Balance::from)
-        .map_err(|_| StoreError::Unavailable(format!("balance of {account} is not an integer: {text:?}")))
+        .map_err(|_| StoreError::Corrupt(format!("balance of {account} is not an integer: {text:?}")))
 }
 
 /// Whether a failed call may have been applied: not when Redis answered with an error (a script
@@ -421,16 +426,15 @@ impl Store for RedisStore {
         let min = from.min_balance.map(|m| m.to_string()).unwrap_or_default();
         let mut invocation = Self::on_account(&self.scripts.prepare, &k);
         invocation.arg(packet.to_string()).arg(amount).arg(millis(expires_at)).arg(min);
-        let (code, balance) = self.script::<Answer>(&invocation).await?;
-        let balance = parse_balance(&balance, &from.id)?;
-        match code {
-            1 => Ok(balance),
-            0 => Err(DebitError::Refused(BalanceError::BelowMinimum {
+        match Prepare::read(self.script::<Answer>(&invocation).await?, &from.id)? {
+            Prepare::Debited(balance) => Ok(balance),
+            Prepare::BelowMinimum(balance) => Err(DebitError::Refused(BalanceError::BelowMinimum {
                 balance,
                 amount,
                 min_balance: from.min_balance.unwrap_or(Balance::MIN),
             })),
-            _ => Err(DebitError::Refused(BalanceError::Overflow)),
+            Prepare::OutOfRange => Err(DebitError::Refused(BalanceError::Overflow)),
+            Prepare::Unexpected(answer) => Err(unexpected("process_prepare", answer).into()),
         }
     }
 
@@ -438,13 +442,14 @@ impl Store for RedisStore {
         let k = self.keys(&from.id);
         let mut invocation = Self::on_account_with_swept(&self.scripts.fulfill_source, &k);
         invocation.arg(packet.to_string()).arg(amount);
-        match self.script::<Answer>(&invocation).await? {
-            (1 | 4, _) => Ok(()),
-            (3, _) => {
+        match Commit::read(self.script::<Answer>(&invocation).await?) {
+            Commit::Committed | Commit::Already => Ok(()),
+            Commit::ChargedAgain => {
                 tracing::warn!(account = %from.id, %packet, "Fulfill recorded after its reservation was swept; charged again");
                 Ok(())
             }
-            _ => Err(StoreError::Overflow(from.id.to_string())),
+            Commit::OutOfRange => Err(StoreError::Overflow(from.id.to_string())),
+            Commit::Unexpected(answer) => Err(unexpected("process_fulfill_source", answer)),
         }
     }
 
@@ -457,10 +462,11 @@ impl Store for RedisStore {
         let k = self.keys(&from.id);
         let mut invocation = Self::on_account(&self.scripts.reject, &k);
         invocation.arg(packet.to_string()).arg(amount);
-        match self.script::<Answer>(&invocation).await? {
-            (1, balance) => parse_balance(&balance, &from.id).map(Some),
-            (0, _) => Ok(None),
-            _ => Err(StoreError::Overflow(from.id.to_string())),
+        match Release::read(self.script::<Answer>(&invocation).await?, &from.id)? {
+            Release::Released(balance) => Ok(Some(balance)),
+            Release::Nothing => Ok(None),
+            Release::OutOfRange => Err(StoreError::Overflow(from.id.to_string())),
+            Release::Unexpected(answer) => Err(unexpected("process_reject", answer)),
         }
     }
 
@@ -476,9 +482,10 @@ impl Store for RedisStore {
         let k = self.keys(&to.id);
         let mut invocation = self.scripts.fulfill_destination.key(&k.balance);
         invocation.key(&k.journal).arg(packet.to_string()).arg(amount);
-        match self.script::<Answer>(&invocation).await? {
-            (1, balance) => parse_balance(&balance, &to.id),
-            _ => Err(StoreError::Overflow(to.id.to_string())),
+        match Credit::read(self.script::<Answer>(&invocation).await?, &to.id)? {
+            Credit::Credited(balance) => Ok(balance),
+            Credit::OutOfRange => Err(StoreError::Overflow(to.id.to_string())),
+            Credit::Unexpected(answer) => Err(unexpected("process_fulfill_destination", answer)),
         }
     }
 
@@ -497,13 +504,14 @@ impl Store for RedisStore {
         let since = millis(first_sent).saturating_sub(CLOCK_MARGIN.as_millis() as u64);
         let mut invocation = self.scripts.fulfill_destination_again.key(&k.balance);
         invocation.key(&k.journal).arg(packet.to_string()).arg(amount).arg(since).arg(RETRY_SEARCH_MAX);
-        match self.script::<Answer>(&invocation).await? {
-            (1 | 4, balance) => parse_balance(&balance, &to.id),
-            (5, _) => Err(StoreError::Unverifiable(format!(
+        match CreditAgain::read(self.script::<Answer>(&invocation).await?, &to.id)? {
+            CreditAgain::Credited(balance) => Ok(balance),
+            CreditAgain::CannotTell => Err(StoreError::Unverifiable(format!(
                 "more than {RETRY_SEARCH_MAX} journal entries of {} since the first attempt",
                 to.id
             ))),
-            _ => Err(StoreError::Overflow(to.id.to_string())),
+            CreditAgain::OutOfRange => Err(StoreError::Overflow(to.id.to_string())),
+            CreditAgain::Unexpected(answer) => Err(unexpected("process_fulfill_destination_again", answer)),
         }
     }
 
@@ -517,12 +525,15 @@ impl Store for RedisStore {
         cutoff: SystemTime,
         limit: usize,
         forget_before: SystemTime,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Swept, StoreError> {
         let k = self.keys(&account.id);
         let mut invocation = Self::on_account_with_swept(&self.scripts.sweep, &k);
         invocation.arg(millis(cutoff)).arg(limit).arg(millis(SystemTime::now())).arg(millis(forget_before));
-        let (released, _) = self.script::<Answer>(&invocation).await?;
-        Ok(usize::try_from(released).unwrap_or(0))
+        let (released, _, stuck) = self.script::<(i64, String, i64)>(&invocation).await?;
+        match (usize::try_from(released), usize::try_from(stuck)) {
+            (Ok(released), Ok(stuck)) => Ok(Swept { released, stuck }),
+            _ => Err(unexpected("sweep_expired", (released, stuck.to_string()))),
+        }
     }
 
     async fn fold_journal(
@@ -536,7 +547,7 @@ impl Store for RedisStore {
         invocation.key(&k.checkpoint).arg(millis(before)).arg(limit);
         let folded: i64 = self.script(&invocation).await?;
         usize::try_from(folded).map_err(|_| {
-            StoreError::Unavailable(format!("journal of {} holds a malformed entry; not folded", account.id))
+            StoreError::Corrupt(format!("journal of {} holds a malformed entry; not folded", account.id))
         })
     }
 
@@ -552,14 +563,14 @@ impl Store for RedisStore {
         invocation.key(&k.settlements).key(&k.journal);
         invocation.arg(id.to_string()).arg(threshold.to_string()).arg(settle_to.to_string());
         invocation.arg(millis(SystemTime::now()));
-        match self.script::<Answer>(&invocation).await? {
-            (1, amount) => parse_amount(&amount, &account.id).map(Some),
-            (0, _) => Ok(None),
-            (3, _) => Err(StoreError::Rule {
+        match Begin::read(self.script::<Answer>(&invocation).await?, &account.id)? {
+            Begin::Begun(amount) => Ok(Some(amount)),
+            Begin::NotAbove => Ok(None),
+            Begin::SettleToAboveThreshold => Err(StoreError::Rule {
                 account: account.id.to_string(),
                 rule: BalanceError::SettleToAboveThreshold { threshold, settle_to },
             }),
-            other => Err(unexpected("settlement_begin", other)),
+            Begin::Unexpected(answer) => Err(unexpected("settlement_begin", answer)),
         }
     }
 
@@ -576,15 +587,15 @@ impl Store for RedisStore {
             SettlementEnd::Settled => "settled",
             SettlementEnd::Refunded => "refunded",
         });
-        match self.script::<Answer>(&invocation).await? {
-            (1, amount) => parse_amount(&amount, &account.id).map(Some),
-            (0, _) => Ok(None),
-            (2, _) => Err(StoreError::Overflow(account.id.to_string())),
-            (3, record) => Err(StoreError::Corrupt(format!(
+        match Finish::read(self.script::<Answer>(&invocation).await?, &account.id)? {
+            Finish::Finished(amount) => Ok(Some(amount)),
+            Finish::NotPending => Ok(None),
+            Finish::OutOfRange => Err(StoreError::Overflow(account.id.to_string())),
+            Finish::Malformed(record) => Err(StoreError::Corrupt(format!(
                 "pending settlement {id} of {} is malformed: {record:?}",
                 account.id
             ))),
-            other => Err(unexpected("settlement_finish", other)),
+            Finish::Unexpected(answer) => Err(unexpected("settlement_finish", answer)),
         }
     }
 
@@ -593,7 +604,7 @@ impl Store for RedisStore {
         cmd.arg(&self.keys(&account.id).settlements);
         let entries: Vec<(String, String)> = self.cmd(&cmd).await?;
         let malformed =
-            || StoreError::Unavailable(format!("pending settlements of {} are malformed", account.id));
+            || StoreError::Corrupt(format!("pending settlements of {} are malformed", account.id));
         let mut pending = Vec::with_capacity(entries.len());
         for (id, value) in entries {
             let (amount, since) = value.split_once(':').ok_or_else(malformed)?;
@@ -634,14 +645,13 @@ impl Store for RedisStore {
             invocation.arg(&fingerprint).arg(stored.unwrap_or_default());
             invocation.arg(rest.map(|r| format!("{}:{}", r.amount, r.scale)).unwrap_or_default());
             invocation.arg(credited).arg(INCOMING_KEY_RETENTION.as_secs()).arg(format!("in:{key_hash}"));
-            match self.script::<Answer>(&invocation).await? {
-                (1, _) => return Ok(IncomingCredit::Credited { credited }),
-                (3, before) => {
-                    return Ok(IncomingCredit::Repeated { credited: parse_amount(&before, &account.id)? })
-                }
-                (4, _) => return Ok(IncomingCredit::KeyReused),
-                (5, _) => continue,
-                _ => return Ok(IncomingCredit::TooLarge),
+            match Incoming::read(self.script::<Answer>(&invocation).await?, &account.id)? {
+                Incoming::Credited => return Ok(IncomingCredit::Credited { credited }),
+                Incoming::Repeated(before) => return Ok(IncomingCredit::Repeated { credited: before }),
+                Incoming::KeyReused => return Ok(IncomingCredit::KeyReused),
+                Incoming::LeftoverChanged => continue,
+                Incoming::OutOfRange => return Ok(IncomingCredit::TooLarge),
+                Incoming::Unexpected(answer) => return Err(unexpected("settlement_incoming", answer)),
             }
         }
         Err(StoreError::Unavailable(format!(

@@ -7,10 +7,12 @@
 -- KEYS[1] balance  KEYS[2] reserved  KEYS[3] journal  KEYS[4] swept
 -- ARGV[1] cutoff, ms since the epoch (reservations that expired before it)  ARGV[2] batch limit
 -- ARGV[3] now, ms since the epoch  ARGV[4] forget releases remembered before this, ms
--- Returns {released, balance}.
+-- Returns {released, balance, stuck}: stuck counts the expired reservations whose release would
+-- take the balance past int64; they stay reserved (the next sweep tries again).
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[4])
 local members = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 local released = 0
+local stuck = 0
 for _, member in ipairs(members) do
   local packet, amount = string.match(member, '^([^:]+):(%d+)$')
   if packet then
@@ -20,7 +22,9 @@ for _, member in ipairs(members) do
       redis.call('ZADD', KEYS[4], ARGV[3], packet)
       redis.call('XADD', KEYS[3], '*', 'kind', 'expire', 'packet', packet, 'change', amount, 'balance', balance)
       released = released + 1
+    else
+      stuck = stuck + 1
     end
   end
 end
-return {released, balance_of(KEYS[1])}
+return {released, balance_of(KEYS[1]), stuck}

@@ -1,0 +1,225 @@
+//! What each script answers, read into one enum per script. The codes are the ones written in
+//! each script's header. A code this binary does not know is `Unexpected`: the script and the
+//! binary are out of step, and nothing is assumed about what the script did (the caller turns
+//! it into [`StoreError::Corrupt`] with an error log: T00 for a packet, never retried), so a
+//! mismatch can never tell a sender "insufficient liquidity".
+
+use super::{parse_amount, parse_balance, Answer};
+use crate::balance::Balance;
+use crate::store::StoreError;
+
+/// `process_prepare.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Prepare {
+    Debited(Balance),
+    BelowMinimum(Balance),
+    OutOfRange,
+    Unexpected(Answer),
+}
+
+impl Prepare {
+    pub(super) fn read(answer: Answer, account: &str) -> Result<Self, StoreError> {
+        Ok(match answer.0 {
+            1 => Prepare::Debited(parse_balance(&answer.1, account)?),
+            0 => Prepare::BelowMinimum(parse_balance(&answer.1, account)?),
+            // The script says "out of range" whenever DECRBY fails, which it also does on a
+            // balance that is not an integer: that is corrupt data (T00), never T04.
+            2 => {
+                parse_balance(&answer.1, account)?;
+                Prepare::OutOfRange
+            }
+            _ => Prepare::Unexpected(answer),
+        })
+    }
+}
+
+/// `process_fulfill_source.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Commit {
+    Committed,
+    /// The sweeper had released the reservation: charged again, once.
+    ChargedAgain,
+    /// Already committed or charged again: nothing changed.
+    Already,
+    /// It could not be charged again (int64 range).
+    OutOfRange,
+    Unexpected(Answer),
+}
+
+impl Commit {
+    pub(super) fn read(answer: Answer) -> Self {
+        match answer.0 {
+            1 => Commit::Committed,
+            3 => Commit::ChargedAgain,
+            4 => Commit::Already,
+            2 => Commit::OutOfRange,
+            _ => Commit::Unexpected(answer),
+        }
+    }
+}
+
+/// `process_reject.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Release {
+    Released(Balance),
+    /// Already released or committed, or never reserved for that amount.
+    Nothing,
+    /// The balance would leave the int64 range: the reservation is kept for the sweeper.
+    OutOfRange,
+    Unexpected(Answer),
+}
+
+impl Release {
+    pub(super) fn read(answer: Answer, account: &str) -> Result<Self, StoreError> {
+        Ok(match answer.0 {
+            1 => Release::Released(parse_balance(&answer.1, account)?),
+            0 => Release::Nothing,
+            2 => {
+                parse_balance(&answer.1, account)?;
+                Release::OutOfRange
+            }
+            _ => Release::Unexpected(answer),
+        })
+    }
+}
+
+/// `process_fulfill_destination.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Credit {
+    Credited(Balance),
+    OutOfRange,
+    Unexpected(Answer),
+}
+
+impl Credit {
+    pub(super) fn read(answer: Answer, account: &str) -> Result<Self, StoreError> {
+        Ok(match answer.0 {
+            1 => Credit::Credited(parse_balance(&answer.1, account)?),
+            2 => Credit::OutOfRange,
+            _ => Credit::Unexpected(answer),
+        })
+    }
+}
+
+/// `process_fulfill_destination_again.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum CreditAgain {
+    /// Credited now, or found credited by the earlier attempt.
+    Credited(Balance),
+    /// The journal since the first attempt is too long to search.
+    CannotTell,
+    OutOfRange,
+    Unexpected(Answer),
+}
+
+impl CreditAgain {
+    pub(super) fn read(answer: Answer, account: &str) -> Result<Self, StoreError> {
+        Ok(match answer.0 {
+            1 | 4 => CreditAgain::Credited(parse_balance(&answer.1, account)?),
+            5 => CreditAgain::CannotTell,
+            2 => CreditAgain::OutOfRange,
+            _ => CreditAgain::Unexpected(answer),
+        })
+    }
+}
+
+/// `settlement_begin.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Begin {
+    Begun(u64),
+    NotAbove,
+    /// settle_to above the threshold: refused, nothing changed.
+    SettleToAboveThreshold,
+    Unexpected(Answer),
+}
+
+impl Begin {
+    pub(super) fn read(answer: Answer, account: &str) -> Result<Self, StoreError> {
+        Ok(match answer.0 {
+            1 => Begin::Begun(parse_amount(&answer.1, account)?),
+            0 => Begin::NotAbove,
+            3 => Begin::SettleToAboveThreshold,
+            _ => Begin::Unexpected(answer),
+        })
+    }
+}
+
+/// `settlement_finish.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Finish {
+    Finished(u64),
+    NotPending,
+    /// The refund would leave the int64 range: still pending.
+    OutOfRange,
+    /// The pending record is malformed (left as it is).
+    Malformed(String),
+    Unexpected(Answer),
+}
+
+impl Finish {
+    pub(super) fn read(answer: Answer, account: &str) -> Result<Self, StoreError> {
+        Ok(match answer.0 {
+            1 => Finish::Finished(parse_amount(&answer.1, account)?),
+            0 => Finish::NotPending,
+            2 => Finish::OutOfRange,
+            3 => Finish::Malformed(answer.1),
+            _ => Finish::Unexpected(answer),
+        })
+    }
+}
+
+/// `settlement_incoming.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Incoming {
+    Credited,
+    /// The key was seen with the same request: nothing changed; what it credited then.
+    Repeated(u64),
+    KeyReused,
+    /// The leftover changed meanwhile: compute again.
+    LeftoverChanged,
+    OutOfRange,
+    Unexpected(Answer),
+}
+
+impl Incoming {
+    pub(super) fn read(answer: Answer, account: &str) -> Result<Self, StoreError> {
+        Ok(match answer.0 {
+            1 => Incoming::Credited,
+            3 => Incoming::Repeated(parse_amount(&answer.1, account)?),
+            4 => Incoming::KeyReused,
+            5 => Incoming::LeftoverChanged,
+            2 => Incoming::OutOfRange,
+            _ => Incoming::Unexpected(answer),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_codes_are_unexpected_never_a_business_outcome() {
+        let odd = || (9, "12".to_string());
+        assert_eq!(Prepare::read(odd(), "a"), Ok(Prepare::Unexpected(odd())));
+        assert_eq!(Commit::read(odd()), Commit::Unexpected(odd()));
+        assert_eq!(Release::read(odd(), "a"), Ok(Release::Unexpected(odd())));
+        assert_eq!(Credit::read(odd(), "a"), Ok(Credit::Unexpected(odd())));
+        assert_eq!(CreditAgain::read(odd(), "a"), Ok(CreditAgain::Unexpected(odd())));
+        assert_eq!(Begin::read(odd(), "a"), Ok(Begin::Unexpected(odd())));
+        assert_eq!(Finish::read(odd(), "a"), Ok(Finish::Unexpected(odd())));
+        assert_eq!(Incoming::read(odd(), "a"), Ok(Incoming::Unexpected(odd())));
+        assert_eq!(Prepare::read((2, "5".into()), "a"), Ok(Prepare::OutOfRange));
+    }
+
+    #[test]
+    fn unreadable_values_are_corrupt() {
+        let bad = (1, "1.5".to_string());
+        assert!(matches!(Prepare::read(bad.clone(), "a"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(Begin::read(bad.clone(), "a"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(Credit::read(bad, "a"), Err(StoreError::Corrupt(_))));
+        // "Out of range" from a balance that is not a number is corrupt data, not a refusal.
+        assert!(matches!(Prepare::read((2, "abc".into()), "a"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(Release::read((2, "abc".into()), "a"), Err(StoreError::Corrupt(_))));
+    }
+}
