@@ -19,6 +19,7 @@
 pub mod account;
 pub mod admin;
 pub mod app;
+pub mod backoff;
 pub mod balance;
 pub mod config;
 pub mod forward;

@@ -18,6 +18,7 @@
 
 use super::{Quantity, SettleError, SettlementId, SettlementSystem, Trigger};
 use crate::account::{Account, AccountId, Accounts};
+use crate::backoff::Backoff;
 use crate::forward::Node;
 use crate::metrics::MoneyError;
 use crate::store::{SettlementEnd, Store, StoreError};
@@ -302,8 +303,9 @@ async fn settle<S: Store, Sys: SettlementSystem>(
 ) -> SettlementEnd {
     let counters = &node.settlement.counters;
     let quantity = Quantity::new(u128::from(amount), account.asset_scale);
-    let mut wait = rules.retry_first;
+    let mut backoff = Backoff::new(rules.retry_first, rules.retry_max);
     let end = loop {
+        let retry_in_ms = backoff.peek().as_millis() as u64;
         match system.settle(account, quantity, id).await {
             Ok(()) => break SettlementEnd::Settled,
             Err(SettleError::Definitive(reason)) if before == Attempts::None => {
@@ -311,19 +313,18 @@ async fn settle<S: Store, Sys: SettlementSystem>(
                 break SettlementEnd::Refunded;
             }
             Err(SettleError::Definitive(reason)) => {
-                error!(account = %account.id, settlement = %id, amount, %reason, retry_in_ms = wait.as_millis() as u64, "settlement refused, but an earlier attempt may have been made: kept pending and retried with the same key; reconcile it with the settlement system");
+                error!(account = %account.id, settlement = %id, amount, %reason, retry_in_ms, "settlement refused, but an earlier attempt may have been made: kept pending and retried with the same key; reconcile it with the settlement system");
             }
             Err(SettleError::Retryable(reason)) => {
                 before = Attempts::MaybeMade;
-                warn!(account = %account.id, settlement = %id, %reason, retry_in_ms = wait.as_millis() as u64, "settlement attempt's outcome unknown; retrying with the same key");
+                warn!(account = %account.id, settlement = %id, %reason, retry_in_ms, "settlement attempt's outcome unknown; retrying with the same key");
             }
             Err(SettleError::NotMade(reason)) => {
-                warn!(account = %account.id, settlement = %id, %reason, retry_in_ms = wait.as_millis() as u64, "settlement attempt not made; retrying with the same key");
+                warn!(account = %account.id, settlement = %id, %reason, retry_in_ms, "settlement attempt not made; retrying with the same key");
             }
         }
         counters.retries.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(jittered(wait)).await;
-        wait = (wait * 2).min(rules.retry_max);
+        tokio::time::sleep(backoff.next_wait()).await;
     };
     finish(node, rules, account, id, end).await;
     end
@@ -338,7 +339,7 @@ async fn finish<S: Store>(
     end: SettlementEnd,
 ) {
     let counters = &node.settlement.counters;
-    let mut wait = rules.retry_first;
+    let mut backoff = Backoff::new(rules.retry_first, rules.retry_max);
     loop {
         match node.store.finish_settlement(account, id, end).await {
             Ok(Some(amount)) => {
@@ -367,23 +368,14 @@ async fn finish<S: Store>(
             Err(e @ StoreError::Overflow(_)) => {
                 node.metrics.money_error(MoneyError::RefundOverflow);
                 error!(error = %e, account = %account.id, settlement = %id, retry_in_ms = rules.retry_max.as_millis() as u64, "a refused settlement cannot be refunded: the balance would pass the int64 maximum; kept pending and tried again");
-                tokio::time::sleep(jittered(rules.retry_max)).await;
+                tokio::time::sleep(Backoff::new(rules.retry_max, rules.retry_max).next_wait()).await;
             }
             Err(e) => {
                 warn!(error = %e, account = %account.id, settlement = %id, "could not record a settlement's end; retrying");
-                tokio::time::sleep(jittered(wait)).await;
-                wait = (wait * 2).min(rules.retry_max);
+                tokio::time::sleep(backoff.next_wait()).await;
             }
         }
     }
-}
-
-/// `wait` plus up to a quarter more, so that instances retrying together spread out (RFC 0038
-/// asks for jitter).
-fn jittered(wait: Duration) -> Duration {
-    let mut byte = [0u8; 1];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
-    wait + wait / 4 * u32::from(byte[0]) / 255
 }
 
 #[cfg(test)]
