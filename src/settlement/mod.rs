@@ -7,7 +7,8 @@
 //! amount for an account, and apply what comes in) so that further kinds (Mojaloop transfers,
 //! Rafiki peer liquidity) plug in beside the first one, an RFC 0038 settlement engine.
 //!
-//! - [`quantity`]: amounts as engines speak them, and exact scale conversion with remainders.
+//! - [`Quantity`] (amounts as engines speak them, exact scale conversion with remainders) and
+//!   [`SettlementId`] are leaf modules of their own, re-exported here.
 //! - [`engine`]: the node's client for an RFC 0038 engine (accounts, settlements, messages), with
 //!   retryable and definitive failures told apart.
 //! - [`Callbacks`]: what the engines' callback listener asks of the node (credit an incoming
@@ -18,54 +19,20 @@
 pub mod engine;
 pub mod incoming;
 pub mod outgoing;
-pub mod quantity;
 
-pub use quantity::{Quantity, QuantityError};
+// The value types live in leaf modules (the store uses them too, and sits below settlement); they
+// are re-exported here, where settlement's users look for them.
+pub use crate::quantity::{self, Quantity, QuantityError};
+pub use crate::settlement_id::SettlementId;
 
 use crate::account::{Account, AccountId};
 use crate::balance::Balance;
 use crate::metrics::SettlementFigures;
 use bytes::Bytes;
-use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
-
-/// One outgoing settlement's Idempotency-Key: 128 bits from the OS's secure random source (RFC
-/// 0038 asks for a cryptographically random key). Persisted with the settlement before the first
-/// attempt, and sent with every retry, so a settlement is never made twice.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SettlementId(pub [u8; 16]);
-
-impl SettlementId {
-    pub fn random() -> Self {
-        let mut bytes = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-            .expect("the OS random source works");
-        SettlementId(bytes)
-    }
-
-    /// The 32 lowercase hex digits of [`Display`](fmt::Display).
-    pub fn parse(text: &str) -> Option<Self> {
-        let bytes = hex::decode(text).ok()?;
-        (text.len() == 32 && text.bytes().all(|b| !b.is_ascii_uppercase()))
-            .then(|| <[u8; 16]>::try_from(bytes).ok().map(SettlementId))
-            .flatten()
-    }
-}
-
-impl fmt::Display for SettlementId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for SettlementId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SettlementId({self})")
-    }
-}
 
 /// Why an incoming settlement was not credited (nothing changed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

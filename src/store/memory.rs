@@ -7,8 +7,9 @@ use super::{
 };
 use crate::account::{Account, AccountId};
 use crate::balance::{self, Balance};
-use crate::settlement::quantity::split_incoming;
-use crate::settlement::{Quantity, SettlementId};
+use crate::quantity::split_incoming;
+use crate::quantity::Quantity;
+use crate::settlement_id::SettlementId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;

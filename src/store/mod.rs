@@ -20,7 +20,8 @@ pub use redis::{RedisConfig, RedisStore};
 
 use crate::account::Account;
 use crate::balance::{Balance, BalanceError};
-use crate::settlement::{Quantity, SettlementId};
+use crate::quantity::Quantity;
+use crate::settlement_id::SettlementId;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -189,7 +190,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Credits an incoming settlement once per `key`: what the account's scale can hold is
     /// credited, the rest kept and added to the next one (see
-    /// [`crate::settlement::quantity::split_incoming`]).
+    /// [`crate::quantity::split_incoming`]).
     fn credit_settlement(
         &self,
         account: &Account,

@@ -5,7 +5,8 @@
 use super::{DebitError, IncomingCredit, PacketId, SettlementEnd, Store, StoreError, Swept};
 use crate::account::{test_account, Account};
 use crate::balance::{Balance, BalanceError};
-use crate::settlement::{Quantity, SettlementId};
+use crate::quantity::Quantity;
+use crate::settlement_id::SettlementId;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

@@ -56,8 +56,9 @@ use super::{
 };
 use crate::account::Account;
 use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
-use crate::settlement::quantity::split_incoming;
-use crate::settlement::{Quantity, SettlementId};
+use crate::quantity::split_incoming;
+use crate::quantity::Quantity;
+use crate::settlement_id::SettlementId;
 use answers::{Begin, Commit, Credit, CreditAgain, Finish, Incoming, Prepare, Release};
 use redis::{Script, ScriptInvocation};
 use shared_config::{ConfigKeys, ConfigScripts};
