@@ -3,10 +3,10 @@
 use crate::account::{Accounts, TokenHash};
 use crate::admin::{LocalTables, RedisTables, Tables};
 use crate::config::{Config, StoreConfig};
-use crate::forward::Node;
 use crate::http::client::HttpClient;
 use crate::http::{server, settlement_api};
 use crate::metrics::Metrics;
+use crate::node::Node;
 use crate::reload::{self, Reloader, Seed};
 use crate::routing::{Router, RoutingTable};
 use crate::settlement::engine::EngineClient;
@@ -182,9 +182,15 @@ impl<S: Store> App<S> {
         let sweeper = tokio::spawn(crate::sweeper::run(node.clone(), config.sweep.clone()));
         // Commits the packet path could not write in time; stopped once the last packet is done.
         let (stop_pending, pending_stop) = tokio::sync::oneshot::channel::<()>();
-        let pending = tokio::spawn(crate::pending::run(node.clone(), async move {
-            let _ = pending_stop.await;
-        }));
+        let pending = {
+            let node = node.clone();
+            tokio::spawn(async move {
+                let stop = async move {
+                    let _ = pending_stop.await;
+                };
+                crate::pending::run(&node.store, &node.pending, stop).await
+            })
+        };
         let serving = server::serve(listener, node, config.server.clone(), &shutdown);
         tokio::pin!(serving);
         tokio::select! {

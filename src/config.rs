@@ -5,10 +5,10 @@
 use crate::account::{
     hash_token, Account, AccountId, AccountRecord, Outgoing, OutgoingError, Relation, Secret, TokenHash,
 };
-use crate::forward::ExpiryRules;
 use crate::http::client::ClientLimits;
 use crate::http::listener::ApiLimits;
 use crate::http::server::ServerLimits;
+use crate::node::ExpiryRules;
 use crate::packet::IlpAddress;
 use crate::rates::{Decimal, Rates, RatesRecord};
 use crate::routing::RoutingTable;

@@ -1,4 +1,5 @@
-//! The packet's path through the node, top to bottom in [`Node::forward`].
+//! The packet's path through the node, top to bottom in [`Node::forward`]. The node's shared
+//! state ([`Node`]) is in [`crate::node`]; this module is the packet path alone.
 //!
 //! Ordering rules:
 //! - every check that can refuse a packet runs before the source is debited, so a refusal never
@@ -15,56 +16,25 @@
 //! meanwhile is charged again, once), and a credit is retried with [`Store::retry_credit`], which
 //! credits only if the earlier attempt did not.
 
-use crate::account::{constant_time_eq, Account, Accounts, Relation};
+use crate::account::{constant_time_eq, Account, Relation};
 use crate::balance::AMOUNT_MAX;
-use crate::http::client::{HttpClient, SendError};
+use crate::http::client::SendError;
 use crate::ildcp;
-use crate::metrics::{Metrics, Outcome};
-use crate::packet::{is_under, IlpAddress, Prepare, Response};
+use crate::metrics::Outcome;
+use crate::node::Node;
+use crate::packet::{is_under, Prepare, Response};
 use crate::packet::{ErrorCode, Fulfill, Reject, DATA_BYTES_MAX};
-use crate::pending::{self, PendingCommits, PendingWrite, WriteKind};
-use crate::rates::{Asset, ConvertError, Rates};
+use crate::pending::{self, PendingWrite, WriteKind};
+use crate::rates::{Asset, ConvertError};
 use crate::reject::Refusal;
-use crate::routing::Router;
-use crate::settlement::engine::{EngineClient, EngineError};
-use crate::settlement::{incoming, Triggers};
-use crate::shutdown::{Phase, ShutdownSignal};
+use crate::settlement::engine::EngineError;
+use crate::settlement::incoming;
+use crate::shutdown::Phase;
 use crate::store::{DebitError, PacketId, Store, StoreError};
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tracing::{debug, error, warn, Instrument};
-
-/// Timing rules for outgoing Prepares.
-#[derive(Debug, Clone)]
-pub struct ExpiryRules {
-    /// Taken off the incoming expiry so we can still relay the outcome in time.
-    pub margin: Duration,
-    /// No outgoing Prepare holds our liquidity longer than this.
-    pub hold_time_max: Duration,
-    /// Less than this left to the next hop: R02 rather than a packet doomed to expire.
-    pub outgoing_window_min: Duration,
-}
-
-/// One connector node: its identity, tables, balances and the way out.
-pub struct Node<S> {
-    pub address: IlpAddress,
-    pub accounts: ArcSwap<Accounts>,
-    pub router: Router,
-    pub rates: ArcSwap<Rates>,
-    pub store: S,
-    pub client: HttpClient,
-    pub expiry: ExpiryRules,
-    pub shutdown: ShutdownSignal,
-    pub pending: PendingCommits,
-    /// Signals to the settlement worker.
-    pub settlement: Triggers,
-    /// The RFC 0038 engines' client (messages from peers, account setup, settlements).
-    pub engines: EngineClient,
-    /// Packets counted and timed by [`Node::forward`], rendered for scrapes.
-    pub metrics: Metrics,
-}
 
 /// A Prepare after routing and conversion, ready to leave.
 struct Outbound {

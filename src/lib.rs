@@ -8,14 +8,17 @@
 //!    [`shutdown`], [`metrics`] (Prometheus counters, rendered with figures read at scrape time);
 //! 2. [`account`], [`reject`] (the one mapping from refusals to ILP codes), [`http::listener`]
 //!    (what the node's three listeners share: accepting, draining, bounded bodies);
-//! 3. [`routing`], [`rates`], [`store`], [`http::client`], [`ildcp`];
-//! 4. [`forward`]: the packet's path, top to bottom; [`settlement`]: one seam
-//!    ([`settlement::SettlementSystem`]) for every way of settling, its worker and callbacks;
-//!    [`sweeper`]: crash recovery of reservations; [`pending`]: writes retried after their
-//!    Fulfill was relayed;
-//! 5. the edges that receive traffic: [`http::server`] (calls `forward`),
+//! 3. [`routing`], [`rates`], [`store`], [`http::client`], [`ildcp`]; and the handles the node
+//!    holds: [`settlement`] (the one seam for every way of settling,
+//!    [`settlement::SettlementSystem`], its signals and the RFC 0038 engine client), [`pending`]
+//!    (writes owed after their Fulfill was relayed);
+//! 4. [`node`]: the node's shared state, one struct behind an `Arc`;
+//! 5. what runs on it: [`forward`], the packet's path, top to bottom; settlement's worker
+//!    ([`settlement::outgoing`]) and callbacks ([`settlement::incoming`]); [`sweeper`]: crash
+//!    recovery of reservations;
+//! 6. the edges that receive traffic: [`http::server`] (calls `forward`),
 //!    [`http::settlement_api`] (settlement engines call back), [`admin`] (the operator's API);
-//! 6. [`config`] parses and validates the TOML file (and, with its rules, accounts and routes read
+//! 7. [`config`] parses and validates the TOML file (and, with its rules, accounts and routes read
 //!    from Redis or given to the admin API); [`reload`] keeps accounts, routes and rates in step
 //!    with Redis; [`app`] wires everything; `main` runs it.
 
@@ -29,6 +32,7 @@ pub mod forward;
 pub mod http;
 pub mod ildcp;
 pub mod metrics;
+pub mod node;
 pub mod packet;
 pub mod pending;
 pub mod quantity;

@@ -13,7 +13,6 @@
 //! reconciliation.
 
 use crate::account::Account;
-use crate::forward::Node;
 use crate::store::{PacketId, Store, StoreError};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -109,9 +108,9 @@ impl PendingCommits {
 /// Retries held writes until each is applied or its window ends. Stops when `stop` resolves
 /// (after the node's last packet finished), with one last pass; whatever is left then is logged
 /// for reconciliation.
-pub async fn run<S: Store>(node: std::sync::Arc<Node<S>>, stop: impl std::future::Future<Output = ()>) {
+pub async fn run<S: Store>(store: &S, commits: &PendingCommits, stop: impl std::future::Future<Output = ()>) {
     tokio::pin!(stop);
-    let Some(mut receiver) = node.pending.take_receiver() else { return };
+    let Some(mut receiver) = commits.take_receiver() else { return };
     let mut held: Vec<PendingWrite> = Vec::new();
     let mut tick = tokio::time::interval(RETRY_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -121,14 +120,14 @@ pub async fn run<S: Store>(node: std::sync::Arc<Node<S>>, stop: impl std::future
                 Some(write) => held.push(write),
                 None => break,
             },
-            _ = tick.tick(), if !held.is_empty() => retry_all(&node.store, &mut held).await,
+            _ = tick.tick(), if !held.is_empty() => retry_all(store, &mut held).await,
             _ = &mut stop => break,
         }
     }
     while let Ok(write) = receiver.try_recv() {
         held.push(write);
     }
-    retry_all(&node.store, &mut held).await;
+    retry_all(store, &mut held).await;
     for w in &held {
         error!(account = %w.account.id, packet = %w.packet, amount = w.amount, what = w.what(), "node stopped before a fulfilled packet's write was applied; reconcile this packet");
     }

@@ -43,7 +43,7 @@
 
 use crate::account::{Account, AccountId, AccountRecord, Accounts};
 use crate::config::{self, Problem};
-use crate::forward::Node;
+use crate::node::Node;
 use crate::packet::IlpAddress;
 use crate::rates::{Rates, RatesRecord};
 use crate::routing::RoutingTable;

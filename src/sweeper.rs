@@ -4,8 +4,8 @@
 //! the store guarantees each reservation is released at most once, and a Fulfill that still
 //! arrives for a swept packet is charged again (see [`Store::commit_prepare`]).
 
-use crate::forward::Node;
 use crate::metrics::MoneyError;
+use crate::node::Node;
 use crate::shutdown::Phase;
 use crate::store::{Store, StoreError, Swept};
 use std::sync::Arc;

@@ -20,11 +20,11 @@ pub mod tables;
 
 use crate::account::{constant_time_eq, hash_token, TokenHash};
 use crate::config::ConfigError;
-use crate::forward::Node;
 use crate::http::listener::{
     accept_until_draining, bearer_token, drained, media_type, read_body, respond, Accepting, ApiLimits,
     BodyError, CONTENT_TYPE_JSON,
 };
+use crate::node::Node;
 use crate::store::{ConfigStoreError, Store};
 use bytes::Bytes;
 use http_body_util::Full;

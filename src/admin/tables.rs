@@ -5,7 +5,7 @@
 
 use crate::account::{Account, AccountId, Accounts};
 use crate::config::{self, ConfigError};
-use crate::forward::Node;
+use crate::node::Node;
 use crate::packet::IlpAddress;
 use crate::rates::Rates;
 use crate::reload::Reloader;

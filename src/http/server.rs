@@ -11,7 +11,7 @@ use super::listener::{
 };
 use super::{CONTENT_TYPE_ILP, CONTENT_TYPE_ILP_ALT};
 use crate::account::Account;
-use crate::forward::Node;
+use crate::node::Node;
 use crate::packet::Prepare;
 use crate::reject::Refusal;
 use crate::shutdown::{Phase, Shutdown};

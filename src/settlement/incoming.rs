@@ -4,8 +4,8 @@
 
 use super::{Callbacks, IncomingError, MessageError, Quantity};
 use crate::account::Account;
-use crate::forward::Node;
 use crate::http::client::SendError;
+use crate::node::Node;
 use crate::packet::{IlpAddress, Prepare, Response, DATA_BYTES_MAX};
 use crate::store::{IncomingCredit, Store};
 use bytes::Bytes;

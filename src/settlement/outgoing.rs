@@ -19,8 +19,8 @@
 use super::{Quantity, SettleError, SettlementId, SettlementSystem, Trigger};
 use crate::account::{Account, AccountId, Accounts};
 use crate::backoff::Backoff;
-use crate::forward::Node;
 use crate::metrics::MoneyError;
+use crate::node::Node;
 use crate::store::{SettlementEnd, Store, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use thitsax::app::App;
 use thitsax::config::Config;
-use thitsax::forward::Node;
+use thitsax::node::Node;
 use thitsax::packet::{ErrorCode, Fulfill, IlpAddress, Prepare, Reject, Response as IlpResponse};
 use thitsax::store::{MemoryStore, RedisStore, Store};
 use tokio::net::TcpListener;

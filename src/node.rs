@@ -1,0 +1,47 @@
+//! The node's shared state: its identity, tables, balances, clients and the handles of its
+//! workers, in one struct that the packet path ([`crate::forward`]), the workers and the edges
+//! share through an `Arc`. It holds state and handles only: the behaviour is in the modules
+//! above it, so none of them needs another to reach the state.
+
+use crate::account::Accounts;
+use crate::http::client::HttpClient;
+use crate::metrics::Metrics;
+use crate::packet::IlpAddress;
+use crate::pending::PendingCommits;
+use crate::rates::Rates;
+use crate::routing::Router;
+use crate::settlement::engine::EngineClient;
+use crate::settlement::Triggers;
+use crate::shutdown::ShutdownSignal;
+use arc_swap::ArcSwap;
+use std::time::Duration;
+
+/// Timing rules for outgoing Prepares.
+#[derive(Debug, Clone)]
+pub struct ExpiryRules {
+    /// Taken off the incoming expiry so we can still relay the outcome in time.
+    pub margin: Duration,
+    /// No outgoing Prepare holds our liquidity longer than this.
+    pub hold_time_max: Duration,
+    /// Less than this left to the next hop: R02 rather than a packet doomed to expire.
+    pub outgoing_window_min: Duration,
+}
+
+/// One connector node: its identity, tables, balances and the way out.
+pub struct Node<S> {
+    pub address: IlpAddress,
+    pub accounts: ArcSwap<Accounts>,
+    pub router: Router,
+    pub rates: ArcSwap<Rates>,
+    pub store: S,
+    pub client: HttpClient,
+    pub expiry: ExpiryRules,
+    pub shutdown: ShutdownSignal,
+    pub pending: PendingCommits,
+    /// Signals to the settlement worker.
+    pub settlement: Triggers,
+    /// The RFC 0038 engines' client (messages from peers, account setup, settlements).
+    pub engines: EngineClient,
+    /// Packets counted and timed by [`Node::forward`], rendered for scrapes.
+    pub metrics: Metrics,
+}
