@@ -169,6 +169,24 @@ fn restart_waits_for_its_port_while_another_process_holds_it() {
     footprint.assert_gone();
 }
 
+/// A stopped server keeps its port: no other server, in this test process or in another one,
+/// is handed it before the restart (a test that took it would get the other test's node writing
+/// into its Redis, and both would see money that is not theirs).
+#[test]
+fn a_stopped_servers_port_is_never_handed_to_another_server() {
+    if !redis_or_skip("a_stopped_servers_port_is_never_handed_to_another_server") {
+        return;
+    }
+    let mut server = RedisServer::start();
+    let port = server.port();
+    server.stop();
+    assert!(!port_available(port), "127.0.0.1:{port} of a stopped server could be handed out again");
+    server.restart();
+    assert_eq!(server.port(), port);
+    drop(server);
+    assert!(!port_available(port), "127.0.0.1:{port} handed out twice in one test process");
+}
+
 #[test]
 fn default_server_keeps_nothing_across_a_restart() {
     if !redis_or_skip("default_server_keeps_nothing_across_a_restart") {
