@@ -324,7 +324,10 @@ impl Guarded {
     fn kill(&mut self) {
         self.signal_kill();
         if self.wait(STOP_TIMEOUT).is_none() {
-            let _ = Command::new("kill").args(["-KILL", &self.pid.to_string()]).status();
+            // The system call, not the `kill` binary: minimal images lack procps.
+            if let Some(pid) = i32::try_from(self.pid).ok().and_then(rustix::process::Pid::from_raw) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
             let _ = self.guard.kill();
             let _ = self.guard.wait();
         }
