@@ -187,6 +187,23 @@ fn a_stopped_servers_port_is_never_handed_to_another_server() {
     assert!(!port_available(port), "127.0.0.1:{port} handed out twice in one test process");
 }
 
+/// Claimed ports: all different, never the shared Redis's, never in the kernel's ephemeral
+/// range (where a `:0` bind or an outgoing connection could take one), and none of them
+/// claimable again.
+#[test]
+fn claimed_ports_are_distinct_and_outside_the_ephemeral_range() {
+    let (low, high) = common::ports::ephemeral_range();
+    let ports: Vec<u16> = (0..200).map(|_| common::ports::claim()).collect();
+    let mut distinct = ports.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), ports.len(), "a port was handed out twice: {ports:?}");
+    for port in ports {
+        assert!(port != 6379 && !(low..=high).contains(&port), "{port} (ephemeral range {low}-{high})");
+        assert!(!common::ports::available(port), "{port} claimable again");
+    }
+}
+
 #[test]
 fn default_server_keeps_nothing_across_a_restart() {
     if !redis_or_skip("default_server_keeps_nothing_across_a_restart") {
