@@ -10,10 +10,6 @@ use thitsax::packet::ErrorCode;
 
 const BIN: &str = env!("CARGO_BIN_EXE_thitsax");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("node.toml");
     std::fs::write(&path, text).unwrap();
@@ -82,7 +78,7 @@ fn check_config_accepts_the_example_and_lists_every_problem_of_a_bad_file() {
 #[test]
 fn an_invalid_config_exits_non_zero_before_binding() {
     let dir = temp_dir("invalid");
-    let port = free_port();
+    let port = reserve_port();
     let text = node_config(port, "http://127.0.0.1:9/", 1000)
         .replace("asset_scale = 9\noutgoing_url", "asset_scale = 99\noutgoing_url");
     let path = write_config(&dir, &text);
@@ -118,9 +114,10 @@ fn start(path: &std::path::Path) -> Running {
     Running(child)
 }
 
+/// SIGTERM by the system call itself: minimal images have no `kill` binary (procps).
 fn sigterm(child: &Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
+    rustix::process::kill_process(rustix::process::Pid::from_child(child), rustix::process::Signal::TERM)
+        .expect("SIGTERM to the node");
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
@@ -142,7 +139,7 @@ async fn sigterm_finishes_in_flight_packets_then_exits_zero() {
     }))
     .await;
     let dir = temp_dir("drain");
-    let port = free_port();
+    let port = reserve_port();
     // worker_threads = 1 runs the node on tokio's current-thread scheduler; the abort test below
     // uses the default multi-thread one, so both runtimes are exercised end to end.
     let text = node_config(port, &downstream.url(), 3000)
@@ -173,7 +170,7 @@ async fn sigterm_finishes_in_flight_packets_then_exits_zero() {
 async fn sigterm_rejects_packets_still_in_flight_after_the_grace_period() {
     let downstream = Downstream::always(Behaviour::Hang).await;
     let dir = temp_dir("abort");
-    let port = free_port();
+    let port = reserve_port();
     let path = write_config(&dir, &node_config(port, &downstream.url(), 300));
     let mut node = start(&path);
     let url = format!("http://127.0.0.1:{port}/");
@@ -189,4 +186,31 @@ async fn sigterm_rejects_packets_still_in_flight_after_the_grace_period() {
     assert_code(&reject, ErrorCode::T00_INTERNAL_ERROR);
     assert!(started.elapsed() < Duration::from_secs(3), "rejected after the grace period, not at expiry");
     assert_eq!(wait_exit(&mut node.0, Duration::from_secs(5)).code(), Some(0));
+}
+
+/// The SIGTERM tests above run in a minimal image too, where no `kill` binary is installed
+/// (procps): this runs them again in a child test process whose `PATH` finds nothing at all.
+#[test]
+fn signal_tests_need_no_kill_binary() {
+    if std::env::var_os("THITSAX_EMPTY_PATH_CHILD").is_some() {
+        return; // the child runs only the tests named below, never this one again
+    }
+    let empty = temp_dir("empty-path");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sigterm_finishes_in_flight_packets_then_exits_zero",
+            "sigterm_rejects_packets_still_in_flight_after_the_grace_period",
+        ])
+        .env("PATH", &*empty)
+        .env("THITSAX_EMPTY_PATH_CHILD", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("2 passed"),
+        "the SIGTERM tests failed without `kill` on PATH:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

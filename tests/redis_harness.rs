@@ -169,6 +169,41 @@ fn restart_waits_for_its_port_while_another_process_holds_it() {
     footprint.assert_gone();
 }
 
+/// A stopped server keeps its port: no other server, in this test process or in another one,
+/// is handed it before the restart (a test that took it would get the other test's node writing
+/// into its Redis, and both would see money that is not theirs).
+#[test]
+fn a_stopped_servers_port_is_never_handed_to_another_server() {
+    if !redis_or_skip("a_stopped_servers_port_is_never_handed_to_another_server") {
+        return;
+    }
+    let mut server = RedisServer::start();
+    let port = server.port();
+    server.stop();
+    assert!(!port_available(port), "127.0.0.1:{port} of a stopped server could be handed out again");
+    server.restart();
+    assert_eq!(server.port(), port);
+    drop(server);
+    assert!(!port_available(port), "127.0.0.1:{port} handed out twice in one test process");
+}
+
+/// Claimed ports: all different, never the shared Redis's, never in the kernel's ephemeral
+/// range (where a `:0` bind or an outgoing connection could take one), and none of them
+/// claimable again.
+#[test]
+fn claimed_ports_are_distinct_and_outside_the_ephemeral_range() {
+    let (low, high) = common::ports::ephemeral_range();
+    let ports: Vec<u16> = (0..200).map(|_| common::ports::claim()).collect();
+    let mut distinct = ports.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), ports.len(), "a port was handed out twice: {ports:?}");
+    for port in ports {
+        assert!(port != 6379 && !(low..=high).contains(&port), "{port} (ephemeral range {low}-{high})");
+        assert!(!common::ports::available(port), "{port} claimable again");
+    }
+}
+
 #[test]
 fn default_server_keeps_nothing_across_a_restart() {
     if !redis_or_skip("default_server_keeps_nothing_across_a_restart") {

@@ -2,6 +2,7 @@
 //! downstream ILP-over-HTTP endpoint, and a raw HTTP sender.
 #![allow(dead_code)]
 
+pub mod ports;
 pub mod redis;
 
 use bytes::Bytes;
@@ -49,26 +50,11 @@ impl TestNode<MemoryStore> {
     }
 }
 
-/// Ports [`reserve_port`] picks from: below Linux's ephemeral range (32768-60999), where the
-/// kernel places every `:0` listener and every outgoing connection, so between the check here and
-/// the real bind no test's own sockets can take the port.
-const RESERVED_PORTS: std::ops::Range<u16> = 20_000..32_000;
-
-/// A free loopback port, for a listener a config must name before it is bound. Never the same
-/// port twice in one test process; another process could still take it in between (the window
-/// is short, and outside the range the kernel hands out).
+/// A free loopback port, for a listener a config must name before it is bound: claimed for this
+/// test process, so no other test's listener or server, in this process or another, is handed it
+/// (see [`ports`]).
 pub fn reserve_port() -> u16 {
-    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let span = (RESERVED_PORTS.end - RESERVED_PORTS.start) as u64;
-    loop {
-        let port = RESERVED_PORTS.start + (rand_u64() % span) as u16;
-        let mut handed_out = HANDED_OUT.lock().unwrap();
-        if handed_out.contains(&port) || std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
-            continue;
-        }
-        handed_out.push(port);
-        return port;
-    }
+    ports::claim()
 }
 
 impl TestNode<RedisStore> {

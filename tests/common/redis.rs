@@ -4,9 +4,14 @@
 //!
 //! - Gate every test with [`redis_or_skip`]: without `redis-server`/`redis-cli` it skips, or fails
 //!   when `CI` is set.
-//! - Nothing here ever talks to 127.0.0.1:6379 (the machine's shared Redis): ports are picked below
-//!   the kernel's ephemeral range, 6379 is refused outright, and no command is sent to a server
-//!   before it has proved to be the process this harness started (`INFO server` `process_id`).
+//! - Nothing here ever talks to 127.0.0.1:6379 (the machine's shared Redis): ports are claimed
+//!   outside the kernel's ephemeral range, 6379 is refused outright, and no command is sent to a
+//!   server before it has proved to be the process this harness started (`INFO server`
+//!   `process_id`).
+//! - A server's port (and a cluster node's bus port) is claimed for the whole test process (see
+//!   [`super::ports`]): while a server is stopped for a restart, no other test's server or node,
+//!   in this process or another, can be handed its port, so the node that was using it never
+//!   reconnects to a stranger's Redis.
 //! - Every `redis-server` runs under a small `sh` guard whose stdin is a pipe from this test
 //!   process. When the test process dies, even by SIGKILL where no `Drop` runs, the kernel closes
 //!   the pipe and the guard kills its server and removes its directory: nothing outlives the tests.
@@ -23,7 +28,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,8 +39,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const SHARED_REDIS_PORT: u16 = 6379;
 /// A cluster node's bus listens on its port + 10000.
 const CLUSTER_BUS_OFFSET: u16 = 10000;
-/// Lowest port the harness picks.
-const PORT_FLOOR: u16 = 10000;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const RESTART_PORT_WAIT: Duration = Duration::from_secs(15);
@@ -224,49 +227,20 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
-/// The kernel's ephemeral port range (what `bind(:0)` and outgoing connections use).
-fn ephemeral_range() -> (u16, u16) {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| {
-            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
-            Some((it.next()??, it.next()??))
-        })
-        .unwrap_or((32768, 60999))
+/// Whether the harness could hand `port` to a new server now: see [`super::ports`].
+pub fn port_available(port: u16) -> bool {
+    super::ports::available(port)
 }
 
-fn bindable(port: u16) -> bool {
-    TcpListener::bind(loopback(port)).is_ok()
-}
-
-/// A port that is free on 127.0.0.1 now (and, for a cluster node, whose bus port + 10000 is free
-/// too). Picked at random below the ephemeral range, ports and bus ports alike, so that no
-/// outgoing connection or `bind(:0)` elsewhere grabs it while a server is stopped for a restart;
-/// falls back to `bind(127.0.0.1:0)` when that range is too small.
+/// A port claimed for this process (and, for a cluster node, its bus port + 10000 too): free now,
+/// outside the kernel's ephemeral range, and handed to no other server or listener of any test
+/// process while this one lives, so a server stopped for a restart finds its port again.
 fn free_port(cluster: bool) -> u16 {
-    let (ephemeral_low, _) = ephemeral_range();
-    let top = ephemeral_low.saturating_sub(CLUSTER_BUS_OFFSET);
-    let usable = |port: u16| {
-        port != SHARED_REDIS_PORT
-            && bindable(port)
-            && (!cluster || port.checked_add(CLUSTER_BUS_OFFSET).is_some_and(bindable))
-    };
-    if top > PORT_FLOOR + 1000 {
-        for _ in 0..500 {
-            let port = PORT_FLOOR + (random_u64() % u64::from(top - PORT_FLOOR)) as u16;
-            if usable(port) {
-                return port;
-            }
-        }
+    if cluster {
+        super::ports::claim_pair(CLUSTER_BUS_OFFSET)
+    } else {
+        super::ports::claim()
     }
-    for _ in 0..500 {
-        let port =
-            TcpListener::bind(loopback(0)).and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port();
-        if port < 55000 && usable(port) {
-            return port;
-        }
-    }
-    panic!("no free 127.0.0.1 port found for redis-server");
 }
 
 struct TempDir(PathBuf);
@@ -350,7 +324,10 @@ impl Guarded {
     fn kill(&mut self) {
         self.signal_kill();
         if self.wait(STOP_TIMEOUT).is_none() {
-            let _ = Command::new("kill").args(["-KILL", &self.pid.to_string()]).status();
+            // The system call, not the `kill` binary: minimal images lack procps.
+            if let Some(pid) = i32::try_from(self.pid).ok().and_then(rustix::process::Pid::from_raw) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
             let _ = self.guard.kill();
             let _ = self.guard.wait();
         }
