@@ -17,6 +17,7 @@
 //! credits only if the earlier attempt did not.
 
 use crate::account::{constant_time_eq, Account, Relation};
+use crate::backoff::Backoff;
 use crate::balance::AMOUNT_MAX;
 use crate::http::client::SendError;
 use crate::ildcp;
@@ -367,13 +368,13 @@ async fn retry_until<T, F>(
 where
     F: std::future::Future<Output = Result<T, StoreError>>,
 {
-    let mut wait = RETRY_FIRST;
+    // Exact waits: the loop must not overshoot `until`, the last moment to relay the Fulfill.
+    let mut backoff = Backoff::exact(RETRY_FIRST, RETRY_CAP);
     loop {
         match attempt().await {
-            Err(e) if retryable(&e) && tokio::time::Instant::now() + wait < until => {
+            Err(e) if retryable(&e) && tokio::time::Instant::now() + backoff.peek() < until => {
                 debug!(error = %e, "store write after a Fulfill failed; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(RETRY_CAP);
+                tokio::time::sleep(backoff.next_wait()).await;
             }
             outcome => return outcome,
         }
