@@ -42,6 +42,7 @@
 //! the newer version is.
 
 use crate::account::{Account, AccountId, AccountRecord, Accounts};
+use crate::backoff::Backoff;
 use crate::config::{self, Problem};
 use crate::node::Node;
 use crate::packet::IlpAddress;
@@ -56,7 +57,9 @@ use tracing::{debug, info, warn};
 
 pub use crate::store::Precedence;
 
-/// Longest wait between two attempts to subscribe again after the subscription failed or ended.
+/// First and longest wait between two attempts to subscribe again after the subscription failed
+/// or ended (jittered, so instances that lost Redis together do not come back in step).
+const RESUBSCRIBE_DELAY_FIRST: Duration = Duration::from_millis(100);
 const RESUBSCRIBE_DELAY_MAX: Duration = Duration::from_secs(5);
 
 /// The config file's share of the set: written at start-up, and again if Redis lost the set.
@@ -325,12 +328,13 @@ async fn watch_version(
 /// growing delay; the poll covers the gaps.
 async fn subscribe(store: &RedisStore, changed: &Notify) {
     let mut attempt = 0usize;
-    let mut delay = Duration::from_millis(100);
+    let fresh = || Backoff::new(RESUBSCRIBE_DELAY_FIRST, RESUBSCRIBE_DELAY_MAX);
+    let mut backoff = fresh();
     loop {
         match store.config_changes(attempt).await {
             Ok(messages) => {
                 debug!("subscribed to config changes");
-                delay = Duration::from_millis(100);
+                backoff = fresh();
                 changed.notify_one();
                 futures::pin_mut!(messages);
                 while futures::StreamExt::next(&mut messages).await.is_some() {
@@ -341,8 +345,7 @@ async fn subscribe(store: &RedisStore, changed: &Notify) {
             Err(e) => warn!(error = %e, "cannot subscribe to config changes; the version poll covers"),
         }
         attempt = attempt.wrapping_add(1);
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(RESUBSCRIBE_DELAY_MAX);
+        tokio::time::sleep(backoff.next_wait()).await;
     }
 }
 
