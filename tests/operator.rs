@@ -1,0 +1,216 @@
+//! The `thitsax` binary as a new operator first meets it: how it takes its file, what it says at
+//! start-up, and what it says when it cannot start.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_thitsax");
+
+/// A valid memory-store node on `port`, with two accounts and one static route; `extra` is
+/// appended (more sections).
+fn config(port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[node]
+ilp_address = "test.op"
+log_level = "info"
+[http]
+listen = "127.0.0.1:{port}"
+[[accounts]]
+id = "alice"
+relation = "child"
+asset_code = "USD"
+asset_scale = 9
+incoming_token = "alice-token"
+[[accounts]]
+id = "bank"
+relation = "peer"
+asset_code = "USD"
+asset_scale = 9
+ilp_address = "test.bank"
+outgoing_url = "http://127.0.0.1:9/"
+outgoing_token = "to-bank"
+[[routes]]
+prefix = "test.partner"
+account = "bank"
+{extra}
+"#
+    )
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(BIN).args(args).env_remove("RUST_LOG").output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Kills the child when the test ends, whatever happened.
+struct Running(Child);
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the node and returns its stderr lines up to and including the "serving" line.
+fn start_and_read_banner(path: &std::path::Path) -> (Running, Vec<String>) {
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(path)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let running = Running(child);
+    let mut lines = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no serving line: {lines:#?}"));
+        let done = line.contains("serving ILP-over-HTTP");
+        lines.push(line);
+        if done {
+            return (running, lines);
+        }
+    }
+}
+
+#[test]
+fn a_busy_admin_port_names_the_admin_listener_and_its_address() {
+    let dir = TempDir::new("op-busy-admin");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap();
+    let ilp = reserve_port();
+    let extra = format!("[admin]\ntoken = \"admin-token\"\nlisten = \"{busy_addr}\"\n");
+    let path = write(&dir, "node.toml", &config(ilp, &extra));
+    let out = run(&["--config".as_ref(), path.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("admin listener"), "listener not named:\n{stderr}");
+    assert!(stderr.contains(&busy_addr.to_string()), "address not named:\n{stderr}");
+    assert!(!stderr.contains("ILP-over-HTTP listener"), "the wrong listener is named:\n{stderr}");
+}
+
+#[test]
+fn a_busy_settlement_port_names_the_settlement_listener_and_its_address() {
+    let dir = TempDir::new("op-busy-settlement");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap();
+    let ilp = reserve_port();
+    let path = write(&dir, "node.toml", &config(ilp, &format!("[settlement]\nlisten = \"{busy_addr}\"\n")));
+    let out = run(&["--config".as_ref(), path.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("settlement callbacks listener"), "listener not named:\n{stderr}");
+    assert!(stderr.contains(&busy_addr.to_string()), "address not named:\n{stderr}");
+    assert!(!stderr.contains("ILP-over-HTTP listener"), "the wrong listener is named:\n{stderr}");
+}
+
+#[test]
+fn a_busy_ilp_port_names_the_ilp_listener_and_its_address() {
+    let dir = TempDir::new("op-busy-ilp");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let path = write(&dir, "node.toml", &config(port, ""));
+    let out = run(&["--config".as_ref(), path.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("ILP-over-HTTP listener on 127.0.0.1:{port}")), "{stderr}");
+}
+
+#[test]
+fn start_up_says_what_listens_where_the_store_and_what_was_loaded() {
+    let dir = TempDir::new("op-banner");
+    let (ilp, admin) = (reserve_port(), reserve_port());
+    let extra = format!("[admin]\ntoken = \"admin-token\"\nlisten = \"127.0.0.1:{admin}\"\n");
+    let path = write(&dir, "node.toml", &config(ilp, &extra));
+    let (_node, lines) = start_and_read_banner(&path);
+    let all = lines.join("\n");
+    let has = |needle: &str| assert!(all.contains(needle), "{needle:?} missing from start-up:\n{all}");
+    has(&format!("ILP-over-HTTP on 127.0.0.1:{ilp}"));
+    has(&format!("admin API on 127.0.0.1:{admin}"));
+    has("settlement callbacks not bound");
+    has("store: memory");
+    has("2 accounts");
+    // The static route, the peer's own prefix and the child's address.
+    has("3 routes");
+    assert!(!all.contains("admin-token") && !all.contains("alice-token"), "a token in the log:\n{all}");
+}
+
+#[test]
+fn start_up_says_why_the_admin_api_is_not_bound() {
+    let dir = TempDir::new("op-banner-no-admin");
+    let ilp = reserve_port();
+    let path = write(&dir, "node.toml", &config(ilp, ""));
+    let (_node, lines) = start_and_read_banner(&path);
+    let all = lines.join("\n");
+    assert!(all.contains("admin API not bound: no admin.token"), "{all}");
+}
+
+#[test]
+fn check_config_and_audit_take_the_file_as_config_option_or_positional() {
+    let dir = TempDir::new("op-config-flag");
+    let path = write(&dir, "node.toml", &config(reserve_port(), ""));
+    let file = path.as_os_str();
+    for args in [
+        vec!["check-config".as_ref(), "--config".as_ref(), file],
+        vec!["--config".as_ref(), file, "check-config".as_ref()],
+        vec!["check-config".as_ref(), file],
+        vec!["--config".as_ref(), file, "check-config".as_ref(), file],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("valid (2 accounts"), "{args:?}: {}", text(&out.stdout));
+    }
+    // The memory store has no journal: audit gets as far as reading the file and says so.
+    for args in [vec!["audit".as_ref(), "--config".as_ref(), file], vec!["audit".as_ref(), file]] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("audit needs store.kind = \"redis\""),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn two_different_config_files_are_refused_naming_both() {
+    let dir = TempDir::new("op-two-files");
+    let a = write(&dir, "a.toml", &config(reserve_port(), ""));
+    let b = write(&dir, "b.toml", &config(reserve_port(), ""));
+    for subcommand in ["check-config", "audit"] {
+        let out = run(&["--config".as_ref(), a.as_os_str(), subcommand.as_ref(), b.as_os_str()]);
+        assert_eq!(out.status.code(), Some(2), "{subcommand}: {}", text(&out.stdout));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("a.toml") && stderr.contains("b.toml"), "{subcommand}: {stderr}");
+    }
+}
+
+#[test]
+fn a_subcommand_without_a_file_says_how_to_give_one() {
+    let out = run(&["check-config".as_ref()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--config FILE"), "{}", text(&out.stderr));
+}
