@@ -68,8 +68,11 @@ pub mod defaults {
     pub const REQUESTS_IN_FLIGHT_CEILING: usize = 1_000_000;
 
     // [settlement]: RFC 0038 settlement engines.
-    /// Loopback: the engines' callback API has no authentication (RFC 0038).
-    pub const SETTLEMENT_LISTEN: &str = "127.0.0.1:7771";
+    /// Loopback: the engines' callback API has no authentication (RFC 0038). Beside the admin
+    /// API's port, away from 7770 and the ports after it, which the examples (and operators
+    /// following them) give to the accounts' own endpoints: a child's URL on this port would make
+    /// the node send packets to itself.
+    pub const SETTLEMENT_LISTEN: &str = "127.0.0.1:7761";
     pub const SETTLEMENT_BODY_BYTES_MAX: usize = 64 * 1024;
     pub const SETTLEMENT_CONNECTIONS_MAX: usize = 64;
     pub const SETTLEMENT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;

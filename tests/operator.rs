@@ -214,3 +214,106 @@ fn a_subcommand_without_a_file_says_how_to_give_one() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--config FILE"), "{}", text(&out.stderr));
 }
+
+/// Every configuration the project ships, by folder: `connector.toml.example` and
+/// `examples/**/*.toml` (the files of one folder are nodes meant to run side by side).
+fn shipped_configs() -> Vec<Vec<(std::path::PathBuf, thitsax::config::Config)>> {
+    fn toml_files(dir: &std::path::Path, out: &mut Vec<Vec<std::path::PathBuf>>) {
+        let mut here = Vec::new();
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                toml_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                here.push(path);
+            }
+        }
+        if !here.is_empty() {
+            out.push(here);
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut folders = vec![vec![root.join("connector.toml.example")]];
+    toml_files(&root.join("examples"), &mut folders);
+    assert!(folders.len() > 1, "no example configs found under examples/");
+    folders
+        .into_iter()
+        .map(|files| {
+            files
+                .into_iter()
+                .map(|path| {
+                    let config = thitsax::config::Config::from_file(&path)
+                        .unwrap_or_else(|e| panic!("{} is not valid:\n{e}", path.display()));
+                    (path, config)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A listener of the node, with its default when the file does not set it: a listener not bound
+/// today is bound as soon as an admin token or an engine is added.
+fn listeners(config: &thitsax::config::Config) -> [(&'static str, std::net::SocketAddr); 3] {
+    [
+        ("http.listen", config.listen),
+        ("admin.listen", config.admin.listen),
+        ("settlement.listen", config.settlement.listen),
+    ]
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+}
+
+/// Sending an account's packets to one of the node's own listeners (a child's URL on the default
+/// settlement port, say) makes the node talk to itself: every packet T01, nothing logged. So in
+/// every shipped file no listener, default or configured, may equal another, nor the loopback port
+/// of any account's outgoing URL; a URL may name a listener of another node of the same folder
+/// only when it is that node's ILP listener (a peer).
+#[test]
+fn no_shipped_config_sends_packets_to_a_listener_of_its_own_or_a_default_port() {
+    let mut clashes = Vec::new();
+    for folder in shipped_configs() {
+        for (path, config) in &folder {
+            let name = path.file_name().unwrap().to_string_lossy();
+            let own = listeners(config);
+            for (i, (key, addr)) in own.iter().enumerate() {
+                for (other, other_addr) in &own[i + 1..] {
+                    if addr.port() == other_addr.port() {
+                        clashes.push(format!("{name}: {key} and {other} both on port {}", addr.port()));
+                    }
+                }
+            }
+            for account in &config.accounts {
+                let Some(outgoing) = &account.outgoing else { continue };
+                let (Some(host), Some(port)) = (outgoing.url.host(), outgoing.url.port_u16()) else {
+                    continue;
+                };
+                if !is_loopback(host) {
+                    continue;
+                }
+                for (key, addr) in own {
+                    if addr.port() == port {
+                        clashes
+                            .push(format!("{name}: account {} sends to port {port}, its {key}", account.id));
+                    }
+                }
+                for (sibling_path, sibling) in folder.iter().filter(|(p, _)| p != path) {
+                    let sibling_name = sibling_path.file_name().unwrap().to_string_lossy();
+                    for (key, addr) in listeners(sibling).into_iter().skip(1) {
+                        if addr.port() == port {
+                            clashes.push(format!(
+                                "{name}: account {} sends to port {port}, {sibling_name}'s {key}",
+                                account.id
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(clashes.is_empty(), "ports clash:\n{}", clashes.join("\n"));
+}
