@@ -6,6 +6,7 @@ use crate::config::{Config, StoreConfig};
 use crate::forward::Node;
 use crate::http::client::HttpClient;
 use crate::http::{server, settlement_api};
+use crate::log_limit::{LogLimit, NEXT_HOP_WARNING_INTERVAL_MS};
 use crate::metrics::Metrics;
 use crate::reload::{self, Reloader, Seed};
 use crate::routing::{Router, RoutingTable};
@@ -16,6 +17,7 @@ use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// A node bound to its port, not yet serving. Tests read `local_addr` to find it.
@@ -156,6 +158,7 @@ impl<S: Store> App<S> {
             settlement: Default::default(),
             engines: EngineClient::new(&config.settlement.engine),
             metrics: Metrics::new(),
+            next_hop_warnings: LogLimit::new(Duration::from_millis(NEXT_HOP_WARNING_INTERVAL_MS)),
         });
         let tables = Arc::new(LocalTables::new(node.clone(), config.static_routes.clone()));
         Ok(App {

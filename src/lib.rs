@@ -3,7 +3,8 @@
 //! # Layout
 //! Each line uses only the lines above it.
 //! 1. [`packet`] (codec, addresses, validation), [`balance`] (pure rules), [`shutdown`],
-//!    [`metrics`] (Prometheus counters, rendered with figures read at scrape time);
+//!    [`metrics`] (Prometheus counters, rendered with figures read at scrape time), [`log_limit`]
+//!    (warnings rate-limited per account or remote address);
 //! 2. [`account`], [`reject`] (the one mapping from refusals to ILP codes), [`http::listener`]
 //!    (what the node's three listeners share: accepting, draining, bounded bodies);
 //! 3. [`routing`], [`rates`], [`store`], [`http::client`], [`ildcp`], [`settlement`];
@@ -24,6 +25,7 @@ pub mod config;
 pub mod forward;
 pub mod http;
 pub mod ildcp;
+pub mod log_limit;
 pub mod metrics;
 pub mod packet;
 pub mod pending;

@@ -67,6 +67,12 @@ impl Drop for Running {
 
 /// Starts the node and returns its stderr lines up to and including the "serving" line.
 fn start_and_read_banner(path: &std::path::Path) -> (Running, Vec<String>) {
+    let (running, lines, _) = start_and_follow(path);
+    (running, lines)
+}
+
+/// Starts the node; returns its stderr lines up to the "serving" line and the lines after it.
+fn start_and_follow(path: &std::path::Path) -> (Running, Vec<String>, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(path)
@@ -91,7 +97,7 @@ fn start_and_read_banner(path: &std::path::Path) -> (Running, Vec<String>) {
         let done = line.contains("serving ILP-over-HTTP");
         lines.push(line);
         if done {
-            return (running, lines);
+            return (running, lines, rx);
         }
     }
 }
@@ -316,4 +322,59 @@ fn no_shipped_config_sends_packets_to_a_listener_of_its_own_or_a_default_port() 
         }
     }
     assert!(clashes.is_empty(), "ports clash:\n{}", clashes.join("\n"));
+}
+
+/// Reads `logs` until a line contains every one of `needles`, or panics after 20 s.
+fn wait_for_line(logs: &std::sync::mpsc::Receiver<String>, needles: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match logs.recv_timeout(left) {
+            Ok(line) if needles.iter().all(|n| line.contains(n)) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no line with {needles:?}; seen:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_hop_that_is_down_and_a_refused_token_are_warned_about_once_without_the_token() {
+    let dir = TempDir::new("op-warn");
+    let ilp = reserve_port();
+    // The peer's URL is a port nothing listens on (reserved here, never bound).
+    let down = reserve_port();
+    let text = config(ilp, "").replace("http://127.0.0.1:9/", &format!("http://127.0.0.1:{down}/"));
+    let path = write(&dir, "node.toml", &text);
+    let (_node, _, logs) = start_and_follow(&path);
+    let url = format!("http://127.0.0.1:{ilp}/");
+    let client = client();
+    for _ in 0..3 {
+        let answer =
+            send(&client, &url, "alice-token", &prepare("test.partner.x", 5, Duration::from_secs(5))).await;
+        assert_code(&answer.reject(), thitsax::packet::ErrorCode::T01_PEER_UNREACHABLE);
+    }
+    let line = wait_for_line(&logs, &["WARN", "next hop failed", "bank"]);
+    assert!(line.contains(&format!("127.0.0.1:{down}")), "the next hop's URL is not named: {line}");
+    for _ in 0..3 {
+        let answer = post_raw(
+            &client,
+            &url,
+            Some("not-a-token-of-ours"),
+            Some("application/octet-stream"),
+            vec![0].into(),
+        )
+        .await;
+        assert_eq!(answer.status, 401);
+    }
+    let line = wait_for_line(&logs, &["WARN", "bad token", "127.0.0.1"]);
+    assert!(!line.contains("not-a-token-of-ours"), "the token was logged: {line}");
+    // Both were warned about once: the packets and refusals after the first were counted instead
+    // (the lines that said so come with the next warning, after the interval).
+    let later: Vec<String> =
+        std::iter::from_fn(|| logs.recv_timeout(Duration::from_millis(500)).ok()).collect();
+    assert!(
+        !later.iter().any(|l| l.contains("next hop failed") || l.contains("bad token")),
+        "warned more than once per interval: {later:#?}"
+    );
 }
