@@ -1353,6 +1353,8 @@ pub const ADMIN_ACCOUNT_PATH: &str = "account";
 impl AccountInput {
     /// Parses one JSON object; an unknown, missing or mistyped field is named in the error.
     pub fn from_json(body: &[u8]) -> Result<Self, ConfigError> {
+        let amounts_as_numbers = amounts_as_numbers(body)?;
+        let body = amounts_as_numbers.as_deref().unwrap_or(body);
         let mut deserializer = serde_json::Deserializer::from_slice(body);
         let parsed: Result<RawAccount, _> = serde_path_to_error::deserialize(&mut deserializer);
         let raw = parsed.map_err(|e| {
@@ -1374,6 +1376,53 @@ impl AccountInput {
     pub fn id(&self) -> &str {
         &self.0.id
     }
+}
+
+/// An account's amounts, in its asset scale: decimal strings in the admin API (a JSON number past
+/// 2^53 is rounded by many clients), numbers also taken. `true` for the unsigned ones.
+pub const ACCOUNT_AMOUNT_FIELDS: [(&str, bool); 4] =
+    [("max_packet_amount", true), ("min_balance", false), ("settle_threshold", false), ("settle_to", false)];
+
+/// `body` with the account's amounts given as decimal strings turned into JSON numbers, or `None`
+/// when there is none to turn (or the body is not a JSON object: the parse proper says why).
+fn amounts_as_numbers(body: &[u8]) -> Result<Option<Vec<u8>>, ConfigError> {
+    let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(None);
+    };
+    let mut problems = Vec::new();
+    let mut turned = false;
+    for (key, unsigned) in ACCOUNT_AMOUNT_FIELDS {
+        let Some(serde_json::Value::String(text)) = object.get(key) else { continue };
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        let is_integer = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        let number = match (is_integer, unsigned) {
+            (false, _) => None,
+            (true, true) => text.parse::<u64>().ok().map(serde_json::Number::from),
+            (true, false) => text.parse::<i64>().ok().map(serde_json::Number::from),
+        };
+        match number {
+            Some(number) => {
+                object.insert(key.to_string(), serde_json::Value::Number(number));
+                turned = true;
+            }
+            None => {
+                let range = match unsigned {
+                    true => format!("0 to {}", u64::MAX),
+                    false => format!("{} to {}", i64::MIN, i64::MAX),
+                };
+                problems.push(Problem {
+                    path: format!("{ADMIN_ACCOUNT_PATH}.{key}"),
+                    message: format!(
+                        "must be an integer in the account's asset scale, {range}, as a decimal string"
+                    ),
+                });
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError(problems));
+    }
+    Ok(turned.then(|| serde_json::to_vec(&object).expect("a JSON object serializes")))
 }
 
 /// The accounts once `input` joins `current`, or replaces the account with its id, checked with
