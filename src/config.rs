@@ -389,6 +389,7 @@ impl Schema {
             let at = e.span().map(|s| format!(" (line {})", line_of(text, s.start))).unwrap_or_default();
             ConfigError(vec![Problem { path: "(file)".into(), message: format!("{}{at}", e.message()) }])
         })?;
+        let written = table.clone();
         let mut problems: Vec<Problem> = Vec::new();
         // Keys taken out because their value was wrong: a "missing field" for one is not news.
         let mut taken_out: HashSet<String> = HashSet::new();
@@ -398,7 +399,7 @@ impl Schema {
             let error =
                 match serde_path_to_error::deserialize::<_, RawConfig>(toml::Value::Table(table.clone())) {
                     Ok(mut raw) => {
-                        let invalid_ids = Self::leave_out_broken(&mut raw, &table, &broken);
+                        let invalid_ids = Self::leave_out_broken(&mut raw, &written, &broken);
                         return Ok(Schema { raw, problems, invalid_ids });
                     }
                     Err(e) => e,
@@ -435,7 +436,7 @@ impl Schema {
     }
 
     /// Leaves the broken `[[accounts]]` and `[[routes]]` entries out of `raw`; returns the ids of
-    /// the accounts left out, as the file wrote them.
+    /// the accounts left out, as `written` (the file as parsed, before any stand-in) has them.
     fn leave_out_broken(
         raw: &mut RawConfig,
         table: &toml::Table,
