@@ -378,3 +378,25 @@ async fn a_next_hop_that_is_down_and_a_refused_token_are_warned_about_once_witho
         "warned more than once per interval: {later:#?}"
     );
 }
+
+#[test]
+fn start_up_names_the_redis_store_without_its_password() {
+    if !common::redis::redis_or_skip("start_up_names_the_redis_store_without_its_password") {
+        return;
+    }
+    // A user of its own with a password; the default user stays open for the harness.
+    let redis = common::redis::RedisServer::start();
+    let created = redis.cmd(&["ACL", "SETUSER", "thitsax-op", "on", ">s3cret-pass", "~*", "&*", "+@all"]);
+    assert!(created.is_ok(), "{created:?}");
+    let dir = TempDir::new("op-banner-redis");
+    let ilp = reserve_port();
+    let url = format!("redis://thitsax-op:s3cret-pass@127.0.0.1:{}/", redis.port());
+    let extra = format!("[store]\nkind = \"redis\"\nurl = \"{url}\"\nprefix = \"op\"\n");
+    let path = write(&dir, "node.toml", &config(ilp, &extra));
+    let (_node, lines) = start_and_read_banner(&path);
+    let all = lines.join("\n");
+    let shown = format!("store: Redis redis://thitsax-op:***@127.0.0.1:{}/", redis.port());
+    assert!(all.contains(&shown), "{shown:?} missing from start-up:\n{all}");
+    assert!(!all.contains("s3cret-pass"), "the Redis password is in the log:\n{all}");
+    assert!(all.contains("2 accounts"), "{all}");
+}
