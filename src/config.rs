@@ -362,7 +362,12 @@ impl Config {
         // say of the stand-in is not the operator's problem.
         let mut problems = file.problems;
         let shown: HashSet<String> = problems.iter().map(|p| p.path.clone()).collect();
-        problems.extend(semantic.into_iter().filter(|p| !shown.contains(&p.path)));
+        // `store.kind` decides which other `[store]` keys belong: with the kind unreadable, the
+        // default (memory) would make every Redis key look misplaced.
+        let kind_unread = shown.contains("store.kind");
+        let follows_on =
+            |p: &Problem| shown.contains(&p.path) || (kind_unread && p.path.starts_with("store."));
+        problems.extend(semantic.into_iter().filter(|p| !follows_on(p)));
         Err(ConfigError(problems))
     }
 }

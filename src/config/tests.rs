@@ -456,3 +456,19 @@ fn a_bad_node_address_type_is_reported_once() {
     let text = MINIMAL.replace("ilp_address = \"test.node\"", "ilp_address = 5");
     assert_eq!(paths(&text), ["node.ilp_address"]);
 }
+
+#[test]
+fn a_misspelt_store_kind_is_reported_alone_not_with_the_redis_keys_it_makes_look_wrong() {
+    let text =
+        format!("{MINIMAL}\n[store]\nkind = \"Redis\"\nurl = \"redis://127.0.0.1:6379/\"\nprefix = \"x\"\n");
+    assert_eq!(paths(&text), ["store.kind"]);
+}
+
+#[test]
+fn an_account_whose_id_has_the_wrong_type_does_not_excuse_a_route_to_the_stand_in() {
+    let text =
+        MINIMAL.replace("id = \"a\"", "id = 5") + "\n[[routes]]\nprefix = \"g.x\"\naccount = \"child\"\n";
+    let mut paths = paths(&text);
+    paths.sort();
+    assert_eq!(paths, ["accounts[0].id", "routes[0].account"]);
+}
