@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --example settlement_engine -- --listen 127.0.0.1:0 \
-//!     --connector http://127.0.0.1:7771 --peer-engine http://127.0.0.1:4102 \
+//!     --connector http://127.0.0.1:7761 --peer-engine http://127.0.0.1:4102 \
 //!     --scale 9 --data-dir /tmp/engine-a
 //! ```
 //!
@@ -92,7 +92,7 @@ struct Args {
     /// Address to listen on (loopback only); `:0` picks a free port, printed on stdout.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// The connector's settlement callback API, e.g. http://127.0.0.1:7771.
+    /// The connector's settlement callback API, e.g. http://127.0.0.1:7761.
     #[arg(long)]
     connector: String,
     /// The other side's engine, for accounts whose peer was not learned by hello.

@@ -5,6 +5,7 @@ use crate::admin::{LocalTables, RedisTables, Tables};
 use crate::config::{Config, StoreConfig};
 use crate::http::client::HttpClient;
 use crate::http::{server, settlement_api};
+use crate::log_limit::{LogLimit, NEXT_HOP_WARNING_INTERVAL_MS};
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::reload::{self, Reloader, Seed};
@@ -16,6 +17,7 @@ use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// A node bound to its port, not yet serving. Tests read `local_addr` to find it.
@@ -36,11 +38,45 @@ pub struct App<S> {
     tables: Arc<dyn Tables>,
 }
 
-/// Why a node on Redis did not start.
+/// The node's listeners, named as the operator's messages name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Ilp,
+    Admin,
+    SettlementCallbacks,
+}
+
+impl std::fmt::Display for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Listener::Ilp => "ILP-over-HTTP",
+            Listener::Admin => "admin",
+            Listener::SettlementCallbacks => "settlement callbacks",
+        })
+    }
+}
+
+/// A listener that could not be bound: which one and where, so that a busy port is found at once.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind the {listener} listener on {address}: {source}")]
+pub struct BindError {
+    pub listener: Listener,
+    pub address: SocketAddr,
+    pub source: std::io::Error,
+}
+
+async fn bind(listener: Listener, address: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(address).await.map_err(|source| BindError { listener, address, source })
+}
+
+/// Why a node did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot bind the ILP-over-HTTP listener: {0}")]
-    Bind(#[from] std::io::Error),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// A config that selects Redis given to [`App::bind`], which has no Redis store.
+    #[error("the config selects Redis; connect a RedisStore")]
+    NeedsRedisStore,
     #[error("cannot load accounts and routes from Redis: {0}")]
     SharedConfig(#[from] ConfigStoreError),
 }
@@ -48,12 +84,10 @@ pub enum StartError {
 impl App<MemoryStore> {
     /// Binds the ILP-over-HTTP listener and builds the node with the in-memory store (a config
     /// that selects Redis is refused here: use [`App::bind_with`] and a connected store).
-    pub async fn bind(config: Config) -> std::io::Result<Self> {
+    pub async fn bind(config: Config) -> Result<Self, StartError> {
         match config.store {
-            StoreConfig::Memory => Self::bind_with(config, MemoryStore::new()).await,
-            StoreConfig::Redis(_) => {
-                Err(std::io::Error::other("the config selects Redis; connect a RedisStore"))
-            }
+            StoreConfig::Memory => Ok(Self::bind_with(config, MemoryStore::new()).await?),
+            StoreConfig::Redis(_) => Err(StartError::NeedsRedisStore),
         }
     }
 }
@@ -89,7 +123,7 @@ impl App<RedisStore> {
 
 impl<S: Store> App<S> {
     /// Binds a node serving the config file's accounts and routes.
-    pub async fn bind_with(config: Config, store: S) -> std::io::Result<Self> {
+    pub async fn bind_with(config: Config, store: S) -> Result<Self, BindError> {
         let (accounts, routes) = (Accounts::new(config.accounts.clone()), config.routes.clone());
         Self::bind_tables(config, store, accounts, routes).await
     }
@@ -99,15 +133,15 @@ impl<S: Store> App<S> {
         store: S,
         accounts: Accounts,
         routes: RoutingTable,
-    ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(config.listen).await?;
+    ) -> Result<Self, BindError> {
+        let listener = bind(Listener::Ilp, config.listen).await?;
         let engines_at_start = accounts.iter().any(|a| a.settlement_engine_url.is_some());
         let settlement_listener = match engines_at_start || config.settlement.listen_always {
-            true => Some(TcpListener::bind(config.settlement.listen).await?),
+            true => Some(bind(Listener::SettlementCallbacks, config.settlement.listen).await?),
             false => None,
         };
         let admin_listener = match config.admin.token_hash {
-            Some(token_hash) => Some((TcpListener::bind(config.admin.listen).await?, token_hash)),
+            Some(token_hash) => Some((bind(Listener::Admin, config.admin.listen).await?, token_hash)),
             None => None,
         };
         let shutdown = Shutdown::new().0;
@@ -124,6 +158,7 @@ impl<S: Store> App<S> {
             settlement: Default::default(),
             engines: EngineClient::new(&config.settlement.engine),
             metrics: Metrics::new(),
+            next_hop_warnings: LogLimit::new(Duration::from_millis(NEXT_HOP_WARNING_INTERVAL_MS)),
         });
         let tables = Arc::new(LocalTables::new(node.clone(), config.static_routes.clone()));
         Ok(App {
@@ -150,6 +185,46 @@ impl<S: Store> App<S> {
     /// Where the admin API listens, when it is bound.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_listener.as_ref().map(|(l, _)| l.local_addr().expect("bound listener has an address"))
+    }
+
+    /// What the operator needs to know once the node is bound: each listener's address (or why it
+    /// is not bound), the store, and what was loaded. One line each, in this order.
+    pub fn start_up_report(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let settlement_why_not =
+            "no account settles through an engine at start-up and settlement.listen is not set";
+        let listeners = [
+            (Listener::Ilp, Some(self.local_addr()), ""),
+            (Listener::Admin, self.admin_addr(), "no admin.token or admin.token_sha256"),
+            (Listener::SettlementCallbacks, self.settlement_addr(), settlement_why_not),
+        ];
+        for (listener, address, why_not) in listeners {
+            let name = match listener {
+                Listener::Ilp => "ILP-over-HTTP",
+                Listener::Admin => "admin API",
+                Listener::SettlementCallbacks => "settlement callbacks",
+            };
+            lines.push(match address {
+                Some(address) => format!("{name} on {address}"),
+                None => format!("{name} not bound: {why_not}"),
+            });
+        }
+        lines.push(match &self.config.store {
+            StoreConfig::Memory => "store: memory (balances are lost when the process stops)".to_string(),
+            StoreConfig::Redis(redis) => {
+                let urls: Vec<String> = redis.urls.iter().map(|u| without_password(u)).collect();
+                let kind = if redis.cluster { "Redis Cluster" } else { "Redis" };
+                format!("store: {kind} {} (key prefix {:?})", urls.join(", "), redis.prefix)
+            }
+        });
+        let accounts = self.node.accounts.load().iter().count();
+        let routes = self.node.router.table().len();
+        let default = match self.node.router.table().default_route() {
+            Some(parent) => format!(", default route to {parent}"),
+            None => String::new(),
+        };
+        lines.push(format!("loaded {accounts} accounts and {routes} routes{default}"));
+        lines
     }
 
     /// Serves until `stop` resolves (or the shutdown is triggered otherwise), then drains.
@@ -216,5 +291,35 @@ impl<S: Store> App<S> {
         }
         let _ = stop_settling.send(());
         let _ = settling.await;
+    }
+}
+
+/// A Redis URL with its password masked (`redis://user:***@host/`), for logs: whoever reads the
+/// log must not learn it.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        // `user:password@` or `:password@`; a user name alone is not a secret.
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn a_redis_url_is_logged_without_its_password() {
+        assert_eq!(without_password("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
+        assert_eq!(without_password("redis://:s3cret@host:6379/0"), "redis://:***@host:6379/0");
+        assert_eq!(without_password("rediss://app:s3cret@host/"), "rediss://app:***@host/");
+        assert_eq!(without_password("redis://app:p@ss@host"), "redis://app:***@host");
+        assert_eq!(without_password("redis://app@host/"), "redis://app@host/");
     }
 }

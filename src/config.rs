@@ -73,8 +73,11 @@ pub mod defaults {
     pub const REQUESTS_IN_FLIGHT_CEILING: usize = 1_000_000;
 
     // [settlement]: RFC 0038 settlement engines.
-    /// Loopback: the engines' callback API has no authentication (RFC 0038).
-    pub const SETTLEMENT_LISTEN: &str = "127.0.0.1:7771";
+    /// Loopback: the engines' callback API has no authentication (RFC 0038). Beside the admin
+    /// API's port, away from 7770 and the ports after it, which the examples (and operators
+    /// following them) give to the accounts' own endpoints: a child's URL on this port would make
+    /// the node send packets to itself.
+    pub const SETTLEMENT_LISTEN: &str = "127.0.0.1:7761";
     pub const SETTLEMENT_BODY_BYTES_MAX: usize = 64 * 1024;
     pub const SETTLEMENT_CONNECTIONS_MAX: usize = 64;
     pub const SETTLEMENT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
@@ -353,23 +356,220 @@ impl Config {
     }
 
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let deserializer = toml::Deserializer::new(text);
-        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let message = inner.message().to_string();
-            let at = inner
-                .span()
-                .map(|s| line_of(text, s.start))
-                .map(|l| format!(" (line {l})"))
-                .unwrap_or_default();
-            ConfigError(vec![Problem {
-                path: if path == "." { "(top level)".into() } else { path },
-                message: message + &at,
-            }])
-        })?;
-        Validator::default().validate(raw)
+        let file = Schema::read(text)?;
+        let validator = Validator { invalid_ids: file.invalid_ids, ..Validator::default() };
+        let semantic = match validator.validate(file.raw) {
+            Ok(config) if file.problems.is_empty() => return Ok(config),
+            Ok(_) => Vec::new(),
+            Err(ConfigError(problems)) => problems,
+        };
+        // A key whose value was of the wrong type was given a stand-in to read on: what the rules
+        // say of the stand-in is not the operator's problem.
+        let mut problems = file.problems;
+        let shown: HashSet<String> = problems.iter().map(|p| p.path.clone()).collect();
+        // `store.kind` decides which other `[store]` keys belong: with the kind unreadable, the
+        // default (memory) would make every Redis key look misplaced.
+        let kind_unread = shown.contains("store.kind");
+        let follows_on =
+            |p: &Problem| shown.contains(&p.path) || (kind_unread && p.path.starts_with("store."));
+        problems.extend(semantic.into_iter().filter(|p| !follows_on(p)));
+        Err(ConfigError(problems))
     }
+}
+
+/// The file read against the shape of [`RawConfig`], every unknown key and every value of the
+/// wrong type found in one pass (serde alone stops at the first).
+struct Schema {
+    /// What could be read: the keys in error taken out, `[[accounts]]` and `[[routes]]` entries in
+    /// error left out.
+    raw: RawConfig,
+    problems: Vec<Problem>,
+    /// Ids of the accounts left out: they exist, so a route to one is not "no such account".
+    invalid_ids: HashSet<String>,
+}
+
+/// How many problems one file may show before reading stops (each costs one more parse).
+const SCHEMA_PROBLEMS_MAX: usize = 100;
+
+impl Schema {
+    /// Reads `text` over and over, each time taking out (or standing in for) the key serde
+    /// stopped at, until it reads.
+    fn read(text: &str) -> Result<Schema, ConfigError> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let at = e.span().map(|s| format!(" (line {})", line_of(text, s.start))).unwrap_or_default();
+            ConfigError(vec![Problem { path: "(file)".into(), message: format!("{}{at}", e.message()) }])
+        })?;
+        let written = table.clone();
+        let mut problems: Vec<Problem> = Vec::new();
+        // Keys taken out because their value was wrong: a "missing field" for one is not news.
+        let mut taken_out: HashSet<String> = HashSet::new();
+        // `[[accounts]]` / `[[routes]]` entries with a problem, left out at the end.
+        let mut broken: HashSet<(String, usize)> = HashSet::new();
+        loop {
+            let error =
+                match serde_path_to_error::deserialize::<_, RawConfig>(toml::Value::Table(table.clone())) {
+                    Ok(mut raw) => {
+                        let invalid_ids = Self::leave_out_broken(&mut raw, &written, &broken);
+                        return Ok(Schema { raw, problems, invalid_ids });
+                    }
+                    Err(e) => e,
+                };
+            let segments: Vec<serde_path_to_error::Segment> = error.path().iter().cloned().collect();
+            let message = error.inner().message().to_string();
+            let path = path_of(&segments);
+            if let (
+                Some(serde_path_to_error::Segment::Map { key: list }),
+                Some(serde_path_to_error::Segment::Seq { index }),
+            ) = (segments.first(), segments.get(1))
+            {
+                broken.insert((list.clone(), *index));
+            }
+            let missing = message.strip_prefix("missing field `").and_then(|m| m.split('`').next());
+            let progressed = match missing {
+                Some(key) => {
+                    let key_path = join_key(&path, key);
+                    if !taken_out.contains(&key_path) {
+                        problems.push(Problem { path: path.clone(), message: message.clone() });
+                    }
+                    stand_in(&mut table, &segments, key)
+                }
+                None => {
+                    problems.push(Problem { path: path.clone(), message: message.clone() });
+                    taken_out.insert(path.clone());
+                    take_out(&mut table, &segments)
+                }
+            };
+            if !progressed || problems.len() >= SCHEMA_PROBLEMS_MAX {
+                return Err(ConfigError(problems));
+            }
+        }
+    }
+
+    /// Leaves the broken `[[accounts]]` and `[[routes]]` entries out of `raw`; returns the ids of
+    /// the accounts left out, as `written` (the file as parsed, before any stand-in) has them.
+    fn leave_out_broken(
+        raw: &mut RawConfig,
+        table: &toml::Table,
+        broken: &HashSet<(String, usize)>,
+    ) -> HashSet<String> {
+        let is_broken = |list: &str, i: usize| broken.contains(&(list.to_string(), i));
+        let mut index = 0;
+        raw.accounts.retain(|_| {
+            index += 1;
+            !is_broken("accounts", index - 1)
+        });
+        let mut index = 0;
+        raw.routes.retain(|_| {
+            index += 1;
+            !is_broken("routes", index - 1)
+        });
+        let written = table.get("accounts").and_then(|a| a.as_array()).cloned().unwrap_or_default();
+        written
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| is_broken("accounts", *i))
+            .filter_map(|(_, entry)| entry.get("id").and_then(|id| id.as_str()).map(str::to_string))
+            .collect()
+    }
+}
+
+/// `accounts[0].asset_scale` from serde's path; `(top level)` for the file itself.
+fn path_of(segments: &[serde_path_to_error::Segment]) -> String {
+    use serde_path_to_error::Segment;
+    let mut path = String::new();
+    for segment in segments {
+        match segment {
+            Segment::Seq { index } => path.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Segment::Unknown => path.push_str(".?"),
+        }
+    }
+    if path.is_empty() {
+        "(top level)".into()
+    } else {
+        path
+    }
+}
+
+fn join_key(path: &str, key: &str) -> String {
+    match path {
+        "(top level)" => key.to_string(),
+        _ => format!("{path}.{key}"),
+    }
+}
+
+/// The value at `segments` in `table`, if there is one.
+fn value_at<'a>(
+    table: &'a mut toml::Table,
+    segments: &[serde_path_to_error::Segment],
+) -> Option<&'a mut toml::Value> {
+    use serde_path_to_error::Segment;
+    let (Segment::Map { key }, rest) = segments.split_first()? else { return None };
+    let mut value = table.get_mut(key)?;
+    for segment in rest {
+        value = match segment {
+            Segment::Map { key } => value.as_table_mut()?.get_mut(key)?,
+            Segment::Seq { index } => value.as_array_mut()?.get_mut(*index)?,
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+/// Takes out the key (or empties the list entry) at `segments`; false if there is none.
+fn take_out(table: &mut toml::Table, segments: &[serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    match segments.split_last() {
+        Some((Segment::Map { key }, [])) => table.remove(key).is_some(),
+        Some((Segment::Map { key }, parent)) => {
+            value_at(table, parent).and_then(|v| v.as_table_mut()).is_some_and(|t| t.remove(key).is_some())
+        }
+        // A list entry of the wrong type: an empty table stands in, so the indices stay put (the
+        // entry is left out at the end).
+        Some((Segment::Seq { .. }, _)) => match value_at(table, segments) {
+            Some(value) if !value.is_table() => {
+                *value = toml::Value::Table(toml::Table::new());
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Puts a stand-in for the required `key` missing at `segments`, so that reading goes on past
+/// it: the first of a few values of the common types that serde takes there.
+fn stand_in(table: &mut toml::Table, segments: &[serde_path_to_error::Segment], key: &str) -> bool {
+    let candidates = [toml::Value::Integer(0), toml::Value::String("child".into())];
+    for candidate in candidates {
+        let mut trial = table.clone();
+        let parent = match segments.is_empty() {
+            true => Some(&mut trial),
+            false => value_at(&mut trial, segments).and_then(|v| v.as_table_mut()),
+        };
+        let Some(parent) = parent else { return false };
+        parent.insert(key.to_string(), candidate);
+        let still_there =
+            match serde_path_to_error::deserialize::<_, RawConfig>(toml::Value::Table(trial.clone())) {
+                Ok(_) => false,
+                Err(e) => {
+                    let at: Vec<_> = e.path().iter().cloned().collect();
+                    path_of(&at) == join_key(&path_of(segments), key)
+                        || (path_of(&at) == path_of(segments)
+                            && e.inner().message().contains(&format!("`{key}`")))
+                }
+            };
+        if !still_there {
+            *table = trial;
+            return true;
+        }
+    }
+    false
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -379,6 +579,9 @@ fn line_of(text: &str, offset: usize) -> usize {
 #[derive(Default)]
 struct Validator {
     problems: Vec<Problem>,
+    /// Accounts that exist but are invalid (left out with a problem of their own): nothing that
+    /// names one reports it missing as well.
+    invalid_ids: HashSet<String>,
 }
 
 impl Validator {
@@ -907,7 +1110,9 @@ impl Validator {
             if let Some(0) = raw.max_packet_amount {
                 self.problem(at("max_packet_amount"), "must be greater than 0 (omit it for no limit)");
             }
-            if self.problems.len() == before {
+            if self.problems.len() != before {
+                self.invalid_ids.insert(raw.id.clone());
+            } else {
                 out.push(Account {
                     id: raw.id.as_str().into(),
                     relation: raw.relation,
@@ -1065,7 +1270,10 @@ impl Validator {
                 continue;
             }
             let Some(&account) = by_id.get(route.account.as_str()) else {
-                self.problem(at("account"), format!("no account with id {:?}", route.account));
+                // An account with problems of its own is reported already; the route waits for it.
+                if !self.invalid_ids.contains(&route.account) {
+                    self.problem(at("account"), format!("no account with id {:?}", route.account));
+                }
                 continue;
             };
             if prefixes.contains_key(&route.prefix) {
@@ -1185,6 +1393,8 @@ pub const ADMIN_ACCOUNT_PATH: &str = "account";
 impl AccountInput {
     /// Parses one JSON object; an unknown, missing or mistyped field is named in the error.
     pub fn from_json(body: &[u8]) -> Result<Self, ConfigError> {
+        let amounts_as_numbers = amounts_as_numbers(body)?;
+        let body = amounts_as_numbers.as_deref().unwrap_or(body);
         let mut deserializer = serde_json::Deserializer::from_slice(body);
         let parsed: Result<RawAccount, _> = serde_path_to_error::deserialize(&mut deserializer);
         let raw = parsed.map_err(|e| {
@@ -1206,6 +1416,53 @@ impl AccountInput {
     pub fn id(&self) -> &str {
         &self.0.id
     }
+}
+
+/// An account's amounts, in its asset scale: decimal strings in the admin API (a JSON number past
+/// 2^53 is rounded by many clients), numbers also taken. `true` for the unsigned ones.
+pub const ACCOUNT_AMOUNT_FIELDS: [(&str, bool); 4] =
+    [("max_packet_amount", true), ("min_balance", false), ("settle_threshold", false), ("settle_to", false)];
+
+/// `body` with the account's amounts given as decimal strings turned into JSON numbers, or `None`
+/// when there is none to turn (or the body is not a JSON object: the parse proper says why).
+fn amounts_as_numbers(body: &[u8]) -> Result<Option<Vec<u8>>, ConfigError> {
+    let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(None);
+    };
+    let mut problems = Vec::new();
+    let mut turned = false;
+    for (key, unsigned) in ACCOUNT_AMOUNT_FIELDS {
+        let Some(serde_json::Value::String(text)) = object.get(key) else { continue };
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        let is_integer = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        let number = match (is_integer, unsigned) {
+            (false, _) => None,
+            (true, true) => text.parse::<u64>().ok().map(serde_json::Number::from),
+            (true, false) => text.parse::<i64>().ok().map(serde_json::Number::from),
+        };
+        match number {
+            Some(number) => {
+                object.insert(key.to_string(), serde_json::Value::Number(number));
+                turned = true;
+            }
+            None => {
+                let range = match unsigned {
+                    true => format!("0 to {}", u64::MAX),
+                    false => format!("{} to {}", i64::MIN, i64::MAX),
+                };
+                problems.push(Problem {
+                    path: format!("{ADMIN_ACCOUNT_PATH}.{key}"),
+                    message: format!(
+                        "must be an integer in the account's asset scale, {range}, as a decimal string"
+                    ),
+                });
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError(problems));
+    }
+    Ok(turned.then(|| serde_json::to_vec(&object).expect("a JSON object serializes")))
 }
 
 /// The accounts once `input` joins `current`, or replaces the account with its id, checked with

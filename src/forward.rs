@@ -273,7 +273,7 @@ impl<S: Store> Node<S> {
             }
             Err(e) => {
                 self.reverse(from, amount_in, packet).await;
-                debug!(error = %e, to = %to.id, "send failed");
+                self.warn_send_failed(&to, &e);
                 Err(self.send_refusal(e, expires_at))
             }
         }
@@ -323,6 +323,30 @@ impl<S: Store> Node<S> {
             self.pending.hand_over(write, &e);
         } else {
             error!(error = %e, account = %account.id, %packet, amount, ?kind, "fulfilled packet's write cannot be applied; reconcile this packet");
+        }
+    }
+
+    /// A next hop that is down, answers an HTTP error or garbles its answer is the operator's to
+    /// fix: warned about, once per account per interval. A packet that expired on its way is the
+    /// sender's business (its timing), and the node's own shutdown is expected: debug only.
+    fn warn_send_failed(&self, to: &Account, e: &SendError) {
+        if matches!(e, SendError::TimedOut) || self.shutdown.phase() == Phase::Aborting {
+            debug!(error = %e, to = %to.id, "send failed");
+            return;
+        }
+        if let Some(admitted) = self.next_hop_warnings.admit(&to.id, std::time::Instant::now()) {
+            let url = to.outgoing.as_ref().map(|o| o.url.to_string()).unwrap_or_default();
+            warn!(
+                error = %e,
+                to = %to.id,
+                %url,
+                suppressed = admitted.suppressed,
+                "next hop failed; its packets are rejected with T01 (one line per account per {} ms, \
+                 `suppressed` counts the failures not logged since the last)",
+                crate::log_limit::NEXT_HOP_WARNING_INTERVAL_MS
+            );
+        } else {
+            debug!(error = %e, to = %to.id, "send failed");
         }
     }
 

@@ -5,7 +5,8 @@
 //! imports against this map, and lists the few still being moved).
 //! 1. leaves: [`packet`] (codec, addresses, validation), [`balance`] (pure money rules),
 //!    [`quantity`] and [`settlement_id`] (settlement's value types), [`backoff`] (retry waits),
-//!    [`shutdown`], [`metrics`] (Prometheus counters, rendered with figures read at scrape time);
+//!    [`shutdown`], [`metrics`] (Prometheus counters, rendered with figures read at scrape time),
+//!    [`log_limit`] (warnings rate-limited per account or remote address);
 //! 2. [`account`], [`reject`] (the one mapping from refusals to ILP codes), [`http::listener`]
 //!    (what the node's three listeners share: accepting, draining, bounded bodies);
 //! 3. [`routing`], [`rates`], [`store`], [`http::client`], [`ildcp`]; and the handles the node
@@ -31,6 +32,7 @@ pub mod config;
 pub mod forward;
 pub mod http;
 pub mod ildcp;
+pub mod log_limit;
 pub mod metrics;
 pub mod node;
 pub mod packet;

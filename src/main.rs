@@ -1,4 +1,6 @@
-//! `thitsax --config FILE` runs a node; `thitsax check-config FILE` only validates.
+//! `thitsax --config FILE` runs a node; `thitsax check-config --config FILE` only validates;
+//! `thitsax audit --config FILE` reconciles a Redis store. The subcommands also take the file as
+//! their only argument, as earlier versions did.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -10,8 +12,9 @@ use thitsax::store::{MemoryStore, RedisStore, Store};
 #[derive(Parser)]
 #[command(name = "thitsax", version, about = "ThitsaX Interledger connector (ILP-over-HTTP)")]
 struct Cli {
-    /// Configuration file (TOML); see connector.toml.example.
-    #[arg(long, value_name = "FILE")]
+    /// Configuration file (TOML); see connector.toml.example. Accepted before or after a
+    /// subcommand.
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -20,20 +23,44 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Validate a configuration file and exit: 0 when valid, 1 with every problem listed.
-    CheckConfig { file: PathBuf },
+    CheckConfig {
+        /// The file, as `--config FILE` or (as earlier versions took it) as the only argument.
+        file: Option<PathBuf>,
+    },
     /// Reconcile the Redis store: every account's balance (the file's and those in Redis) must
     /// equal the sum of its journal. Exit 0 when all agree, 1 otherwise.
-    Audit { file: PathBuf },
+    Audit {
+        /// The file, as `--config FILE` or (as earlier versions took it) as the only argument.
+        file: Option<PathBuf>,
+    },
+}
+
+/// The one configuration file, however it was given: `--config FILE` (before or after the
+/// subcommand) or a subcommand's positional FILE. Two different files is an error naming both,
+/// never one of them silently ignored.
+fn config_file(option: Option<PathBuf>, positional: Option<PathBuf>) -> Result<PathBuf, String> {
+    match (option, positional) {
+        (Some(a), Some(b)) if a != b => Err(format!(
+            "two configuration files given: --config {} and {}; give one",
+            a.display(),
+            b.display()
+        )),
+        (Some(file), _) | (None, Some(file)) => Ok(file),
+        (None, None) => Err("give the configuration file: --config FILE (see --help)".into()),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (path, mode) = match (cli.command, cli.config) {
-        (Some(Command::CheckConfig { file }), _) => (file, Mode::Check),
-        (Some(Command::Audit { file }), _) => (file, Mode::Audit),
-        (None, Some(file)) => (file, Mode::Run),
-        (None, None) => {
-            eprintln!("thitsax: give --config FILE to run, or check-config FILE to validate (see --help)");
+    let (file, mode) = match cli.command {
+        Some(Command::CheckConfig { file }) => (file, Mode::Check),
+        Some(Command::Audit { file }) => (file, Mode::Audit),
+        None => (None, Mode::Run),
+    };
+    let path = match config_file(cli.config, file) {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("thitsax: {e}");
             return ExitCode::from(2);
         }
     };
@@ -77,13 +104,7 @@ async fn run(config: Config) -> ExitCode {
     match config.store.clone() {
         StoreConfig::Memory => serve(App::bind_with(config, MemoryStore::new()).await).await,
         StoreConfig::Redis(redis) => match RedisStore::connect(&redis).await {
-            Ok(store) => match App::bind_redis(config, store).await {
-                Ok(app) => serve(Ok(app)).await,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start");
-                    ExitCode::FAILURE
-                }
-            },
+            Ok(store) => serve(App::bind_redis(config, store).await).await,
             Err(e) => {
                 tracing::error!(error = %e, "cannot reach Redis at start-up");
                 ExitCode::FAILURE
@@ -159,14 +180,17 @@ async fn audited_ids(config: &Config, store: &RedisStore) -> Vec<String> {
     ids.into_iter().collect()
 }
 
-async fn serve<S: Store>(app: std::io::Result<App<S>>) -> ExitCode {
+async fn serve<S: Store>(app: Result<App<S>, impl std::fmt::Display>) -> ExitCode {
     let app = match app {
         Ok(app) => app,
         Err(e) => {
-            tracing::error!(error = %e, "cannot bind the ILP-over-HTTP listener");
+            tracing::error!("cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
+    for line in app.start_up_report() {
+        tracing::info!("{line}");
+    }
     tracing::info!(address = %app.node.address, listen = %app.local_addr(), "ThitsaX node serving ILP-over-HTTP");
     app.run_until(thitsax::shutdown::os_signal()).await;
     tracing::info!("stopped");

@@ -5,6 +5,7 @@
 
 use crate::account::Accounts;
 use crate::http::client::HttpClient;
+use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::packet::IlpAddress;
 use crate::pending::PendingCommits;
@@ -44,4 +45,7 @@ pub struct Node<S> {
     pub engines: EngineClient,
     /// Packets counted and timed by [`Node::forward`], rendered for scrapes.
     pub metrics: Metrics,
+    /// Next hops that are down or answer errors are warned about once per account per
+    /// [`NEXT_HOP_WARNING_INTERVAL_MS`](crate::log_limit::NEXT_HOP_WARNING_INTERVAL_MS).
+    pub next_hop_warnings: LogLimit,
 }

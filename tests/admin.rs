@@ -234,6 +234,44 @@ async fn invalid_accounts_are_400_with_the_field_named_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn account_amounts_are_taken_as_decimal_strings_or_numbers_and_answered_as_strings() {
+    let (node, _downstream, admin) = start().await;
+    // Past 2^53, where a JSON number read as a double would lose the last digits.
+    let carol = r#"{"id":"carol","relation":"child","asset_code":"USD","asset_scale":2,
+                    "incoming_token":"carol-token","min_balance":"-500",
+                    "max_packet_amount":"9007199254740993","settle_threshold":"9007199254740993",
+                    "settle_to":"10"}"#;
+    let created = admin.call("POST", "/accounts", Some(carol)).await.json(StatusCode::CREATED);
+    assert_eq!(created["min_balance"], "-500");
+    assert_eq!(created["max_packet_amount"], "9007199254740993");
+    assert_eq!(created["settle_threshold"], "9007199254740993");
+    assert_eq!(created["settle_to"], "10");
+    assert_eq!(admin.get("/accounts/carol").await["min_balance"], "-500");
+    // The credit limit from the string applies.
+    let refused =
+        send(&client(), &node.url(), "carol-token", &prepare("test.n.bob.x", 501, TEN_SECONDS)).await;
+    assert_code(&refused.reject(), ErrorCode::T04_INSUFFICIENT_LIQUIDITY);
+    // Numbers are still taken, as before.
+    let dave = r#"{"id":"dave","relation":"child","asset_code":"USD","asset_scale":2,"min_balance":-7}"#;
+    let created = admin.call("POST", "/accounts", Some(dave)).await.json(StatusCode::CREATED);
+    assert_eq!(created["min_balance"], "-7");
+    // A string that is not an integer in range is refused with the field named.
+    for bad in [r#""-5.5""#, r#""ten""#, r#""9223372036854775808""#, r#""""#] {
+        let body = format!(
+            r#"{{"id":"erin","relation":"child","asset_code":"USD","asset_scale":2,"min_balance":{bad}}}"#
+        );
+        let answer = admin.call("POST", "/accounts", Some(&body)).await;
+        assert_eq!(fields(&answer), ["account.min_balance"], "{bad}: {}", answer.text());
+    }
+    let negative_max =
+        r#"{"id":"erin","relation":"child","asset_code":"USD","asset_scale":2,"max_packet_amount":"-1"}"#;
+    assert_eq!(
+        fields(&admin.call("POST", "/accounts", Some(negative_max)).await),
+        ["account.max_packet_amount"]
+    );
+}
+
+#[tokio::test]
 async fn an_update_takes_effect_at_once_and_cannot_change_the_asset() {
     let (node, _downstream, admin) = start().await;
     let alice = |min: i64, scale: u8| {
@@ -242,7 +280,7 @@ async fn an_update_takes_effect_at_once_and_cannot_change_the_asset() {
         )
     };
     let updated = admin.call("PUT", "/accounts/alice", Some(&alice(-100, 2))).await.json(StatusCode::OK);
-    assert_eq!(updated["min_balance"], -100);
+    assert_eq!(updated["min_balance"], "-100");
     let refused =
         send(&client(), &node.url(), "alice-token", &prepare("test.n.bob.x", 101, TEN_SECONDS)).await;
     assert_code(&refused.reject(), ErrorCode::T04_INSUFFICIENT_LIQUIDITY);

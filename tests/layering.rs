@@ -22,6 +22,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("backoff", 1),
     ("shutdown", 1),
     ("metrics", 1),
+    ("log_limit", 1),
     // 2. accounts, the one mapping to ILP codes, what the listeners share.
     ("account", 2),
     ("reject", 2),

@@ -81,10 +81,26 @@ struct AccountView {
     address: Option<String>,
 }
 
-fn view(account: &Account) -> AccountView {
+fn view(account: &Account) -> serde_json::Value {
     let mut record = account.to_record();
     let outgoing_token_set = record.outgoing_token.take().is_some();
-    AccountView { record, outgoing_token_set, address: account.ilp_address.as_ref().map(|a| a.to_string()) }
+    let view = AccountView {
+        record,
+        outgoing_token_set,
+        address: account.ilp_address.as_ref().map(|a| a.to_string()),
+    };
+    let mut view = serde_json::to_value(view).expect("an account serializes");
+    // Amounts are decimal strings, as balances are: a JSON number past 2^53 is rounded by many
+    // clients.
+    if let Some(object) = view.as_object_mut() {
+        for (key, _) in config::ACCOUNT_AMOUNT_FIELDS {
+            if let Some(serde_json::Value::Number(n)) = object.get(key) {
+                let text = n.to_string();
+                object.insert(key.to_string(), serde_json::Value::String(text));
+            }
+        }
+    }
+    view
 }
 
 fn unknown_account(id: &str) -> AdminError {
@@ -98,8 +114,10 @@ fn served<S>(gate: &Gate<S>, id: &str) -> Result<Arc<Account>, AdminError> {
 /// `GET /accounts`: every account, by id.
 fn list_accounts<S>(gate: &Gate<S>) -> Answer {
     let accounts = gate.node.accounts.load();
-    let mut views: Vec<AccountView> = accounts.iter().map(|a| view(a)).collect();
-    views.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+    let mut views: Vec<(Arc<str>, serde_json::Value)> =
+        accounts.iter().map(|a| (a.id.clone(), view(a))).collect();
+    views.sort_by(|a, b| a.0.cmp(&b.0));
+    let views: Vec<serde_json::Value> = views.into_iter().map(|(_, v)| v).collect();
     Ok(json(StatusCode::OK, &views))
 }
 

@@ -338,7 +338,10 @@ fn the_settlement_section_has_defaults_and_checked_limits() {
         "{MINIMAL}\n[settlement]\nlisten = \"nowhere\"\nbody_bytes_max = 1\nengine_timeout_ms = 0\n\
          engine_connections_max = 0\nengine_response_bytes_max = 0\nconnections_max = 0\nfoo = 1\n"
     );
-    assert_eq!(paths(&bad), vec!["settlement.foo"]);
+    // The unknown key and every broken rule, all at once.
+    let with_unknown = paths(&bad);
+    assert_eq!(with_unknown[0], "settlement.foo");
+    assert_eq!(with_unknown.len(), 7, "{with_unknown:?}");
     let bad = bad.replace("foo = 1\n", "");
     let mut found = paths(&bad);
     found.sort();
@@ -436,4 +439,86 @@ fn the_settlement_listener_is_bound_always_only_when_named() {
     assert!(!Config::from_toml(MINIMAL).unwrap().settlement.listen_always);
     let named = format!("{MINIMAL}\n[settlement]\nlisten = \"127.0.0.1:7799\"\n");
     assert!(Config::from_toml(&named).unwrap().settlement.listen_always);
+}
+
+#[test]
+fn every_unknown_key_and_type_error_is_reported_at_once_with_its_path() {
+    let text = MINIMAL
+        .replace("[node]", "[node]\nilp_adress = \"test.typo\"")
+        .replace("asset_scale = 2", "asset_scale = 300\nmax_packet = 5")
+        .replace("outgoing_token = \"secret-out\"", "outgoing_token = \"secret-out\"\nmin_balance = \"-5\"")
+        + "\n[http]\nlisten = 7770\nconections_max = 5\n[extra]\nx = 1\n";
+    let mut paths = paths(&text);
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "accounts[0].asset_scale",
+            "accounts[0].max_packet",
+            "accounts[0].min_balance",
+            "extra",
+            "http.conections_max",
+            "http.listen",
+            "node.ilp_adress",
+        ]
+    );
+}
+
+#[test]
+fn type_errors_are_reported_with_the_semantic_problems_of_the_rest() {
+    // A type error in one account, and a rule broken elsewhere: both reported.
+    let text =
+        MINIMAL.replace("asset_scale = 2", "asset_scale = \"two\"") + "\n[http]\nconnections_max = 0\n";
+    let mut paths = paths(&text);
+    paths.sort();
+    assert_eq!(paths, ["accounts[0].asset_scale", "http.connections_max"]);
+}
+
+#[test]
+fn a_missing_required_key_is_reported_with_the_other_problems() {
+    let text = MINIMAL.replace("asset_scale = 2\n", "").replace("[node]", "[node]\nlog_levl = \"info\"");
+    let problems = problems(&text);
+    let mut paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, ["accounts[0]", "node.log_levl"], "{problems:?}");
+    assert!(problems.iter().any(|p| p.message.contains("missing field `asset_scale`")), "{problems:?}");
+}
+
+#[test]
+fn a_route_to_an_account_that_exists_but_is_invalid_is_not_also_reported() {
+    let route = "\n[[routes]]\nprefix = \"g.x\"\naccount = \"a\"\n";
+    // A type error in the account.
+    let text = MINIMAL.replace("asset_scale = 2", "asset_scale = \"two\"") + route;
+    assert_eq!(paths(&text), ["accounts[0].asset_scale"]);
+    // An unknown key in the account.
+    let text = MINIMAL.replace("asset_scale = 2", "asset_scale = 2\ncolour = \"red\"") + route;
+    assert_eq!(paths(&text), ["accounts[0].colour"]);
+    // A rule the account breaks.
+    let text = MINIMAL.replace("asset_code = \"USD\"", "asset_code = \"\"") + route;
+    assert_eq!(paths(&text), ["accounts[0].asset_code"]);
+    // A route to an account that does not exist is still reported.
+    let text = MINIMAL.to_string() + &route.replace("account = \"a\"", "account = \"ghost\"");
+    assert_eq!(paths(&text), ["routes[0].account"]);
+}
+
+#[test]
+fn a_bad_node_address_type_is_reported_once() {
+    let text = MINIMAL.replace("ilp_address = \"test.node\"", "ilp_address = 5");
+    assert_eq!(paths(&text), ["node.ilp_address"]);
+}
+
+#[test]
+fn a_misspelt_store_kind_is_reported_alone_not_with_the_redis_keys_it_makes_look_wrong() {
+    let text =
+        format!("{MINIMAL}\n[store]\nkind = \"Redis\"\nurl = \"redis://127.0.0.1:6379/\"\nprefix = \"x\"\n");
+    assert_eq!(paths(&text), ["store.kind"]);
+}
+
+#[test]
+fn an_account_whose_id_has_the_wrong_type_does_not_excuse_a_route_to_the_stand_in() {
+    let text =
+        MINIMAL.replace("id = \"a\"", "id = 5") + "\n[[routes]]\nprefix = \"g.x\"\naccount = \"child\"\n";
+    let mut paths = paths(&text);
+    paths.sort();
+    assert_eq!(paths, ["accounts[0].id", "routes[0].account"]);
 }

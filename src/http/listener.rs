@@ -38,6 +38,11 @@ pub struct ApiLimits {
     pub shutdown_grace: Duration,
 }
 
+/// The address a request came from, in its extensions: for logs about strangers (a refused
+/// token), which have no account to name.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteAddr(pub std::net::SocketAddr);
+
 /// How a listener takes connections.
 #[derive(Debug, Clone, Copy)]
 pub struct Accepting {
@@ -72,9 +77,9 @@ where
             permit = connections.clone().acquire_owned() => permit.expect("connection semaphore is never closed"),
             _ = shutdown.reached(draining) => break,
         };
-        let stream = tokio::select! {
+        let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Usually out of file descriptors: back off instead of spinning.
                     warn!(listener = accepting.name, error = %e, "accept failed");
@@ -88,7 +93,8 @@ where
             let _ = stream.set_nodelay(true);
         }
         let handle = handle.clone();
-        let service = hyper::service::service_fn(move |req| {
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(RemoteAddr(remote));
             let answer = handle(req);
             async move { Ok::<_, Infallible>(answer.await) }
         });

@@ -8,9 +8,11 @@
 
 use super::listener::{
     accept_until_draining, bearer_token, drained, media_type, read_body, text, Accepting, BodyError,
+    RemoteAddr,
 };
 use super::{CONTENT_TYPE_ILP, CONTENT_TYPE_ILP_ALT};
 use crate::account::Account;
+use crate::log_limit::{LogLimit, REFUSED_TOKEN_WARNING_INTERVAL_MS};
 use crate::node::Node;
 use crate::packet::Prepare;
 use crate::reject::Refusal;
@@ -88,6 +90,8 @@ struct Gate<S> {
     /// all permits back means no packet is still moving money.
     in_flight: Arc<Semaphore>,
     limits: ServerLimits,
+    /// Refused tokens, warned about per account or remote address.
+    refused_token_warnings: LogLimit,
 }
 
 /// Serves until `shutdown` drains, then gives in-flight packets the grace period, then aborts
@@ -105,7 +109,8 @@ pub async fn serve<S: Store>(
         header_read_timeout: limits.header_read_timeout,
         nodelay: true,
     };
-    let gate = Arc::new(Gate { node, in_flight: in_flight.clone(), limits });
+    let refused_token_warnings = LogLimit::new(Duration::from_millis(REFUSED_TOKEN_WARNING_INTERVAL_MS));
+    let gate = Arc::new(Gate { node, in_flight: in_flight.clone(), limits, refused_token_warnings });
     let handler = gate.clone();
     let handle = move |req| {
         let gate = handler.clone();
@@ -215,12 +220,38 @@ fn authenticate<S: Store>(
     let token =
         bearer_token(header.as_bytes()).ok_or(HttpError::Unauthorized("malformed Authorization header"))?;
     let accounts = gate.node.accounts.load();
-    let account = accounts.authenticate(token).ok_or(HttpError::Unauthorized("unknown token"))?;
+    let refused = |reason: &'static str| {
+        warn_refused_token(gate, req, path_account, reason);
+        HttpError::Unauthorized("unknown token")
+    };
+    let account = accounts.authenticate(token).ok_or_else(|| refused("unknown token"))?;
     // Same answer as an unknown token: do not reveal which accounts a token is valid for.
     if path_account.is_some_and(|id| id != &*account.id) {
-        return Err(HttpError::Unauthorized("unknown token"));
+        return Err(refused("the token is another account's"));
     }
     Ok(account.clone())
+}
+
+/// A refused token is a peer misconfigured (or a stranger knocking): warned about once per
+/// account named in the path, or per remote address, per interval. The token itself is never
+/// logged.
+fn warn_refused_token<S>(gate: &Gate<S>, req: &Request<Incoming>, path_account: Option<&str>, reason: &str) {
+    let remote = req.extensions().get::<RemoteAddr>().map(|r| r.0.ip().to_string()).unwrap_or_default();
+    let key = match path_account {
+        Some(account) => format!("account {account}"),
+        None => format!("address {remote}"),
+    };
+    if let Some(admitted) = gate.refused_token_warnings.admit(&key, std::time::Instant::now()) {
+        warn!(
+            account = path_account.unwrap_or("(not named)"),
+            %remote,
+            reason,
+            suppressed = admitted.suppressed,
+            "incoming ILP-over-HTTP request refused: bad token (one line per account or address per {} ms, \
+             `suppressed` counts the refusals not logged since the last)",
+            REFUSED_TOKEN_WARNING_INTERVAL_MS
+        );
+    }
 }
 
 fn check_content_type(req: &Request<Incoming>) -> Result<(), HttpError> {
