@@ -145,7 +145,7 @@ async fn two_instances_on_a_redis_cluster_keep_the_invariant() {
 /// rejected downstream: both see the same, exact balances.
 async fn two_instances_keep_the_invariant(store: &str) {
     let downstream = Downstream::start(std::sync::Arc::new(|p: &thitsax::packet::Prepare| {
-        if p.data()[7] % 3 == 0 {
+        if p.data()[7].is_multiple_of(3) {
             Behaviour::Reject
         } else {
             Behaviour::Fulfill

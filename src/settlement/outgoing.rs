@@ -182,9 +182,7 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
             .opened
             .values()
             .filter(|was| {
-                !accounts
-                    .get(&was.id)
-                    .is_some_and(|now| now.settlement_engine_url == was.settlement_engine_url)
+                accounts.get(&was.id).is_none_or(|now| now.settlement_engine_url != was.settlement_engine_url)
             })
             .cloned()
             .collect();

@@ -128,7 +128,7 @@ fn claim_with_offset(offset: Option<u16>) -> u16 {
                 _ => continue,
             },
         };
-        if try_claim(port) && partner.map_or(true, try_claim) {
+        if try_claim(port) && partner.is_none_or(try_claim) {
             return port;
         }
     }
