@@ -101,10 +101,11 @@ pub(crate) fn bytes04_to_1(b: bytes04::BytesMut) -> Bytes {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use std::time::SystemTime;
 
     use interledger_packet::PrepareBuilder;
+
+    use super::*;
 
     #[test]
     fn view_prepare_long_lengths() {

@@ -63,25 +63,25 @@ fn classify(body: &[u8], condition: &[u8; 32]) -> Outcome {
 struct SendCtx {
     addr: SocketAddr,
     path: Uri,
-    pub(crate) host: HeaderValue,
+    host: HeaderValue,
     auth: Option<HeaderValue>,
     destination: Address,
     amount: u64,
     expiry: Duration,
     timeout: Duration,
-    pub(crate) condition: ConditionMode,
+    condition: ConditionMode,
     /// First 24 bytes of every preimage; the last 8 are the packet's sequence number.
     nonce: [u8; 24],
-    pub(crate) fixed_condition: [u8; 32],
+    fixed_condition: [u8; 32],
 }
 
 struct Phase {
-    pub(crate) next: AtomicU64,
+    next: AtomicU64,
     total: u64,
     /// Offset added to sequence numbers so warm-up and measurement differ.
     seq_base: u64,
     /// Set when the target looks down (repeated connect failures): stop early.
-    pub(crate) aborted: AtomicBool,
+    aborted: AtomicBool,
 }
 
 /// Consecutive failed connects (20 ms apart) after which a worker aborts the phase.
@@ -92,9 +92,9 @@ struct WorkerStats {
     latencies_ns: Vec<u64>,
     /// Packets this worker took from the phase counter.
     attempted: u64,
-    pub(crate) fulfilled: u64,
-    pub(crate) rejected: BTreeMap<String, u64>,
-    pub(crate) errors: BTreeMap<String, u64>,
+    fulfilled: u64,
+    rejected: BTreeMap<String, u64>,
+    errors: BTreeMap<String, u64>,
     /// First reject message seen per code (and first body per non-200
     /// status, keyed "http_NNN"), for diagnosis.
     reject_samples: BTreeMap<String, String>,
@@ -166,11 +166,11 @@ impl PrepareTemplate {
 #[derive(Default)]
 struct ExpiryCache {
     ms: u64,
-    pub(crate) text: [u8; 17],
+    text: [u8; 17],
 }
 
 impl ExpiryCache {
-    pub(crate) fn get(&mut self, t: SystemTime) -> &[u8; 17] {
+    fn get(&mut self, t: SystemTime) -> &[u8; 17] {
         let ms = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
         if ms != self.ms || self.text[0] == 0 {
             let dt = chrono::DateTime::<chrono::Utc>::from(UNIX_EPOCH + Duration::from_millis(ms));
@@ -490,6 +490,7 @@ mod tests {
     use super::*;
     use crate::cli::ConditionMode;
     use crate::packet::{sha256, view_prepare, view_reject, FIXED_FULFILLMENT, TYPE_REJECT};
+    // The receiver (listed before send) answers the sender's Prepares: these tests prove the two agree.
     use crate::receiver::{Answer, ReceiverLogic};
     use interledger_packet::ErrorCode;
 
