@@ -4,7 +4,8 @@
 //! Each line uses only its own line and the lines above it (`tests/layering.rs` checks the
 //! imports against this map, and lists the few still being moved).
 //! 1. leaves: [`packet`] (codec, addresses, validation), [`balance`] (pure money rules),
-//!    [`quantity`] and [`settlement_id`] (settlement's value types), [`backoff`] (retry waits),
+//!    [`quantity`] and [`settlement_id`] (settlement's value types), [`limits`] (every limit and
+//!    default), [`backoff`] (retry waits),
 //!    [`shutdown`], [`metrics`] (Prometheus counters, rendered with figures read at scrape time),
 //!    [`log_limit`] (warnings rate-limited per account or remote address);
 //! 2. [`account`], [`reject`] (the one mapping from refusals to ILP codes), [`http::listener`]
@@ -32,6 +33,7 @@ pub mod config;
 pub mod forward;
 pub mod http;
 pub mod ildcp;
+pub mod limits;
 pub mod log_limit;
 pub mod metrics;
 pub mod node;

@@ -20,6 +20,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("quantity", 1),
     ("settlement_id", 1),
     ("backoff", 1),
+    ("limits", 1),
     ("shutdown", 1),
     ("metrics", 1),
     ("log_limit", 1),
@@ -56,9 +57,6 @@ const LAYERS: &[(&str, u8)] = &[
 
 /// Imports still being moved, (importing module, imported module): upward, or closing a cycle.
 const KNOWN_WRONG: &[(&str, &str)] = &[
-    // config::defaults are read by the clients: the limits and defaults move to a leaf module.
-    ("http::client", "config"),
-    ("settlement", "config"),
     // The account, route and rate rules shared by config, admin and reload live in config (the
     // file's schema): they move to a module of their own below both.
     ("admin", "config"),

@@ -46,7 +46,7 @@ pub struct ClientLimits {
 
 impl Default for ClientLimits {
     fn default() -> Self {
-        use crate::config::defaults::*;
+        use crate::limits::*;
         ClientLimits {
             connections_per_peer_max: OUTGOING_CONNECTIONS_PER_PEER_MAX,
             idle_timeout: Duration::from_millis(OUTGOING_IDLE_TIMEOUT_MS),

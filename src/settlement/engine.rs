@@ -58,7 +58,7 @@ pub struct EngineLimits {
 
 impl Default for EngineLimits {
     fn default() -> Self {
-        use crate::config::defaults::*;
+        use crate::limits::*;
         EngineLimits {
             timeout: Duration::from_millis(SETTLEMENT_ENGINE_TIMEOUT_MS),
             connections_max: SETTLEMENT_ENGINE_CONNECTIONS_MAX,

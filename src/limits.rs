@@ -1,0 +1,76 @@
+//! Every limit and default of the node, in one place, units last. A leaf: the clients, the
+//! listeners and config read them, and it imports nothing. `config` checks an operator's values
+//! against the bounds given here.
+
+pub const LISTEN: &str = "127.0.0.1:7770";
+pub const LOG_LEVEL: &str = "info";
+/// Upper bound on `node.worker_threads`; the default is one per available core.
+pub const WORKER_THREADS_MAX: usize = 256;
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
+pub const CONNECTIONS_MAX: usize = 1024;
+pub const REQUESTS_IN_FLIGHT_MAX: usize = 4096;
+pub const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
+pub const BODY_READ_TIMEOUT_MS: u64 = 10_000;
+pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
+pub const OUTGOING_CONNECTIONS_PER_PEER_MAX: usize = 256;
+pub const OUTGOING_IDLE_TIMEOUT_MS: u64 = 20_000;
+pub const OUTGOING_CONNECT_TIMEOUT_MS: u64 = 5_000;
+pub const EXPIRY_MARGIN_MS: u64 = 1_000;
+/// The least margin a node may keep: half of it records a late Fulfill's writes, the other half
+/// carries the Fulfill upstream. With 0, the outgoing Prepare expires with the incoming one,
+/// and a Fulfill arriving at the last moment cannot be relayed in time (the node pays
+/// downstream and is not paid).
+pub const EXPIRY_MARGIN_MS_MIN: u64 = 200;
+pub const HOLD_TIME_MS_MAX: u64 = 30_000;
+pub const MIN_OUTGOING_WINDOW_MS: u64 = 500;
+pub const SPREAD: &str = "0";
+pub const REDIS_PREFIX: &str = "thitsax";
+pub const SWEEP_INTERVAL_MS: u64 = 1_000;
+pub const SWEEP_GRACE_MS: u64 = 2_000;
+pub const SWEEP_BATCH_MAX: usize = 1_000;
+/// A day: a commit retried after an outage, or from a node that stalled, arrives well within.
+pub const SWEEP_TOMBSTONE_RETENTION_S: u64 = 86_400;
+/// A week of per-packet history in Redis; older entries are folded into a checkpoint.
+pub const JOURNAL_RETENTION_S: u64 = 7 * 86_400;
+/// A credit's retry searches the journal since its first attempt (at most ten minutes back):
+/// entries must stay at least this long.
+pub const JOURNAL_RETENTION_S_MIN: u64 = 3_600;
+pub const REDIS_RESPONSE_TIMEOUT_MS: u64 = 1_000;
+pub const REDIS_CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// Every instance sees a change of accounts or routes in Redis within this, even if it missed
+/// the change's pub/sub message.
+pub const CONFIG_POLL_INTERVAL_MS: u64 = 1_000;
+/// Asset scales above this are refused: 10^18 already covers wei.
+pub const ASSET_SCALE_MAX: u8 = 18;
+/// Bounds on operator-set limits, so a typo cannot disable a limit.
+pub const BODY_BYTES_MAX_CEILING: usize = 16 * 1024 * 1024;
+pub const BODY_BYTES_MAX_FLOOR: usize = 1024;
+/// The shutdown drain counts in-flight packets with a u32 semaphore acquisition.
+pub const REQUESTS_IN_FLIGHT_CEILING: usize = 1_000_000;
+
+// [settlement]: RFC 0038 settlement engines.
+/// Loopback: the engines' callback API has no authentication (RFC 0038). Beside the admin
+/// API's port, away from 7770 and the ports after it, which the examples (and operators
+/// following them) give to the accounts' own endpoints: a child's URL on this port would make
+/// the node send packets to itself.
+pub const SETTLEMENT_LISTEN: &str = "127.0.0.1:7761";
+pub const SETTLEMENT_BODY_BYTES_MAX: usize = 64 * 1024;
+pub const SETTLEMENT_CONNECTIONS_MAX: usize = 64;
+pub const SETTLEMENT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+pub const SETTLEMENT_BODY_READ_TIMEOUT_MS: u64 = 10_000;
+pub const SETTLEMENT_SHUTDOWN_GRACE_MS: u64 = 5_000;
+pub const SETTLEMENT_ENGINE_TIMEOUT_MS: u64 = 10_000;
+pub const SETTLEMENT_ENGINE_CONNECTIONS_MAX: usize = 32;
+pub const SETTLEMENT_ENGINE_RESPONSE_BYTES_MAX: usize = 64 * 1024;
+pub const SETTLEMENT_RETRY_FIRST_MS: u64 = 500;
+pub const SETTLEMENT_RETRY_MAX_MS: u64 = 60_000;
+pub const SETTLEMENT_SCAN_INTERVAL_MS: u64 = 10_000;
+pub const SETTLEMENT_CONCURRENT_MAX: usize = 64;
+pub const SETTLEMENT_REFUSAL_PAUSE_MS: u64 = 60_000;
+/// The admin API: loopback, and only bound when a token is configured.
+pub const ADMIN_LISTEN: &str = "127.0.0.1:7760";
+pub const ADMIN_BODY_BYTES_MAX: usize = 64 * 1024;
+pub const ADMIN_CONNECTIONS_MAX: usize = 16;
+pub const ADMIN_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+pub const ADMIN_BODY_READ_TIMEOUT_MS: u64 = 10_000;
+pub const ADMIN_SHUTDOWN_GRACE_MS: u64 = 5_000;
