@@ -10,19 +10,19 @@
 //!    [`log_limit`] (warnings rate-limited per account or remote address);
 //! 2. [`account`], [`reject`] (the one mapping from refusals to ILP codes), [`http::listener`]
 //!    (what the node's three listeners share: accepting, draining, bounded bodies);
-//! 3. [`routing`], [`rates`], [`store`], [`http::client`], [`ildcp`]; and the handles the node
+//! 3. [`routing`], [`rates`], [`rules`] (what an account, a route and the rates must follow,
+//!    wherever they come from), [`store`], [`http::client`], [`ildcp`]; and the handles the node
 //!    holds: [`settlement`] (the one seam for every way of settling,
 //!    [`settlement::SettlementSystem`], its signals and the RFC 0038 engine client), [`pending`]
 //!    (writes owed after their Fulfill was relayed);
 //! 4. [`node`]: the node's shared state, one struct behind an `Arc`;
 //! 5. what runs on it: [`forward`], the packet's path, top to bottom; settlement's worker
 //!    ([`settlement::outgoing`]) and callbacks ([`settlement::incoming`]); [`sweeper`]: crash
-//!    recovery of reservations;
+//!    recovery of reservations; [`reload`] keeps accounts, routes and rates in step with Redis;
 //! 6. the edges that receive traffic: [`http::server`] (calls `forward`),
 //!    [`http::settlement_api`] (settlement engines call back), [`admin`] (the operator's API);
-//! 7. [`config`] parses and validates the TOML file (and, with its rules, accounts and routes read
-//!    from Redis or given to the admin API); [`reload`] keeps accounts, routes and rates in step
-//!    with Redis; [`app`] wires everything; `main` runs it.
+//! 7. [`config`] reads and validates the TOML file (its accounts, routes and rates with
+//!    [`rules`]); [`app`] wires everything; `main` runs it.
 
 pub mod account;
 pub mod admin;
@@ -44,6 +44,7 @@ pub mod rates;
 pub mod reject;
 pub mod reload;
 pub mod routing;
+pub mod rules;
 pub mod settlement;
 pub mod settlement_id;
 pub mod shutdown;

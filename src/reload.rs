@@ -43,11 +43,11 @@
 
 use crate::account::{Account, AccountId, AccountRecord, Accounts};
 use crate::backoff::Backoff;
-use crate::config::{self, Problem};
 use crate::node::Node;
 use crate::packet::IlpAddress;
 use crate::rates::{Rates, RatesRecord};
 use crate::routing::RoutingTable;
+use crate::rules::{self, Problem};
 use crate::shutdown::Phase;
 use crate::store::{ConfigSnapshot, ConfigStoreError, ConfigSyncRules, Entry, RatesEntry, RedisStore};
 use std::sync::Arc;
@@ -159,13 +159,13 @@ pub fn build(snapshot: &ConfigSnapshot, node: &IlpAddress, rates: &Rates, cached
     // Rules across accounts keep the first of two that clash (a shared token, a second parent):
     // in id order, so every instance keeps the same one whatever order Redis answered in.
     records.sort_by(|a, b| a.id.cmp(&b.id));
-    let (accounts, set_problems) = config::accounts_from_records(node, &rates, records);
+    let (accounts, set_problems) = rules::accounts_from_records(node, &rates, records);
     problems.extend(set_problems);
     let routes = snapshot.routes.iter().filter_map(|entry| match entry {
         Entry::Read { field, value } => Some((field.clone(), value.clone())),
         Entry::Unreadable => None,
     });
-    let (routes, route_problems) = config::routing_table(&accounts, routes);
+    let (routes, route_problems) = rules::routing_table(&accounts, routes);
     problems.extend(route_problems);
     let unreadable_routes = snapshot.routes.iter().filter(|e| **e == Entry::Unreadable).count();
     if unreadable_routes > 0 {
@@ -185,7 +185,7 @@ fn parse_rates(entry: &RatesEntry) -> Result<Rates, Problem> {
         return Err(problem(path, "over the size limit, not UTF-8 or not a string: skipped".into()));
     };
     let record: RatesRecord = serde_json::from_str(value).map_err(|e| problem(path, json_error(&e)))?;
-    config::rates_from_record(record, []).map_err(|e| problem(path, e.to_string().replace('\n', "; ")))
+    rules::rates_from_record(record, []).map_err(|e| problem(path, e.to_string().replace('\n', "; ")))
 }
 
 fn problem(path: &str, message: String) -> Problem {
@@ -199,7 +199,7 @@ fn parse_record(node: &IlpAddress, id: &str, value: &str) -> Result<AccountRecor
     if record.id != id {
         return Err(problem(&path, format!("holds the record of account {:?}", record.id)));
     }
-    match config::account_from_record(node, record.clone()) {
+    match rules::account_from_record(node, record.clone()) {
         Ok(_) => Ok(record),
         Err(e) => Err(problem(&path, e.to_string().replace('\n', "; "))),
     }

@@ -4,12 +4,12 @@
 use super::{json_body, AdminError, Change, Gate};
 use crate::account::{Account, AccountRecord};
 use crate::balance::Balance;
-use crate::config::{self, AccountInput};
 use crate::http::listener::{percent_decode, respond, CONTENT_TYPE_JSON};
 use crate::metrics::{Scrape, StoreFigures};
 use crate::node::Node;
 use crate::packet::IlpAddress;
 use crate::rates::RatesRecord;
+use crate::rules::{self, AccountInput};
 use crate::settlement::outgoing::SettleNowError;
 use crate::store::Store;
 use bytes::Bytes;
@@ -93,7 +93,7 @@ fn view(account: &Account) -> serde_json::Value {
     // Amounts are decimal strings, as balances are: a JSON number past 2^53 is rounded by many
     // clients.
     if let Some(object) = view.as_object_mut() {
-        for (key, _) in config::ACCOUNT_AMOUNT_FIELDS {
+        for (key, _) in rules::ACCOUNT_AMOUNT_FIELDS {
             if let Some(serde_json::Value::Number(n)) = object.get(key) {
                 let text = n.to_string();
                 object.insert(key.to_string(), serde_json::Value::String(text));
@@ -183,7 +183,7 @@ async fn put_account<S: Store>(gate: &Gate<S>, input: AccountInput) -> Result<Ac
     let node = &gate.node;
     let id = input.id().to_string();
     let accounts = node.accounts.load();
-    let set = config::accounts_with(&node.address, &node.rates.load(), accounts.iter().map(|a| &**a), input)
+    let set = rules::accounts_with(&node.address, &node.rates.load(), accounts.iter().map(|a| &**a), input)
         .map_err(|problems| AdminError::Invalid { what: "account", problems })?;
     let account = set.iter().find(|a| *a.id == *id).expect("the input is in the set").clone();
     if let Some(before) = accounts.get(&id) {
@@ -408,17 +408,17 @@ async fn put_route<S: Store>(gate: &Gate<S>, prefix: &str, req: Request<Incoming
     // The same check as the file's `[[routes]]`: a prefix an account already implies is refused.
     let accounts: Vec<Account> = gate.node.accounts.load().iter().map(|a| Account::clone(a)).collect();
     let pairs = statics.iter().map(|(p, a)| (p.clone(), a.to_string()));
-    let (_, problems) = config::routing_table(&accounts, pairs);
+    let (_, problems) = rules::routing_table(&accounts, pairs);
     if !problems.is_empty() {
         // The only route that can break a rule is the new one: name its field.
         let problems = problems
             .into_iter()
-            .map(|p| config::Problem {
+            .map(|p| rules::Problem {
                 path: format!("route.{}", p.path.rsplit('.').next().unwrap_or("")),
                 ..p
             })
             .collect();
-        return Err(AdminError::Invalid { what: "route", problems: config::ConfigError(problems) });
+        return Err(AdminError::Invalid { what: "route", problems: rules::ConfigError(problems) });
     }
     gate.tables.apply(Change::PutRoute { prefix: prefix.clone(), account: account.id.clone() }).await?;
     info!(prefix = %prefix, account = %account.id, "static route set through the admin API");
@@ -450,7 +450,7 @@ async fn put_rates<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> Answer {
     let record: RatesRecord = parse_json(&json_body(gate, req).await?, "rates")?;
     let _write = gate.writes.lock().await;
     let accounts = gate.node.accounts.load();
-    let rates = config::rates_from_record(record, accounts.iter().map(|a| &**a))
+    let rates = rules::rates_from_record(record, accounts.iter().map(|a| &**a))
         .map_err(|problems| AdminError::Invalid { what: "rates", problems })?;
     let shown = rates.to_record();
     gate.tables.apply(Change::PutRates(rates)).await?;

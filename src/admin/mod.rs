@@ -19,12 +19,12 @@ mod endpoints;
 pub mod tables;
 
 use crate::account::{constant_time_eq, hash_token, TokenHash};
-use crate::config::ConfigError;
 use crate::http::listener::{
     accept_until_draining, bearer_token, drained, media_type, read_body, respond, Accepting, ApiLimits,
     BodyError, CONTENT_TYPE_JSON,
 };
 use crate::node::Node;
+use crate::rules::ConfigError;
 use crate::store::{ConfigStoreError, Store};
 use bytes::Bytes;
 use http_body_util::Full;

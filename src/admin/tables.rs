@@ -4,11 +4,11 @@
 //! now; a `Tables` only applies it.
 
 use crate::account::{Account, AccountId, Accounts};
-use crate::config::{self, ConfigError};
 use crate::node::Node;
 use crate::packet::IlpAddress;
 use crate::rates::Rates;
 use crate::reload::Reloader;
+use crate::rules::{self, ConfigError};
 use crate::store::{ConfigStoreError, Entry, Store};
 use futures::future::BoxFuture;
 use std::sync::{Arc, Mutex};
@@ -66,7 +66,7 @@ impl<S: Store> LocalTables<S> {
     /// as a reload does). Nothing is swapped if a route breaks a rule.
     fn swap(&self, accounts: Vec<Account>, routes: Vec<(String, AccountId)>) -> Result<(), TablesError> {
         let pairs = routes.iter().map(|(p, a)| (p.clone(), a.to_string()));
-        let (table, problems) = config::routing_table(&accounts, pairs);
+        let (table, problems) = rules::routing_table(&accounts, pairs);
         if !problems.is_empty() {
             return Err(TablesError::Invalid(ConfigError(problems)));
         }

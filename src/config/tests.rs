@@ -1,4 +1,5 @@
 use super::*;
+use crate::account::{hash_token, AccountRecord};
 
 const MINIMAL: &str = r#"
 [node]
