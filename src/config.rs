@@ -51,6 +51,10 @@ pub mod defaults {
     pub const SWEEP_TOMBSTONE_RETENTION_S: u64 = 86_400;
     /// A week of per-packet history in Redis; older entries are folded into a checkpoint.
     pub const JOURNAL_RETENTION_S: u64 = 7 * 86_400;
+    /// A fulfilled packet's credit marker in Redis lives `store.sweep_tombstone_retention_s`
+    /// (the age past which owed writes are no longer replayed) plus this: the background retries
+    /// of a relayed Fulfill's writes (ten minutes) and clock differences fit well within.
+    pub const CREDIT_MARKER_TTL_MARGIN_S: u64 = 3_600;
     /// A credit's retry searches the journal since its first attempt (at most ten minutes back):
     /// entries must stay at least this long.
     pub const JOURNAL_RETENTION_S_MIN: u64 = 3_600;
@@ -399,7 +403,7 @@ impl Validator {
 
         let sweep = self.sweep(&raw.store);
         let config_sync = self.config_sync(&raw.store);
-        let store = self.store(raw.store);
+        let store = self.store(raw.store, &sweep);
         let client = self.client(&raw.http);
         let (listen, server) = self.http(raw.http);
         let expiry = self.forwarding(raw.forwarding);
@@ -686,7 +690,7 @@ impl Validator {
         })
     }
 
-    fn store(&mut self, raw: RawStore) -> Option<StoreConfig> {
+    fn store(&mut self, raw: RawStore, sweep: &SweepRules) -> Option<StoreConfig> {
         let redis_only = [
             ("store.url", raw.url.is_some()),
             ("store.cluster_urls", raw.cluster_urls.is_some()),
@@ -752,6 +756,10 @@ impl Validator {
                 raw.connect_timeout_ms,
                 defaults::REDIS_CONNECT_TIMEOUT_MS,
             ),
+            credit_marker_ttl_s: sweep
+                .tombstone_retention
+                .as_secs()
+                .saturating_add(defaults::CREDIT_MARKER_TTL_MARGIN_S),
         }))
     }
 

@@ -175,6 +175,7 @@ outgoing_token = "t"
         prefix: "crash".into(),
         response_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(2),
+        credit_marker_ttl_s: 90_000,
     };
     let store = RedisStore::connect(&store_config).await.unwrap();
     let in_flight_at_kill = store.audit("sender").await.unwrap().reserved;

@@ -194,6 +194,9 @@ fn retentions_of_the_store() {
         Config::from_toml(&with("journal_retention_s = 3600\nsweep_tombstone_retention_s = 60")).unwrap();
     assert_eq!(set.sweep.journal_retention, Duration::from_secs(3600));
     assert_eq!(set.sweep.tombstone_retention, Duration::from_secs(60));
+    // A credit's marker outlives every retry of it: the tombstone retention plus a margin.
+    let StoreConfig::Redis(r) = set.store else { panic!("redis expected") };
+    assert_eq!(r.credit_marker_ttl_s, 60 + defaults::CREDIT_MARKER_TTL_MARGIN_S);
     assert_eq!(paths(&with("journal_retention_s = 59")), ["store.journal_retention_s"]);
     assert_eq!(paths(&with("sweep_tombstone_retention_s = 0")), ["store.sweep_tombstone_retention_s"]);
 }
