@@ -9,6 +9,7 @@ use crate::forward::ExpiryRules;
 use crate::http::client::ClientLimits;
 use crate::http::listener::ApiLimits;
 use crate::http::server::ServerLimits;
+use crate::owed::OwedRules;
 use crate::packet::IlpAddress;
 use crate::rates::{Decimal, Rates, RatesRecord};
 use crate::routing::RoutingTable;
@@ -55,6 +56,11 @@ pub mod defaults {
     /// (the age past which owed writes are no longer replayed) plus this: the background retries
     /// of a relayed Fulfill's writes (ten minutes) and clock differences fit well within.
     pub const CREDIT_MARKER_TTL_MARGIN_S: u64 = 3_600;
+    /// The owed-writes file, relative to the working directory (each node needs its own: it is
+    /// locked while the node runs).
+    pub const OWED_WRITES_PATH: &str = "thitsax-owed-writes.log";
+    /// Writes of relayed Fulfills owed to Redis at once (a write is one line of about 100 bytes).
+    pub const OWED_WRITES_MAX: usize = 10_000;
     /// A credit's retry searches the journal since its first attempt (at most ten minutes back):
     /// entries must stay at least this long.
     pub const JOURNAL_RETENTION_S_MIN: u64 = 3_600;
@@ -173,6 +179,8 @@ struct RawStore {
     sweep_batch_max: Option<usize>,
     sweep_tombstone_retention_s: Option<u64>,
     journal_retention_s: Option<u64>,
+    owed_writes_path: Option<std::path::PathBuf>,
+    owed_writes_max: Option<usize>,
     config_precedence: Option<Precedence>,
     config_poll_interval_ms: Option<u64>,
     config_pubsub: Option<bool>,
@@ -305,6 +313,9 @@ pub struct Config {
     /// How accounts and routes are shared through Redis; `None` with the memory store.
     pub config_sync: Option<ConfigSyncRules>,
     pub sweep: SweepRules,
+    /// Where a relayed Fulfill's unapplied writes are kept durable; `None` with the memory store
+    /// (its writes cannot fail that way, and its balances do not outlive the process anyway).
+    pub owed_writes: Option<OwedRules>,
     pub rates: Rates,
     pub accounts: Vec<Account>,
     /// The whole table: the static routes plus the routes the accounts imply (children, peers'
@@ -403,6 +414,7 @@ impl Validator {
 
         let sweep = self.sweep(&raw.store);
         let config_sync = self.config_sync(&raw.store);
+        let owed_writes = self.owed_writes(&raw.store);
         let store = self.store(raw.store, &sweep);
         let client = self.client(&raw.http);
         let (listen, server) = self.http(raw.http);
@@ -433,6 +445,7 @@ impl Validator {
                     store,
                     config_sync,
                     sweep,
+                    owed_writes,
                     rates,
                     accounts,
                     routes,
@@ -672,6 +685,20 @@ impl Validator {
         value
     }
 
+    /// The owed-writes file: only with Redis (`store()` reports its keys with the memory store).
+    fn owed_writes(&mut self, raw: &RawStore) -> Option<OwedRules> {
+        if raw.kind == StoreKind::Memory {
+            return None;
+        }
+        let path = raw.owed_writes_path.clone().unwrap_or_else(|| defaults::OWED_WRITES_PATH.into());
+        if path.as_os_str().is_empty() {
+            self.problem("store.owed_writes_path", "must name a file");
+        }
+        let entries_max =
+            self.positive("store.owed_writes_max", raw.owed_writes_max, defaults::OWED_WRITES_MAX);
+        Some(OwedRules { path, entries_max })
+    }
+
     /// The shared accounts and routes: only with Redis (the memory store has nothing to share).
     fn config_sync(&mut self, raw: &RawStore) -> Option<ConfigSyncRules> {
         if raw.kind == StoreKind::Memory {
@@ -700,6 +727,8 @@ impl Validator {
             ("store.config_precedence", raw.config_precedence.is_some()),
             ("store.config_poll_interval_ms", raw.config_poll_interval_ms.is_some()),
             ("store.config_pubsub", raw.config_pubsub.is_some()),
+            ("store.owed_writes_path", raw.owed_writes_path.is_some()),
+            ("store.owed_writes_max", raw.owed_writes_max.is_some()),
         ];
         if raw.kind == StoreKind::Memory {
             for (path, given) in redis_only {

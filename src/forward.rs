@@ -274,20 +274,27 @@ impl<S: Store> Node<S> {
                 // Recorded before the Fulfill is relayed upstream. The two accounts may live in
                 // different store shards, so the two writes go out together, not one after the
                 // other.
+                let first_sent = SystemTime::now();
                 let (committed, credited) = tokio::join!(
                     self.commit(from, amount_in, packet, relay_by),
-                    self.credit(&to, amount_out, packet, relay_by),
+                    self.credit(&to, amount_out, packet, first_sent, relay_by),
                 );
                 // The money moved downstream whatever our store says: relay the Fulfill so the
-                // sender pays us; writes still unapplied go on in the background.
+                // sender pays us; writes still unapplied are made durable first, then go on in
+                // the background.
+                let mut owed = Vec::new();
                 if let Err(e) = committed {
-                    self.unapplied(WriteKind::Commit, from, amount_in, packet, e);
+                    owed.extend(self.unapplied(WriteKind::Commit, from, amount_in, packet, first_sent, e));
                 }
                 match credited {
                     Ok(balance) => self.settlement.after_credit(&to, balance),
-                    Err((e, first_sent)) => {
-                        self.unapplied(WriteKind::Credit { first_sent }, &to, amount_out, packet, e)
+                    Err(e) => {
+                        owed.extend(self.unapplied(WriteKind::Credit, &to, amount_out, packet, first_sent, e))
                     }
+                }
+                if let Some((_, cause)) = owed.last() {
+                    let cause = cause.clone();
+                    self.pending.hand_over(owed.into_iter().map(|(w, _)| w).collect(), &cause).await;
                 }
                 Ok(Response::Fulfill(fulfill))
             }
@@ -320,15 +327,15 @@ impl<S: Store> Node<S> {
     }
 
     /// Credits the destination, retrying outages until `until`; every retry credits only if no
-    /// earlier attempt did. On failure, also says when the first attempt was sent.
+    /// earlier attempt (the first sent at `first_sent`) did.
     async fn credit(
         &self,
         to: &Account,
         amount: u64,
         packet: PacketId,
+        first_sent: SystemTime,
         until: tokio::time::Instant,
-    ) -> Result<crate::balance::Balance, (StoreError, SystemTime)> {
-        let first_sent = SystemTime::now();
+    ) -> Result<crate::balance::Balance, StoreError> {
         let first = self.store.credit_fulfill(to, amount, packet).await;
         match first {
             Err(e) if pending::retryable(&e) && tokio::time::Instant::now() < until => {
@@ -340,18 +347,24 @@ impl<S: Store> Node<S> {
             }
             first => first,
         }
-        .map_err(|e| (e, first_sent))
     }
 
-    /// A write of a fulfilled packet that failed: retried in the background if it may still
-    /// succeed, else logged for reconciliation.
-    fn unapplied(&self, kind: WriteKind, account: &Account, amount: u64, packet: PacketId, e: StoreError) {
+    /// A write of a fulfilled packet that failed: to be handed over to [`crate::pending`] if it
+    /// may still succeed, else logged for reconciliation.
+    fn unapplied(
+        &self,
+        kind: WriteKind,
+        account: &Account,
+        amount: u64,
+        packet: PacketId,
+        first_sent: SystemTime,
+        e: StoreError,
+    ) -> Option<(PendingWrite, StoreError)> {
         if pending::retryable(&e) {
-            let since = tokio::time::Instant::now();
-            let write = PendingWrite { kind, account: account.clone(), amount, packet, since };
-            self.pending.hand_over(write, &e);
+            Some((PendingWrite { kind, account: account.clone(), amount, packet, first_sent }, e))
         } else {
             error!(error = %e, account = %account.id, %packet, amount, ?kind, "fulfilled packet's write cannot be applied; reconcile this packet");
+            None
         }
     }
 

@@ -8,7 +8,8 @@
 //!    (what the node's three listeners share: accepting, draining, bounded bodies);
 //! 3. [`routing`], [`rates`], [`store`], [`http::client`], [`ildcp`], [`settlement`];
 //! 4. [`forward`]: the packet's path, top to bottom; [`sweeper`]: crash recovery of reservations;
-//!    [`pending`]: commits retried after their Fulfill was relayed;
+//!    [`pending`]: commits retried after their Fulfill was relayed, kept durable in [`owed`] (the
+//!    owed-writes file);
 //! 5. [`http::server`]: the edge that receives traffic and calls `forward`;
 //!    [`http::settlement_api`]: the edge settlement engines call back (credits, messages);
 //! 6. [`config`] parses and validates the TOML file (and, with its rules, accounts and routes read
@@ -25,6 +26,7 @@ pub mod forward;
 pub mod http;
 pub mod ildcp;
 pub mod metrics;
+pub mod owed;
 pub mod packet;
 pub mod pending;
 pub mod rates;

@@ -223,3 +223,185 @@ outgoing_token = "t"
     assert!(audit.status.success(), "{stdout}{}", String::from_utf8_lossy(&audit.stderr));
     assert_eq!(stdout.matches(" ok").count(), 2, "{stdout}");
 }
+
+/// Held answers of a downstream, released when the test opens the gate. Each waits on a std
+/// condition variable inside `block_in_place`, so the runtime's other tasks go on meanwhile.
+struct Gate(std::sync::Mutex<bool>, std::sync::Condvar);
+
+impl Gate {
+    fn open(&self) {
+        *self.0.lock().unwrap() = true;
+        self.1.notify_all();
+    }
+    fn wait(&self) {
+        let mut open = self.0.lock().unwrap();
+        while !*open {
+            open = self.1.wait(open).unwrap();
+        }
+    }
+}
+
+/// Opens the gate when the test ends, failed or not, so that no held answer outlives it.
+struct OpenOnDrop(Arc<Gate>);
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// The owed-writes test's node: Redis answers fast or fails fast, packets live long enough for
+/// the outage to start before their Fulfills come back.
+fn owed_config(port: u16, redis: &str, downstream: &str, owed: &std::path::Path) -> String {
+    format!(
+        r#"
+[node]
+ilp_address = "test.n"
+log_level = "warn"
+[http]
+listen = "127.0.0.1:{port}"
+[forwarding]
+expiry_margin_ms = 1000
+min_outgoing_window_ms = 100
+[store]
+kind = "redis"
+url = "{redis}"
+prefix = "crash"
+response_timeout_ms = 300
+connect_timeout_ms = 300
+sweep_interval_ms = 200
+sweep_grace_ms = 300
+owed_writes_path = "{}"
+[[accounts]]
+id = "sender"
+relation = "child"
+asset_code = "USD"
+asset_scale = 9
+incoming_token = "sender-token"
+[[accounts]]
+id = "receiver"
+relation = "child"
+asset_code = "USD"
+asset_scale = 9
+outgoing_url = "{downstream}"
+outgoing_token = "t"
+"#,
+        owed.display()
+    )
+}
+
+/// Fulfills that come back while Redis is down are relayed, and the node is then killed (SIGKILL)
+/// before Redis is back: the writes they owe (commit on the sender, credit on the receiver) were
+/// only in memory, so the restarted node's sweeper refunded the sender of packets the receiver
+/// was paid for. With the owed-writes file the restart replays them before serving: every packet
+/// charged and credited exactly once, nothing swept, and the audit agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_redis_outage_then_restart_applies_every_owed_write_once() {
+    if !redis_or_skip("kill_9_during_a_redis_outage_then_restart_applies_every_owed_write_once") {
+        return;
+    }
+    const PACKETS: u64 = 8;
+    let mut redis = RedisServer::start_with_aof();
+    let gate = Arc::new(Gate(std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let held = gate.clone();
+    let _open_at_the_end = OpenOnDrop(gate.clone());
+    let downstream = Downstream::start(Arc::new(move |_: &thitsax::packet::Prepare| {
+        tokio::task::block_in_place(|| held.wait());
+        Behaviour::Fulfill
+    }))
+    .await;
+    let port = free_port();
+    let dir = TempDir::new("owed-kill");
+    let config = dir.join("node.toml");
+    std::fs::write(&config, owed_config(port, &redis.url(), &downstream.url(), &dir.join("owed.log")))
+        .unwrap();
+
+    let mut node = start(&config, port);
+    let url = format!("http://127.0.0.1:{port}/");
+    let client = client();
+    // Prepared (and reserved in Redis) while Redis is up; the downstream holds them.
+    let sent: Vec<_> = (0..PACKETS)
+        .map(|id| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let p = prepare_with_id("test.n.receiver.x", 1_000 + id, Duration::from_secs(6), id);
+                let request = hyper::Request::post(&url)
+                    .header("authorization", "Bearer sender-token")
+                    .header("content-type", "application/octet-stream")
+                    .body(http_body_util::Full::new(p.to_bytes()))
+                    .unwrap();
+                let response = client.request(request).await.unwrap();
+                let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap();
+                Response::parse(body.to_bytes()).unwrap()
+            })
+        })
+        .collect();
+    let waiting = Instant::now();
+    while downstream.requests.load(Ordering::SeqCst) < PACKETS as usize {
+        assert!(waiting.elapsed() < Duration::from_secs(20), "the packets did not reach the next hop");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Redis goes away; then the next hop fulfils: the node cannot write, and relays anyway.
+    let mut redis = tokio::task::spawn_blocking(move || {
+        redis.stop();
+        redis
+    })
+    .await
+    .unwrap();
+    gate.open();
+    let mut fulfilled = 0;
+    for response in sent {
+        let response = response.await.unwrap();
+        assert!(matches!(response, Response::Fulfill(_)), "{response:?}");
+        fulfilled += 1;
+    }
+    assert_eq!(fulfilled, PACKETS);
+    let amounts: i128 = (0..PACKETS).map(|id| 1_000 + id as i128).sum();
+    node.0.kill().unwrap(); // SIGKILL: no drain, no cleanup
+    node.0.wait().unwrap();
+
+    // Redis back (the reservations expired meanwhile); the node restarts over the same file.
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap();
+    let _node = start(&config, port);
+    let store_config = RedisConfig {
+        urls: vec![redis.url()],
+        cluster: false,
+        prefix: "crash".into(),
+        response_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        credit_marker_ttl_s: 90_000,
+    };
+    {
+        let store = RedisStore::connect(&store_config).await.unwrap();
+        // The packets expired long ago: the sweeper (every 200 ms) would refund any reservation
+        // the restart did not commit, and the balances would never reach these.
+        let settled = Instant::now();
+        loop {
+            let (s, r) = (store.audit("sender").await.unwrap(), store.audit("receiver").await.unwrap());
+            let both = (s.balance, r.balance);
+            if s.reserved == 0 && both == (-amounts, amounts) {
+                break;
+            }
+            assert!(settled.elapsed() < Duration::from_secs(20), "sender {s:?}, receiver {r:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let sender = journal(&redis.url(), "sender").await;
+        let receiver = journal(&redis.url(), "receiver").await;
+        assert_eq!((sender.len(), receiver.len()), (PACKETS as usize, PACKETS as usize));
+        for (packet, (net, kinds)) in &sender {
+            assert!(!kinds.contains(&"expire".to_string()), "packet {packet} was swept: {kinds:?}");
+            let (credit, credits) = &receiver[packet];
+            assert_eq!((*net, credits.len()), (-credit, 1), "packet {packet}: {kinds:?} {credits:?}");
+        }
+    }
+    // The operator's check agrees.
+    let audit = Command::new(BIN).arg("audit").arg(&config).output().unwrap();
+    let stdout = String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.status.success(), "{stdout}{}", String::from_utf8_lossy(&audit.stderr));
+    assert_eq!(stdout.matches(" ok").count(), 2, "{stdout}");
+    drop(downstream);
+}
