@@ -10,7 +10,8 @@
 //! - the Fulfill's preimage is checked before anything is credited.
 //!
 //! Store failures after a Fulfill: both writes are retried for as long as the Fulfill can still
-//! be relayed in time, then handed to [`crate::pending`] to be retried in the background. Retries
+//! be relayed in time (or until the node aborts on shutdown), then handed to [`crate::pending`],
+//! which records them durably before the Fulfill is relayed and retries them in the background. Retries
 //! never apply a write twice: the commit is idempotent (a reservation the sweeper released
 //! meanwhile is charged again, once), and a credit is retried with [`Store::retry_credit`], which
 //! credits only if the earlier attempt did not.
@@ -323,7 +324,25 @@ impl<S: Store> Node<S> {
         packet: PacketId,
         until: tokio::time::Instant,
     ) -> Result<(), StoreError> {
-        retry_until(until, pending::retryable, || self.store.commit_prepare(from, amount, packet)).await
+        self.unless_aborted(retry_until(until, pending::retryable, || {
+            self.store.commit_prepare(from, amount, packet)
+        }))
+        .await
+    }
+
+    /// Runs a Fulfill's store write until the node aborts: then the write stops (its outcome
+    /// unknown) and is handed over with the others, so the packet task ends in time for the
+    /// shutdown instead of being dropped while it still owes the write.
+    async fn unless_aborted<T>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::select! {
+            outcome = write => outcome,
+            _ = self.shutdown.reached(Phase::Aborting) => {
+                Err(StoreError::Uncertain("node shutting down; the write is handed over".into()))
+            }
+        }
     }
 
     /// Credits the destination, retrying outages until `until`; every retry credits only if no
@@ -336,17 +355,20 @@ impl<S: Store> Node<S> {
         first_sent: SystemTime,
         until: tokio::time::Instant,
     ) -> Result<crate::balance::Balance, StoreError> {
-        let first = self.store.credit_fulfill(to, amount, packet).await;
-        match first {
-            Err(e) if pending::retryable(&e) && tokio::time::Instant::now() < until => {
-                debug!(error = %e, "credit after a Fulfill failed; retrying");
-                retry_until(until, pending::retryable, || {
-                    self.store.retry_credit(to, amount, packet, first_sent)
-                })
-                .await
+        self.unless_aborted(async {
+            let first = self.store.credit_fulfill(to, amount, packet).await;
+            match first {
+                Err(e) if pending::retryable(&e) && tokio::time::Instant::now() < until => {
+                    debug!(error = %e, "credit after a Fulfill failed; retrying");
+                    retry_until(until, pending::retryable, || {
+                        self.store.retry_credit(to, amount, packet, first_sent)
+                    })
+                    .await
+                }
+                first => first,
             }
-            first => first,
-        }
+        })
+        .await
     }
 
     /// A write of a fulfilled packet that failed: to be handed over to [`crate::pending`] if it

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use thitsax::config::{Config, StoreConfig};
 use thitsax::packet::Response;
 use thitsax::store::{RedisConfig, RedisStore, Store};
 
@@ -404,4 +405,106 @@ async fn kill_9_during_a_redis_outage_then_restart_applies_every_owed_write_once
     assert!(audit.status.success(), "{stdout}{}", String::from_utf8_lossy(&audit.stderr));
     assert_eq!(stdout.matches(" ok").count(), 2, "{stdout}");
     drop(downstream);
+}
+
+/// A graceful shutdown while Fulfills' writes wait for Redis: the packets still retrying when
+/// the grace period ends hand their writes to the owed-writes file (instead of being dropped with
+/// the runtime after the server stops waiting), and the next start applies each exactly once.
+#[test]
+fn shutdown_during_a_redis_outage_hands_owed_writes_to_the_next_start() {
+    if !redis_or_skip("shutdown_during_a_redis_outage_hands_owed_writes_to_the_next_start") {
+        return;
+    }
+    const PACKETS: u64 = 3;
+    let dir = TempDir::new("owed-shutdown");
+    let mut redis = RedisServer::start_with_aof();
+    let redis_url = redis.url();
+    let toml = |downstream: &str| {
+        let text = owed_config(0, &redis_url, downstream, &dir.join("owed.log"));
+        // Packets live 30 s, far beyond the grace period: they are still retrying at the abort.
+        text.replace("[forwarding]", "shutdown_grace_ms = 2000\n[forwarding]")
+    };
+    let store = |toml: &str| {
+        let StoreConfig::Redis(config) = Config::from_toml(toml).unwrap().store else { panic!("redis") };
+        config
+    };
+    // The first run, on its own runtime: dropped at the end as `thitsax` drops its own once
+    // `run_until` returns, cutting off whatever task is still running.
+    let first = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let gate = Arc::new(Gate(std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let _open_at_the_end = OpenOnDrop(gate.clone());
+    let fulfilled = first.block_on(async {
+        let held = gate.clone();
+        let downstream = Downstream::start(Arc::new(move |_: &thitsax::packet::Prepare| {
+            tokio::task::block_in_place(|| held.wait());
+            Behaviour::Fulfill
+        }))
+        .await;
+        let toml = toml(&downstream.url());
+        let node = TestNode::start_redis(&toml, RedisStore::connect(&store(&toml)).await.unwrap()).await;
+        let (url, client) = (node.url(), client());
+        let sent: Vec<_> = (0..PACKETS)
+            .map(|id| {
+                let (client, url) = (client.clone(), url.clone());
+                tokio::spawn(async move {
+                    let p = prepare_with_id("test.n.receiver.x", 1_000 + id, Duration::from_secs(30), id);
+                    let request = hyper::Request::post(&url)
+                        .header("authorization", "Bearer sender-token")
+                        .header("content-type", "application/octet-stream")
+                        .body(http_body_util::Full::new(p.to_bytes()))
+                        .unwrap();
+                    let response = client.request(request).await.ok()?;
+                    let body = http_body_util::BodyExt::collect(response.into_body()).await.ok()?;
+                    Response::parse(body.to_bytes()).ok()
+                })
+            })
+            .collect();
+        let waiting = Instant::now();
+        while downstream.requests.load(Ordering::SeqCst) < PACKETS as usize {
+            assert!(waiting.elapsed() < Duration::from_secs(20), "the packets did not reach the next hop");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::task::block_in_place(|| redis.stop());
+        // Shut down; the Fulfills come back while the node drains, and cannot be written.
+        let shutdown = node.node.shutdown.clone();
+        let stopping = tokio::spawn(node.stop());
+        shutdown.reached(thitsax::shutdown::Phase::Draining).await;
+        gate.open();
+        let mut fulfilled = 0;
+        for response in sent {
+            // Bounded: before the fix a packet still retrying was cut off, never answered.
+            if let Ok(Ok(Some(Response::Fulfill(_)))) =
+                tokio::time::timeout(Duration::from_secs(10), response).await
+            {
+                fulfilled += 1;
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), stopping).await;
+        fulfilled
+    });
+    drop(first);
+    redis.restart();
+
+    // The next start, with Redis up: what the first run owed is applied once, before serving.
+    let next = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    next.block_on(async {
+        let toml = toml("http://127.0.0.1:9/");
+        let node = TestNode::start_redis(&toml, RedisStore::connect(&store(&toml)).await.unwrap()).await;
+        let amounts: i128 = (0..PACKETS).map(|id| 1_000 + id as i128).sum();
+        let store = RedisStore::connect(&store(&toml)).await.unwrap();
+        let settled = Instant::now();
+        loop {
+            let (s, r) = (store.audit("sender").await.unwrap(), store.audit("receiver").await.unwrap());
+            if s.reserved == 0 && (s.balance, r.balance) == (-amounts, amounts) {
+                assert!(s.agrees() && r.agrees(), "{s:?} {r:?}");
+                break;
+            }
+            assert!(settled.elapsed() < Duration::from_secs(20), "sender {s:?}, receiver {r:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let receiver = journal(&redis_url, "receiver").await;
+        assert!(receiver.values().all(|(_, kinds)| kinds.len() == 1), "credited once each: {receiver:?}");
+        node.stop().await;
+    });
+    assert_eq!(fulfilled, PACKETS, "every Fulfill was relayed before the node stopped");
 }
