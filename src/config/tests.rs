@@ -390,3 +390,22 @@ fn the_settlement_listener_is_bound_always_only_when_named() {
     let named = format!("{MINIMAL}\n[settlement]\nlisten = \"127.0.0.1:7799\"\n");
     assert!(Config::from_toml(&named).unwrap().settlement.listen_always);
 }
+
+#[test]
+fn the_owed_writes_file_is_configured_with_redis_only() {
+    let redis =
+        |extra: &str| format!("{MINIMAL}\n[store]\nkind = \"redis\"\nurl = \"redis://h/\"\n{extra}\n");
+    let config = Config::from_toml(&redis("")).unwrap();
+    let owed = config.owed_writes.unwrap();
+    assert_eq!(owed.path, std::path::Path::new(defaults::OWED_WRITES_PATH));
+    assert_eq!(owed.entries_max, defaults::OWED_WRITES_MAX);
+    let set =
+        Config::from_toml(&redis("owed_writes_path = \"/var/lib/thitsax/owed.log\"\nowed_writes_max = 5"));
+    let owed = set.unwrap().owed_writes.unwrap();
+    assert_eq!((owed.path.to_str(), owed.entries_max), (Some("/var/lib/thitsax/owed.log"), 5));
+    assert_eq!(paths(&redis("owed_writes_max = 0")), ["store.owed_writes_max"]);
+    assert_eq!(paths(&redis("owed_writes_path = \"\"")), ["store.owed_writes_path"]);
+    let memory = MINIMAL.replace("[[accounts]]", "[store]\nowed_writes_path = \"x\"\n[[accounts]]");
+    assert_eq!(paths(&memory), ["store.owed_writes_path"]);
+    assert!(Config::from_toml(MINIMAL).unwrap().owed_writes.is_none());
+}
