@@ -61,8 +61,8 @@ pub mod defaults {
     pub const OWED_WRITES_PATH: &str = "thitsax-owed-writes.log";
     /// Writes of relayed Fulfills owed to Redis at once (a write is one line of about 100 bytes).
     pub const OWED_WRITES_MAX: usize = 10_000;
-    /// A credit's retry searches the journal since its first attempt (at most ten minutes back):
-    /// entries must stay at least this long.
+    /// A floor, so that recent packets stay in the journal for reconciliation. (A credit's retry
+    /// no longer reads the journal: it checks the packet's credit marker.)
     pub const JOURNAL_RETENTION_S_MIN: u64 = 3_600;
     pub const REDIS_RESPONSE_TIMEOUT_MS: u64 = 1_000;
     pub const REDIS_CONNECT_TIMEOUT_MS: u64 = 2_000;
@@ -677,7 +677,7 @@ impl Validator {
             self.problem(
                 "store.journal_retention_s",
                 format!(
-                    "must be at least {} (a credit's retry searches the recent journal)",
+                    "must be at least {} (recent packets stay in the journal for reconciliation)",
                     defaults::JOURNAL_RETENTION_S_MIN
                 ),
             );
