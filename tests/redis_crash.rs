@@ -116,6 +116,7 @@ url = "{}"
 prefix = "crash"
 sweep_interval_ms = 200
 sweep_grace_ms = 300
+owed_writes_path = "{}"
 [[accounts]]
 id = "sender"
 relation = "child"
@@ -131,6 +132,7 @@ outgoing_url = "{}"
 outgoing_token = "t"
 "#,
             redis.url(),
+            dir.join("owed.log").display(),
             downstream.url()
         ),
     )
