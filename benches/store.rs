@@ -88,6 +88,7 @@ fn stores(c: &mut Criterion) {
         prefix: "bench".into(),
         response_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(2),
+        credit_marker_ttl_s: 90_000,
     };
     let store = rt.block_on(RedisStore::connect(&config)).unwrap();
     phases(c, &rt, "redis", Arc::new(store));

@@ -8,6 +8,8 @@ use crate::http::{server, settlement_api};
 use crate::log_limit::{LogLimit, NEXT_HOP_WARNING_INTERVAL_MS};
 use crate::metrics::Metrics;
 use crate::node::Node;
+use crate::owed::{OwedError, OwedFile};
+use crate::pending::{self, PendingCommits, PENDING_MAX};
 use crate::reload::{self, Reloader, Seed};
 use crate::routing::{Router, RoutingTable};
 use crate::settlement::engine::EngineClient;
@@ -79,6 +81,8 @@ pub enum StartError {
     NeedsRedisStore,
     #[error("cannot load accounts and routes from Redis: {0}")]
     SharedConfig(#[from] ConfigStoreError),
+    #[error(transparent)]
+    OwedWrites(#[from] OwedError),
 }
 
 impl App<MemoryStore> {
@@ -98,8 +102,20 @@ impl App<RedisStore> {
     /// reloads it whenever it changes (see [`crate::reload`]). Without `config_sync` (which
     /// config validation always sets for Redis) the file alone is served.
     pub async fn bind_redis(config: Config, store: RedisStore) -> Result<Self, StartError> {
+        // Writes owed since the last run are replayed below, before the node serves a packet.
+        let (owed_file, owed) = match &config.owed_writes {
+            Some(rules) => {
+                let (file, owed) = OwedFile::open(rules)?;
+                (Some(Arc::new(file)), owed)
+            }
+            None => (None, Vec::new()),
+        };
+        let pending = PendingCommits::new(owed_file, PENDING_MAX, config.sweep.tombstone_retention);
         let Some(rules) = config.config_sync.clone() else {
-            return Ok(Self::bind_with(config, store).await?);
+            let (accounts, routes) = (Accounts::new(config.accounts.clone()), config.routes.clone());
+            let app = Self::bind_tables(config, store, accounts, routes, pending).await?;
+            pending::replay(&app.node.store, &app.node.accounts.load(), &app.node.pending, owed).await;
+            return Ok(app);
         };
         let seed = Seed {
             accounts: config.accounts.clone(),
@@ -111,7 +127,8 @@ impl App<RedisStore> {
         let version = tables.version;
         // Redis's rates are served, not the file's: with `config_precedence = "redis"` they differ.
         let config = Config { rates: tables.rates, ..config };
-        let mut app = Self::bind_tables(config, store, tables.accounts, tables.routes).await?;
+        let mut app = Self::bind_tables(config, store, tables.accounts, tables.routes, pending).await?;
+        pending::replay(&app.node.store, &app.node.accounts.load(), &app.node.pending, owed).await;
         // The watcher and the admin API reload through one reloader; admin changes go to Redis,
         // so that every instance serves them.
         let reloader = Arc::new(Reloader::new(app.node.clone(), seed));
@@ -125,7 +142,8 @@ impl<S: Store> App<S> {
     /// Binds a node serving the config file's accounts and routes.
     pub async fn bind_with(config: Config, store: S) -> Result<Self, BindError> {
         let (accounts, routes) = (Accounts::new(config.accounts.clone()), config.routes.clone());
-        Self::bind_tables(config, store, accounts, routes).await
+        let pending = PendingCommits::new(None, PENDING_MAX, config.sweep.tombstone_retention);
+        Self::bind_tables(config, store, accounts, routes, pending).await
     }
 
     async fn bind_tables(
@@ -133,6 +151,7 @@ impl<S: Store> App<S> {
         store: S,
         accounts: Accounts,
         routes: RoutingTable,
+        pending: PendingCommits,
     ) -> Result<Self, BindError> {
         let listener = bind(Listener::Ilp, config.listen).await?;
         let engines_at_start = accounts.iter().any(|a| a.settlement_engine_url.is_some());
@@ -154,7 +173,7 @@ impl<S: Store> App<S> {
             client: HttpClient::new(&config.client),
             expiry: config.expiry.clone(),
             shutdown: shutdown.signal(),
-            pending: Default::default(),
+            pending,
             settlement: Default::default(),
             engines: EngineClient::new(&config.settlement.engine),
             metrics: Metrics::new(),

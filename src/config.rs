@@ -7,6 +7,7 @@ use crate::http::client::ClientLimits;
 use crate::http::listener::ApiLimits;
 use crate::http::server::ServerLimits;
 use crate::node::ExpiryRules;
+use crate::owed::OwedRules;
 use crate::packet::IlpAddress;
 use crate::rates::{Rates, RatesRecord};
 use crate::routing::RoutingTable;
@@ -106,6 +107,8 @@ struct RawStore {
     sweep_batch_max: Option<usize>,
     sweep_tombstone_retention_s: Option<u64>,
     journal_retention_s: Option<u64>,
+    owed_writes_path: Option<std::path::PathBuf>,
+    owed_writes_max: Option<usize>,
     config_precedence: Option<Precedence>,
     config_poll_interval_ms: Option<u64>,
     config_pubsub: Option<bool>,
@@ -212,6 +215,9 @@ pub struct Config {
     /// How accounts and routes are shared through Redis; `None` with the memory store.
     pub config_sync: Option<ConfigSyncRules>,
     pub sweep: SweepRules,
+    /// Where a relayed Fulfill's unapplied writes are kept durable; `None` with the memory store
+    /// (its writes cannot fail that way, and its balances do not outlive the process anyway).
+    pub owed_writes: Option<OwedRules>,
     pub rates: Rates,
     pub accounts: Vec<Account>,
     /// The whole table: the static routes plus the routes the accounts imply (children, peers'
@@ -468,7 +474,8 @@ impl Validator {
 
         let sweep = self.sweep(&raw.store);
         let config_sync = self.config_sync(&raw.store);
-        let store = self.store(raw.store);
+        let owed_writes = self.owed_writes(&raw.store);
+        let store = self.store(raw.store, &sweep);
         let client = self.client(&raw.http);
         let (listen, server) = self.http(raw.http);
         let expiry = self.forwarding(raw.forwarding);
@@ -498,6 +505,7 @@ impl Validator {
                     store,
                     config_sync,
                     sweep,
+                    owed_writes,
                     rates,
                     accounts,
                     routes,
@@ -729,12 +737,26 @@ impl Validator {
             self.problem(
                 "store.journal_retention_s",
                 format!(
-                    "must be at least {} (a credit's retry searches the recent journal)",
+                    "must be at least {} (recent packets stay in the journal for reconciliation)",
                     defaults::JOURNAL_RETENTION_S_MIN
                 ),
             );
         }
         value
+    }
+
+    /// The owed-writes file: only with Redis (`store()` reports its keys with the memory store).
+    fn owed_writes(&mut self, raw: &RawStore) -> Option<OwedRules> {
+        if raw.kind == StoreKind::Memory {
+            return None;
+        }
+        let path = raw.owed_writes_path.clone().unwrap_or_else(|| defaults::OWED_WRITES_PATH.into());
+        if path.as_os_str().is_empty() {
+            self.problem("store.owed_writes_path", "must name a file");
+        }
+        let entries_max =
+            self.positive("store.owed_writes_max", raw.owed_writes_max, defaults::OWED_WRITES_MAX);
+        Some(OwedRules { path, entries_max })
     }
 
     /// The shared accounts and routes: only with Redis (the memory store has nothing to share).
@@ -755,7 +777,7 @@ impl Validator {
         })
     }
 
-    fn store(&mut self, raw: RawStore) -> Option<StoreConfig> {
+    fn store(&mut self, raw: RawStore, sweep: &SweepRules) -> Option<StoreConfig> {
         let redis_only = [
             ("store.url", raw.url.is_some()),
             ("store.cluster_urls", raw.cluster_urls.is_some()),
@@ -765,6 +787,8 @@ impl Validator {
             ("store.config_precedence", raw.config_precedence.is_some()),
             ("store.config_poll_interval_ms", raw.config_poll_interval_ms.is_some()),
             ("store.config_pubsub", raw.config_pubsub.is_some()),
+            ("store.owed_writes_path", raw.owed_writes_path.is_some()),
+            ("store.owed_writes_max", raw.owed_writes_max.is_some()),
         ];
         if raw.kind == StoreKind::Memory {
             for (path, given) in redis_only {
@@ -821,6 +845,10 @@ impl Validator {
                 raw.connect_timeout_ms,
                 defaults::REDIS_CONNECT_TIMEOUT_MS,
             ),
+            credit_marker_ttl_s: sweep
+                .tombstone_retention
+                .as_secs()
+                .saturating_add(defaults::CREDIT_MARKER_TTL_MARGIN_S),
         }))
     }
 

@@ -11,7 +11,8 @@
 //! - the Fulfill's preimage is checked before anything is credited.
 //!
 //! Store failures after a Fulfill: both writes are retried for as long as the Fulfill can still
-//! be relayed in time, then handed to [`crate::pending`] to be retried in the background. Retries
+//! be relayed in time (or until the node aborts on shutdown), then handed to [`crate::pending`],
+//! which records them durably before the Fulfill is relayed and retries them in the background. Retries
 //! never apply a write twice: the commit is idempotent (a reservation the sweeper released
 //! meanwhile is charged again, once), and a credit is retried with [`Store::retry_credit`], which
 //! credits only if the earlier attempt did not.
@@ -245,20 +246,27 @@ impl<S: Store> Node<S> {
                 // Recorded before the Fulfill is relayed upstream. The two accounts may live in
                 // different store shards, so the two writes go out together, not one after the
                 // other.
+                let first_sent = SystemTime::now();
                 let (committed, credited) = tokio::join!(
                     self.commit(from, amount_in, packet, relay_by),
-                    self.credit(&to, amount_out, packet, relay_by),
+                    self.credit(&to, amount_out, packet, first_sent, relay_by),
                 );
                 // The money moved downstream whatever our store says: relay the Fulfill so the
-                // sender pays us; writes still unapplied go on in the background.
+                // sender pays us; writes still unapplied are made durable first, then go on in
+                // the background.
+                let mut owed = Vec::new();
                 if let Err(e) = committed {
-                    self.unapplied(WriteKind::Commit, from, amount_in, packet, e);
+                    owed.extend(self.unapplied(WriteKind::Commit, from, amount_in, packet, first_sent, e));
                 }
                 match credited {
                     Ok(balance) => self.settlement.after_credit(&to, balance),
-                    Err((e, first_sent)) => {
-                        self.unapplied(WriteKind::Credit { first_sent }, &to, amount_out, packet, e)
+                    Err(e) => {
+                        owed.extend(self.unapplied(WriteKind::Credit, &to, amount_out, packet, first_sent, e))
                     }
+                }
+                if let Some((_, cause)) = owed.last() {
+                    let cause = cause.clone();
+                    self.pending.hand_over(owed.into_iter().map(|(w, _)| w).collect(), &cause).await;
                 }
                 Ok(Response::Fulfill(fulfill))
             }
@@ -287,42 +295,69 @@ impl<S: Store> Node<S> {
         packet: PacketId,
         until: tokio::time::Instant,
     ) -> Result<(), StoreError> {
-        retry_until(until, pending::retryable, || self.store.commit_prepare(from, amount, packet)).await
+        self.unless_aborted(retry_until(until, pending::retryable, || {
+            self.store.commit_prepare(from, amount, packet)
+        }))
+        .await
+    }
+
+    /// Runs a Fulfill's store write until the node aborts: then the write stops (its outcome
+    /// unknown) and is handed over with the others, so the packet task ends in time for the
+    /// shutdown instead of being dropped while it still owes the write.
+    async fn unless_aborted<T>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::select! {
+            outcome = write => outcome,
+            _ = self.shutdown.reached(Phase::Aborting) => {
+                Err(StoreError::Uncertain("node shutting down; the write is handed over".into()))
+            }
+        }
     }
 
     /// Credits the destination, retrying outages until `until`; every retry credits only if no
-    /// earlier attempt did. On failure, also says when the first attempt was sent.
+    /// earlier attempt (the first sent at `first_sent`) did.
     async fn credit(
         &self,
         to: &Account,
         amount: u64,
         packet: PacketId,
+        first_sent: SystemTime,
         until: tokio::time::Instant,
-    ) -> Result<crate::balance::Balance, (StoreError, SystemTime)> {
-        let first_sent = SystemTime::now();
-        let first = self.store.credit_fulfill(to, amount, packet).await;
-        match first {
-            Err(e) if pending::retryable(&e) && tokio::time::Instant::now() < until => {
-                debug!(error = %e, "credit after a Fulfill failed; retrying");
-                retry_until(until, pending::retryable, || {
-                    self.store.retry_credit(to, amount, packet, first_sent)
-                })
-                .await
+    ) -> Result<crate::balance::Balance, StoreError> {
+        self.unless_aborted(async {
+            let first = self.store.credit_fulfill(to, amount, packet).await;
+            match first {
+                Err(e) if pending::retryable(&e) && tokio::time::Instant::now() < until => {
+                    debug!(error = %e, "credit after a Fulfill failed; retrying");
+                    retry_until(until, pending::retryable, || {
+                        self.store.retry_credit(to, amount, packet, first_sent)
+                    })
+                    .await
+                }
+                first => first,
             }
-            first => first,
-        }
-        .map_err(|e| (e, first_sent))
+        })
+        .await
     }
 
-    /// A write of a fulfilled packet that failed: retried in the background if it may still
-    /// succeed, else logged for reconciliation.
-    fn unapplied(&self, kind: WriteKind, account: &Account, amount: u64, packet: PacketId, e: StoreError) {
+    /// A write of a fulfilled packet that failed: to be handed over to [`crate::pending`] if it
+    /// may still succeed, else logged for reconciliation.
+    fn unapplied(
+        &self,
+        kind: WriteKind,
+        account: &Account,
+        amount: u64,
+        packet: PacketId,
+        first_sent: SystemTime,
+        e: StoreError,
+    ) -> Option<(PendingWrite, StoreError)> {
         if pending::retryable(&e) {
-            let since = tokio::time::Instant::now();
-            let write = PendingWrite { kind, account: account.clone(), amount, packet, since };
-            self.pending.hand_over(write, &e);
+            Some((PendingWrite { kind, account: account.clone(), amount, packet, first_sent }, e))
         } else {
             error!(error = %e, account = %account.id, %packet, amount, ?kind, "fulfilled packet's write cannot be applied; reconcile this packet");
+            None
         }
     }
 

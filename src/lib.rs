@@ -14,7 +14,8 @@
 //!    wherever they come from), [`store`], [`http::client`], [`ildcp`]; and the handles the node
 //!    holds: [`settlement`] (the one seam for every way of settling,
 //!    [`settlement::SettlementSystem`], its signals and the RFC 0038 engine client), [`pending`]
-//!    (writes owed after their Fulfill was relayed);
+//!    (writes owed after their Fulfill was relayed, kept durable in [`owed`], the owed-writes
+//!    file);
 //! 4. [`node`]: the node's shared state, one struct behind an `Arc`;
 //! 5. what runs on it: [`forward`], the packet's path, top to bottom; settlement's worker
 //!    ([`settlement::outgoing`]) and callbacks ([`settlement::incoming`]); [`sweeper`]: crash
@@ -37,6 +38,7 @@ pub mod limits;
 pub mod log_limit;
 pub mod metrics;
 pub mod node;
+pub mod owed;
 pub mod packet;
 pub mod pending;
 pub mod quantity;

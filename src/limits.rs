@@ -32,8 +32,17 @@ pub const SWEEP_BATCH_MAX: usize = 1_000;
 pub const SWEEP_TOMBSTONE_RETENTION_S: u64 = 86_400;
 /// A week of per-packet history in Redis; older entries are folded into a checkpoint.
 pub const JOURNAL_RETENTION_S: u64 = 7 * 86_400;
-/// A credit's retry searches the journal since its first attempt (at most ten minutes back):
-/// entries must stay at least this long.
+/// A fulfilled packet's credit marker in Redis lives `store.sweep_tombstone_retention_s`
+/// (the age past which owed writes are no longer replayed) plus this: the background retries
+/// of a relayed Fulfill's writes (ten minutes) and clock differences fit well within.
+pub const CREDIT_MARKER_TTL_MARGIN_S: u64 = 3_600;
+/// The owed-writes file, relative to the working directory (each node needs its own: it is
+/// locked while the node runs).
+pub const OWED_WRITES_PATH: &str = "thitsax-owed-writes.log";
+/// Writes of relayed Fulfills owed to Redis at once (a write is one line of about 100 bytes).
+pub const OWED_WRITES_MAX: usize = 10_000;
+/// A floor, so that recent packets stay in the journal for reconciliation. (A credit's retry
+/// no longer reads the journal: it checks the packet's credit marker.)
 pub const JOURNAL_RETENTION_S_MIN: u64 = 3_600;
 pub const REDIS_RESPONSE_TIMEOUT_MS: u64 = 1_000;
 pub const REDIS_CONNECT_TIMEOUT_MS: u64 = 2_000;

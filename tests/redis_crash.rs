@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use thitsax::config::{Config, StoreConfig};
 use thitsax::packet::Response;
 use thitsax::store::{RedisConfig, RedisStore, Store};
 
@@ -115,6 +116,7 @@ url = "{}"
 prefix = "crash"
 sweep_interval_ms = 200
 sweep_grace_ms = 300
+owed_writes_path = "{}"
 [[accounts]]
 id = "sender"
 relation = "child"
@@ -130,6 +132,7 @@ outgoing_url = "{}"
 outgoing_token = "t"
 "#,
             redis.url(),
+            dir.join("owed.log").display(),
             downstream.url()
         ),
     )
@@ -175,6 +178,7 @@ outgoing_token = "t"
         prefix: "crash".into(),
         response_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(2),
+        credit_marker_ttl_s: 90_000,
     };
     let store = RedisStore::connect(&store_config).await.unwrap();
     let in_flight_at_kill = store.audit("sender").await.unwrap().reserved;
@@ -221,4 +225,288 @@ outgoing_token = "t"
     let stdout = String::from_utf8_lossy(&audit.stdout);
     assert!(audit.status.success(), "{stdout}{}", String::from_utf8_lossy(&audit.stderr));
     assert_eq!(stdout.matches(" ok").count(), 2, "{stdout}");
+}
+
+/// Held answers of a downstream, released when the test opens the gate. Each waits on a std
+/// condition variable inside `block_in_place`, so the runtime's other tasks go on meanwhile.
+struct Gate(std::sync::Mutex<bool>, std::sync::Condvar);
+
+impl Gate {
+    fn open(&self) {
+        *self.0.lock().unwrap() = true;
+        self.1.notify_all();
+    }
+    fn wait(&self) {
+        let mut open = self.0.lock().unwrap();
+        while !*open {
+            open = self.1.wait(open).unwrap();
+        }
+    }
+}
+
+/// Opens the gate when the test ends, failed or not, so that no held answer outlives it.
+struct OpenOnDrop(Arc<Gate>);
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// The owed-writes test's node: Redis answers fast or fails fast, packets live long enough for
+/// the outage to start before their Fulfills come back.
+fn owed_config(port: u16, redis: &str, downstream: &str, owed: &std::path::Path) -> String {
+    format!(
+        r#"
+[node]
+ilp_address = "test.n"
+log_level = "warn"
+[http]
+listen = "127.0.0.1:{port}"
+[forwarding]
+expiry_margin_ms = 1000
+min_outgoing_window_ms = 100
+[store]
+kind = "redis"
+url = "{redis}"
+prefix = "crash"
+response_timeout_ms = 300
+connect_timeout_ms = 300
+sweep_interval_ms = 200
+sweep_grace_ms = 300
+owed_writes_path = "{}"
+[[accounts]]
+id = "sender"
+relation = "child"
+asset_code = "USD"
+asset_scale = 9
+incoming_token = "sender-token"
+[[accounts]]
+id = "receiver"
+relation = "child"
+asset_code = "USD"
+asset_scale = 9
+outgoing_url = "{downstream}"
+outgoing_token = "t"
+"#,
+        owed.display()
+    )
+}
+
+/// Fulfills that come back while Redis is down are relayed, and the node is then killed (SIGKILL)
+/// before Redis is back: the writes they owe (commit on the sender, credit on the receiver) were
+/// only in memory, so the restarted node's sweeper refunded the sender of packets the receiver
+/// was paid for. With the owed-writes file the restart replays them before serving: every packet
+/// charged and credited exactly once, nothing swept, and the audit agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_redis_outage_then_restart_applies_every_owed_write_once() {
+    if !redis_or_skip("kill_9_during_a_redis_outage_then_restart_applies_every_owed_write_once") {
+        return;
+    }
+    const PACKETS: u64 = 8;
+    let mut redis = RedisServer::start_with_aof();
+    let gate = Arc::new(Gate(std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let held = gate.clone();
+    let _open_at_the_end = OpenOnDrop(gate.clone());
+    let downstream = Downstream::start(Arc::new(move |_: &thitsax::packet::Prepare| {
+        tokio::task::block_in_place(|| held.wait());
+        Behaviour::Fulfill
+    }))
+    .await;
+    let port = free_port();
+    let dir = TempDir::new("owed-kill");
+    let config = dir.join("node.toml");
+    std::fs::write(&config, owed_config(port, &redis.url(), &downstream.url(), &dir.join("owed.log")))
+        .unwrap();
+
+    let mut node = start(&config, port);
+    let url = format!("http://127.0.0.1:{port}/");
+    let client = client();
+    // Prepared (and reserved in Redis) while Redis is up; the downstream holds them.
+    let sent: Vec<_> = (0..PACKETS)
+        .map(|id| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let p = prepare_with_id("test.n.receiver.x", 1_000 + id, Duration::from_secs(6), id);
+                let request = hyper::Request::post(&url)
+                    .header("authorization", "Bearer sender-token")
+                    .header("content-type", "application/octet-stream")
+                    .body(http_body_util::Full::new(p.to_bytes()))
+                    .unwrap();
+                let response = client.request(request).await.unwrap();
+                let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap();
+                Response::parse(body.to_bytes()).unwrap()
+            })
+        })
+        .collect();
+    let waiting = Instant::now();
+    while downstream.requests.load(Ordering::SeqCst) < PACKETS as usize {
+        assert!(waiting.elapsed() < Duration::from_secs(20), "the packets did not reach the next hop");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Redis goes away; then the next hop fulfils: the node cannot write, and relays anyway.
+    let mut redis = tokio::task::spawn_blocking(move || {
+        redis.stop();
+        redis
+    })
+    .await
+    .unwrap();
+    gate.open();
+    let mut fulfilled = 0;
+    for response in sent {
+        let response = response.await.unwrap();
+        assert!(matches!(response, Response::Fulfill(_)), "{response:?}");
+        fulfilled += 1;
+    }
+    assert_eq!(fulfilled, PACKETS);
+    let amounts: i128 = (0..PACKETS).map(|id| 1_000 + id as i128).sum();
+    node.0.kill().unwrap(); // SIGKILL: no drain, no cleanup
+    node.0.wait().unwrap();
+
+    // Redis back (the reservations expired meanwhile); the node restarts over the same file.
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap();
+    let _node = start(&config, port);
+    let store_config = RedisConfig {
+        urls: vec![redis.url()],
+        cluster: false,
+        prefix: "crash".into(),
+        response_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        credit_marker_ttl_s: 90_000,
+    };
+    {
+        let store = RedisStore::connect(&store_config).await.unwrap();
+        // The packets expired long ago: the sweeper (every 200 ms) would refund any reservation
+        // the restart did not commit, and the balances would never reach these.
+        let settled = Instant::now();
+        loop {
+            let (s, r) = (store.audit("sender").await.unwrap(), store.audit("receiver").await.unwrap());
+            let both = (s.balance, r.balance);
+            if s.reserved == 0 && both == (-amounts, amounts) {
+                break;
+            }
+            assert!(settled.elapsed() < Duration::from_secs(20), "sender {s:?}, receiver {r:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let sender = journal(&redis.url(), "sender").await;
+        let receiver = journal(&redis.url(), "receiver").await;
+        assert_eq!((sender.len(), receiver.len()), (PACKETS as usize, PACKETS as usize));
+        for (packet, (net, kinds)) in &sender {
+            assert!(!kinds.contains(&"expire".to_string()), "packet {packet} was swept: {kinds:?}");
+            let (credit, credits) = &receiver[packet];
+            assert_eq!((*net, credits.len()), (-credit, 1), "packet {packet}: {kinds:?} {credits:?}");
+        }
+    }
+    // The operator's check agrees.
+    let audit = Command::new(BIN).arg("audit").arg(&config).output().unwrap();
+    let stdout = String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.status.success(), "{stdout}{}", String::from_utf8_lossy(&audit.stderr));
+    assert_eq!(stdout.matches(" ok").count(), 2, "{stdout}");
+    drop(downstream);
+}
+
+/// A graceful shutdown while Fulfills' writes wait for Redis: the packets still retrying when
+/// the grace period ends hand their writes to the owed-writes file (instead of being dropped with
+/// the runtime after the server stops waiting), and the next start applies each exactly once.
+#[test]
+fn shutdown_during_a_redis_outage_hands_owed_writes_to_the_next_start() {
+    if !redis_or_skip("shutdown_during_a_redis_outage_hands_owed_writes_to_the_next_start") {
+        return;
+    }
+    const PACKETS: u64 = 3;
+    let dir = TempDir::new("owed-shutdown");
+    let mut redis = RedisServer::start_with_aof();
+    let redis_url = redis.url();
+    let toml = |downstream: &str| {
+        let text = owed_config(0, &redis_url, downstream, &dir.join("owed.log"));
+        // Packets live 30 s, far beyond the grace period: they are still retrying at the abort.
+        text.replace("[forwarding]", "shutdown_grace_ms = 2000\n[forwarding]")
+    };
+    let store = |toml: &str| {
+        let StoreConfig::Redis(config) = Config::from_toml(toml).unwrap().store else { panic!("redis") };
+        config
+    };
+    // The first run, on its own runtime: dropped at the end as `thitsax` drops its own once
+    // `run_until` returns, cutting off whatever task is still running.
+    let first = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let gate = Arc::new(Gate(std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let _open_at_the_end = OpenOnDrop(gate.clone());
+    let fulfilled = first.block_on(async {
+        let held = gate.clone();
+        let downstream = Downstream::start(Arc::new(move |_: &thitsax::packet::Prepare| {
+            tokio::task::block_in_place(|| held.wait());
+            Behaviour::Fulfill
+        }))
+        .await;
+        let toml = toml(&downstream.url());
+        let node = TestNode::start_redis(&toml, RedisStore::connect(&store(&toml)).await.unwrap()).await;
+        let (url, client) = (node.url(), client());
+        let sent: Vec<_> = (0..PACKETS)
+            .map(|id| {
+                let (client, url) = (client.clone(), url.clone());
+                tokio::spawn(async move {
+                    let p = prepare_with_id("test.n.receiver.x", 1_000 + id, Duration::from_secs(30), id);
+                    let request = hyper::Request::post(&url)
+                        .header("authorization", "Bearer sender-token")
+                        .header("content-type", "application/octet-stream")
+                        .body(http_body_util::Full::new(p.to_bytes()))
+                        .unwrap();
+                    let response = client.request(request).await.ok()?;
+                    let body = http_body_util::BodyExt::collect(response.into_body()).await.ok()?;
+                    Response::parse(body.to_bytes()).ok()
+                })
+            })
+            .collect();
+        let waiting = Instant::now();
+        while downstream.requests.load(Ordering::SeqCst) < PACKETS as usize {
+            assert!(waiting.elapsed() < Duration::from_secs(20), "the packets did not reach the next hop");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::task::block_in_place(|| redis.stop());
+        // Shut down; the Fulfills come back while the node drains, and cannot be written.
+        let shutdown = node.node.shutdown.clone();
+        let stopping = tokio::spawn(node.stop());
+        shutdown.reached(thitsax::shutdown::Phase::Draining).await;
+        gate.open();
+        let mut fulfilled = 0;
+        for response in sent {
+            // Bounded: before the fix a packet still retrying was cut off, never answered.
+            if let Ok(Ok(Some(Response::Fulfill(_)))) =
+                tokio::time::timeout(Duration::from_secs(10), response).await
+            {
+                fulfilled += 1;
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), stopping).await;
+        fulfilled
+    });
+    drop(first);
+    redis.restart();
+
+    // The next start, with Redis up: what the first run owed is applied once, before serving.
+    let next = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    next.block_on(async {
+        let toml = toml("http://127.0.0.1:9/");
+        let node = TestNode::start_redis(&toml, RedisStore::connect(&store(&toml)).await.unwrap()).await;
+        let amounts: i128 = (0..PACKETS).map(|id| 1_000 + id as i128).sum();
+        let store = RedisStore::connect(&store(&toml)).await.unwrap();
+        let settled = Instant::now();
+        loop {
+            let (s, r) = (store.audit("sender").await.unwrap(), store.audit("receiver").await.unwrap());
+            if s.reserved == 0 && (s.balance, r.balance) == (-amounts, amounts) {
+                assert!(s.agrees() && r.agrees(), "{s:?} {r:?}");
+                break;
+            }
+            assert!(settled.elapsed() < Duration::from_secs(20), "sender {s:?}, receiver {r:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let receiver = journal(&redis_url, "receiver").await;
+        assert!(receiver.values().all(|(_, kinds)| kinds.len() == 1), "credited once each: {receiver:?}");
+        node.stop().await;
+    });
+    assert_eq!(fulfilled, PACKETS, "every Fulfill was relayed before the node stopped");
 }

@@ -17,6 +17,7 @@ fn config(urls: Vec<String>, cluster: bool) -> RedisConfig {
         prefix: "test".into(),
         response_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(2),
+        credit_marker_ttl_s: 90_000,
     }
 }
 
@@ -128,7 +129,7 @@ async fn redis_down_is_unavailable_changes_nothing_and_recovers() {
 }
 
 /// A credit sent again after an uncertain outcome: applied once whichever attempt got through,
-/// and refused (nothing changed) when the journal since the first attempt is too long to search.
+/// however busy the account's journal is (the check is the packet's own marker, not a search).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_credits_apply_once() {
     if !redis_or_skip("retried_credits_apply_once") {
@@ -136,7 +137,21 @@ async fn retried_credits_apply_once() {
     }
     let server = RedisServer::start();
     let store = Arc::new(RedisStore::connect(&config(vec![server.url()], false)).await.unwrap());
-    let b = test_account("retry");
+    retried_credits_apply_once_on(store, "single").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_credits_apply_once_on_a_cluster() {
+    if !redis_or_skip("retried_credits_apply_once_on_a_cluster") {
+        return;
+    }
+    let cluster = RedisCluster::start(3);
+    let store = Arc::new(RedisStore::connect(&config(cluster.urls(), true)).await.unwrap());
+    retried_credits_apply_once_on(store, "cluster").await;
+}
+
+async fn retried_credits_apply_once_on(store: Arc<RedisStore>, prefix: &str) {
+    let b = test_account(&format!("{prefix}-retry"));
     let first_sent = SystemTime::now();
     let p = PacketId::next();
     assert_eq!(store.credit_fulfill(&b, 5, p).await, Ok(5));
@@ -148,11 +163,19 @@ async fn retried_credits_apply_once() {
     let q = PacketId::next();
     assert_eq!(store.retry_credit(&b, 7, q, first_sent).await, Ok(13));
     assert_eq!(store.retry_credit(&b, 7, q, first_sent).await, Ok(13));
-    assert!(store.audit("retry").await.unwrap().agrees());
+    assert!(store.audit(&b.id).await.unwrap().agrees());
+    // A first attempt older than the marker's TTL: the marker may be gone, so no credit.
+    let long_ago = SystemTime::now() - Duration::from_secs(90_000);
+    let old = store.retry_credit(&b, 7, PacketId::next(), long_ago).await;
+    assert!(matches!(old, Err(StoreError::Unverifiable(_))), "{old:?}");
+    assert_eq!(store.balance(&b.id).await, Ok(13));
 
-    // More than 10,000 journal entries since the first attempt: cannot tell, so no credit.
-    let busy = Arc::new(test_account("busy"));
+    // A busy account: more than 10,000 journal entries since the first attempt. A retry of the
+    // credit applied before them changes nothing; a retry of one never applied credits once.
+    let busy = Arc::new(test_account(&format!("{prefix}-busy")));
     let first_sent = SystemTime::now();
+    let applied = PacketId::next();
+    assert_eq!(store.credit_fulfill(&busy, 9, applied).await, Ok(9));
     futures::stream::iter(0..10_001)
         .for_each_concurrent(50, |_| {
             let (store, busy) = (store.clone(), busy.clone());
@@ -161,9 +184,12 @@ async fn retried_credits_apply_once() {
             }
         })
         .await;
-    let unknown = store.retry_credit(&busy, 9, PacketId::next(), first_sent).await;
-    assert!(matches!(unknown, Err(StoreError::Unverifiable(_))), "{unknown:?}");
-    assert_eq!(store.balance("busy").await, Ok(10_001));
+    assert_eq!(store.retry_credit(&busy, 9, applied, first_sent).await, Ok(10_010));
+    let lost = PacketId::next();
+    assert_eq!(store.retry_credit(&busy, 4, lost, first_sent).await, Ok(10_014));
+    assert_eq!(store.retry_credit(&busy, 4, lost, first_sent).await, Ok(10_014));
+    assert_eq!(store.balance(&busy.id).await, Ok(10_014));
+    assert!(store.audit(&busy.id).await.unwrap().agrees());
 }
 
 fn xlen(server: &RedisServer, key: &str) -> i64 {

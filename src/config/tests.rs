@@ -195,6 +195,9 @@ fn retentions_of_the_store() {
         Config::from_toml(&with("journal_retention_s = 3600\nsweep_tombstone_retention_s = 60")).unwrap();
     assert_eq!(set.sweep.journal_retention, Duration::from_secs(3600));
     assert_eq!(set.sweep.tombstone_retention, Duration::from_secs(60));
+    // A credit's marker outlives every retry of it: the tombstone retention plus a margin.
+    let StoreConfig::Redis(r) = set.store else { panic!("redis expected") };
+    assert_eq!(r.credit_marker_ttl_s, 60 + defaults::CREDIT_MARKER_TTL_MARGIN_S);
     assert_eq!(paths(&with("journal_retention_s = 59")), ["store.journal_retention_s"]);
     assert_eq!(paths(&with("sweep_tombstone_retention_s = 0")), ["store.sweep_tombstone_retention_s"]);
 }
@@ -522,4 +525,23 @@ fn an_account_whose_id_has_the_wrong_type_does_not_excuse_a_route_to_the_stand_i
     let mut paths = paths(&text);
     paths.sort();
     assert_eq!(paths, ["accounts[0].id", "routes[0].account"]);
+}
+
+#[test]
+fn the_owed_writes_file_is_configured_with_redis_only() {
+    let redis =
+        |extra: &str| format!("{MINIMAL}\n[store]\nkind = \"redis\"\nurl = \"redis://h/\"\n{extra}\n");
+    let config = Config::from_toml(&redis("")).unwrap();
+    let owed = config.owed_writes.unwrap();
+    assert_eq!(owed.path, std::path::Path::new(defaults::OWED_WRITES_PATH));
+    assert_eq!(owed.entries_max, defaults::OWED_WRITES_MAX);
+    let set =
+        Config::from_toml(&redis("owed_writes_path = \"/var/lib/thitsax/owed.log\"\nowed_writes_max = 5"));
+    let owed = set.unwrap().owed_writes.unwrap();
+    assert_eq!((owed.path.to_str(), owed.entries_max), (Some("/var/lib/thitsax/owed.log"), 5));
+    assert_eq!(paths(&redis("owed_writes_max = 0")), ["store.owed_writes_max"]);
+    assert_eq!(paths(&redis("owed_writes_path = \"\"")), ["store.owed_writes_path"]);
+    let memory = MINIMAL.replace("[[accounts]]", "[store]\nowed_writes_path = \"x\"\n[[accounts]]");
+    assert_eq!(paths(&memory), ["store.owed_writes_path"]);
+    assert!(Config::from_toml(MINIMAL).unwrap().owed_writes.is_none());
 }

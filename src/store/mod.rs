@@ -137,9 +137,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Balance, StoreError>> + Send;
 
     /// [`credit_fulfill`](Self::credit_fulfill) sent again after an attempt, first sent at
-    /// `first_sent`, failed: credits only if that attempt was not applied, so it may be retried
-    /// after any failure. `Unverifiable` when the store cannot tell. (The memory store's calls
-    /// never end uncertain, so for it this is the credit itself.)
+    /// `first_sent`, failed: credits only if no earlier attempt was applied, so it may be retried
+    /// after any failure (Redis checks the packet's credit marker, in constant time).
+    /// `Unverifiable` when the store cannot tell: the first attempt is older than the marker
+    /// lives. (The memory store's calls never end uncertain, and it does not outlive its
+    /// process, so for it this is the credit itself.)
     fn retry_credit(
         &self,
         to: &Account,

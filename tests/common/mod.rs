@@ -31,6 +31,9 @@ pub struct TestNode<S: Store = MemoryStore> {
     pub node: Arc<Node<S>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Holds the node's owed-writes file when the config left its path at the default (each
+    /// node needs its own, and the default is one name in the working directory).
+    owed_dir: Option<TempDir>,
 }
 
 impl TestNode<MemoryStore> {
@@ -60,12 +63,24 @@ pub fn reserve_port() -> u16 {
 impl TestNode<RedisStore> {
     /// Starts a node on Redis as `thitsax` does: the file's accounts and routes written into
     /// Redis by `store.config_precedence`, the shared set served and reloaded on change.
+    /// An owed-writes path set in `toml` is kept (a test restarting a node over one file).
     pub async fn start_redis(toml: &str, store: RedisStore) -> Self {
         let mut config = Config::from_toml(toml).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.settlement.listen = "127.0.0.1:0".parse().unwrap();
         config.admin.listen = "127.0.0.1:0".parse().unwrap();
-        Self::run(App::bind_redis(config, store).await.expect("start on Redis"))
+        let mut owed_dir = None;
+        if let Some(owed) = config.owed_writes.as_mut() {
+            if owed.path == std::path::Path::new(thitsax::config::defaults::OWED_WRITES_PATH) {
+                static NODES: AtomicUsize = AtomicUsize::new(0);
+                let dir = TempDir::new(&format!("owed-{}", NODES.fetch_add(1, Ordering::SeqCst)));
+                owed.path = dir.join("owed.log");
+                owed_dir = Some(dir);
+            }
+        }
+        let mut node = Self::run(App::bind_redis(config, store).await.expect("start on Redis"));
+        node.owed_dir = owed_dir;
+        node
     }
 }
 
@@ -86,7 +101,7 @@ impl<S: Store> TestNode<S> {
         let task = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        TestNode { addr, settlement_addr, admin_addr, node, stop: Some(tx), task: Some(task) }
+        TestNode { addr, settlement_addr, admin_addr, node, stop: Some(tx), task: Some(task), owed_dir: None }
     }
 
     pub fn url(&self) -> String {

@@ -104,10 +104,8 @@ impl Credit {
 /// `process_fulfill_destination_again.lua`.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum CreditAgain {
-    /// Credited now, or found credited by the earlier attempt.
+    /// Credited now, or found credited by the earlier attempt (its marker).
     Credited(Balance),
-    /// The journal since the first attempt is too long to search.
-    CannotTell,
     OutOfRange,
     Unexpected(Answer),
 }
@@ -116,8 +114,10 @@ impl CreditAgain {
     pub(super) fn read(answer: Answer, account: &str) -> Result<Self, StoreError> {
         Ok(match answer.0 {
             1 | 4 => CreditAgain::Credited(parse_balance(&answer.1, account)?),
-            5 => CreditAgain::CannotTell,
-            2 => CreditAgain::OutOfRange,
+            2 => {
+                parse_balance(&answer.1, account)?;
+                CreditAgain::OutOfRange
+            }
             _ => CreditAgain::Unexpected(answer),
         })
     }

@@ -14,6 +14,7 @@
 //! | `<prefix>:{<account>}:settlements` | hash | outgoing settlements begun and not finished: id (the Idempotency-Key) → `<amount>:<since ms>` |
 //! | `<prefix>:{<account>}:settlement-leftover` | string | `<amount>:<scale>` incoming settlements left that the account's scale cannot hold |
 //! | `<prefix>:{<account>}:settlement-in:<sha256 of key>` | string, 48 h TTL | one incoming settlement's idempotency record: `<request fingerprint>:<credited>` |
+//! | `<prefix>:{<account>}:credited:<packet id>` | string, TTL `store.sweep_tombstone_retention_s` + 1 h ([`RedisConfig::credit_marker_ttl_s`]) | a fulfilled packet's credit was applied: a retry of the credit (answer lost, or replayed after a restart) checks it in constant time. Set by every credit, so one key per fulfilled packet lives for the TTL; no retry is sent once its first attempt is older than the TTL less a margin, and owed writes older than `store.sweep_tombstone_retention_s` are not replayed at start-up |
 //! | `<prefix>:{<account>}:swept` | sorted set | packet id scored by when the sweeper released its reservation (ms), so a late commit charges it once; kept for `store.sweep_tombstone_retention_s` |
 //!
 //! `<prefix>` (config `store.prefix`) lets several deployments or test runs share one Redis.
@@ -31,8 +32,8 @@
 //!
 //! Per forwarded packet the hot path runs three scripts, one per phase and account (prepare on
 //! the source; on a Fulfill, commit on the source and credit on the destination; or release on
-//! a Reject): 9 Redis commands in all for a fulfilled packet (3 EVALSHA; DECRBY, ZADD, XADD;
-//! ZREM; INCRBY, XADD).
+//! a Reject): 10 Redis commands in all for a fulfilled packet (3 EVALSHA; DECRBY, ZADD, XADD;
+//! ZREM; INCRBY, XADD, SET of the credit marker), still three round trips.
 //!
 //! # Failures
 //! Any Redis error (connection refused, timeout, cluster down) fails the call and the packet gets
@@ -77,6 +78,9 @@ pub struct RedisConfig {
     /// Each command's answer must arrive within this, or the packet gets T00.
     pub response_timeout: Duration,
     pub connect_timeout: Duration,
+    /// How long each fulfilled packet's credit marker lives (see the key schema): longer than
+    /// any retry of its credit can happen, including a replay of owed writes at start-up.
+    pub credit_marker_ttl_s: u64,
 }
 
 #[derive(Clone)]
@@ -127,6 +131,7 @@ pub struct RedisStore {
     /// Where a pub/sub subscriber connects (any one of them: PUBLISH reaches every cluster node).
     urls: Vec<String>,
     connect_timeout: Duration,
+    credit_marker_ttl_s: u64,
     /// Each account's key names, built once: every packet phase needs them.
     keys: RwLock<HashMap<Arc<str>, Arc<Keys>>>,
 }
@@ -148,6 +153,8 @@ struct Keys {
     leftover: String,
     /// Prefix of each incoming settlement's key record (`<this>:<sha256 of the key>`).
     incoming: String,
+    /// Prefix of each fulfilled packet's credit marker (`<this>:<packet id>`).
+    credited: String,
 }
 
 /// What a script answered: its code and the balance after it, exactly.
@@ -185,6 +192,7 @@ impl RedisStore {
             config_keys: ConfigKeys::new(&config.prefix),
             urls: config.urls.clone(),
             connect_timeout: config.connect_timeout,
+            credit_marker_ttl_s: config.credit_marker_ttl_s,
             keys: RwLock::default(),
         };
         store.ping().await?;
@@ -214,6 +222,7 @@ impl RedisStore {
             settlements: format!("{base}:settlements"),
             leftover: format!("{base}:settlement-leftover"),
             incoming: format!("{base}:settlement-in"),
+            credited: format!("{base}:credited"),
         });
         let mut cache = self.keys.write().unwrap_or_else(|e| e.into_inner());
         cache.entry(Arc::from(account)).or_insert(keys).clone()
@@ -276,10 +285,9 @@ impl AuditLine {
     }
 }
 
-/// How far before a credit's first attempt its retry searches the journal (clock differences).
-const CLOCK_MARGIN: Duration = Duration::from_secs(5);
-/// Most journal entries a credit's retry searches (bounds the script's run time).
-const RETRY_SEARCH_MAX: usize = 10_000;
+/// A credit's retry is refused (`Unverifiable`) once its first attempt is older than the
+/// marker's TTL less this: clocks of this host and of Redis may differ a little.
+const CLOCK_MARGIN: Duration = Duration::from_secs(60);
 
 /// Audit attempts when entries newer than its snapshot keep being folded (only with a retention
 /// far shorter than the configuration allows).
@@ -481,8 +489,10 @@ impl Store for RedisStore {
             return Err(StoreError::Overflow(to.id.to_string()));
         }
         let k = self.keys(&to.id);
+        let packet = packet.to_string();
         let mut invocation = self.scripts.fulfill_destination.key(&k.balance);
-        invocation.key(&k.journal).arg(packet.to_string()).arg(amount);
+        invocation.key(&k.journal).key(format!("{}:{packet}", k.credited));
+        invocation.arg(&packet).arg(amount).arg(self.credit_marker_ttl_s);
         match Credit::read(self.script::<Answer>(&invocation).await?, &to.id)? {
             Credit::Credited(balance) => Ok(balance),
             Credit::OutOfRange => Err(StoreError::Overflow(to.id.to_string())),
@@ -500,17 +510,23 @@ impl Store for RedisStore {
         if amount > AMOUNT_MAX {
             return Err(StoreError::Overflow(to.id.to_string()));
         }
+        // Past the marker's TTL the marker may be gone: a retry could credit twice.
+        let age = SystemTime::now().duration_since(first_sent).unwrap_or_default();
+        if age + CLOCK_MARGIN >= Duration::from_secs(self.credit_marker_ttl_s) {
+            return Err(StoreError::Unverifiable(format!(
+                "credit of packet {packet} to {} first sent {} s ago, its marker lives {} s",
+                to.id,
+                age.as_secs(),
+                self.credit_marker_ttl_s
+            )));
+        }
         let k = self.keys(&to.id);
-        // Clocks of this host and of Redis may differ a little: search from a bit earlier.
-        let since = millis(first_sent).saturating_sub(CLOCK_MARGIN.as_millis() as u64);
+        let packet = packet.to_string();
         let mut invocation = self.scripts.fulfill_destination_again.key(&k.balance);
-        invocation.key(&k.journal).arg(packet.to_string()).arg(amount).arg(since).arg(RETRY_SEARCH_MAX);
+        invocation.key(&k.journal).key(format!("{}:{packet}", k.credited));
+        invocation.arg(&packet).arg(amount).arg(self.credit_marker_ttl_s);
         match CreditAgain::read(self.script::<Answer>(&invocation).await?, &to.id)? {
             CreditAgain::Credited(balance) => Ok(balance),
-            CreditAgain::CannotTell => Err(StoreError::Unverifiable(format!(
-                "more than {RETRY_SEARCH_MAX} journal entries of {} since the first attempt",
-                to.id
-            ))),
             CreditAgain::OutOfRange => Err(StoreError::Overflow(to.id.to_string())),
             CreditAgain::Unexpected(answer) => Err(unexpected("process_fulfill_destination_again", answer)),
         }
