@@ -547,11 +547,8 @@ settlement_engine_url = "http://127.0.0.1:1/engine"
     #[tokio::test]
     async fn a_resumed_settlement_is_never_refunded_on_a_refusal_alone() {
         let (node, system) = (node().await, Arc::new(Scripted::default()));
-        let account = node.accounts.load().get("peer").unwrap().clone();
-        node.store.credit_fulfill(&account, 5000, PacketId::next()).await.unwrap();
-        // Begun by an earlier run, whose attempt may have reached the engine before it died.
-        let earlier = SettlementId::random();
-        assert_eq!(node.store.begin_settlement(&account, 1000, 100, earlier).await, Ok(Some(4900)));
+        // Its attempt may have reached the engine before the earlier run died.
+        begun_by_an_earlier_run(&node).await;
         *system.answers.lock().unwrap() = vec![Err(SettleError::Definitive("HTTP 409".into()))];
         run_until(&node, &system, || node.settlement.counters.settled.load(Ordering::Relaxed) == 1).await;
         assert_eq!(node.settlement.counters.refunded.load(Ordering::Relaxed), 0);
@@ -594,14 +591,19 @@ settlement_engine_url = "http://127.0.0.1:1/engine"
             .unwrap_or(0.0)
     }
 
+    /// A settlement of 4,900 begun (and left pending) by an earlier run of the node.
+    async fn begun_by_an_earlier_run(node: &Node<crate::store::MemoryStore>) -> SettlementId {
+        let account = node.accounts.load().get("peer").unwrap().clone();
+        node.store.credit_fulfill(&account, 5000, PacketId::next()).await.unwrap();
+        let earlier = SettlementId::random();
+        assert_eq!(node.store.begin_settlement(&account, 1000, 100, earlier).await, Ok(Some(4900)));
+        earlier
+    }
+
     #[tokio::test]
     async fn pending_settlements_are_resumed_with_their_key() {
         let (node, system) = (node().await, Arc::new(Scripted::default()));
-        let account = node.accounts.load().get("peer").unwrap().clone();
-        node.store.credit_fulfill(&account, 5000, PacketId::next()).await.unwrap();
-        // Begun by an earlier run of the node that stopped before settling it.
-        let earlier = SettlementId::random();
-        assert_eq!(node.store.begin_settlement(&account, 1000, 100, earlier).await, Ok(Some(4900)));
+        let earlier = begun_by_an_earlier_run(&node).await;
         run_until(&node, &system, || node.settlement.counters.settled.load(Ordering::Relaxed) == 1).await;
         let attempts = system.attempts.lock().unwrap().clone();
         assert_eq!(attempts.len(), 1);
