@@ -295,15 +295,22 @@ impl<S: Store> Node<S> {
         packet: PacketId,
         until: tokio::time::Instant,
     ) -> Result<(), StoreError> {
-        self.unless_aborted(retry_until(until, pending::retryable, || {
-            self.store.commit_prepare(from, amount, packet)
-        }))
-        .await
+        // The first attempt alone (bounded by the store's own response timeout), so that the
+        // packet path pays for the race with shutdown only when a write has to be retried.
+        match self.store.commit_prepare(from, amount, packet).await {
+            Err(e) if pending::retryable(&e) && tokio::time::Instant::now() < until => {
+                self.unless_aborted(retry_until(until, pending::retryable, || {
+                    self.store.commit_prepare(from, amount, packet)
+                }))
+                .await
+            }
+            first => first,
+        }
     }
 
-    /// Runs a Fulfill's store write until the node aborts: then the write stops (its outcome
-    /// unknown) and is handed over with the others, so the packet task ends in time for the
-    /// shutdown instead of being dropped while it still owes the write.
+    /// Runs a Fulfill's store write retries until the node aborts: then they stop (the write's
+    /// outcome unknown) and it is handed over with the others, so the packet task ends in time
+    /// for the shutdown instead of being dropped while it still owes the write.
     async fn unless_aborted<T>(
         &self,
         write: impl std::future::Future<Output = Result<T, StoreError>>,
@@ -326,20 +333,16 @@ impl<S: Store> Node<S> {
         first_sent: SystemTime,
         until: tokio::time::Instant,
     ) -> Result<crate::balance::Balance, StoreError> {
-        self.unless_aborted(async {
-            let first = self.store.credit_fulfill(to, amount, packet).await;
-            match first {
-                Err(e) if pending::retryable(&e) && tokio::time::Instant::now() < until => {
-                    debug!(error = %e, "credit after a Fulfill failed; retrying");
-                    retry_until(until, pending::retryable, || {
-                        self.store.retry_credit(to, amount, packet, first_sent)
-                    })
-                    .await
-                }
-                first => first,
+        match self.store.credit_fulfill(to, amount, packet).await {
+            Err(e) if pending::retryable(&e) && tokio::time::Instant::now() < until => {
+                debug!(error = %e, "credit after a Fulfill failed; retrying");
+                self.unless_aborted(retry_until(until, pending::retryable, || {
+                    self.store.retry_credit(to, amount, packet, first_sent)
+                }))
+                .await
             }
-        })
-        .await
+            first => first,
+        }
     }
 
     /// A write of a fulfilled packet that failed: to be handed over to [`crate::pending`] if it
