@@ -129,6 +129,15 @@ pub struct Account {
     pub settlement_engine_url: Option<Arc<str>>,
 }
 
+impl Account {
+    /// Whether the account settles through a settlement system: the one place that says so, for
+    /// the packet path's signal, the worker and the metrics. Today that is an RFC 0038 engine;
+    /// each further kind (Mojaloop, Rafiki) is added here.
+    pub fn settles(&self) -> bool {
+        self.settlement_engine_url.is_some()
+    }
+}
+
 /// An account in its configured form, as stored in a shared store (Redis) and read back by every
 /// instance: the fields of an `[[accounts]]` entry, except that the incoming token is only ever
 /// its SHA-256 (a clear token is hashed before anything is written). The outgoing token is kept

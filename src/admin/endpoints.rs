@@ -293,7 +293,7 @@ async fn metrics<S: Store>(gate: &Gate<S>) -> Answer {
     let read = async {
         let balances = read_balances(node, accounts.clone()).await?;
         let mut pending = 0u64;
-        for account in accounts.iter().filter(|a| a.settlement_engine_url.is_some()) {
+        for account in accounts.iter().filter(|a| a.settles()) {
             pending += node.store.pending_settlements(account).await?.len() as u64;
         }
         Ok::<_, AdminError>((balances, pending))

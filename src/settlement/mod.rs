@@ -192,7 +192,7 @@ impl Triggers {
     /// settles. Never waits and never changes a balance.
     pub fn after_credit(&self, account: &Account, balance: Balance) {
         let above = account.settle_threshold.is_some_and(|threshold| balance > threshold);
-        if above && account.settlement_engine_url.is_some() {
+        if above && account.settles() {
             // A full queue drops the signal: the worker's scan finds the account anyway.
             let _ = self.sender.try_send(Trigger::Check(account.id.clone()));
         }
@@ -200,7 +200,7 @@ impl Triggers {
 
     /// Asks the worker to look at the account (after a credit that did not report the balance).
     pub fn check(&self, account: &Account) {
-        if account.settle_threshold.is_some() && account.settlement_engine_url.is_some() {
+        if account.settle_threshold.is_some() && account.settles() {
             let _ = self.sender.try_send(Trigger::Check(account.id.clone()));
         }
     }

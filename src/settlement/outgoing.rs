@@ -104,7 +104,7 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
     /// Begins a settlement for the account if its balance is above its threshold.
     async fn begin(&mut self, id: &AccountId) {
         let Some(account) = self.node.accounts.load().get(id).cloned() else { return };
-        let (Some(threshold), true) = (account.settle_threshold, settles(&account)) else { return };
+        let (Some(threshold), true) = (account.settle_threshold, account.settles()) else { return };
         if !self.opened.contains_key(id) {
             return; // The next scan opens it first.
         }
@@ -133,7 +133,7 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
     async fn scan(&mut self) {
         let accounts = self.node.accounts.load();
         self.close_gone(&accounts).await;
-        for account in accounts.iter().filter(|a| settles(a)) {
+        for account in accounts.iter().filter(|a| a.settles()) {
             if !self.opened.contains_key(&account.id) {
                 match self.system.open_account(account).await {
                     Ok(()) => {
@@ -256,7 +256,7 @@ impl<S: Store> Node<S> {
     pub async fn settle_now(&self, id: &str) -> Result<Option<(SettlementId, u64)>, SettleNowError> {
         let account =
             self.accounts.load().get(id).cloned().ok_or_else(|| SettleNowError::UnknownAccount(id.into()))?;
-        if !settles(&account) {
+        if !account.settles() {
             return Err(SettleNowError::NoEngine(id.into()));
         }
         let settlement = SettlementId::random();
@@ -269,11 +269,6 @@ impl<S: Store> Node<S> {
             (settlement, amount)
         }))
     }
-}
-
-/// Whether the account settles through a settlement system.
-fn settles(account: &Account) -> bool {
-    account.settlement_engine_url.is_some()
 }
 
 /// What earlier attempts of a settlement may have done.
