@@ -147,12 +147,8 @@ impl PendingCommits {
             None => false,
             Some(file) => {
                 let (file, owed) = (file.clone(), writes.iter().map(PendingWrite::owed).collect::<Vec<_>>());
-                match tokio::task::spawn_blocking(move || file.record(&owed)).await {
-                    Ok(Ok(())) => true,
-                    Ok(Err(e)) => {
-                        error!(error = %e, "owed writes not recorded on disk: a crash before they are applied loses them");
-                        false
-                    }
+                match blocking(move || file.record(&owed)).await {
+                    Ok(()) => true,
                     Err(e) => {
                         error!(error = %e, "owed writes not recorded on disk: a crash before they are applied loses them");
                         false
@@ -289,12 +285,21 @@ async fn retry_all<S: Store>(store: &S, held: &mut Vec<PendingWrite>, pending: &
     }
     pending.held.fetch_sub(finished.len(), Ordering::SeqCst);
     if let Some(file) = pending.owed.clone() {
-        match tokio::task::spawn_blocking(move || file.done(&finished)).await {
-            Ok(Ok(())) => {}
-            // Not fatal: those writes are replayed at the next start, which changes nothing.
-            Ok(Err(e)) => warn!(error = %e, "applied owed writes not marked done"),
-            Err(e) => warn!(error = %e, "applied owed writes not marked done"),
+        // Not fatal: those writes are replayed at the next start, which changes nothing.
+        if let Err(e) = blocking(move || file.done(&finished)).await {
+            warn!(error = %e, "applied owed writes not marked done");
         }
+    }
+}
+
+/// Runs a file operation off the async threads; a task that could not run (a panic in it) is an
+/// error like the operation's own.
+async fn blocking<E: std::fmt::Display + Send + 'static>(
+    operation: impl FnOnce() -> Result<(), E> + Send + 'static,
+) -> Result<(), String> {
+    match tokio::task::spawn_blocking(operation).await {
+        Ok(outcome) => outcome.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
