@@ -22,7 +22,7 @@ use crate::backoff::Backoff;
 use crate::balance::AMOUNT_MAX;
 use crate::http::client::SendError;
 use crate::ildcp;
-use crate::metrics::Outcome;
+use crate::metrics::{MoneyError, Outcome};
 use crate::node::Node;
 use crate::packet::{is_under, Prepare, Response};
 use crate::packet::{ErrorCode, Fulfill, Reject, DATA_BYTES_MAX};
@@ -359,6 +359,10 @@ impl<S: Store> Node<S> {
         if pending::retryable(&e) {
             Some((PendingWrite { kind, account: account.clone(), amount, packet, first_sent }, e))
         } else {
+            self.metrics.money_error(match e {
+                StoreError::Corrupt(_) => MoneyError::Corrupt,
+                _ => MoneyError::FulfillWriteRefused,
+            });
             error!(error = %e, account = %account.id, %packet, amount, ?kind, "fulfilled packet's write cannot be applied; reconcile this packet");
             None
         }
@@ -408,10 +412,15 @@ impl<S: Store> Node<S> {
         match self.store.reverse_prepare(from, amount, packet).await {
             Ok(_) => {}
             Err(e @ StoreError::Overflow(_)) => {
-                self.metrics.money_error(crate::metrics::MoneyError::ReleaseOverflow);
+                self.metrics.money_error(MoneyError::ReleaseOverflow);
                 error!(error = %e, from = %from.id, %packet, amount, "a prepare debit cannot be reversed: the balance would pass the int64 maximum; it stays reserved and the sweeper tries again");
             }
-            Err(e) => error!(error = %e, from = %from.id, %packet, "could not reverse a prepare debit"),
+            Err(e) => {
+                if let StoreError::Corrupt(_) = e {
+                    self.metrics.money_error(MoneyError::Corrupt);
+                }
+                error!(error = %e, from = %from.id, %packet, "could not reverse a prepare debit")
+            }
         }
     }
 }

@@ -76,6 +76,10 @@ pub enum MoneyError {
     /// The store holds data this binary cannot read (or a script answered what it does not
     /// know): nothing is retried.
     Corrupt,
+    /// A relayed Fulfill's write (the source's commit or the destination's credit) the store
+    /// refused for good (out of range, or a retry that can no longer be verified): the packet
+    /// was paid downstream and the books must be corrected by hand.
+    FulfillWriteRefused,
 }
 
 impl MoneyError {
@@ -84,6 +88,7 @@ impl MoneyError {
             MoneyError::ReleaseOverflow => "release_overflow",
             MoneyError::RefundOverflow => "refund_overflow",
             MoneyError::Corrupt => "corrupt",
+            MoneyError::FulfillWriteRefused => "fulfill_write_refused",
         }
     }
 }
@@ -167,7 +172,12 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric options");
-        for kind in [MoneyError::ReleaseOverflow, MoneyError::RefundOverflow, MoneyError::Corrupt] {
+        for kind in [
+            MoneyError::ReleaseOverflow,
+            MoneyError::RefundOverflow,
+            MoneyError::Corrupt,
+            MoneyError::FulfillWriteRefused,
+        ] {
             money_errors.with_label_values(&[kind.label()]);
         }
         registry.register(Box::new(in_flight.clone())).expect("names registered once");

@@ -594,3 +594,24 @@ async fn a_body_that_never_arrives_gets_408_and_holds_no_slot() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(node.balance("alice").await, -1_000_000_000, "only the real packet moved money");
 }
+
+#[tokio::test]
+async fn a_credit_the_store_refuses_after_a_fulfill_is_relayed_counted_and_logged() {
+    use thitsax::store::Store;
+    let downstream = Downstream::always(Behaviour::Fulfill).await;
+    let node = TestNode::start(&single_node(&downstream.url(), "")).await;
+    // carol's balance is one unit short of the int64 maximum: the next credit cannot be applied.
+    let carol = node.node.accounts.load().get("carol").unwrap().clone();
+    let top = thitsax::balance::AMOUNT_MAX - 1;
+    node.node.store.credit_fulfill(&carol, top, thitsax::store::PacketId::next()).await.unwrap();
+    // The next hop was paid: the Fulfill is relayed, and the refused credit is counted.
+    send(&client(), &node.url(), "alice-token", &prepare("test.n.carol.x", 1_000_000_000, TEN_SECONDS))
+        .await
+        .fulfill();
+    assert_eq!(node.balance("alice").await, -1_000_000_000, "the source pays for what was delivered");
+    assert_eq!(node.balance("carol").await, top as i128, "the credit could not be applied");
+    let scrape = thitsax::metrics::Scrape { settlements: Default::default(), store: None };
+    let text = node.node.metrics.render(&scrape);
+    let series = r#"thitsax_money_errors_total{kind="fulfill_write_refused"} 1"#;
+    assert!(text.lines().any(|l| l == series), "{text}");
+}
