@@ -3,12 +3,11 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use thitsax::packet::ErrorCode;
 
-const BIN: &str = env!("CARGO_BIN_EXE_thitsax");
+use process::{start_binary, Running, BIN};
 
 fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("node.toml");
@@ -18,15 +17,6 @@ fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
 
 fn temp_dir(name: &str) -> TempDir {
     TempDir::new(name)
-}
-
-/// Kills the child if the test fails before it exits on its own.
-struct Running(Child);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn node_config(port: u16, downstream: &str, grace_ms: u64) -> String {
@@ -89,29 +79,21 @@ fn an_invalid_config_exits_non_zero_before_binding() {
     std::net::TcpListener::bind(("127.0.0.1", port)).expect("port left free");
 }
 
-/// Starts the binary and waits for its "serving" log line.
+/// Starts the binary and waits for its "serving" log line; every line it writes, before and
+/// after, is checked for the tokens of its config.
 fn start(path: &std::path::Path) -> Running {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(path)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (running, lines, rest) = start_binary(path);
+    let secret = |line: &str| line.contains("alice-token") || line.contains("to-bob");
+    for line in &lines {
+        assert!(!secret(line), "secret in log: {line}");
+    }
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("serving ILP-over-HTTP") {
-                let _ = tx.send(());
-            }
+        for line in rest {
             // Tokens must never reach the logs.
-            assert!(!line.contains("alice-token") && !line.contains("to-bob"), "secret in log: {line}");
+            assert!(!secret(&line), "secret in log: {line}");
         }
     });
-    rx.recv_timeout(Duration::from_secs(20)).expect("node did not start");
-    Running(child)
+    running
 }
 
 /// SIGTERM by the system call itself: minimal images have no `kill` binary (procps).

@@ -4,11 +4,10 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_thitsax");
+use process::{start_binary, BIN};
 
 /// A valid memory-store node on `port`, with two accounts and one static route; `extra` is
 /// appended (more sections).
@@ -56,50 +55,10 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Kills the child when the test ends, whatever happened.
-struct Running(Child);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the node and returns its stderr lines up to and including the "serving" line.
-fn start_and_read_banner(path: &std::path::Path) -> (Running, Vec<String>) {
-    let (running, lines, _) = start_and_follow(path);
+fn start_and_read_banner(path: &std::path::Path) -> (process::Running, Vec<String>) {
+    let (running, lines, _) = start_binary(path);
     (running, lines)
-}
-
-/// Starts the node; returns its stderr lines up to the "serving" line and the lines after it.
-fn start_and_follow(path: &std::path::Path) -> (Running, Vec<String>, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(path)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let running = Running(child);
-    let mut lines = Vec::new();
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("no serving line: {lines:#?}"));
-        let done = line.contains("serving ILP-over-HTTP");
-        lines.push(line);
-        if done {
-            return (running, lines, rx);
-        }
-    }
 }
 
 #[test]
@@ -346,7 +305,7 @@ async fn a_next_hop_that_is_down_and_a_refused_token_are_warned_about_once_witho
     let down = reserve_port();
     let text = config(ilp, "").replace("http://127.0.0.1:9/", &format!("http://127.0.0.1:{down}/"));
     let path = write(&dir, "node.toml", &text);
-    let (_node, _, logs) = start_and_follow(&path);
+    let (_node, _, logs) = start_binary(&path);
     let url = format!("http://127.0.0.1:{ilp}/");
     let client = client();
     for _ in 0..3 {
