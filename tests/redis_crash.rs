@@ -98,45 +98,8 @@ async fn kill_9_mid_load_then_restart_settles_every_packet_exactly() {
     let port = free_port();
     let dir = TempDir::new("crash");
     let config = dir.join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[node]
-ilp_address = "test.n"
-log_level = "warn"
-[http]
-listen = "127.0.0.1:{port}"
-[forwarding]
-expiry_margin_ms = 200
-min_outgoing_window_ms = 100
-[store]
-kind = "redis"
-url = "{}"
-prefix = "crash"
-sweep_interval_ms = 200
-sweep_grace_ms = 300
-owed_writes_path = "{}"
-[[accounts]]
-id = "sender"
-relation = "child"
-asset_code = "USD"
-asset_scale = 9
-incoming_token = "sender-token"
-[[accounts]]
-id = "receiver"
-relation = "child"
-asset_code = "USD"
-asset_scale = 9
-outgoing_url = "{}"
-outgoing_token = "t"
-"#,
-            redis.url(),
-            dir.join("owed.log").display(),
-            downstream.url()
-        ),
-    )
-    .unwrap();
+    let owed = dir.join("owed.log");
+    std::fs::write(&config, node_config(port, &redis.url(), &downstream.url(), &owed, 200, "")).unwrap();
 
     let mut node = start(&config, port);
     let url = format!("http://127.0.0.1:{port}/");
@@ -252,9 +215,17 @@ impl Drop for OpenOnDrop {
     }
 }
 
-/// The owed-writes test's node: Redis answers fast or fails fast, packets live long enough for
-/// the outage to start before their Fulfills come back.
-fn owed_config(port: u16, redis: &str, downstream: &str, owed: &std::path::Path) -> String {
+/// The node of these tests: a sender and a receiver on Redis, swept quickly. `margin_ms` is the
+/// expiry margin; `store_extra` adds `[store]` keys (the owed-writes tests make Redis answer or
+/// fail fast, with packets that live long enough for an outage to start before their Fulfills).
+fn node_config(
+    port: u16,
+    redis: &str,
+    downstream: &str,
+    owed: &std::path::Path,
+    margin_ms: u64,
+    store_extra: &str,
+) -> String {
     format!(
         r#"
 [node]
@@ -263,17 +234,16 @@ log_level = "warn"
 [http]
 listen = "127.0.0.1:{port}"
 [forwarding]
-expiry_margin_ms = 1000
+expiry_margin_ms = {margin_ms}
 min_outgoing_window_ms = 100
 [store]
 kind = "redis"
 url = "{redis}"
 prefix = "crash"
-response_timeout_ms = 300
-connect_timeout_ms = 300
 sweep_interval_ms = 200
 sweep_grace_ms = 300
 owed_writes_path = "{}"
+{store_extra}
 [[accounts]]
 id = "sender"
 relation = "child"
@@ -291,6 +261,9 @@ outgoing_token = "t"
         owed.display()
     )
 }
+
+/// Redis answers fast or fails fast in the owed-writes tests.
+const FAST_REDIS: &str = "response_timeout_ms = 300\nconnect_timeout_ms = 300";
 
 /// Fulfills that come back while Redis is down are relayed, and the node is then killed (SIGKILL)
 /// before Redis is back: the writes they owe (commit on the sender, credit on the receiver) were
@@ -315,8 +288,11 @@ async fn kill_9_during_a_redis_outage_then_restart_applies_every_owed_write_once
     let port = free_port();
     let dir = TempDir::new("owed-kill");
     let config = dir.join("node.toml");
-    std::fs::write(&config, owed_config(port, &redis.url(), &downstream.url(), &dir.join("owed.log")))
-        .unwrap();
+    std::fs::write(
+        &config,
+        node_config(port, &redis.url(), &downstream.url(), &dir.join("owed.log"), 1000, FAST_REDIS),
+    )
+    .unwrap();
 
     let mut node = start(&config, port);
     let url = format!("http://127.0.0.1:{port}/");
@@ -422,7 +398,7 @@ fn shutdown_during_a_redis_outage_hands_owed_writes_to_the_next_start() {
     let mut redis = RedisServer::start_with_aof();
     let redis_url = redis.url();
     let toml = |downstream: &str| {
-        let text = owed_config(0, &redis_url, downstream, &dir.join("owed.log"));
+        let text = node_config(0, &redis_url, downstream, &dir.join("owed.log"), 1000, FAST_REDIS);
         // Packets live 30 s, far beyond the grace period: they are still retrying at the abort.
         text.replace("[forwarding]", "shutdown_grace_ms = 2000\n[forwarding]")
     };
