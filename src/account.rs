@@ -19,6 +19,11 @@ pub enum Relation {
     Peer,
     /// Our upstream: the default route.
     Parent,
+    /// Money the node holds itself: the payments it sends and receives over STREAM are booked
+    /// here. Addressed `<node>.<id>` like a child, but reached inside the node (its packets are
+    /// answered by the node's own STREAM receiver), so it has no ILP-over-HTTP endpoint, no
+    /// token and no settlement.
+    Local,
 }
 
 /// A secret that never prints itself.
@@ -197,9 +202,10 @@ impl Account {
             relation: self.relation,
             asset_code: self.asset_code.to_string(),
             asset_scale: self.asset_scale,
-            // A child's address is derived from the node's, so it is not part of its record.
+            // A child's (or a local account's) address is derived from the node's, so it is not
+            // part of its record.
             ilp_address: match self.relation {
-                Relation::Child => None,
+                Relation::Child | Relation::Local => None,
                 _ => self.ilp_address.as_ref().map(|a| a.to_string()),
             },
             incoming_token_sha256: self.incoming_token_hash.map(hex::encode),

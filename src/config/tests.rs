@@ -1,5 +1,5 @@
 use super::*;
-use crate::account::{hash_token, AccountRecord};
+use crate::account::{hash_token, AccountRecord, Relation};
 
 const MINIMAL: &str = r#"
 [node]
@@ -544,4 +544,60 @@ fn the_owed_writes_file_is_configured_with_redis_only() {
     let memory = MINIMAL.replace("[[accounts]]", "[store]\nowed_writes_path = \"x\"\n[[accounts]]");
     assert_eq!(paths(&memory), ["store.owed_writes_path"]);
     assert!(Config::from_toml(MINIMAL).unwrap().owed_writes.is_none());
+}
+
+const LOCAL: &str = r#"
+[[accounts]]
+id = "treasury"
+relation = "local"
+asset_code = "USD"
+asset_scale = 2
+"#;
+
+#[test]
+fn a_local_account_is_addressed_under_the_node_and_pays_only_what_it_holds_by_default() {
+    let config = Config::from_toml(&format!("{MINIMAL}{LOCAL}")).unwrap();
+    let local = config.accounts.iter().find(|a| &*a.id == "treasury").unwrap();
+    assert_eq!(local.relation, Relation::Local);
+    assert_eq!(local.ilp_address.as_ref().unwrap().as_str(), "test.node.treasury");
+    assert_eq!(local.min_balance, Some(0), "no credit unless the operator grants it");
+    assert!(local.outgoing.is_none() && local.incoming_token_hash.is_none());
+    assert_eq!(config.routes.lookup("test.node.treasury.abc").map(|a| &**a), Some("treasury"));
+    let credit = LOCAL.replace("asset_scale = 2", "asset_scale = 2\nmin_balance = -500");
+    let config = Config::from_toml(&format!("{MINIMAL}{credit}")).unwrap();
+    let local = config.accounts.iter().find(|a| &*a.id == "treasury").unwrap();
+    assert_eq!(local.min_balance, Some(-500));
+    // Its record leaves the derived address out, and reads back the same.
+    let record = local.to_record();
+    assert_eq!(record.ilp_address, None);
+    let again = crate::rules::account_from_record(&config.node_address, record).unwrap();
+    assert_eq!(again.ilp_address, local.ilp_address);
+}
+
+#[test]
+fn a_local_account_refuses_what_only_accounts_reached_over_http_have() {
+    let extra = [
+        "incoming_token = \"t\"",
+        "outgoing_url = \"http://127.0.0.1:9/\"\noutgoing_token = \"o\"",
+        "settlement_engine_url = \"http://127.0.0.1:9/\"",
+        "settle_threshold = 100",
+        "ilp_address = \"test.elsewhere\"",
+    ];
+    let mut found = Vec::new();
+    for extra in extra {
+        let text =
+            format!("{MINIMAL}{}", LOCAL.replace("asset_scale = 2", &format!("asset_scale = 2\n{extra}")));
+        found.extend(paths(&text));
+    }
+    assert_eq!(
+        found,
+        [
+            "accounts[1].incoming_token",
+            "accounts[1].outgoing_url",
+            "accounts[1].outgoing_token",
+            "accounts[1].settlement_engine_url",
+            "accounts[1].settle_threshold",
+            "accounts[1].ilp_address",
+        ]
+    );
 }
