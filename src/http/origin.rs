@@ -26,6 +26,9 @@ pub struct Origin {
 pub enum OriginError {
     #[error("must be an absolute http:// or https:// URL with a host")]
     Url,
+    /// `user:password@` would go out in the `Host` header and into the logs with the URL.
+    #[error("must not carry user:password@ (the outgoing token is sent as a bearer token)")]
+    UserInfo,
     /// A TLS server name is a DNS name or an IP address: `under_score.example` is neither.
     #[error("its host {0:?} is not a name a TLS certificate can be checked against")]
     ServerName(String),
@@ -39,6 +42,9 @@ impl Origin {
             _ => return Err(OriginError::Url),
         };
         let authority = uri.authority().ok_or(OriginError::Url)?;
+        if authority.as_str().contains('@') {
+            return Err(OriginError::UserInfo);
+        }
         let host = authority.host();
         if host.is_empty() {
             return Err(OriginError::Url);
@@ -108,6 +114,7 @@ mod tests {
         }
         // A last label of digits only is neither a DNS name nor an IP address.
         assert_eq!(origin("https://peer.1/"), Err(OriginError::ServerName("peer.1".into())));
+        assert_eq!(origin("http://user:pw@peer.example/"), Err(OriginError::UserInfo));
         // Plain http needs no server name.
         assert!(origin("http://peer.1/").is_ok());
     }
