@@ -7,6 +7,7 @@
 use crate::account::{
     hash_token, Account, AccountId, AccountRecord, Outgoing, OutgoingError, Relation, Secret, TokenHash,
 };
+use crate::http::origin::Origin;
 use crate::limits as defaults;
 use crate::packet::IlpAddress;
 use crate::rates::{Decimal, Rates, RatesRecord};
@@ -300,24 +301,17 @@ impl Validator {
             }
         };
         let uri = self.check(&at("outgoing_url"), url.parse::<hyper::Uri>())?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
-            let reason = if uri.scheme_str() == Some("https") {
-                "https is not supported by this build: front the peer with a local TLS proxy"
-            } else {
-                "must be an absolute http:// URL"
-            };
-            self.problem(at("outgoing_url"), reason);
-            return None;
-        }
-        // The token's value is never echoed into an error message.
+        // http:// or https:// with a host (and, for https, a host a certificate can be checked
+        // against). The token's value is never echoed into an error message.
         match Outgoing::new(uri, &Secret::new(token.clone())) {
             Ok(outgoing) => Some(outgoing),
-            Err(e @ OutgoingError::Url) => self.check(&at("outgoing_url"), Err(e)),
+            Err(e @ OutgoingError::Url(_)) => self.check(&at("outgoing_url"), Err(e)),
             Err(e @ OutgoingError::Token) => self.check(&at("outgoing_token"), Err(e)),
         }
     }
 
-    /// An absolute `http://` URL with no query; kept without a trailing `/` so paths append.
+    /// An absolute `http://` or `https://` URL with no query; kept without a trailing `/` so
+    /// paths append.
     pub(crate) fn settlement_engine_url(
         &mut self,
         raw: &RawAccount,
@@ -326,8 +320,9 @@ impl Validator {
         let url = raw.settlement_engine_url.as_ref()?;
         let path = at("settlement_engine_url");
         let uri = self.check(&path, url.parse::<hyper::Uri>())?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() || uri.query().is_some() {
-            self.problem(path, "must be an absolute http:// URL without a query");
+        self.check(&path, Origin::from_uri(&uri))?;
+        if uri.query().is_some() {
+            self.problem(path, "must be an absolute http:// or https:// URL without a query");
             return None;
         }
         Some(url.trim_end_matches('/').into())
