@@ -8,9 +8,19 @@
 //! on the destination) or releases it ([`Store::reverse_prepare`], on anything else). Release
 //! happens at most once per reservation, whoever asks, so a late Reject and a crash-recovery
 //! sweep can never both refund the same packet.
+//!
+//! The node also receives payments itself, on local accounts: [`incoming`] has their types, and
+//! [`Store::receive`] credits one packet of one, checking the payment in the same atomic step
+//! (the types are re-exported here).
 
+pub mod incoming;
 mod memory;
 mod redis;
+
+pub use incoming::{
+    CompletionReason, CreatedIncoming, IncomingPayment, IncomingPaymentId, IncomingState, InvalidIncoming,
+    NewIncomingPayment, Receipt, ReceiveRefusal, INCOMING_METADATA_BYTES_MAX, INCOMING_PAYMENT_ID_BYTES_MAX,
+};
 
 pub use memory::MemoryStore;
 pub use redis::shared_config::{
@@ -51,6 +61,11 @@ pub enum StoreError {
     /// not know (a script and binary out of step). Nothing is assumed; never retried.
     #[error("store data or answer not understood: {0}")]
     Corrupt(String),
+    /// The request is malformed (a caller's bug: the admin API checks a new incoming payment with
+    /// [`NewIncomingPayment::check`] first). Nothing changed; sending it again would be refused
+    /// again.
+    #[error("refused: {0}")]
+    Invalid(#[from] InvalidIncoming),
 }
 
 /// Why a Prepare's debit did not happen.
