@@ -32,6 +32,7 @@ async fn single_redis_passes_the_shared_store_suite() {
     let store = Arc::new(store);
     suite::concurrent_debits(store.clone(), "single").await;
     suite::concurrent_settlements(store.clone(), "single").await;
+    suite::concurrent_receives(store.clone(), "single").await;
     // Every account the suite touched reconciles with its journal.
     for name in [
         "limit",
@@ -52,6 +53,17 @@ async fn single_redis_passes_the_shared_store_suite() {
         "rule-zero-to-min",
         "incoming",
         "settle-race",
+        "in-once",
+        "in-target",
+        "in-over",
+        "in-expired",
+        "in-scan",
+        "in-handled",
+        "in-none",
+        "in-edges",
+        "in-edges-top",
+        "in-edges-53",
+        "in-race",
     ] {
         let line = store.audit(&format!("single-{name}")).await.unwrap();
         assert!(line.agrees() && line.entries > 0, "{line:?}");
@@ -88,7 +100,8 @@ async fn redis_cluster_passes_the_shared_store_suite() {
     suite::run(&store, "cluster").await;
     let store = Arc::new(store);
     suite::concurrent_debits(store.clone(), "cluster").await;
-    suite::concurrent_settlements(store, "cluster").await;
+    suite::concurrent_settlements(store.clone(), "cluster").await;
+    suite::concurrent_receives(store, "cluster").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

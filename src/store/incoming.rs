@@ -22,10 +22,10 @@
 
 use crate::balance::{Balance, AMOUNT_MAX};
 pub use crate::limits::INCOMING_METADATA_BYTES_MAX;
-use crate::limits::INCOMING_PAYMENT_EXPIRY_S_MAX;
+use crate::limits::{INCOMING_PAYMENT_EXPIRY_S_MAX, INCOMING_PAYMENT_RETENTION_S};
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// An incoming payment's id: one ILP address segment (`[A-Za-z0-9_~-]+`), 1..=64 bytes, unique
 /// within its account. Being an address segment, it can end the address a STREAM sender pays to;
@@ -201,10 +201,19 @@ pub(crate) fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
+/// The time `ms` milliseconds after the epoch.
+pub(crate) fn from_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// An expiry scan at `now_ms` deletes the handled completions that completed before this.
+pub(crate) fn retention_cutoff_ms(now_ms: u64) -> u64 {
+    now_ms.saturating_sub(INCOMING_PAYMENT_RETENTION_S * 1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn ids_are_one_address_segment_of_at_most_64_bytes() {
@@ -257,5 +266,15 @@ mod tests {
             with(&|n| n.expires_at += Duration::from_millis(1)),
             Err(InvalidIncoming::ExpiresAtTooFar)
         );
+    }
+
+    #[test]
+    fn times_are_whole_milliseconds() {
+        let t = from_millis(1_700_000_000_123) + Duration::from_micros(999);
+        assert_eq!(millis(t), 1_700_000_000_123);
+        assert_eq!(from_millis(millis(t)), from_millis(1_700_000_000_123));
+        assert_eq!(millis(UNIX_EPOCH - Duration::from_secs(1)), 0);
+        assert_eq!(retention_cutoff_ms(5), 0);
+        assert_eq!(retention_cutoff_ms(INCOMING_PAYMENT_RETENTION_S * 1000 + 7), 7);
     }
 }
