@@ -11,8 +11,7 @@
 //! store's outbox of completions ([`Store::unhandled_completions`](super::Store::unhandled_completions)),
 //! shared by every instance and surviving restarts, until the completion hook acknowledges it
 //! ([`Store::mark_completion_handled`](super::Store::mark_completion_handled), which exactly one
-//! caller wins). Handled completions are deleted
-//! [`INCOMING_PAYMENT_RETENTION_S`](crate::limits::INCOMING_PAYMENT_RETENTION_S) after they
+//! caller wins). Handled completions are deleted [`INCOMING_PAYMENT_RETENTION_S`] after they
 //! completed, by the expiry scan.
 //!
 //! Times are kept to the millisecond (what the Redis store can hold): every `SystemTime` a store
