@@ -85,3 +85,14 @@ pub const ADMIN_CONNECTIONS_MAX: usize = 16;
 pub const ADMIN_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 pub const ADMIN_BODY_READ_TIMEOUT_MS: u64 = 10_000;
 pub const ADMIN_SHUTDOWN_GRACE_MS: u64 = 5_000;
+
+// Incoming payments: STREAM payments the node receives itself, on local accounts.
+/// An incoming payment's metadata (JSON text, free-form, given by whoever creates it).
+pub const INCOMING_METADATA_BYTES_MAX: usize = 4096;
+/// The furthest in the future an incoming payment may expire: an open payment is kept (and
+/// accepts packets) until then, so its expiry bounds how long it holds store space.
+pub const INCOMING_PAYMENT_EXPIRY_S_MAX: u64 = 30 * 86_400;
+/// A completed payment whose completion was handled is kept this long after it completed (for
+/// the admin API's reads and for reconciliation), then deleted by the expiry scan. A completion
+/// not yet handled is never deleted: it is the outbox of what the node still owes to act on.
+pub const INCOMING_PAYMENT_RETENTION_S: u64 = 30 * 86_400;

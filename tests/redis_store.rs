@@ -8,7 +8,11 @@ use futures::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use thitsax::account::test_account;
-use thitsax::store::{suite, DebitError, PacketId, RedisConfig, RedisStore, Store, StoreError};
+use thitsax::limits::INCOMING_PAYMENT_RETENTION_S;
+use thitsax::store::{
+    suite, CreatedIncoming, DebitError, IncomingPaymentId, NewIncomingPayment, PacketId, Receipt,
+    RedisConfig, RedisStore, Store, StoreError,
+};
 
 fn config(urls: Vec<String>, cluster: bool) -> RedisConfig {
     RedisConfig {
@@ -32,6 +36,7 @@ async fn single_redis_passes_the_shared_store_suite() {
     let store = Arc::new(store);
     suite::concurrent_debits(store.clone(), "single").await;
     suite::concurrent_settlements(store.clone(), "single").await;
+    suite::concurrent_receives(store.clone(), "single").await;
     // Every account the suite touched reconciles with its journal.
     for name in [
         "limit",
@@ -52,6 +57,17 @@ async fn single_redis_passes_the_shared_store_suite() {
         "rule-zero-to-min",
         "incoming",
         "settle-race",
+        "in-once",
+        "in-target",
+        "in-over",
+        "in-expired",
+        "in-scan",
+        "in-handled",
+        "in-none",
+        "in-edges",
+        "in-edges-top",
+        "in-edges-53",
+        "in-race",
     ] {
         let line = store.audit(&format!("single-{name}")).await.unwrap();
         assert!(line.agrees() && line.entries > 0, "{line:?}");
@@ -88,7 +104,8 @@ async fn redis_cluster_passes_the_shared_store_suite() {
     suite::run(&store, "cluster").await;
     let store = Arc::new(store);
     suite::concurrent_debits(store.clone(), "cluster").await;
-    suite::concurrent_settlements(store, "cluster").await;
+    suite::concurrent_settlements(store.clone(), "cluster").await;
+    suite::concurrent_receives(store, "cluster").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,4 +349,127 @@ async fn corrupt_data_is_corrupt_never_a_refusal_and_never_retried() {
     let finish = store.finish_settlement(&s, id, thitsax::store::SettlementEnd::Refunded).await;
     assert!(matches!(finish, Err(StoreError::Corrupt(_))), "{finish:?}");
     assert_eq!(store.balance("bad-settlement").await, Ok(0), "nothing refunded from a malformed record");
+}
+
+/// The texts of an array reply (nested arrays flattened), e.g. HGETALL's fields and values.
+fn texts(reply: common::redis::Resp) -> Vec<String> {
+    match reply {
+        common::redis::Resp::Array(Some(items)) => items.into_iter().flat_map(texts).collect(),
+        other => other.text().into_iter().collect(),
+    }
+}
+
+/// An incoming payment's keys are the ones the key schema names, under the account's tag; the
+/// packet it receives is marked where a Fulfill's credit marks it (so a retried credit of the
+/// same packet changes nothing); once handled and past the retention, nothing of the payment is
+/// left, while the money's keys (balance, journal, marks) stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incoming_payments_keep_the_key_schema_and_leave_nothing_after_the_retention() {
+    if !redis_or_skip("incoming_payments_keep_the_key_schema_and_leave_nothing_after_the_retention") {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&config(vec![server.url()], false)).await.unwrap();
+    let a = test_account("schema");
+    // Now in whole milliseconds, as the store keeps it.
+    let now_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis().to_string();
+    let now = SystemTime::UNIX_EPOCH + Duration::from_millis(now_ms.parse().unwrap());
+    let id = IncomingPaymentId::parse("k1").unwrap();
+    let new = NewIncomingPayment {
+        id: id.clone(),
+        target: Some(10),
+        expires_at: now + Duration::from_secs(60),
+        metadata: r#"{"k":1}"#.into(),
+    };
+    assert!(matches!(store.create_incoming_payment(&a, &new, now).await, Ok(CreatedIncoming::Created(_))));
+    let packet = PacketId::next();
+    let receipt = store.receive(&a, Some(&id), 10, packet, now).await;
+    assert_eq!(receipt, Ok(Receipt::Received { balance: 10, received: Some(10), completed: true }));
+
+    let mut record = texts(server.cmd(&["HGETALL", "test:{schema}:incoming:k1"]))
+        .chunks(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect::<Vec<_>>();
+    record.sort();
+    let expires_ms = (now_ms.parse::<u64>().unwrap() + 60_000).to_string();
+    let expected = [
+        ("completed_ms", now_ms.as_str()),
+        ("created_ms", &now_ms),
+        ("expires_ms", &expires_ms),
+        ("handled", "0"),
+        ("metadata", r#"{"k":1}"#),
+        ("reason", "target"),
+        ("received", "10"),
+        ("state", "completed"),
+        ("target", "10"),
+    ]
+    .map(|(f, v)| (f.to_string(), v.to_string()));
+    assert_eq!(record, expected);
+    assert_eq!(texts(server.cmd(&["ZRANGE", "test:{schema}:incoming-all", "0", "-1"])), ["k1"]);
+    assert!(texts(server.cmd(&["ZRANGE", "test:{schema}:incoming-open", "0", "-1"])).is_empty());
+    assert_eq!(
+        texts(server.cmd(&["ZRANGE", "test:{schema}:incoming-unhandled", "0", "-1", "WITHSCORES"])),
+        ["k1", now_ms.as_str()]
+    );
+    let last = texts(server.cmd(&["XREVRANGE", "test:{schema}:journal", "+", "-", "COUNT", "1"]));
+    let packet_text = packet.to_string();
+    assert_eq!(
+        last[1..],
+        ["kind", "receive", "packet", packet_text.as_str(), "change", "10", "balance", "10", "payment", "k1"]
+    );
+    // The mark is a Fulfill's credit mark: a retried credit of this packet finds it.
+    assert_eq!(store.retry_credit(&a, 10, packet, now).await, Ok(10));
+    assert!(store.audit("schema").await.unwrap().agrees());
+
+    assert_eq!(store.mark_completion_handled(&a, &id).await, Ok(true));
+    assert_eq!(
+        texts(server.cmd(&["ZRANGE", "test:{schema}:incoming-handled", "0", "-1", "WITHSCORES"])),
+        ["k1", now_ms.as_str()]
+    );
+    let past_retention = now + Duration::from_secs(INCOMING_PAYMENT_RETENTION_S) + Duration::from_millis(1);
+    assert_eq!(store.expire_incoming_payments(&a, past_retention, 10).await, Ok(0));
+    let mut left = texts(server.cmd(&["KEYS", "test:{schema}:*"]));
+    left.sort();
+    let hour = now_ms.parse::<u64>().unwrap() / 3_600_000;
+    assert_eq!(
+        left,
+        [
+            "test:{schema}:balance".to_string(),
+            format!("test:{{schema}}:credited:{hour}"),
+            "test:{schema}:journal".into()
+        ]
+    );
+}
+
+/// A payment record no script wrote (tampered with, or a binary out of step) is Corrupt, with
+/// nothing received; never a refusal the sender would see as the payment's business.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_incoming_payment_is_corrupt_and_receives_nothing() {
+    if !redis_or_skip("a_malformed_incoming_payment_is_corrupt_and_receives_nothing") {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&config(vec![server.url()], false)).await.unwrap();
+    let a = test_account("bad-incoming");
+    let now = SystemTime::now();
+    let id = IncomingPaymentId::parse("p").unwrap();
+    let new = NewIncomingPayment {
+        id: id.clone(),
+        target: None,
+        expires_at: now + Duration::from_secs(60),
+        metadata: "1".into(),
+    };
+    store.create_incoming_payment(&a, &new, now).await.unwrap();
+    for (field, value) in
+        [("received", "1.5"), ("received", "-1"), ("state", "paused"), ("expires_ms", "soon")]
+    {
+        let key = "test:{bad-incoming}:incoming:p";
+        server.cmd(&["HSET", key, "received", "0", "state", "open", "expires_ms", "99999999999999"]);
+        server.cmd(&["HSET", key, field, value]);
+        let receipt = store.receive(&a, Some(&id), 5, PacketId::next(), now).await;
+        assert!(matches!(receipt, Err(StoreError::Corrupt(_))), "{field} = {value}: {receipt:?}");
+        let read = store.incoming_payment(&a, &id).await;
+        assert!(matches!(read, Err(StoreError::Corrupt(_))), "{field} = {value}: {read:?}");
+        assert_eq!(store.balance("bad-incoming").await, Ok(0), "{field} = {value}: nothing credited");
+    }
 }

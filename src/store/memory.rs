@@ -1,15 +1,20 @@
 //! Balances in this process: one mutex-guarded state per account. Lost on restart, which is why
 //! production uses Redis; the embedded default needs nothing else running.
 
+mod incoming;
+
+use super::incoming::millis;
 use super::{
-    settlement_fingerprint, DebitError, IncomingCredit, PacketId, PendingSettlement, SettlementEnd, Store,
-    StoreError, Swept, INCOMING_KEY_RETENTION,
+    settlement_fingerprint, CreatedIncoming, DebitError, IncomingCredit, IncomingPayment, IncomingPaymentId,
+    NewIncomingPayment, PacketId, PendingSettlement, Receipt, SettlementEnd, Store, StoreError, Swept,
+    INCOMING_KEY_RETENTION,
 };
 use crate::account::{Account, AccountId};
-use crate::balance::{self, Balance};
+use crate::balance::{self, Balance, AMOUNT_MAX};
 use crate::quantity::split_incoming;
 use crate::quantity::Quantity;
 use crate::settlement_id::SettlementId;
+use incoming::{Admission, Payments, ReceivedMarks};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
@@ -29,6 +34,10 @@ struct AccountState {
     /// Incoming settlements' keys → (request fingerprint, credited, when), kept for
     /// [`INCOMING_KEY_RETENTION`].
     incoming: HashMap<String, (String, u64, SystemTime)>,
+    /// The incoming payments received on this account (a local one).
+    payments: Payments,
+    /// The packets `receive` credited lately, so that a retry changes nothing.
+    received: ReceivedMarks,
 }
 
 #[derive(Debug, Default)]
@@ -257,6 +266,100 @@ impl Store for MemoryStore {
         let map = self.accounts.read().unwrap_or_else(|e| e.into_inner());
         Ok(map.get(account_id).map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).balance).unwrap_or(0))
     }
+
+    async fn create_incoming_payment(
+        &self,
+        account: &Account,
+        new: &NewIncomingPayment,
+        now: SystemTime,
+    ) -> Result<CreatedIncoming, StoreError> {
+        new.check(now)?;
+        self.with(&account.id, |state| Ok(state.payments.create(&account.id, new, now)))
+    }
+
+    async fn incoming_payment(
+        &self,
+        account: &Account,
+        id: &IncomingPaymentId,
+    ) -> Result<Option<IncomingPayment>, StoreError> {
+        self.with(&account.id, |state| Ok(state.payments.get(id).cloned()))
+    }
+
+    async fn incoming_payments(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> Result<Vec<IncomingPayment>, StoreError> {
+        self.with(&account.id, |state| Ok(state.payments.newest(limit)))
+    }
+
+    async fn receive(
+        &self,
+        account: &Account,
+        payment: Option<&IncomingPaymentId>,
+        amount: u64,
+        packet: PacketId,
+        now: SystemTime,
+    ) -> Result<Receipt, StoreError> {
+        let overflow = || StoreError::Overflow(account.id.to_string());
+        if amount > AMOUNT_MAX {
+            return Err(overflow());
+        }
+        let now_ms = millis(now);
+        self.with(&account.id, |state| {
+            state.received.forget_old(now_ms);
+            if state.received.contains(&packet) {
+                let received = payment.and_then(|id| state.payments.get(id)).map(|p| p.received);
+                return Ok(Receipt::Repeated { received });
+            }
+            let admitted = match payment {
+                None => None,
+                Some(id) => match state.payments.admit(id, amount, now_ms) {
+                    Admission::Fits { received, after } => Some((id, received, after)),
+                    Admission::Refused(refusal) => return Ok(Receipt::Refused(refusal)),
+                    Admission::TotalOutOfRange => return Err(overflow()),
+                },
+            };
+            if amount == 0 {
+                let received = admitted.map(|(_, received, _)| received);
+                return Ok(Receipt::Received { balance: state.balance, received, completed: false });
+            }
+            // Every check passed; from here on, only writes.
+            let balance = balance::credit(state.balance, amount).map_err(|_| overflow())?;
+            state.balance = balance;
+            state.received.insert(packet, now_ms);
+            let (received, completed) = match admitted {
+                Some((id, _, after)) => (Some(after), state.payments.credit(id, after, now_ms)),
+                None => (None, false),
+            };
+            Ok(Receipt::Received { balance, received, completed })
+        })
+    }
+
+    async fn expire_incoming_payments(
+        &self,
+        account: &Account,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.with(&account.id, |state| Ok(state.payments.expire(millis(now), limit)))
+    }
+
+    async fn unhandled_completions(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> Result<Vec<IncomingPayment>, StoreError> {
+        self.with(&account.id, |state| Ok(state.payments.unhandled(limit)))
+    }
+
+    async fn mark_completion_handled(
+        &self,
+        account: &Account,
+        id: &IncomingPaymentId,
+    ) -> Result<bool, StoreError> {
+        self.with(&account.id, |state| Ok(state.payments.mark_handled(id)))
+    }
 }
 
 #[cfg(test)]
@@ -272,5 +375,10 @@ mod tests {
     async fn concurrent_debits_never_pass_the_limit_together() {
         crate::store::suite::concurrent_debits(Arc::new(MemoryStore::new()), "mem").await;
         crate::store::suite::concurrent_settlements(Arc::new(MemoryStore::new()), "mem").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_receives_never_pass_the_target_together() {
+        crate::store::suite::concurrent_receives(Arc::new(MemoryStore::new()), "mem").await;
     }
 }

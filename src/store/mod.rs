@@ -8,9 +8,19 @@
 //! on the destination) or releases it ([`Store::reverse_prepare`], on anything else). Release
 //! happens at most once per reservation, whoever asks, so a late Reject and a crash-recovery
 //! sweep can never both refund the same packet.
+//!
+//! The node also receives payments itself, on local accounts: [`incoming`] has their types, and
+//! [`Store::receive`] credits one packet of one, checking the payment in the same atomic step
+//! (the types are re-exported here).
 
+pub mod incoming;
 mod memory;
 mod redis;
+
+pub use incoming::{
+    CompletionReason, CreatedIncoming, IncomingPayment, IncomingPaymentId, IncomingState, InvalidIncoming,
+    NewIncomingPayment, Receipt, ReceiveRefusal, INCOMING_METADATA_BYTES_MAX, INCOMING_PAYMENT_ID_BYTES_MAX,
+};
 
 pub use memory::MemoryStore;
 pub use redis::shared_config::{
@@ -51,6 +61,11 @@ pub enum StoreError {
     /// not know (a script and binary out of step). Nothing is assumed; never retried.
     #[error("store data or answer not understood: {0}")]
     Corrupt(String),
+    /// The request is malformed (a caller's bug: the admin API checks a new incoming payment with
+    /// [`NewIncomingPayment::check`] first). Nothing changed; sending it again would be refused
+    /// again.
+    #[error("refused: {0}")]
+    Invalid(#[from] InvalidIncoming),
 }
 
 /// Why a Prepare's debit did not happen.
@@ -218,6 +233,93 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         forget_before: SystemTime,
     ) -> impl Future<Output = Result<Swept, StoreError>> + Send;
+
+    /// Creates an incoming payment on the local account `account`, open, with nothing received,
+    /// `created_at` = `now`; once per id: an id already taken is `Exists` with the stored payment,
+    /// unchanged. A payment [`NewIncomingPayment::check`] refuses is [`StoreError::Invalid`],
+    /// nothing written.
+    fn create_incoming_payment(
+        &self,
+        account: &Account,
+        new: &NewIncomingPayment,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<CreatedIncoming, StoreError>> + Send;
+
+    /// One incoming payment of `account` (`None`: never created, or deleted after its retention).
+    fn incoming_payment(
+        &self,
+        account: &Account,
+        id: &IncomingPaymentId,
+    ) -> impl Future<Output = Result<Option<IncomingPayment>, StoreError>> + Send;
+
+    /// The incoming payments of `account`, newest first (by `created_at`, then by id), at most
+    /// `limit`.
+    fn incoming_payments(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<IncomingPayment>, StoreError>> + Send;
+
+    /// One packet of `amount` for `account` (and, when `payment` is `Some`, for that incoming
+    /// payment), in one atomic step, called *before* the packet is fulfilled:
+    /// 1. a packet already received (its credit mark, as [`credit_fulfill`](Self::credit_fulfill)
+    ///    writes it, exists) is `Repeated`, nothing changes: so `receive` may be retried after any
+    ///    failure, including [`StoreError::Uncertain`] ones (a retry is recognized while it comes
+    ///    within an hour of the first attempt; the receiver retries only within its packet's
+    ///    life);
+    /// 2. with a payment: unknown → `UnknownPayment`; completed → `Completed`; its `expires_at` at
+    ///    or before `now` → the payment becomes `Completed { Expired, at: now }` (and joins the
+    ///    completions to handle) and the packet is `Expired`; a target set and
+    ///    `received + amount > target` → `OverTarget`, nothing changes;
+    /// 3. the account's balance is credited `amount` (a journal entry of kind `receive` with the
+    ///    packet, the change, the balance after and the payment's id when there is one; the
+    ///    packet's credit mark), the payment's `received` grows by `amount`, and when it equals
+    ///    the target the payment becomes `Completed { TargetReached, at: now }` (and joins the
+    ///    completions to handle).
+    ///
+    /// An `amount` of 0 (STREAM control packets) goes through the checks of 2. and is then
+    /// `Received` with the balance as it is, writing nothing (no journal entry, no mark). A
+    /// balance that would pass int64, an `amount` above [`AMOUNT_MAX`](crate::balance::AMOUNT_MAX),
+    /// or a total of a payment without a target that would pass it, is
+    /// [`StoreError::Overflow`] with nothing changed.
+    fn receive(
+        &self,
+        account: &Account,
+        payment: Option<&IncomingPaymentId>,
+        amount: u64,
+        packet: PacketId,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Receipt, StoreError>> + Send;
+
+    /// The account's open payments whose expiry is at or before `now` become
+    /// `Completed { Expired, at: now }` (and join the completions to handle), at most `limit` of
+    /// them; returns how many. In the same call, at most `limit` handled payments that completed
+    /// more than [`INCOMING_PAYMENT_RETENTION_S`](crate::limits::INCOMING_PAYMENT_RETENTION_S)
+    /// before `now` are deleted (completions not yet handled are kept, however old).
+    fn expire_incoming_payments(
+        &self,
+        account: &Account,
+        now: SystemTime,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// The outbox of completions: completed payments of `account` whose completion hook has not
+    /// acknowledged, oldest completion first (then by id), at most `limit`. It survives restarts,
+    /// and every instance sharing the store sees the same.
+    fn unhandled_completions(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<IncomingPayment>, StoreError>> + Send;
+
+    /// Marks one completion handled (it leaves the outbox); `false` when it was not pending
+    /// (already handled, still open, or unknown). Of any number of callers, on any instances,
+    /// exactly one gets `true`.
+    fn mark_completion_handled(
+        &self,
+        account: &Account,
+        id: &IncomingPaymentId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// What one sweep of an account did.

@@ -6,7 +6,7 @@
 
 use super::{parse_amount, parse_balance, Answer};
 use crate::balance::Balance;
-use crate::store::StoreError;
+use crate::store::{ReceiveRefusal, StoreError};
 
 /// `process_prepare.lua`.
 #[derive(Debug, PartialEq, Eq)]
@@ -194,6 +194,98 @@ impl Incoming {
     }
 }
 
+/// `incoming_create.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum IncomingCreate {
+    Created,
+    /// The id is taken: the stored payment's fields, unchanged.
+    Exists(Vec<(String, String)>),
+    Unexpected(Answer),
+}
+
+impl IncomingCreate {
+    pub(super) fn read((code, fields): (i64, Vec<(String, String)>)) -> Self {
+        match code {
+            1 => IncomingCreate::Created,
+            0 => IncomingCreate::Exists(fields),
+            _ => IncomingCreate::Unexpected((code, format!("{fields:?}"))),
+        }
+    }
+}
+
+/// What `incoming_receive.lua` answers: its code, the balance, the payment's total, its target.
+pub(super) type ReceiveAnswer = (i64, String, String, String);
+
+/// `incoming_receive.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum IncomingReceive {
+    Credited {
+        balance: Balance,
+        received: Option<u64>,
+        completed: bool,
+    },
+    Repeated {
+        received: Option<u64>,
+    },
+    Refused(ReceiveRefusal),
+    /// The balance, or the total of a payment without a target, would leave the int64 range.
+    OutOfRange,
+    /// The payment's record holds `field` = `value`, which no script writes.
+    Malformed {
+        field: String,
+        value: String,
+    },
+    Unexpected(Answer),
+}
+
+impl IncomingReceive {
+    pub(super) fn read(answer: ReceiveAnswer, account: &str) -> Result<Self, StoreError> {
+        let (code, balance, received, target) = answer;
+        let total = |text: &str| parse_amount(text, account);
+        // A total where the script gives one with a payment, '' without.
+        let total_if_any = |text: &str| if text.is_empty() { Ok(None) } else { total(text).map(Some) };
+        Ok(match code {
+            1 | 6 => IncomingReceive::Credited {
+                balance: parse_balance(&balance, account)?,
+                received: total_if_any(&received)?,
+                completed: code == 6,
+            },
+            4 => IncomingReceive::Repeated { received: total_if_any(&received)? },
+            2 | 3 => IncomingReceive::OutOfRange,
+            10 => IncomingReceive::Refused(ReceiveRefusal::UnknownPayment),
+            11 => IncomingReceive::Refused(ReceiveRefusal::Completed { received: total(&received)? }),
+            12 => IncomingReceive::Refused(ReceiveRefusal::Expired { received: total(&received)? }),
+            13 => IncomingReceive::Refused(ReceiveRefusal::OverTarget {
+                received: total(&received)?,
+                target: total(&target)?,
+            }),
+            7 => IncomingReceive::Malformed { field: received, value: target },
+            _ => IncomingReceive::Unexpected((code, format!("{balance} {received} {target}"))),
+        })
+    }
+}
+
+/// `incoming_handled.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum IncomingHandled {
+    Handled,
+    NotPending,
+    /// In the outbox, but its record is not a completed payment (its state).
+    Malformed(String),
+    Unexpected(Answer),
+}
+
+impl IncomingHandled {
+    pub(super) fn read(answer: Answer) -> Self {
+        match answer.0 {
+            1 => IncomingHandled::Handled,
+            0 => IncomingHandled::NotPending,
+            3 => IncomingHandled::Malformed(answer.1),
+            _ => IncomingHandled::Unexpected(answer),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +302,40 @@ mod tests {
         assert_eq!(Finish::read(odd(), "a"), Ok(Finish::Unexpected(odd())));
         assert_eq!(Incoming::read(odd(), "a"), Ok(Incoming::Unexpected(odd())));
         assert_eq!(Prepare::read((2, "5".into()), "a"), Ok(Prepare::OutOfRange));
+        assert!(matches!(IncomingCreate::read((9, Vec::new())), IncomingCreate::Unexpected((9, _))));
+        let receive = IncomingReceive::read((9, "12".into(), "3".into(), String::new()), "a");
+        assert!(matches!(receive, Ok(IncomingReceive::Unexpected((9, _)))), "{receive:?}");
+        assert_eq!(IncomingHandled::read(odd()), IncomingHandled::Unexpected(odd()));
+    }
+
+    #[test]
+    fn receive_answers_read_exactly() {
+        let answer = |code: i64, balance: &str, received: &str, target: &str| {
+            IncomingReceive::read((code, balance.into(), received.into(), target.into()), "a")
+        };
+        let big = "9007199254740993";
+        assert_eq!(
+            answer(6, "-5", big, ""),
+            Ok(IncomingReceive::Credited { balance: -5, received: Some((1 << 53) + 1), completed: true })
+        );
+        assert_eq!(
+            answer(1, "7", "", ""),
+            Ok(IncomingReceive::Credited { balance: 7, received: None, completed: false })
+        );
+        assert_eq!(answer(4, "", "", ""), Ok(IncomingReceive::Repeated { received: None }));
+        assert_eq!(
+            answer(13, "", "90", big),
+            Ok(IncomingReceive::Refused(ReceiveRefusal::OverTarget { received: 90, target: (1 << 53) + 1 }))
+        );
+        assert_eq!(answer(10, "", "", ""), Ok(IncomingReceive::Refused(ReceiveRefusal::UnknownPayment)));
+        assert_eq!(
+            answer(7, "", "state", "odd"),
+            Ok(IncomingReceive::Malformed { field: "state".into(), value: "odd".into() })
+        );
+        // A total that is not a count is corrupt, never a business outcome.
+        assert!(matches!(answer(11, "", "", ""), Err(StoreError::Corrupt(_))));
+        assert!(matches!(answer(12, "", "-1", ""), Err(StoreError::Corrupt(_))));
+        assert!(matches!(answer(1, "x", "1", ""), Err(StoreError::Corrupt(_))));
     }
 
     #[test]

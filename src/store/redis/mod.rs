@@ -16,6 +16,16 @@
 //! | `<prefix>:{<account>}:settlement-in:<sha256 of key>` | string, 48 h TTL | one incoming settlement's idempotency record: `<request fingerprint>:<credited>` |
 //! | `<prefix>:{<account>}:credited:<hour>` | hash, TTL `store.sweep_tombstone_retention_s` + 1 h ([`RedisConfig::credit_marker_ttl_s`]) after its last field | packet id → `1` for each credit applied in that hour (hours since the epoch, by the node's clock when it sent the credit): a retry of the credit (answer lost, or replayed after a restart) checks it in constant time. One field per fulfilled packet, kept for the TTL; no retry is sent once its first attempt is older than the TTL less a margin, and owed writes older than `store.sweep_tombstone_retention_s` are not replayed at start-up |
 //! | `<prefix>:{<account>}:swept` | sorted set | packet id scored by when the sweeper released its reservation (ms), so a late commit charges it once; kept for `store.sweep_tombstone_retention_s` |
+//! | `<prefix>:{<account>}:incoming:<id>` | hash | one incoming payment received on the (local) account: `target` (absent for none), `received` (the total so far, int64), `expires_ms`, `created_ms`, `state` (`open` or `completed`), `completed_ms` and `reason` (`target` or `expired`) once completed, `metadata` (JSON text), `handled` (`1` once its completion hook acknowledged). Deleted [`INCOMING_PAYMENT_RETENTION_S`](crate::limits::INCOMING_PAYMENT_RETENTION_S) after it completed, once handled |
+//! | `<prefix>:{<account>}:incoming-all` | sorted set | every incoming payment's id, scored by its creation (ms): the listing, newest first |
+//! | `<prefix>:{<account>}:incoming-open` | sorted set | the open payments' ids, scored by their expiry (ms): the expiry scan |
+//! | `<prefix>:{<account>}:incoming-unhandled` | sorted set | the completed payments' ids whose completion hook has not acknowledged, scored by their completion (ms): the outbox of completions, oldest first |
+//! | `<prefix>:{<account>}:incoming-handled` | sorted set | the handled completions' ids, scored by their completion (ms): the expiry scan deletes those past the retention |
+//!
+//! A packet the node receives itself for an incoming payment (`incoming_receive.lua`) is checked
+//! against the payment and credited in one script: the payment, the balance, the journal and the
+//! credit marks all share the account's slot. Its credit mark is the one a Fulfill's credit
+//! writes, in the hash of the hour of the call's `now`.
 //!
 //! `<prefix>` (config `store.prefix`) lets several deployments or test runs share one Redis.
 //! The accounts and static routes shared by every instance have their own keys, under the hash
@@ -24,8 +34,9 @@
 //! # Scripts
 //! One Lua script per event, in this folder, named after it, loaded once and called by SHA
 //! (EVALSHA; reloaded automatically if Redis restarted without them). Each script's header gives
-//! its KEYS, ARGV and return codes. All of them return `{code, balance}` with the balance as a
-//! decimal string ('' where the caller does not need it). Lua numbers are doubles and would round
+//! its KEYS, ARGV and return codes. The packet and settlement scripts return `{code, balance}`
+//! with the balance as a decimal string ('' where the caller does not need it); the incoming
+//! payments' scripts return what their headers say. Lua numbers are doubles and would round
 //! past 2^53, so no script converts an amount or a balance with `tonumber`: arithmetic is
 //! DECRBY/INCRBY (exact int64), their reply is used only while it is below 2^53 in size and read
 //! back with GET beyond, and comparisons are on the digits (see `prelude.lua`).
@@ -49,11 +60,13 @@
 //! packet, and never retried (retrying cannot mend it), never a business outcome such as T04.
 
 mod answers;
+mod incoming;
 pub mod shared_config;
 
 use super::{
-    settlement_fingerprint, DebitError, IncomingCredit, PacketId, PendingSettlement, SettlementEnd, Store,
-    StoreError, Swept, INCOMING_KEY_RETENTION,
+    settlement_fingerprint, CreatedIncoming, DebitError, IncomingCredit, IncomingPayment, IncomingPaymentId,
+    NewIncomingPayment, PacketId, PendingSettlement, Receipt, SettlementEnd, Store, StoreError, Swept,
+    INCOMING_KEY_RETENTION,
 };
 use crate::account::Account;
 use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
@@ -101,6 +114,10 @@ struct Scripts {
     settlement_begin: Script,
     settlement_finish: Script,
     settlement_incoming: Script,
+    incoming_create: Script,
+    incoming_receive: Script,
+    incoming_expire: Script,
+    incoming_handled: Script,
 }
 
 impl Scripts {
@@ -118,6 +135,10 @@ impl Scripts {
             settlement_begin: with_prelude(include_str!("settlement_begin.lua")),
             settlement_finish: with_prelude(include_str!("settlement_finish.lua")),
             settlement_incoming: with_prelude(include_str!("settlement_incoming.lua")),
+            incoming_create: with_prelude(include_str!("incoming_create.lua")),
+            incoming_receive: with_prelude(include_str!("incoming_receive.lua")),
+            incoming_expire: with_prelude(include_str!("incoming_expire.lua")),
+            incoming_handled: with_prelude(include_str!("incoming_handled.lua")),
         }
     }
 }
@@ -153,8 +174,14 @@ struct Keys {
     leftover: String,
     /// Prefix of each incoming settlement's key record (`<this>:<sha256 of the key>`).
     incoming: String,
-    /// Prefix of each fulfilled packet's credit marker (`<this>:<packet id>`).
+    /// Prefix of each hour's credit marks (`<this>:<hour>`).
     credited: String,
+    /// Prefix of each incoming payment's record (`<this><id>`).
+    payment_prefix: String,
+    payments_all: String,
+    payments_open: String,
+    payments_unhandled: String,
+    payments_handled: String,
 }
 
 /// What a script answered: its code and the balance after it, exactly.
@@ -223,6 +250,11 @@ impl RedisStore {
             leftover: format!("{base}:settlement-leftover"),
             incoming: format!("{base}:settlement-in"),
             credited: format!("{base}:credited"),
+            payment_prefix: format!("{base}:incoming:"),
+            payments_all: format!("{base}:incoming-all"),
+            payments_open: format!("{base}:incoming-open"),
+            payments_unhandled: format!("{base}:incoming-unhandled"),
+            payments_handled: format!("{base}:incoming-handled"),
         });
         let mut cache = self.keys.write().unwrap_or_else(|e| e.into_inner());
         cache.entry(Arc::from(account)).or_insert(keys).clone()
@@ -252,6 +284,16 @@ impl RedisStore {
         match self.connection.clone() {
             Connection::Single(mut c) => invocation.invoke_async(&mut c).await,
             Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await,
+        }
+        .map_err(store_error)
+    }
+
+    /// Runs a pipeline (its commands on one account's keys, so on one cluster slot) on whichever
+    /// connection this store has.
+    async fn pipeline<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, StoreError> {
+        match self.connection.clone() {
+            Connection::Single(mut c) => pipe.query_async(&mut c).await,
+            Connection::Cluster(mut c) => pipe.query_async(&mut c).await,
         }
         .map_err(store_error)
     }
@@ -697,5 +739,66 @@ impl Store for RedisStore {
         cmd.arg(&self.keys(account_id).balance);
         let value: Option<String> = self.cmd(&cmd).await?;
         value.map(|v| parse_balance(&v, account_id)).unwrap_or(Ok(0))
+    }
+
+    async fn create_incoming_payment(
+        &self,
+        account: &Account,
+        new: &NewIncomingPayment,
+        now: SystemTime,
+    ) -> Result<CreatedIncoming, StoreError> {
+        self.create_incoming(account, new, now).await
+    }
+
+    async fn incoming_payment(
+        &self,
+        account: &Account,
+        id: &IncomingPaymentId,
+    ) -> Result<Option<IncomingPayment>, StoreError> {
+        self.read_incoming(account, id).await
+    }
+
+    async fn incoming_payments(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> Result<Vec<IncomingPayment>, StoreError> {
+        self.list_incoming(account, limit).await
+    }
+
+    async fn receive(
+        &self,
+        account: &Account,
+        payment: Option<&IncomingPaymentId>,
+        amount: u64,
+        packet: PacketId,
+        now: SystemTime,
+    ) -> Result<Receipt, StoreError> {
+        self.receive_packet(account, payment, amount, packet, now).await
+    }
+
+    async fn expire_incoming_payments(
+        &self,
+        account: &Account,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.expire_incoming(account, now, limit).await
+    }
+
+    async fn unhandled_completions(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> Result<Vec<IncomingPayment>, StoreError> {
+        self.list_unhandled(account, limit).await
+    }
+
+    async fn mark_completion_handled(
+        &self,
+        account: &Account,
+        id: &IncomingPaymentId,
+    ) -> Result<bool, StoreError> {
+        self.handle_completion(account, id).await
     }
 }
