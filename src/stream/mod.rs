@@ -1,0 +1,28 @@
+//! STREAM (RFC 0029), the parts of it that are pure: what a receiving node needs to answer
+//! payments addressed to its own receivers, with no state of its own and no I/O.
+//!
+//! - [`frame`] and [`packet`]: the STREAM packet and its frames, encoded and decoded (decoding is
+//!   bounded and never panics, whatever the bytes).
+//!
+//! Where RFC 0029 leaves a choice, this module does what `ilp-protocol-stream` 2.7.1, the JS
+//! reference, does, so that its senders and @interledger/pay accept the replies.
+//!
+//! Layer 3: imports [`crate::packet`] only.
+
+pub mod frame;
+mod oer;
+pub mod packet;
+
+pub use frame::{ErrorCode, Frame};
+pub use oer::FieldError;
+pub use packet::{DecodeError, PacketType, StreamPacket};
+
+/// What AES-256-GCM adds to a STREAM packet: a 12-byte nonce and a 16-byte tag.
+pub const ENCRYPTION_OVERHEAD_BYTES: usize = 28;
+/// The largest STREAM packet in the clear: what is left of an ILP packet's data (32,767 bytes,
+/// RFC 0027) after the encryption overhead.
+pub const STREAM_PACKET_BYTES_MAX: usize = crate::packet::DATA_BYTES_MAX - ENCRYPTION_OVERHEAD_BYTES;
+/// The most frames a STREAM packet may announce. Honest senders use a handful (the JS reference
+/// one per stream and kind, and at most 10 streams by default); the cap keeps what a packet can
+/// make us allocate for its frame list to about 50 KiB.
+pub const FRAMES_MAX: usize = 1024;
