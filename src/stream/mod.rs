@@ -2,17 +2,21 @@
 //! payments addressed to its own receivers, with no state of its own and no I/O.
 //!
 //! - [`frame`] and [`packet`]: the STREAM packet and its frames, encoded and decoded (decoding is
-//!   bounded and never panics, whatever the bytes).
+//!   bounded and never panics, whatever the bytes);
+//! - [`crypto`]: the keys derived from a shared secret (once per secret), AES-256-GCM in the JS
+//!   reference's layout, fulfillments and conditions.
 //!
 //! Where RFC 0029 leaves a choice, this module does what `ilp-protocol-stream` 2.7.1, the JS
 //! reference, does, so that its senders and @interledger/pay accept the replies.
 //!
 //! Layer 3: imports [`crate::packet`] only.
 
+pub mod crypto;
 pub mod frame;
 mod oer;
 pub mod packet;
 
+pub use crypto::{CryptoError, SharedSecret, StreamKeys};
 pub use frame::{ErrorCode, Frame};
 pub use oer::FieldError;
 pub use packet::{DecodeError, PacketType, StreamPacket};
