@@ -4,18 +4,22 @@
 //! - [`frame`] and [`packet`]: the STREAM packet and its frames, encoded and decoded (decoding is
 //!   bounded and never panics, whatever the bytes);
 //! - [`crypto`]: the keys derived from a shared secret (once per secret), AES-256-GCM in the JS
-//!   reference's layout, fulfillments and conditions.
+//!   reference's layout, fulfillments and conditions;
+//! - [`credentials`]: the tokens and shared secrets a [`ServerSecret`] issues per SPSP query and
+//!   re-derives from a packet's address, on any instance, without storing anything.
 //!
 //! Where RFC 0029 leaves a choice, this module does what `ilp-protocol-stream` 2.7.1, the JS
 //! reference, does, so that its senders and @interledger/pay accept the replies.
 //!
 //! Layer 3: imports [`crate::packet`] only.
 
+pub mod credentials;
 pub mod crypto;
 pub mod frame;
 mod oer;
 pub mod packet;
 
+pub use credentials::{Credentials, CredentialsError, ServerSecret};
 pub use crypto::{CryptoError, SharedSecret, StreamKeys};
 pub use frame::{ErrorCode, Frame};
 pub use oer::FieldError;
