@@ -6,7 +6,10 @@
 //! - [`crypto`]: the keys derived from a shared secret (once per secret), AES-256-GCM in the JS
 //!   reference's layout, fulfillments and conditions;
 //! - [`credentials`]: the tokens and shared secrets a [`ServerSecret`] issues per SPSP query and
-//!   re-derives from a packet's address, on any instance, without storing anything.
+//!   re-derives from a packet's address, on any instance, without storing anything;
+//! - [`receiver`]: one incoming Prepare, in two steps: [`open`] decides what it is, the caller
+//!   (which keeps the totals, asynchronously) decides what to do, and [`Opened::fulfill`] or
+//!   [`Opened::reject`] builds the answer.
 //!
 //! Where RFC 0029 leaves a choice, this module does what `ilp-protocol-stream` 2.7.1, the JS
 //! reference, does, so that its senders and @interledger/pay accept the replies.
@@ -18,12 +21,14 @@ pub mod crypto;
 pub mod frame;
 mod oer;
 pub mod packet;
+pub mod receiver;
 
 pub use credentials::{Credentials, CredentialsError, ServerSecret};
 pub use crypto::{CryptoError, SharedSecret, StreamKeys};
 pub use frame::{ErrorCode, Frame};
 pub use oer::FieldError;
 pub use packet::{DecodeError, PacketType, StreamPacket};
+pub use receiver::{open, Fulfilled, Opened, Refused, Reply, ReplyError, StreamAmount, Verdict};
 
 /// What AES-256-GCM adds to a STREAM packet: a 12-byte nonce and a 16-byte tag.
 pub const ENCRYPTION_OVERHEAD_BYTES: usize = 28;
