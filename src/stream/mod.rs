@@ -12,7 +12,9 @@
 //!   [`Opened::reject`] builds the answer.
 //!
 //! Where RFC 0029 leaves a choice, this module does what `ilp-protocol-stream` 2.7.1, the JS
-//! reference, does, so that its senders and @interledger/pay accept the replies.
+//! reference, does, so that its senders and @interledger/pay accept the replies; the known-answer
+//! tests in `tests.rs` check it against vectors the reference produced
+//! (`tests/interop/stream-vectors.js`).
 //!
 //! Layer 3: imports [`crate::packet`] only.
 
@@ -39,3 +41,6 @@ pub const STREAM_PACKET_BYTES_MAX: usize = crate::packet::DATA_BYTES_MAX - ENCRY
 /// one per stream and kind, and at most 10 streams by default); the cap keeps what a packet can
 /// make us allocate for its frame list to about 50 KiB.
 pub const FRAMES_MAX: usize = 1024;
+
+#[cfg(test)]
+mod tests;
