@@ -38,6 +38,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("http::tls", 3),
     ("http", 3),
     ("ildcp", 3),
+    ("stream", 3),
     ("owed", 3),
     ("pending", 3),
     ("settlement", 3),
