@@ -8,14 +8,16 @@ use crate::http::tls::TlsConfig;
 use crate::http::{server, settlement_api};
 use crate::log_limit::{LogLimit, NEXT_HOP_WARNING_INTERVAL_MS};
 use crate::metrics::Metrics;
-use crate::node::Node;
+use crate::node::{Node, Receiving};
 use crate::owed::{OwedError, OwedFile};
+use crate::payments::completions::{self, CompletionHook, CompletionRules, LogCompletions};
 use crate::pending::{self, PendingCommits, PENDING_MAX};
 use crate::reload::{self, Reloader, Seed};
 use crate::routing::{Router, RoutingTable};
 use crate::settlement::engine::EngineClient;
 use crate::shutdown::Shutdown;
 use crate::store::{ConfigStoreError, MemoryStore, RedisStore, Store};
+use crate::stream::ServerSecret;
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 use std::net::SocketAddr;
@@ -41,6 +43,11 @@ pub struct App<S> {
     tables: Arc<dyn Tables>,
     /// The outgoing clients' TLS configuration, kept for the start-up report of what it trusts.
     tls: TlsConfig,
+    /// The public SPSP listener: bound when a local account exists at start-up or
+    /// `spsp.listen` is named.
+    spsp_listener: Option<TcpListener>,
+    /// What acts on completed incoming payments ([`App::set_completion_hook`]).
+    completion_hook: Arc<dyn CompletionHook>,
 }
 
 /// The node's listeners, named as the operator's messages name them.
@@ -49,6 +56,7 @@ pub enum Listener {
     Ilp,
     Admin,
     SettlementCallbacks,
+    Spsp,
 }
 
 impl std::fmt::Display for Listener {
@@ -57,6 +65,7 @@ impl std::fmt::Display for Listener {
             Listener::Ilp => "ILP-over-HTTP",
             Listener::Admin => "admin",
             Listener::SettlementCallbacks => "settlement callbacks",
+            Listener::Spsp => "SPSP",
         })
     }
 }
@@ -86,6 +95,8 @@ pub enum StartError {
     SharedConfig(#[from] ConfigStoreError),
     #[error(transparent)]
     OwedWrites(#[from] OwedError),
+    #[error("cannot read or keep the STREAM server secret in Redis: {0}")]
+    StreamSecret(ConfigStoreError),
 }
 
 impl App<MemoryStore> {
@@ -114,9 +125,19 @@ impl App<RedisStore> {
             None => (None, Vec::new()),
         };
         let pending = PendingCommits::new(owed_file, PENDING_MAX, config.sweep.tombstone_retention);
+        // Every instance on this Redis must derive the same credentials: the secret is the
+        // file's, or the one kept in Redis (made by the first instance that needed it).
+        let secret = match &config.stream.secret {
+            Some(secret) => ServerSecret::from_bytes(&secret.0),
+            None => {
+                let shared =
+                    store.shared_stream_secret(random_secret()).await.map_err(StartError::StreamSecret)?;
+                ServerSecret::from_bytes(&shared)
+            }
+        };
         let Some(rules) = config.config_sync.clone() else {
             let (accounts, routes) = (Accounts::new(config.accounts.clone()), config.routes.clone());
-            let app = Self::bind_tables(config, store, accounts, routes, pending).await?;
+            let app = Self::bind_tables(config, store, accounts, routes, pending, secret).await?;
             pending::replay(&app.node.store, &app.node.accounts.load(), &app.node.pending, owed).await;
             return Ok(app);
         };
@@ -130,7 +151,8 @@ impl App<RedisStore> {
         let version = tables.version;
         // Redis's rates are served, not the file's: with `config_precedence = "redis"` they differ.
         let config = Config { rates: tables.rates, ..config };
-        let mut app = Self::bind_tables(config, store, tables.accounts, tables.routes, pending).await?;
+        let mut app =
+            Self::bind_tables(config, store, tables.accounts, tables.routes, pending, secret).await?;
         pending::replay(&app.node.store, &app.node.accounts.load(), &app.node.pending, owed).await;
         // The watcher and the admin API reload through one reloader; admin changes go to Redis,
         // so that every instance serves them.
@@ -143,10 +165,21 @@ impl App<RedisStore> {
 
 impl<S: Store> App<S> {
     /// Binds a node serving the config file's accounts and routes.
+    /// Without `stream.secret` in the file, the node makes a STREAM server secret of its own:
+    /// credentials it issues then last as long as the process (as the memory store's balances do).
     pub async fn bind_with(config: Config, store: S) -> Result<Self, BindError> {
         let (accounts, routes) = (Accounts::new(config.accounts.clone()), config.routes.clone());
         let pending = PendingCommits::new(None, PENDING_MAX, config.sweep.tombstone_retention);
-        Self::bind_tables(config, store, accounts, routes, pending).await
+        let secret = ServerSecret::from_bytes(
+            &config.stream.secret.as_ref().map(|s| s.0).unwrap_or_else(random_secret),
+        );
+        Self::bind_tables(config, store, accounts, routes, pending, secret).await
+    }
+
+    /// Replaces what acts on completed incoming payments (by default they are logged and
+    /// counted). Runs at least once per completion: see [`crate::payments::completions`].
+    pub fn set_completion_hook(&mut self, hook: Arc<dyn CompletionHook>) {
+        self.completion_hook = hook;
     }
 
     async fn bind_tables(
@@ -155,8 +188,14 @@ impl<S: Store> App<S> {
         accounts: Accounts,
         routes: RoutingTable,
         pending: PendingCommits,
+        secret: ServerSecret,
     ) -> Result<Self, BindError> {
         let listener = bind(Listener::Ilp, config.listen).await?;
+        let local_at_start = accounts.iter().any(|a| a.relation == crate::account::Relation::Local);
+        let spsp_listener = match local_at_start || config.spsp.listen_always {
+            true => Some(bind(Listener::Spsp, config.spsp.listen).await?),
+            false => None,
+        };
         let engines_at_start = accounts.iter().any(|a| a.settlement_engine_url.is_some());
         let settlement_listener = match engines_at_start || config.settlement.listen_always {
             true => Some(bind(Listener::SettlementCallbacks, config.settlement.listen).await?),
@@ -166,6 +205,10 @@ impl<S: Store> App<S> {
             Some(token_hash) => Some((bind(Listener::Admin, config.admin.listen).await?, token_hash)),
             None => None,
         };
+        let public_url = config.spsp.public_url.clone().unwrap_or_else(|| {
+            let bound = spsp_listener.as_ref().and_then(|l| l.local_addr().ok());
+            format!("http://{}", bound.unwrap_or(config.spsp.listen))
+        });
         let shutdown = Shutdown::new().0;
         // One TLS configuration for every outgoing client (the system's roots are read here).
         let tls = TlsConfig::new(&config.tls);
@@ -183,6 +226,7 @@ impl<S: Store> App<S> {
             engines: EngineClient::new(&config.settlement.engine, &tls),
             metrics: Metrics::new(),
             next_hop_warnings: LogLimit::new(Duration::from_millis(NEXT_HOP_WARNING_INTERVAL_MS)),
+            receiving: Receiving::new(secret, &public_url),
         });
         let tables = Arc::new(LocalTables::new(node.clone(), config.static_routes.clone()));
         Ok(App {
@@ -195,6 +239,8 @@ impl<S: Store> App<S> {
             admin_listener,
             tables,
             tls,
+            spsp_listener,
+            completion_hook: Arc::new(LogCompletions),
         })
     }
 
@@ -205,6 +251,11 @@ impl<S: Store> App<S> {
     /// Where settlement engines call back, when the listener is bound.
     pub fn settlement_addr(&self) -> Option<SocketAddr> {
         self.settlement_listener.as_ref().map(|l| l.local_addr().expect("bound listener has an address"))
+    }
+
+    /// Where the SPSP listener listens, when it is bound.
+    pub fn spsp_addr(&self) -> Option<SocketAddr> {
+        self.spsp_listener.as_ref().map(|l| l.local_addr().expect("bound listener has an address"))
     }
 
     /// Where the admin API listens, when it is bound.
@@ -223,12 +274,14 @@ impl<S: Store> App<S> {
             (Listener::Ilp, Some(self.local_addr()), ""),
             (Listener::Admin, self.admin_addr(), "no admin.token or admin.token_sha256"),
             (Listener::SettlementCallbacks, self.settlement_addr(), settlement_why_not),
+            (Listener::Spsp, self.spsp_addr(), "no local account at start-up and spsp.listen is not set"),
         ];
         for (listener, address, why_not) in listeners {
             let name = match listener {
                 Listener::Ilp => "ILP-over-HTTP",
                 Listener::Admin => "admin API",
                 Listener::SettlementCallbacks => "settlement callbacks",
+                Listener::Spsp => "SPSP",
             };
             lines.push(match address {
                 Some(address) => format!("{name} on {address}"),
@@ -266,6 +319,8 @@ impl<S: Store> App<S> {
             admin_listener,
             tables,
             tls: _,
+            spsp_listener,
+            completion_hook,
         } = self;
         let background: Vec<_> = background.into_iter().map(tokio::spawn).collect();
         // Settlements: the worker that settles balances above their threshold, and the listener
@@ -288,6 +343,13 @@ impl<S: Store> App<S> {
             let (node, limits) = (node.clone(), config.admin.limits.clone());
             tokio::spawn(crate::admin::serve(listener, node, tables, token_hash, limits))
         });
+        let spsp = spsp_listener.map(|listener| {
+            tokio::spawn(crate::http::spsp::serve(listener, node.clone(), config.spsp.limits.clone()))
+        });
+        // Stops by itself when the node starts draining; awaited below so that no completion is
+        // cut off between the hook and its acknowledgement (it would only run again).
+        let completing =
+            tokio::spawn(completions::run(node.clone(), completion_hook, CompletionRules::default()));
         // The sweeper stops by itself when the node starts draining; it is awaited below so that
         // no sweep is cut off half way.
         let sweeper = tokio::spawn(crate::sweeper::run(node.clone(), config.sweep.clone()));
@@ -314,6 +376,10 @@ impl<S: Store> App<S> {
         // Serving can also end on its own (without `stop`); either way the sweeper must stop.
         shutdown.drain();
         let _ = sweeper.await;
+        let _ = completing.await;
+        if let Some(spsp) = spsp {
+            let _ = spsp.await;
+        }
         for task in background {
             let _ = task.await;
         }
@@ -328,6 +394,14 @@ impl<S: Store> App<S> {
         let _ = stop_settling.send(());
         let _ = settling.await;
     }
+}
+
+/// A new random STREAM server secret.
+fn random_secret() -> [u8; crate::limits::STREAM_SECRET_BYTES] {
+    let mut bytes = [0u8; crate::limits::STREAM_SECRET_BYTES];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("the OS random source works");
+    bytes
 }
 
 /// A Redis URL with its password masked (`redis://user:***@host/`), for logs: whoever reads the

@@ -30,6 +30,8 @@ pub use crate::rules::{
     AccountInput, ConfigError, Problem, ACCOUNT_AMOUNT_FIELDS, ADMIN_ACCOUNT_PATH,
 };
 use crate::rules::{is_segment, RawAccount, RawRoute, Validator};
+use payments::{RawSpsp, RawStream};
+pub use payments::{SpspConfig, StreamConfig, StreamSecret};
 use schema::Schema;
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +54,10 @@ struct RawConfig {
     settlement: RawSettlement,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    spsp: RawSpsp,
+    #[serde(default)]
+    stream: RawStream,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,6 +240,8 @@ pub struct Config {
     pub static_routes: Vec<(String, AccountId)>,
     pub settlement: SettlementConfig,
     pub admin: AdminConfig,
+    pub spsp: SpspConfig,
+    pub stream: StreamConfig,
     /// The file has a `[rates]` section (without one, Redis's shared rates are never replaced).
     pub rates_in_file: bool,
 }
@@ -300,6 +308,8 @@ impl Validator {
         let (routes, static_routes) = self.routes(&accounts, raw.routes, &|i, _| format!("routes[{i}]"));
         let settlement = self.settlement(raw.settlement);
         let admin = self.admin(raw.admin);
+        let spsp = self.spsp(raw.spsp);
+        let stream = self.stream(raw.stream);
 
         match (self.problems.is_empty(), node_address, listen, expiry, rates, store) {
             (true, Some(node_address), Some(listen), Some(expiry), Some((rates, _)), Some(store)) => {
@@ -322,6 +332,8 @@ impl Validator {
                     static_routes,
                     settlement,
                     admin,
+                    spsp,
+                    stream,
                     rates_in_file,
                 })
             }
@@ -742,6 +754,7 @@ impl Validator {
         })
     }
 }
+mod payments;
 mod schema;
 
 #[cfg(test)]

@@ -8,7 +8,10 @@
 //!   credits the destination (a valid Fulfill, both written before the Fulfill is relayed) or
 //!   releases it (anything else), exactly once; a release the store cannot write is left to the
 //!   sweeper, which releases the reservation after the packet's expiry;
-//! - the Fulfill's preimage is checked before anything is credited.
+//! - the Fulfill's preimage is checked before anything is credited;
+//! - a packet for a local account is answered inside the node ([`Node::receive_locally`]): its
+//!   receiver credits the account in the same atomic step that checks the account's incoming
+//!   payment, before it fulfils, so this path then only commits or releases the source's debit.
 //!
 //! Store failures after a Fulfill: both writes are retried for as long as the Fulfill can still
 //! be relayed in time (or until the node aborts on shutdown), then handed to [`crate::pending`],
@@ -211,7 +214,7 @@ impl<S: Store> Node<S> {
         if to.relation == Relation::Parent && is_under(destination, self.address.as_str()) {
             return Err(no_route());
         }
-        if to.outgoing.is_none() {
+        if to.outgoing.is_none() && to.relation != Relation::Local {
             return Err(Refusal::Unreachable("next hop has no outgoing URL"));
         }
         Ok(to.clone())
@@ -234,8 +237,14 @@ impl<S: Store> Node<S> {
         out: Outbound,
         packet: PacketId,
     ) -> Result<Response, Refusal> {
+        if out.to.relation == Relation::Local {
+            return Ok(self.deliver_locally(from, out, packet).await);
+        }
         let Outbound { to, prepare, amount_in, amount_out, deadline, expires_at, relay_by } = out;
-        let outgoing = to.outgoing.as_ref().expect("route() only returns accounts with an outgoing URL");
+        let outgoing = to
+            .outgoing
+            .as_ref()
+            .expect("route() only returns local accounts and accounts with an outgoing URL");
         let condition = *prepare.execution_condition();
         let sent = tokio::select! {
             sent = self.client.send(outgoing, prepare.into_bytes(), deadline) => sent,
@@ -285,6 +294,30 @@ impl<S: Store> Node<S> {
                 Err(self.send_refusal(e, expires_at))
             }
         }
+    }
+
+    /// A packet for a local account is answered by the node's own STREAM receiver, which
+    /// credits the account itself, in the same atomic step that checks its incoming payment,
+    /// before it fulfils (so a packet past a payment's target is refused before anything moves).
+    /// What is left here is the source's side: committed on the Fulfill (its retries and owed
+    /// writes as for a relayed Fulfill), released on anything else.
+    async fn deliver_locally(&self, from: &Account, out: Outbound, packet: PacketId) -> Response {
+        let Outbound { to, prepare, amount_in, amount_out, relay_by, .. } = out;
+        let answer = self.receive_locally(&to, &prepare, amount_out, packet, relay_by).await;
+        match &answer {
+            Response::Fulfill(_) => {
+                let first_sent = SystemTime::now();
+                if let Err(e) = self.commit(from, amount_in, packet, relay_by).await {
+                    if let Some((write, cause)) =
+                        self.unapplied(WriteKind::Commit, from, amount_in, packet, first_sent, e)
+                    {
+                        self.pending.hand_over(vec![write], &cause).await;
+                    }
+                }
+            }
+            Response::Reject(_) => self.reverse(from, amount_in, packet).await,
+        }
+        answer
     }
 
     /// Commits the source's debit (idempotent), retrying outages until `until`.
@@ -431,7 +464,7 @@ const RETRY_CAP: Duration = Duration::from_millis(250);
 
 /// Runs `attempt` until it succeeds, fails in a way `retryable` refuses, or the next try would
 /// start after `until`; returns the last outcome.
-async fn retry_until<T, F>(
+pub(crate) async fn retry_until<T, F>(
     until: tokio::time::Instant,
     retryable: impl Fn(&StoreError) -> bool,
     attempt: impl Fn() -> F,

@@ -21,11 +21,14 @@
 //!    (writes owed after their Fulfill was relayed, kept durable in [`owed`], the owed-writes
 //!    file);
 //! 4. [`node`]: the node's shared state, one struct behind an `Arc`;
-//! 5. what runs on it: [`forward`], the packet's path, top to bottom; settlement's worker
+//! 5. what runs on it: [`forward`], the packet's path, top to bottom; [`payments`], what the
+//!    node sends and receives itself on its local accounts (the STREAM receiver a local
+//!    account's packets are handed to, and the completion worker); settlement's worker
 //!    ([`settlement::outgoing`]) and callbacks ([`settlement::incoming`]); [`sweeper`]: crash
 //!    recovery of reservations; [`reload`] keeps accounts, routes and rates in step with Redis;
 //! 6. the edges that receive traffic: [`http::server`] (calls `forward`),
-//!    [`http::settlement_api`] (settlement engines call back), [`admin`] (the operator's API);
+//!    [`http::settlement_api`] (settlement engines call back), [`http::spsp`] (senders query
+//!    SPSP, RFC 0009), [`admin`] (the operator's API);
 //! 7. [`config`] reads and validates the TOML file (its accounts, routes and rates with
 //!    [`rules`]); [`app`] wires everything; `main` runs it.
 
@@ -44,6 +47,7 @@ pub mod metrics;
 pub mod node;
 pub mod owed;
 pub mod packet;
+pub mod payments;
 pub mod pending;
 pub mod quantity;
 pub mod rates;

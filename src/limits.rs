@@ -92,7 +92,27 @@ pub const INCOMING_METADATA_BYTES_MAX: usize = 4096;
 /// The furthest in the future an incoming payment may expire: an open payment is kept (and
 /// accepts packets) until then, so its expiry bounds how long it holds store space.
 pub const INCOMING_PAYMENT_EXPIRY_S_MAX: u64 = 30 * 86_400;
+/// An incoming payment created through the admin API without an expiry expires after a day.
+pub const INCOMING_PAYMENT_EXPIRY_S_DEFAULT: u64 = 86_400;
 /// A completed payment whose completion was handled is kept this long after it completed (for
 /// the admin API's reads and for reconciliation), then deleted by the expiry scan. A completion
 /// not yet handled is never deleted: it is the outbox of what the node still owes to act on.
 pub const INCOMING_PAYMENT_RETENTION_S: u64 = 30 * 86_400;
+
+// [spsp] and [stream]: payments the node receives itself.
+/// The public SPSP listener. Its own port, away from the ILP-over-HTTP and admin listeners, so an
+/// operator can expose it alone (behind a TLS proxy) and keep the others private.
+pub const SPSP_LISTEN: &str = "127.0.0.1:7768";
+/// SPSP queries are GETs: a request body is never read past this.
+pub const SPSP_BODY_BYTES_MAX: usize = 1024;
+pub const SPSP_CONNECTIONS_MAX: usize = 256;
+pub const SPSP_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+pub const SPSP_BODY_READ_TIMEOUT_MS: u64 = 10_000;
+pub const SPSP_SHUTDOWN_GRACE_MS: u64 = 5_000;
+/// The STREAM server secret's length: credentials are derived from it with HMAC-SHA256.
+pub const STREAM_SECRET_BYTES: usize = 32;
+/// Expired incoming payments are completed, and completions not yet acknowledged by the hook are
+/// handed over again, this often.
+pub const COMPLETIONS_SCAN_INTERVAL_MS: u64 = 1_000;
+/// Per local account and scan.
+pub const COMPLETIONS_BATCH_MAX: usize = 1_000;

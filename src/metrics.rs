@@ -58,6 +58,12 @@ pub struct Metrics {
     in_flight: IntGauge,
     /// Balance changes owed that the store refused and an operator must look at.
     money_errors: IntCounterVec,
+    /// STREAM packets the node's receiver answered, by local account and outcome, and the units
+    /// it took.
+    received_packets: IntCounterVec,
+    received_amount: IntCounterVec,
+    /// Incoming payments whose completion the hook handled, by reason.
+    incoming_completed: IntCounterVec,
     // No cache of per-account counters beside `packets`: `with_label_values` (a hash of the three
     // values and a read lock) took 64 ns, a `RwLock<HashMap>` of each account's counter 60 ns
     // (benches/packet_path.rs, `metrics/record_packet`); the two clock reads cost 100 ns.
@@ -89,6 +95,32 @@ impl MoneyError {
             MoneyError::RefundOverflow => "refund_overflow",
             MoneyError::Corrupt => "corrupt",
             MoneyError::FulfillWriteRefused => "fulfill_write_refused",
+        }
+    }
+}
+
+/// How the node's own receiver answered a packet (the `outcome` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceivedOutcome {
+    Fulfilled,
+    /// Not issued by the node (address or token), or data that does not decrypt.
+    NotOurs,
+    /// A probe, a packet below the sender's minimum, or one closing the connection.
+    Unfulfillable,
+    /// The incoming payment refused it (over its target, completed, expired, unknown).
+    PaymentRefused,
+    /// The store failed (T00).
+    StoreFailed,
+}
+
+impl ReceivedOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            ReceivedOutcome::Fulfilled => "fulfilled",
+            ReceivedOutcome::NotOurs => "not_ours",
+            ReceivedOutcome::Unfulfillable => "unfulfillable",
+            ReceivedOutcome::PaymentRefused => "payment_refused",
+            ReceivedOutcome::StoreFailed => "store_failed",
         }
     }
 }
@@ -182,6 +214,36 @@ impl Metrics {
         }
         registry.register(Box::new(in_flight.clone())).expect("names registered once");
         registry.register(Box::new(money_errors.clone())).expect("names registered once");
+        let received_packets = IntCounterVec::new(
+            Opts::new(
+                "thitsax_stream_received_packets_total",
+                "STREAM packets the node's own receiver answered, by local account and outcome (fulfilled, or the reason money was not taken).",
+            ),
+            &["account", "outcome"],
+        )
+        .expect("valid metric options");
+        let received_amount = IntCounterVec::new(
+            Opts::new(
+                "thitsax_stream_received_units_total",
+                "Units the node's own receiver took (fulfilled packets), by local account, in its asset scale.",
+            ),
+            &["account"],
+        )
+        .expect("valid metric options");
+        let incoming_completed = IntCounterVec::new(
+            Opts::new(
+                "thitsax_incoming_payments_completed_total",
+                "Incoming payments whose completion the hook handled, by reason (target_reached, expired).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric options");
+        for reason in ["target_reached", "expired"] {
+            incoming_completed.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(received_packets.clone())).expect("names registered once");
+        registry.register(Box::new(received_amount.clone())).expect("names registered once");
+        registry.register(Box::new(incoming_completed.clone())).expect("names registered once");
         Metrics {
             registry,
             packets,
@@ -189,7 +251,24 @@ impl Metrics {
             duration_rejected: duration.with_label_values(&["rejected"]),
             in_flight,
             money_errors,
+            received_packets,
+            received_amount,
+            incoming_completed,
         }
+    }
+
+    /// Counts a packet the node's own receiver answered: `outcome` is `fulfilled` (and `amount`
+    /// the units taken) or why no money was taken.
+    pub fn stream_received(&self, account: &str, outcome: ReceivedOutcome, amount: u64) {
+        self.received_packets.with_label_values(&[account, outcome.label()]).inc();
+        if outcome == ReceivedOutcome::Fulfilled {
+            self.received_amount.with_label_values(&[account]).inc_by(amount);
+        }
+    }
+
+    /// Counts a completion the hook handled.
+    pub fn incoming_payment_completed(&self, reason: &str) {
+        self.incoming_completed.with_label_values(&[reason]).inc();
     }
 
     /// Counts a balance change owed that the store refused (see [`MoneyError`]).

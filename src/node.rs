@@ -14,7 +14,10 @@ use crate::routing::Router;
 use crate::settlement::engine::EngineClient;
 use crate::settlement::Triggers;
 use crate::shutdown::ShutdownSignal;
+use crate::store::IncomingPaymentId;
+use crate::stream::ServerSecret;
 use arc_swap::ArcSwap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Timing rules for outgoing Prepares.
@@ -48,4 +51,40 @@ pub struct Node<S> {
     /// Next hops that are down or answer errors are warned about once per account per
     /// [`NEXT_HOP_WARNING_INTERVAL_MS`](crate::log_limit::NEXT_HOP_WARNING_INTERVAL_MS).
     pub next_hop_warnings: LogLimit,
+    /// What the node needs to receive payments on its local accounts.
+    pub receiving: Receiving,
+}
+
+/// What receiving payments on local accounts needs: the STREAM server secret every credential
+/// is derived from (the same on every instance sharing a store, so any of them can answer any
+/// packet), where senders query SPSP, and the completion worker's wake-up.
+pub struct Receiving {
+    pub secret: ServerSecret,
+    /// The SPSP listener's public base URL, without a trailing `/`.
+    pub public_url: Arc<str>,
+    /// Notified when a packet completes an incoming payment, so its completion is handled at
+    /// once rather than at the worker's next scan.
+    pub completed: tokio::sync::Notify,
+}
+
+impl Receiving {
+    pub fn new(secret: ServerSecret, public_url: &str) -> Self {
+        Receiving { secret, public_url: public_url.into(), completed: tokio::sync::Notify::new() }
+    }
+
+    /// The SPSP URL of a local account (`<public url>/<account>`) or of one of its incoming
+    /// payments (`<public url>/<account>/<payment>`).
+    pub fn spsp_url(&self, account: &str, payment: Option<&IncomingPaymentId>) -> String {
+        match payment {
+            Some(payment) => format!("{}/{account}/{payment}", self.public_url),
+            None => format!("{}/{account}", self.public_url),
+        }
+    }
+}
+
+/// The payment pointer (RFC 0026) that resolves to `url`: `$host/path` for an https URL; `None`
+/// for http, which a payment pointer cannot name.
+pub fn payment_pointer(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("https://")?;
+    Some(format!("${rest}"))
 }

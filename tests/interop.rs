@@ -589,3 +589,93 @@ fn stream_payment_via_ilp_connector_and_thitsax() {
     };
     pay_and_check(&mut procs, &node, &sender, "test.jsc.sender", (rx, &ready));
 }
+
+/// A blocking GET on loopback: status and body (HTTP/1.1, `Connection: close`).
+fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read answer");
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// A node's balances from its admin API, by account.
+fn balances(admin_port: u16, token: &str) -> std::collections::HashMap<String, i128> {
+    let (status, body) = http_get(admin_port, "/balances", &[("Authorization", &format!("Bearer {token}"))]);
+    assert_eq!(status, 200, "{body}");
+    let list: Vec<Value> = serde_json::from_str(&body).expect("balances JSON");
+    list.iter()
+        .map(|b| {
+            (b["account"].as_str().unwrap().to_string(), b["balance"].as_str().unwrap().parse().unwrap())
+        })
+        .collect()
+}
+
+/// sender.js (child "sender", max_packet_amount 1000) -> ThitsaX's own STREAM receiver: the
+/// local account "shop", found by SPSP. The JS client probes the rate, sizes its packets from
+/// ThitsaX's F08s and pays the whole amount; ThitsaX credits exactly that.
+#[test]
+fn stream_client_pays_a_thitsax_receiver_found_by_spsp() {
+    let Some(node) = node_or_skip("stream_client_pays_a_thitsax_receiver_found_by_spsp") else { return };
+    let dir = TempDir::new("thitsax-receiver");
+    let [pt, ps, pspsp, padmin] = free_ports(4)[..] else { unreachable!() };
+    let mut procs = Procs::default();
+    let sender = Upstream {
+        port: ps,
+        url: format!("http://127.0.0.1:{pt}/ilp"),
+        incoming_token: "thitsax-to-sender",
+        outgoing_token: "sender-token",
+    };
+    let mut config = thitsax_config(pt, &[sender.thitsax_account("sender", MAX_PACKET)]);
+    config.push_str(&format!(
+        r#"
+[[accounts]]
+id = "shop"
+relation = "local"
+asset_code = "USD"
+asset_scale = 9
+
+[spsp]
+listen = "127.0.0.1:{pspsp}"
+
+[admin]
+listen = "127.0.0.1:{padmin}"
+token = "admin-token"
+"#
+    ));
+    start_thitsax(&mut procs, &dir.0, pt, &config);
+    let (status, _) = http_get(pspsp, "/shop", &[("Accept", "application/json")]);
+    assert_eq!(status, 406, "SPSP answers only application/spsp4+json");
+    let (status, body) = http_get(pspsp, "/shop", &[("Accept", "application/spsp4+json")]);
+    assert_eq!(status, 200, "{body}");
+    let spsp: Value = serde_json::from_str(&body).expect("SPSP JSON");
+    let args = sender.args([
+        "--destination".into(),
+        spsp["destination_account"].as_str().expect("destination_account").to_string(),
+        "--shared-secret".into(),
+        spsp["shared_secret"].as_str().expect("shared_secret").to_string(),
+        "--amount".into(),
+        AMOUNT.to_string(),
+        "--timeout-ms".into(),
+        "60000".into(),
+    ]);
+    let tx = procs.node(&node, "sender", "sender.js", &args);
+    let connected = procs.wait_event(tx, "connected", Duration::from_secs(40));
+    assert_eq!(connected["destinationAsset"]["code"].as_str(), Some("USD"), "{connected}");
+    let paid = procs.wait_event(tx, "paid", Duration::from_secs(65));
+    let amount = AMOUNT.to_string();
+    assert_eq!(paid["sent"].as_str(), Some(amount.as_str()), "{paid}");
+    assert_eq!(paid["delivered"].as_str(), Some(amount.as_str()), "{paid}");
+    assert!(paid["packets"]["rejectCodes"]["F08"].as_u64().unwrap_or(0) >= 1, "split on F08: {paid}");
+    procs.wait_event(tx, "exit", Duration::from_secs(10));
+    let balances = balances(padmin, "admin-token");
+    assert_eq!((balances["sender"], balances["shop"]), (-(AMOUNT as i128), AMOUNT as i128), "{balances:?}");
+}

@@ -46,6 +46,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("node", 4),
     // 5. what runs on it: the packet path, settlement's worker and callbacks, the sweeper.
     ("forward", 5),
+    ("payments", 5),
     ("settlement::outgoing", 5),
     ("settlement::incoming", 5),
     ("sweeper", 5),
@@ -53,6 +54,7 @@ const LAYERS: &[(&str, u8)] = &[
     // 6. the edges that receive traffic.
     ("http::server", 6),
     ("http::settlement_api", 6),
+    ("http::spsp", 6),
     ("admin", 6),
     // 7. configuration, reloads, wiring.
     ("config", 7),

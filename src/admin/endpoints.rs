@@ -41,6 +41,13 @@ pub(super) async fn route<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> A
         (["accounts", _, "balance"], _) => Err(AdminError::MethodNotAllowed("GET")),
         (["accounts", id, "settle"], Method::POST) => settle_now(gate, id).await,
         (["accounts", _, "settle"], _) => Err(AdminError::MethodNotAllowed("POST")),
+        (["accounts", id, "incoming-payments"], Method::GET) => super::incoming::list(gate, id).await,
+        (["accounts", id, "incoming-payments"], Method::POST) => super::incoming::create(gate, id, req).await,
+        (["accounts", _, "incoming-payments"], _) => Err(AdminError::MethodNotAllowed("GET, POST")),
+        (["accounts", id, "incoming-payments", payment], Method::GET) => {
+            super::incoming::get(gate, id, payment).await
+        }
+        (["accounts", _, "incoming-payments", _], _) => Err(AdminError::MethodNotAllowed("GET")),
         (["balances"], Method::GET) => balances(gate).await,
         (["balances"], _) => Err(AdminError::MethodNotAllowed("GET")),
         (["routes"], Method::GET) => routes(gate).await,

@@ -16,6 +16,7 @@
 //! turns every refusal into its status and JSON body `{"error": ..., "problems": [...]}`.
 
 mod endpoints;
+mod incoming;
 pub mod tables;
 
 use crate::account::{constant_time_eq, hash_token, TokenHash};

@@ -678,3 +678,33 @@ fn outgoing_tls_trusts_the_system_s_roots_by_default_and_reads_the_ca_file_at_st
     assert_eq!(paths(&with("tls_insecure = true")), ["http.tls_insecure"]);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_spsp_listener_and_the_stream_secret_have_safe_defaults_and_checked_values() {
+    let config = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(config.spsp.listen.to_string(), defaults::SPSP_LISTEN);
+    assert!(!config.spsp.listen_always);
+    assert_eq!(config.spsp.public_url, None, "the listener's own address, once bound");
+    assert_eq!(config.stream.secret, None, "made at start-up, or shared through Redis");
+    let secret = "ab".repeat(32);
+    let named = format!(
+        "{MINIMAL}\n[spsp]\nlisten = \"127.0.0.1:9999\"\npublic_url = \"https://pay.example/\"\n\
+         connections_max = 8\n[stream]\nsecret = \"{secret}\"\n"
+    );
+    let config = Config::from_toml(&named).unwrap();
+    assert!(config.spsp.listen_always);
+    assert_eq!(config.spsp.public_url.as_deref(), Some("https://pay.example"));
+    assert_eq!(config.spsp.limits.connections_max, 8);
+    assert_eq!(config.stream.secret, Some(StreamSecret([0xab; 32])));
+    assert!(!format!("{config:?}").contains(&secret), "the secret never prints");
+    let bad = format!(
+        "{MINIMAL}\n[spsp]\nlisten = \"nowhere\"\npublic_url = \"ftp://x/?q\"\nconnections_max = 0\n\
+         [stream]\nsecret = \"not-hex-{secret}\"\n"
+    );
+    let found = problems(&bad);
+    assert_eq!(
+        found.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(),
+        ["spsp.listen", "spsp.public_url", "spsp.connections_max", "stream.secret"]
+    );
+    assert!(found.iter().all(|p| !p.message.contains(&secret)), "the value is never echoed");
+}

@@ -10,6 +10,7 @@ pub mod listener;
 pub mod origin;
 pub mod server;
 pub mod settlement_api;
+pub mod spsp;
 pub mod tls;
 
 /// RFC 0035's content type; Rafiki accepts nothing else on requests we send.

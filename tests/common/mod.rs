@@ -30,6 +30,8 @@ pub struct TestNode<S: Store = MemoryStore> {
     pub settlement_addr: Option<SocketAddr>,
     /// The admin API, when the config has an admin token.
     pub admin_addr: Option<SocketAddr>,
+    /// The SPSP listener, when the node has a local account (or names `spsp.listen`).
+    pub spsp_addr: Option<SocketAddr>,
     pub node: Arc<Node<S>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -51,6 +53,7 @@ impl TestNode<MemoryStore> {
         let mut config = Config::from_toml(toml).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         // The admin API is found through `admin_addr`, never named in advance.
         config.admin.listen = "127.0.0.1:0".parse().unwrap();
+        config.spsp.listen = "127.0.0.1:0".parse().unwrap();
         Self::run(App::bind_with(config, MemoryStore::new()).await.expect("bind"))
     }
 }
@@ -71,6 +74,7 @@ impl TestNode<RedisStore> {
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.settlement.listen = "127.0.0.1:0".parse().unwrap();
         config.admin.listen = "127.0.0.1:0".parse().unwrap();
+        config.spsp.listen = "127.0.0.1:0".parse().unwrap();
         let mut owed_dir = None;
         if let Some(owed) = config.owed_writes.as_mut() {
             if owed.path == std::path::Path::new(thitsax::config::defaults::OWED_WRITES_PATH) {
@@ -93,17 +97,28 @@ impl<S: Store> TestNode<S> {
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.settlement.listen = "127.0.0.1:0".parse().unwrap();
         config.admin.listen = "127.0.0.1:0".parse().unwrap();
+        config.spsp.listen = "127.0.0.1:0".parse().unwrap();
         Self::run(App::bind_with(config, store).await.expect("bind"))
     }
 
     fn run(app: App<S>) -> Self {
         let (addr, settlement_addr, admin_addr) = (app.local_addr(), app.settlement_addr(), app.admin_addr());
+        let spsp_addr = app.spsp_addr();
         let node = app.node.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        TestNode { addr, settlement_addr, admin_addr, node, stop: Some(tx), task: Some(task), owed_dir: None }
+        TestNode {
+            addr,
+            settlement_addr,
+            admin_addr,
+            spsp_addr,
+            node,
+            stop: Some(tx),
+            task: Some(task),
+            owed_dir: None,
+        }
     }
 
     pub fn url(&self) -> String {

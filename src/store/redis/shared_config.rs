@@ -170,6 +170,7 @@ pub(super) struct ConfigKeys {
     rates: String,
     version: String,
     channel: String,
+    stream_secret: String,
 }
 
 impl ConfigKeys {
@@ -180,6 +181,7 @@ impl ConfigKeys {
             rates: format!("{prefix}:{{config}}:rates"),
             version: format!("{prefix}:{{config}}:version"),
             channel: format!("{prefix}:config"),
+            stream_secret: format!("{prefix}:{{config}}:stream-secret"),
         }
     }
 }
@@ -226,6 +228,23 @@ fn rates_entry(state: i64, value: Vec<u8>) -> Option<RatesEntry> {
 }
 
 impl RedisStore {
+    /// The STREAM server secret every instance on this Redis shares (hex under
+    /// `<prefix>:{config}:stream-secret`): `candidate` if none is kept yet (SET NX, so of two
+    /// instances starting at once one wins and both read its secret), else the one kept.
+    pub async fn shared_stream_secret(&self, candidate: [u8; 32]) -> Result<[u8; 32], ConfigStoreError> {
+        let mut set = redis::cmd("SET");
+        set.arg(&self.config_keys.stream_secret).arg(hex::encode(candidate)).arg("NX");
+        let _: Option<String> = self.cmd(&set).await?;
+        let mut get = redis::cmd("GET");
+        get.arg(&self.config_keys.stream_secret);
+        let kept: Option<String> = self.cmd(&get).await?;
+        let kept = kept.and_then(|text| hex::decode(text).ok()).and_then(|b| <[u8; 32]>::try_from(b).ok());
+        kept.ok_or_else(|| {
+            StoreError::Corrupt("the STREAM server secret in Redis is not 64 hexadecimal characters".into())
+                .into()
+        })
+    }
+
     /// The current config version (`None`: Redis holds no config). Cheap: the poll's read.
     pub async fn config_version(&self) -> Result<Option<u64>, StoreError> {
         let mut cmd = redis::cmd("GET");
