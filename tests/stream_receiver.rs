@@ -171,6 +171,24 @@ async fn garbage_wrong_tokens_and_wrong_secrets_are_rejected_and_move_nothing() 
 }
 
 #[tokio::test]
+async fn a_replayed_stream_packet_moves_its_money_once() {
+    let node = TestNode::start(&config()).await;
+    let to = query(&node, "/shop").await;
+    let c = client();
+    let prepare = stream_prepare(&to, 70, 1, false);
+    assert!(matches!(send(&c, &node.url(), "alice-token", &prepare).await.packet(), IlpResponse::Fulfill(_)));
+    // The same Prepare again (a connector retrying it, or anyone replaying it): refused, and the
+    // sender's debit reversed.
+    let replay = send(&c, &node.url(), "alice-token", &prepare).await.reject();
+    assert_code(&replay, ErrorCode::F99_APPLICATION_ERROR);
+    assert_eq!((node.balance("alice").await, node.balance("shop").await), (-70, 70));
+    // The connection goes on: the next sequence number is paid.
+    assert!(matches!(pay(&node, &to, 30, 2).await, IlpResponse::Fulfill(_)));
+    assert_eq!((node.balance("alice").await, node.balance("shop").await), (-100, 100));
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn an_incoming_payment_takes_exactly_its_target_then_completes() {
     let node = TestNode::start(&config()).await;
     let (c, admin) = (client(), node.admin_addr.unwrap());

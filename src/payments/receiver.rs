@@ -10,16 +10,19 @@
 //! 3. the STREAM packet opened (F06 when it does not decrypt: not this connection's data);
 //! 4. its verdict: a probe or a packet below the sender's minimum gets an F99 reply saying what
 //!    arrived (how a sender learns the rate); a packet closing the connection takes no money;
-//! 5. [`Store::receive`]: credits the account, checks and adds to the payment, exactly once per
-//!    packet; only then is the Fulfill built. A packet past the payment's target, or for a
-//!    payment completed or expired, gets an F99 reply that closes the connection.
+//! 5. [`Store::receive_stream`]: credits the account, checks and adds to the payment, exactly
+//!    once per packet, and once per STREAM packet (its connection and sequence number): the same
+//!    STREAM packet replayed in another ILP packet is refused (F99), so its money moves once; only
+//!    then is the Fulfill built. A packet past the payment's target gets an F99 reply with what the
+//!    payment may still take; one for a payment completed or expired an F99 reply that closes
+//!    the connection.
 
 use crate::account::Account;
 use crate::metrics::ReceivedOutcome;
 use crate::node::Node;
 use crate::packet::{ErrorCode, Fulfill, Prepare, Reject, Response};
 use crate::pending;
-use crate::store::{IncomingPaymentId, PacketId, Receipt, ReceiveRefusal, Store, StoreError};
+use crate::store::{IncomingPaymentId, PacketId, Receipt, ReceiveRefusal, ReplayKey, Store, StoreError};
 use crate::stream::frame::ErrorCode as StreamCode;
 use crate::stream::{self, Opened, Reply, Verdict};
 use std::time::SystemTime;
@@ -88,8 +91,9 @@ impl<S: Store> Node<S> {
         }
         // 5. Record it, then fulfil.
         let now = SystemTime::now();
+        let replay = ReplayKey::of(prepare.destination(), opened.sequence());
         let receipt = crate::forward::retry_until(until, pending::retryable, || {
-            self.store.receive(to, payment.as_ref(), amount, packet, now)
+            self.store.receive_stream(to, payment.as_ref(), amount, packet, Some(replay), now)
         })
         .await;
         match receipt {
@@ -186,6 +190,9 @@ fn closing(reply: Reply, opened: &Opened<'_>, refusal: ReceiveRefusal) -> Reply 
         },
         ReceiveRefusal::Completed { .. } => reply.close_connection(StreamCode::NoError, "payment complete"),
         ReceiveRefusal::Expired { .. } => reply.close_connection(StreamCode::NoError, "payment expired"),
+        // A replay (the same STREAM packet in a second ILP packet) is refused alone: the
+        // connection itself is the sender's, and stays open.
+        ReceiveRefusal::Replayed => reply,
         ReceiveRefusal::UnknownPayment => {
             reply.close_connection(StreamCode::ApplicationError, "no such payment")
         }

@@ -193,6 +193,9 @@ pub enum ReceiveRefusal {
     Expired { received: u64 },
     /// The packet would take the total past the target (a smaller one may still fit).
     OverTarget { received: u64, target: u64 },
+    /// The same STREAM packet was already received in another ILP packet (a replay): it is
+    /// credited once.
+    Replayed,
 }
 
 /// Milliseconds since the epoch (0 before it): how stores keep an incoming payment's times.

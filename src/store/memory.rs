@@ -6,8 +6,8 @@ mod incoming;
 use super::incoming::millis;
 use super::{
     settlement_fingerprint, CreatedIncoming, DebitError, IncomingCredit, IncomingPayment, IncomingPaymentId,
-    NewIncomingPayment, PacketId, PendingSettlement, Receipt, SettlementEnd, Store, StoreError, Swept,
-    INCOMING_KEY_RETENTION,
+    NewIncomingPayment, PacketId, PendingSettlement, Receipt, ReceiveRefusal, ReplayKey, SettlementEnd,
+    Store, StoreError, Swept, INCOMING_KEY_RETENTION,
 };
 use crate::account::{Account, AccountId};
 use crate::balance::{self, Balance, AMOUNT_MAX};
@@ -293,12 +293,13 @@ impl Store for MemoryStore {
         self.with(&account.id, |state| Ok(state.payments.newest(limit)))
     }
 
-    async fn receive(
+    async fn receive_stream(
         &self,
         account: &Account,
         payment: Option<&IncomingPaymentId>,
         amount: u64,
         packet: PacketId,
+        replay: Option<ReplayKey>,
         now: SystemTime,
     ) -> Result<Receipt, StoreError> {
         let overflow = || StoreError::Overflow(account.id.to_string());
@@ -311,6 +312,9 @@ impl Store for MemoryStore {
             if state.received.contains(&packet) {
                 let received = payment.and_then(|id| state.payments.get(id)).map(|p| p.received);
                 return Ok(Receipt::Repeated { received });
+            }
+            if replay.and_then(|key| state.received.carrier_of(&key)).is_some_and(|by| by != packet) {
+                return Ok(Receipt::Refused(ReceiveRefusal::Replayed));
             }
             let admitted = match payment {
                 None => None,
@@ -327,7 +331,7 @@ impl Store for MemoryStore {
             // Every check passed; from here on, only writes.
             let balance = balance::credit(state.balance, amount).map_err(|_| overflow())?;
             state.balance = balance;
-            state.received.insert(packet, now_ms);
+            state.received.insert(packet, replay, now_ms);
             let (received, completed) = match admitted {
                 Some((id, _, after)) => (Some(after), state.payments.credit(id, after, now_ms)),
                 None => (None, false),

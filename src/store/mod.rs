@@ -68,6 +68,22 @@ pub enum StoreError {
     Invalid(#[from] InvalidIncoming),
 }
 
+/// A STREAM packet's own name, for [`Store::receive_stream`]: 128 bits of the SHA-256 of its
+/// destination (which holds its connection's token) and its sequence number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ReplayKey(pub [u8; 16]);
+
+impl ReplayKey {
+    pub fn of(destination: &str, sequence: u64) -> Self {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(destination.as_bytes());
+        ctx.update(&sequence.to_be_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&ctx.finish().as_ref()[..16]);
+        ReplayKey(key)
+    }
+}
+
 /// Why a Prepare's debit did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DebitError {
@@ -288,6 +304,25 @@ pub trait Store: Send + Sync + 'static {
         payment: Option<&IncomingPaymentId>,
         amount: u64,
         packet: PacketId,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Receipt, StoreError>> + Send {
+        self.receive_stream(account, payment, amount, packet, None, now)
+    }
+
+    /// [`receive`](Self::receive) for a STREAM packet that names itself: `replay` is the
+    /// packet's own key (its connection and sequence number, [`ReplayKey`]), kept with the
+    /// packet's credit mark. The same key again under another `packet` is a Prepare replayed
+    /// (the same STREAM packet in a new ILP packet, by a connector retrying it or by anyone
+    /// else): `Refused(Replayed)`, nothing changes, so one STREAM packet is credited once.
+    /// Under the same `packet` it is the retry it always was (`Repeated`). Keys are remembered as
+    /// long as the credit marks are looked for (an hour at least).
+    fn receive_stream(
+        &self,
+        account: &Account,
+        payment: Option<&IncomingPaymentId>,
+        amount: u64,
+        packet: PacketId,
+        replay: Option<ReplayKey>,
         now: SystemTime,
     ) -> impl Future<Output = Result<Receipt, StoreError>> + Send;
 

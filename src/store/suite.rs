@@ -5,8 +5,8 @@
 use super::incoming::{from_millis, millis};
 use super::{
     CompletionReason, CreatedIncoming, DebitError, IncomingCredit, IncomingPayment, IncomingPaymentId,
-    IncomingState, InvalidIncoming, NewIncomingPayment, PacketId, Receipt, ReceiveRefusal, SettlementEnd,
-    Store, StoreError, Swept,
+    IncomingState, InvalidIncoming, NewIncomingPayment, PacketId, Receipt, ReceiveRefusal, ReplayKey,
+    SettlementEnd, Store, StoreError, Swept,
 };
 use crate::account::{test_account, Account};
 use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
@@ -50,6 +50,7 @@ pub async fn run<S: Store>(store: &S, prefix: &str) {
     completions_are_handled_once_and_deleted_after_the_retention(store, prefix).await;
     receive_without_a_payment_credits_the_account_once(store, prefix).await;
     receive_stays_exact_at_the_int64_edges(store, prefix).await;
+    a_replayed_stream_packet_is_credited_once(store, prefix).await;
 }
 
 async fn debit_respects_the_credit_limit<S: Store>(store: &S, prefix: &str) {
@@ -794,4 +795,37 @@ pub async fn concurrent_receives<S: Store>(store: Arc<S>, prefix: &str) {
     let p = store.incoming_payment(&a, &id).await.unwrap().unwrap();
     assert_eq!(p.received, TARGET);
     assert_eq!(store.unhandled_completions(&a, 10).await.unwrap().len(), 1);
+}
+
+/// The same STREAM packet (its replay key) in a second ILP packet is refused; its own retry
+/// (the same ILP packet) is the retry it always was; another sequence number passes.
+async fn a_replayed_stream_packet_is_credited_once<S: Store>(store: &S, prefix: &str) {
+    let a = account(prefix, "replay", None);
+    let now = SystemTime::now();
+    let key = ReplayKey::of("test.node.shop.token", 7);
+    let first = PacketId::next();
+    let got = store.receive_stream(&a, None, 10, first, Some(key), now).await;
+    assert!(matches!(got, Ok(Receipt::Received { balance: 10, .. })), "{got:?}");
+    let retry = store.receive_stream(&a, None, 10, first, Some(key), now).await;
+    assert_eq!(retry, Ok(Receipt::Repeated { received: None }));
+    let replay = store.receive_stream(&a, None, 10, PacketId::next(), Some(key), now).await;
+    assert_eq!(replay, Ok(Receipt::Refused(ReceiveRefusal::Replayed)));
+    let next = ReplayKey::of("test.node.shop.token", 8);
+    let got = store.receive_stream(&a, None, 5, PacketId::next(), Some(next), now).await;
+    assert!(matches!(got, Ok(Receipt::Received { balance: 15, .. })), "{got:?}");
+    // With a payment too: the replay is refused before the payment's checks, and takes nothing.
+    let p = NewIncomingPayment {
+        id: IncomingPaymentId::random(),
+        target: Some(100),
+        expires_at: now + Duration::from_secs(60),
+        metadata: "null".into(),
+    };
+    store.create_incoming_payment(&a, &p, now).await.unwrap();
+    let key = ReplayKey::of("test.node.shop.p.token", 1);
+    let got = store.receive_stream(&a, Some(&p.id), 30, PacketId::next(), Some(key), now).await;
+    assert!(matches!(got, Ok(Receipt::Received { received: Some(30), .. })), "{got:?}");
+    let replay = store.receive_stream(&a, Some(&p.id), 30, PacketId::next(), Some(key), now).await;
+    assert_eq!(replay, Ok(Receipt::Refused(ReceiveRefusal::Replayed)));
+    assert_eq!(store.incoming_payment(&a, &p.id).await.unwrap().map(|p| p.received), Some(30));
+    assert_eq!(store.balance(&a.id).await, Ok(45));
 }

@@ -4,6 +4,7 @@
 
 use crate::balance::AMOUNT_MAX;
 use crate::store::incoming::{from_millis, millis, retention_cutoff_ms};
+use crate::store::ReplayKey;
 use crate::store::{
     CompletionReason, CreatedIncoming, IncomingPayment, IncomingPaymentId, IncomingState, NewIncomingPayment,
     PacketId, ReceiveRefusal,
@@ -170,12 +171,14 @@ impl Payments {
 /// for at least this long too.
 pub(super) const RECEIVED_MARK_RETENTION_MS: u64 = 3_600_000;
 
-/// The packets `receive` credited in the last [`RECEIVED_MARK_RETENTION_MS`].
+/// The packets `receive` credited in the last [`RECEIVED_MARK_RETENTION_MS`], and the STREAM
+/// packets they carried (by their replay keys).
 #[derive(Debug, Default)]
 pub(super) struct ReceivedMarks {
     packets: HashSet<PacketId>,
-    /// (when, packet) in the order they were marked, to forget the oldest first.
-    by_age: VecDeque<(u64, PacketId)>,
+    replays: HashMap<ReplayKey, PacketId>,
+    /// (when, packet, its replay key) in the order they were marked, to forget the oldest first.
+    by_age: VecDeque<(u64, PacketId, Option<ReplayKey>)>,
 }
 
 impl ReceivedMarks {
@@ -183,21 +186,32 @@ impl ReceivedMarks {
         self.packets.contains(packet)
     }
 
-    pub(super) fn insert(&mut self, packet: PacketId, now_ms: u64) {
+    /// The ILP packet that carried the STREAM packet `key`, if one was received.
+    pub(super) fn carrier_of(&self, key: &ReplayKey) -> Option<PacketId> {
+        self.replays.get(key).copied()
+    }
+
+    pub(super) fn insert(&mut self, packet: PacketId, replay: Option<ReplayKey>, now_ms: u64) {
         if self.packets.insert(packet) {
-            self.by_age.push_back((now_ms, packet));
+            if let Some(key) = replay {
+                self.replays.insert(key, packet);
+            }
+            self.by_age.push_back((now_ms, packet, replay));
         }
     }
 
     /// Forgets the marks made before `now_ms` less the retention.
     pub(super) fn forget_old(&mut self, now_ms: u64) {
         let cutoff = now_ms.saturating_sub(RECEIVED_MARK_RETENTION_MS);
-        while let Some((at, packet)) = self.by_age.front().copied() {
+        while let Some((at, packet, replay)) = self.by_age.front().copied() {
             if at >= cutoff {
                 break;
             }
             self.by_age.pop_front();
             self.packets.remove(&packet);
+            if let Some(key) = replay {
+                self.replays.remove(&key);
+            }
         }
     }
 }

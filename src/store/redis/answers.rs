@@ -253,6 +253,7 @@ impl IncomingReceive {
             4 => IncomingReceive::Repeated { received: total_if_any(&received)? },
             2 | 3 => IncomingReceive::OutOfRange,
             10 => IncomingReceive::Refused(ReceiveRefusal::UnknownPayment),
+            14 => IncomingReceive::Refused(ReceiveRefusal::Replayed),
             11 => IncomingReceive::Refused(ReceiveRefusal::Completed { received: total(&received)? }),
             12 => IncomingReceive::Refused(ReceiveRefusal::Expired { received: total(&received)? }),
             13 => IncomingReceive::Refused(ReceiveRefusal::OverTarget {

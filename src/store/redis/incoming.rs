@@ -11,7 +11,7 @@ use crate::balance::AMOUNT_MAX;
 use crate::store::incoming::{from_millis, millis, retention_cutoff_ms};
 use crate::store::{
     CompletionReason, CreatedIncoming, IncomingPayment, IncomingPaymentId, IncomingState, NewIncomingPayment,
-    PacketId, Receipt, StoreError,
+    PacketId, Receipt, ReplayKey, StoreError,
 };
 use std::time::{Duration, SystemTime};
 
@@ -135,6 +135,7 @@ impl RedisStore {
         payment: Option<&IncomingPaymentId>,
         amount: u64,
         packet: PacketId,
+        replay: Option<ReplayKey>,
         now: SystemTime,
     ) -> Result<Receipt, StoreError> {
         let overflow = || StoreError::Overflow(account.id.to_string());
@@ -150,6 +151,7 @@ impl RedisStore {
         invocation.key(&k.payments_open).key(&k.payments_unhandled);
         invocation.arg(packet.to_string()).arg(amount).arg(self.credit_marker_ttl_s).arg(millis(now));
         invocation.arg(payment.map(IncomingPaymentId::as_str).unwrap_or_default());
+        invocation.arg(replay.map(|key| format!("s:{}", hex::encode(key.0))).unwrap_or_default());
         match IncomingReceive::read(self.script::<ReceiveAnswer>(&invocation).await?, &account.id)? {
             IncomingReceive::Credited { balance, received, completed } => {
                 Ok(Receipt::Received { balance, received, completed })

@@ -14,6 +14,8 @@
 -- key of the account's, never touched)  KEYS[6] incoming-open  KEYS[7] incoming-unhandled
 -- ARGV[1] packet id  ARGV[2] amount (0 .. 2^63-1)  ARGV[3] the marks' TTL in seconds
 -- ARGV[4] now, ms since the epoch  ARGV[5] payment id, or '' for none
+-- ARGV[6] the STREAM packet's replay key as a marks field ('s:<32 hex>'), or '' for none: kept in
+--   the marks beside the packet's own mark, with the packet id as its value
 -- Returns {code, balance, received, target}, '' for what is not given (received is the
 -- payment's total, '' without a payment):
 --   {1, balance, received, ''} credited; {6, balance, received, ''} credited, and this packet
@@ -23,10 +25,11 @@
 --   {10, '', '', ''} no such payment; {11, '', received, ''} the payment is completed;
 --   {12, '', received, ''} the payment has expired: completed now, the packet refused;
 --   {13, '', received, target} the packet would take the total past the target;
+--   {14, '', '', ''} the same STREAM packet (its replay key) was received in another ILP packet;
 --   {7, '', field, value} the payment's record is malformed: nothing changed.
 -- Nothing is written by a refusal (but the completion of an expired payment), nor for an
 -- amount of 0, which is {1, balance, received, ''} once the payment passed its checks.
-local packet, amount, now, id = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
+local packet, amount, now, id, replay = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6]
 local INT64_MAX = '9223372036854775807'
 
 -- Redis's own format of a number 0 ..= int64 max: what cmp() can compare.
@@ -58,6 +61,14 @@ if redis.call('HEXISTS', KEYS[3], packet) == 1 or redis.call('HEXISTS', KEYS[4],
     return {4, '', '', ''}
   end
   return {4, '', redis.call('HGET', KEYS[5], 'received') or '', ''}
+end
+
+-- (1b) the same STREAM packet in another ILP packet: a replay, credited once.
+if replay ~= '' then
+  local carrier = redis.call('HGET', KEYS[3], replay) or redis.call('HGET', KEYS[4], replay)
+  if carrier and carrier ~= packet then
+    return {14, '', '', ''}
+  end
 end
 
 local received, target = '', ''
@@ -123,6 +134,9 @@ else
     'payment', id)
 end
 redis.call('HSET', KEYS[3], packet, '1')
+if replay ~= '' then
+  redis.call('HSET', KEYS[3], replay, packet)
+end
 redis.call('EXPIRE', KEYS[3], ARGV[3])
 if target ~= '' and after == target then
   complete('target')

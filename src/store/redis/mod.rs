@@ -65,8 +65,8 @@ pub mod shared_config;
 
 use super::{
     settlement_fingerprint, CreatedIncoming, DebitError, IncomingCredit, IncomingPayment, IncomingPaymentId,
-    NewIncomingPayment, PacketId, PendingSettlement, Receipt, SettlementEnd, Store, StoreError, Swept,
-    INCOMING_KEY_RETENTION,
+    NewIncomingPayment, PacketId, PendingSettlement, Receipt, ReplayKey, SettlementEnd, Store, StoreError,
+    Swept, INCOMING_KEY_RETENTION,
 };
 use crate::account::Account;
 use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
@@ -766,15 +766,16 @@ impl Store for RedisStore {
         self.list_incoming(account, limit).await
     }
 
-    async fn receive(
+    async fn receive_stream(
         &self,
         account: &Account,
         payment: Option<&IncomingPaymentId>,
         amount: u64,
         packet: PacketId,
+        replay: Option<ReplayKey>,
         now: SystemTime,
     ) -> Result<Receipt, StoreError> {
-        self.receive_packet(account, payment, amount, packet, now).await
+        self.receive_packet(account, payment, amount, packet, replay, now).await
     }
 
     async fn expire_incoming_payments(
