@@ -7,6 +7,7 @@
 //!   reference's layout, fulfillments and conditions;
 //! - [`credentials`]: the tokens and shared secrets a [`ServerSecret`] issues per SPSP query and
 //!   re-derives from a packet's address, on any instance, without storing anything;
+//! - [`receipt`]: RFC 0039 receipts, for a `StreamReceipt` frame in a Fulfill;
 //! - [`receiver`]: one incoming Prepare, in two steps: [`open`] decides what it is, the caller
 //!   (which keeps the totals, asynchronously) decides what to do, and [`Opened::fulfill`] or
 //!   [`Opened::reject`] builds the answer.
@@ -23,6 +24,7 @@ pub mod crypto;
 pub mod frame;
 mod oer;
 pub mod packet;
+pub mod receipt;
 pub mod receiver;
 
 pub use credentials::{Credentials, CredentialsError, ServerSecret};
