@@ -15,7 +15,8 @@
 //! Where RFC 0029 leaves a choice, this module does what `ilp-protocol-stream` 2.7.1, the JS
 //! reference, does, so that its senders and @interledger/pay accept the replies; the known-answer
 //! tests in `tests.rs` check it against vectors the reference produced
-//! (`tests/interop/stream-vectors.js`).
+//! (`tests/interop/stream-vectors.js`), and `tests/stream_receiver.rs` has the reference's sender
+//! pay a receiver built from this module.
 //!
 //! Layer 3: imports [`crate::packet`] only.
 
