@@ -7,6 +7,7 @@
 //!   reference's layout, fulfillments and conditions;
 //! - [`credentials`]: the tokens and shared secrets a [`ServerSecret`] issues per SPSP query and
 //!   re-derives from a packet's address, on any instance, without storing anything;
+//! - [`receipt`]: RFC 0039 receipts, for a `StreamReceipt` frame in a Fulfill;
 //! - [`receiver`]: one incoming Prepare, in two steps: [`open`] decides what it is, the caller
 //!   (which keeps the totals, asynchronously) decides what to do, and [`Opened::fulfill`] or
 //!   [`Opened::reject`] builds the answer.
@@ -14,7 +15,8 @@
 //! Where RFC 0029 leaves a choice, this module does what `ilp-protocol-stream` 2.7.1, the JS
 //! reference, does, so that its senders and @interledger/pay accept the replies; the known-answer
 //! tests in `tests.rs` check it against vectors the reference produced
-//! (`tests/interop/stream-vectors.js`).
+//! (`tests/interop/stream-vectors.js`), and `tests/stream_js_sender.rs` has the reference's sender
+//! pay a receiver built from this module.
 //!
 //! Layer 3: imports [`crate::packet`] only.
 
@@ -23,6 +25,7 @@ pub mod crypto;
 pub mod frame;
 mod oer;
 pub mod packet;
+pub mod receipt;
 pub mod receiver;
 
 pub use credentials::{Credentials, CredentialsError, ServerSecret};

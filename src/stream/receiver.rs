@@ -37,7 +37,10 @@ pub const STREAM_ID_MAX: u64 = 20;
 pub const REJECT_CODE: IlpErrorCode = IlpErrorCode::F99_APPLICATION_ERROR;
 
 /// Why a Prepare is not a STREAM packet of this connection. Answer with [`Refused::code`] (F06)
-/// and no data.
+/// and no data. (The JS server answers F02 instead when the first packet of a connection it does
+/// not know yet fails to decrypt, F06 afterwards; a stateless receiver cannot tell the two apart,
+/// and RFC 0029 § 4.2 asks for F06. Senders, @interledger/pay among them, end the payment on
+/// either.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
     #[error("data does not decrypt under the connection's key: {0}")]

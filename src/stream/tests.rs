@@ -211,6 +211,13 @@ fn a_js_padded_packet_decodes_with_its_padding_ignored() {
     assert_eq!(packet.frames[0], Frame::StreamMoney { stream_id: 1, shares: 1 });
 }
 
+#[test]
+fn our_receipt_is_byte_for_byte_js() {
+    let v = vectors();
+    let receipt = receipt::receipt(&[0x11; 16], &[0x22; 32], 1, 1_000_000);
+    assert_eq!(hex::encode(receipt), v["receipt"].as_str().unwrap());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Properties: no input panics the decoders, and whatever decodes re-encodes to the same value.
 // ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ const nodeCrypto = require('crypto')
 const Long = require('long')
 const stream = require('ilp-protocol-stream/dist/src/packet')
 const streamCrypto = require('ilp-protocol-stream/dist/src/crypto')
+const { createReceipt } = require('ilp-protocol-stream/dist/src/util/receipt')
 
 const {
   Packet, IlpPacketType, ErrorCode,
@@ -141,7 +142,11 @@ async function main () {
     wide_var_uints: { bytes: hex(wide), packet: describe(Packet._deserializeUnencrypted(wide)) },
     wide_var_uints_reserialized: hex(Packet._deserializeUnencrypted(wide)._serialize()),
     unknown_frames: { bytes: hex(unknown), packet: describe(Packet._deserializeUnencrypted(unknown)) },
-    padded: { data: hex(padded), length: padded.length }
+    padded: { data: hex(padded), length: padded.length },
+    // An RFC 0039 receipt: nonce 16 × 0x11, secret 32 × 0x22, stream 1, 1000000 received.
+    receipt: hex(createReceipt({
+      nonce: Buffer.alloc(16, 0x11), secret: Buffer.alloc(32, 0x22), streamId: 1, totalReceived: '1000000'
+    }))
   }
   process.stdout.write(JSON.stringify(out, null, 2) + '\n')
 }
