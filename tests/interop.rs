@@ -209,12 +209,20 @@ impl Procs {
     /// Wait for the first event named `event` from process `i`. Panics on an
     /// `{"event":"error"}` line, on exit, or after `timeout`.
     fn wait_event(&mut self, i: usize, event: &str, timeout: Duration) -> Value {
+        self.wait_event_any(i, &[event], timeout)
+    }
+
+    /// Wait for the first event named one of `events` from process `i`, as `wait_event` does.
+    fn wait_event_any(&mut self, i: usize, events: &[&str], timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         let lines = self.0[i].lines.clone();
         let (m, cv) = &*lines;
         let mut g = m.lock().unwrap();
+        let event = events.join("\" or \"");
         loop {
-            if let Some(ev) = g.events.iter().find(|e| e["event"].as_str() == Some(event)) {
+            if let Some(ev) =
+                g.events.iter().find(|e| e["event"].as_str().is_some_and(|name| events.contains(&name)))
+            {
                 return ev.clone();
             }
             if let Some(err) = g.events.iter().find(|e| e["event"].as_str() == Some("error")) {
@@ -678,4 +686,104 @@ token = "admin-token"
     procs.wait_event(tx, "exit", Duration::from_secs(10));
     let balances = balances(padmin, "admin-token");
     assert_eq!((balances["sender"], balances["shop"]), (-(AMOUNT as i128), AMOUNT as i128), "{balances:?}");
+}
+
+/// @interledger/pay (the sender Rafiki uses), as ThitsaX's child "sender" (max_packet_amount
+/// 1000), pays a ThitsaX incoming payment with a target, from its SPSP URL: the payment
+/// completes with exactly its target received. A second payment to the same URL finds no open
+/// receiver, and one over the first payment's own STREAM credentials is refused: nothing more
+/// is received, and the sender's balance moved by exactly the target.
+#[test]
+fn interledger_pay_pays_a_thitsax_incoming_payment_exactly_its_target() {
+    let Some(node) = node_or_skip("interledger_pay_pays_a_thitsax_incoming_payment_exactly_its_target")
+    else {
+        return;
+    };
+    let dir = TempDir::new("pay-incoming");
+    let [pt, ps, pspsp, padmin] = free_ports(4)[..] else { unreachable!() };
+    let mut procs = Procs::default();
+    let sender = Upstream {
+        port: ps,
+        url: format!("http://127.0.0.1:{pt}/ilp"),
+        incoming_token: "thitsax-to-sender",
+        outgoing_token: "sender-token",
+    };
+    let mut config = thitsax_config(pt, &[sender.thitsax_account("sender", MAX_PACKET)]);
+    config.push_str(&format!(
+        "\n[[accounts]]\nid = \"shop\"\nrelation = \"local\"\nasset_code = \"USD\"\nasset_scale = 9\n\n\
+         [spsp]\nlisten = \"127.0.0.1:{pspsp}\"\n\n[admin]\nlisten = \"127.0.0.1:{padmin}\"\ntoken = \"admin-token\"\n"
+    ));
+    start_thitsax(&mut procs, &dir.0, pt, &config);
+    let created = http_post_json(
+        padmin,
+        "/accounts/shop/incoming-payments",
+        "admin-token",
+        &format!(r#"{{"id": "order-1", "target": "{AMOUNT}"}}"#),
+    );
+    let spsp_url = created["spsp_url"].as_str().expect("spsp_url").to_string();
+    let pay = |procs: &mut Procs, name: &str, target: [String; 2]| {
+        let mut rest = vec![target[0].clone(), target[1].clone()];
+        rest.extend(["--amount-to-deliver".to_string(), AMOUNT.to_string()]);
+        let mut args = sender.args([]);
+        args.extend(rest);
+        procs.node(&node, name, "pay.js", &args)
+    };
+    let first = pay(&mut procs, "pay", ["--spsp-url".into(), spsp_url.clone()]);
+    let setup = procs.wait_event_any(first, &["setup", "failed"], Duration::from_secs(40));
+    assert_eq!(setup["event"].as_str(), Some("setup"), "pay could not set the payment up: {setup}");
+    assert_eq!(setup["destinationAsset"]["code"].as_str(), Some("USD"), "{setup}");
+    let paid = procs.wait_event(first, "paid", Duration::from_secs(65));
+    let amount = AMOUNT.to_string();
+    assert_eq!(paid["amountDelivered"].as_str(), Some(amount.as_str()), "{paid}");
+    assert_eq!(paid["amountSent"].as_str(), Some(amount.as_str()), "{paid}");
+    assert!(paid["error"].is_null(), "{paid}");
+    let payment = http_get_json(padmin, "/accounts/shop/incoming-payments/order-1", "admin-token");
+    assert_eq!(payment["received"].as_str(), Some(amount.as_str()), "{payment}");
+    assert_eq!(payment["state"].as_str(), Some("completed"), "{payment}");
+    assert_eq!(payment["completion"].as_str(), Some("target_reached"), "{payment}");
+    // Complete: its SPSP URL answers 404, and its credentials take no more money.
+    let again = pay(&mut procs, "pay-again", ["--spsp-url".into(), spsp_url]);
+    let refused = procs.wait_event(again, "failed", Duration::from_secs(40));
+    assert_eq!(
+        (refused["stage"].as_str(), refused["status"].as_u64()),
+        (Some("spsp"), Some(404)),
+        "{refused}"
+    );
+    let secret = setup["sharedSecret"].as_str().unwrap().to_string();
+    let address = setup["destinationAddress"].as_str().unwrap().to_string();
+    let mut args = sender.args([]);
+    args.extend(["--destination-address".into(), address, "--shared-secret".into(), secret]);
+    args.extend(["--amount-to-deliver".into(), AMOUNT.to_string()]);
+    let reuse = procs.node(&node, "pay-reuse", "pay.js", &args);
+    let outcome = procs.wait_event_any(reuse, &["failed", "paid"], Duration::from_secs(40));
+    assert!(
+        outcome["event"] == "failed" || outcome["amountDelivered"] == "0",
+        "nothing more may be delivered to a completed payment: {outcome}"
+    );
+    let balances = balances(padmin, "admin-token");
+    assert_eq!((balances["sender"], balances["shop"]), (-(AMOUNT as i128), AMOUNT as i128), "{balances:?}");
+}
+
+fn http_get_json(port: u16, path: &str, token: &str) -> Value {
+    let (status, body) = http_get(port, path, &[("Authorization", &format!("Bearer {token}"))]);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
+/// A blocking POST of JSON to the admin API; the answer's JSON (201 or 200 expected).
+fn http_post_json(port: u16, path: &str, token: &str, body: &str) -> Value {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read answer");
+    let status: u16 = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let json = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    assert!(status == 200 || status == 201, "POST {path}: {answer}");
+    serde_json::from_str(json).expect("JSON")
 }
