@@ -4,13 +4,12 @@
 
 mod common;
 
-use base64::Engine;
+use common::stream::{query, reply, spsp_get, stream_prepare, Spsp};
 use common::{admin_call, assert_code, client, send, TestNode};
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 use std::time::{Duration, SystemTime};
 use thitsax::packet::{ErrorCode, IlpAddress, Prepare, Response as IlpResponse};
-use thitsax::stream::{Frame, PacketType, SharedSecret, StreamKeys, StreamPacket};
+use thitsax::stream::{Frame, PacketType};
 
 const ADMIN: &str = "admin-token";
 
@@ -38,58 +37,6 @@ asset_code = "USD"
 asset_scale = 2
 "#
     )
-}
-
-/// What an SPSP query answered.
-struct Spsp {
-    destination: String,
-    keys: StreamKeys,
-}
-
-async fn spsp_get(node: &TestNode, path: &str, accept: &str) -> (StatusCode, String, String) {
-    let addr = node.spsp_addr.expect("the SPSP listener is bound for a local account");
-    let req =
-        Request::get(format!("http://{addr}{path}")).header("accept", accept).body(Full::default()).unwrap();
-    let response = client().request(req).await.expect("SPSP listener reachable");
-    let status = response.status();
-    let content_type =
-        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    (status, content_type, body)
-}
-
-async fn query(node: &TestNode, path: &str) -> Spsp {
-    let (status, content_type, body) = spsp_get(node, path, "application/spsp4+json").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(content_type, "application/spsp4+json");
-    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(json["receipts_enabled"], false);
-    let secret =
-        base64::engine::general_purpose::STANDARD.decode(json["shared_secret"].as_str().unwrap()).unwrap();
-    let secret = SharedSecret::from_bytes(secret.try_into().expect("32 bytes"));
-    Spsp {
-        destination: json["destination_account"].as_str().unwrap().to_string(),
-        keys: StreamKeys::new(&secret),
-    }
-}
-
-/// A STREAM Prepare for `amount` on stream 1, fulfillable unless `probe`.
-fn stream_prepare(to: &Spsp, amount: u64, sequence: u64, probe: bool) -> Prepare {
-    let packet = StreamPacket {
-        packet_type: PacketType::Prepare,
-        sequence,
-        prepare_amount: 0,
-        frames: vec![Frame::StreamMoney { stream_id: 1, shares: 1 }],
-    };
-    let data = to.keys.encrypt(&packet.encode()).unwrap();
-    let condition = if probe { [7u8; 32] } else { to.keys.condition(&data) };
-    let destination = IlpAddress::parse(&to.destination).unwrap();
-    Prepare::build(&destination, amount, SystemTime::now() + Duration::from_secs(30), &condition, &data)
-}
-
-/// The STREAM reply in a Fulfill's or F99 Reject's data.
-fn reply(to: &Spsp, data: &[u8]) -> StreamPacket {
-    StreamPacket::decode(&to.keys.decrypt(data).expect("the reply decrypts")).expect("the reply decodes")
 }
 
 async fn pay(node: &TestNode, to: &Spsp, amount: u64, sequence: u64) -> IlpResponse {

@@ -5,6 +5,7 @@
 pub mod ports;
 pub mod process;
 pub mod redis;
+pub mod stream;
 pub mod tls;
 
 use bytes::Bytes;
