@@ -64,6 +64,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thitsax::http::listener::percent_decode;
+use thitsax::http::tls::{Roots, TlsConfig, TlsRules};
 use thitsax::settlement::engine::{EngineClient, EngineError, EngineLimits};
 use thitsax::settlement::quantity::rescale;
 use thitsax::settlement::{Quantity, SettlementId};
@@ -176,11 +177,11 @@ async fn start(args: Args) -> Result<(SocketAddr, impl std::future::Future<Outpu
     let engine = Arc::new(Engine {
         url: format!("http://{addr}"),
         journal: Mutex::new(journal),
-        connector: EngineClient::new(&EngineLimits {
-            timeout: CALL_TIMEOUT,
-            connections_max: 8,
-            response_bytes_max: BODY_BYTES_MAX,
-        }),
+        // The connector's callback API is plain http on loopback: the bundled roots are never used.
+        connector: EngineClient::new(
+            &EngineLimits { timeout: CALL_TIMEOUT, connections_max: 8, response_bytes_max: BODY_BYTES_MAX },
+            &TlsConfig::new(&TlsRules { roots: Roots::Webpki, ca_file: None }),
+        ),
         http: Client::builder(TokioExecutor::new()).build(connector),
         args,
     });

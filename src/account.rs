@@ -1,6 +1,7 @@
 //! Accounts: who may send to the node, where their packets go, and their limits.
 
 use crate::balance::Balance;
+use crate::http::origin::{Origin, OriginError};
 use crate::packet::IlpAddress;
 use std::collections::HashMap;
 use std::fmt;
@@ -19,6 +20,11 @@ pub enum Relation {
     Peer,
     /// Our upstream: the default route.
     Parent,
+    /// Money the node holds itself: the payments it sends and receives over STREAM are booked
+    /// here. Addressed `<node>.<id>` like a child, but reached inside the node (its packets are
+    /// answered by the node's own STREAM receiver), so it has no ILP-over-HTTP endpoint, no
+    /// token and no settlement.
+    Local,
 }
 
 /// A secret that never prints itself.
@@ -64,8 +70,10 @@ pub fn hash_token(token: &[u8]) -> TokenHash {
 #[derive(Clone, Debug)]
 pub struct Outgoing {
     pub url: hyper::Uri,
-    /// `host:port` to connect to (port 80 when the URL gives none); also the connection pool key.
-    pub authority: Arc<str>,
+    /// Plain or TLS (and the name the certificate must carry), the `host:port` to connect to
+    /// (port 80 or 443 when the URL gives none), and the connection pool's key, which holds the
+    /// scheme: an `http` and an `https` URL to one `host:port` never share a connection.
+    pub origin: Origin,
     /// The `Host` header value.
     pub host: hyper::header::HeaderValue,
     /// The request target: the URL's path and query.
@@ -79,31 +87,24 @@ pub struct Outgoing {
 /// Why an outgoing URL or token cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OutgoingError {
-    #[error("must be an absolute http:// URL with a host")]
-    Url,
+    #[error("{0}")]
+    Url(#[from] OriginError),
     #[error("holds characters an HTTP header cannot carry")]
     Token,
 }
 
 impl Outgoing {
-    /// Only plain `http://` URLs: this build has no TLS client.
+    /// `http://` or `https://` URLs with a host.
     pub fn new(url: hyper::Uri, token: &Secret) -> Result<Self, OutgoingError> {
-        let authority =
-            url.authority().filter(|_| url.scheme_str() == Some("http")).ok_or(OutgoingError::Url)?;
-        let host =
-            hyper::header::HeaderValue::from_str(authority.as_str()).map_err(|_| OutgoingError::Url)?;
-        let connect_to: Arc<str> =
-            format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80)).into();
-        let path = url
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .parse()
-            .map_err(|_| OutgoingError::Url)?;
+        let origin = Origin::from_uri(&url)?;
+        let authority = url.authority().ok_or(OriginError::Url)?;
+        let host = hyper::header::HeaderValue::from_str(authority.as_str()).map_err(|_| OriginError::Url)?;
+        let path =
+            url.path_and_query().map(|p| p.as_str()).unwrap_or("/").parse().map_err(|_| OriginError::Url)?;
         let mut authorization = hyper::header::HeaderValue::try_from(format!("Bearer {}", token.expose()))
             .map_err(|_| OutgoingError::Token)?;
         authorization.set_sensitive(true);
-        Ok(Outgoing { url, authority: connect_to, host, path, authorization, token: token.clone() })
+        Ok(Outgoing { url, origin, host, path, authorization, token: token.clone() })
     }
 }
 
@@ -124,7 +125,7 @@ pub struct Account {
     /// When a Fulfill takes the balance above this, the node settles it down to `settle_to`.
     pub settle_threshold: Option<Balance>,
     pub settle_to: Balance,
-    /// The account's RFC 0038 settlement engine (`http://host:port[/base]`), if it settles
+    /// The account's RFC 0038 settlement engine (`http[s]://host:port[/base]`), if it settles
     /// through one.
     pub settlement_engine_url: Option<Arc<str>>,
 }
@@ -197,9 +198,10 @@ impl Account {
             relation: self.relation,
             asset_code: self.asset_code.to_string(),
             asset_scale: self.asset_scale,
-            // A child's address is derived from the node's, so it is not part of its record.
+            // A child's (or a local account's) address is derived from the node's, so it is not
+            // part of its record.
             ilp_address: match self.relation {
-                Relation::Child => None,
+                Relation::Child | Relation::Local => None,
                 _ => self.ilp_address.as_ref().map(|a| a.to_string()),
             },
             incoming_token_sha256: self.incoming_token_hash.map(hex::encode),

@@ -4,6 +4,7 @@ use crate::account::{Accounts, TokenHash};
 use crate::admin::{LocalTables, RedisTables, Tables};
 use crate::config::{Config, StoreConfig};
 use crate::http::client::HttpClient;
+use crate::http::tls::TlsConfig;
 use crate::http::{server, settlement_api};
 use crate::log_limit::{LogLimit, NEXT_HOP_WARNING_INTERVAL_MS};
 use crate::metrics::Metrics;
@@ -38,6 +39,8 @@ pub struct App<S> {
     admin_listener: Option<(TcpListener, TokenHash)>,
     /// Where admin changes go: the node's own tables, or Redis ([`App::bind_redis`]).
     tables: Arc<dyn Tables>,
+    /// The outgoing clients' TLS configuration, kept for the start-up report of what it trusts.
+    tls: TlsConfig,
 }
 
 /// The node's listeners, named as the operator's messages name them.
@@ -164,18 +167,20 @@ impl<S: Store> App<S> {
             None => None,
         };
         let shutdown = Shutdown::new().0;
+        // One TLS configuration for every outgoing client (the system's roots are read here).
+        let tls = TlsConfig::new(&config.tls);
         let node = Arc::new(Node {
             address: config.node_address.clone(),
             accounts: ArcSwap::from_pointee(accounts),
             router: Router::new(routes),
             rates: ArcSwap::from_pointee(config.rates.clone()),
             store,
-            client: HttpClient::new(&config.client),
+            client: HttpClient::new(&config.client, &tls),
             expiry: config.expiry.clone(),
             shutdown: shutdown.signal(),
             pending,
             settlement: Default::default(),
-            engines: EngineClient::new(&config.settlement.engine),
+            engines: EngineClient::new(&config.settlement.engine, &tls),
             metrics: Metrics::new(),
             next_hop_warnings: LogLimit::new(Duration::from_millis(NEXT_HOP_WARNING_INTERVAL_MS)),
         });
@@ -189,6 +194,7 @@ impl<S: Store> App<S> {
             settlement_listener,
             admin_listener,
             tables,
+            tls,
         })
     }
 
@@ -207,7 +213,8 @@ impl<S: Store> App<S> {
     }
 
     /// What the operator needs to know once the node is bound: each listener's address (or why it
-    /// is not bound), the store, and what was loaded. One line each, in this order.
+    /// is not bound), the store, what was loaded, and what outgoing TLS trusts. One line each, in
+    /// this order.
     pub fn start_up_report(&self) -> Vec<String> {
         let mut lines = Vec::new();
         let settlement_why_not =
@@ -243,13 +250,23 @@ impl<S: Store> App<S> {
             None => String::new(),
         };
         lines.push(format!("loaded {accounts} accounts and {routes} routes{default}"));
+        lines.push(self.tls.summary().to_string());
         lines
     }
 
     /// Serves until `stop` resolves (or the shutdown is triggered otherwise), then drains.
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
-        let App { node, listener, shutdown, config, background, settlement_listener, admin_listener, tables } =
-            self;
+        let App {
+            node,
+            listener,
+            shutdown,
+            config,
+            background,
+            settlement_listener,
+            admin_listener,
+            tables,
+            tls: _,
+        } = self;
         let background: Vec<_> = background.into_iter().map(tokio::spawn).collect();
         // Settlements: the worker that settles balances above their threshold, and the listener
         // engines call back. Both stop once the last packet is done; pending settlements stay in

@@ -6,6 +6,7 @@ use crate::account::{Account, AccountId, TokenHash};
 use crate::http::client::ClientLimits;
 use crate::http::listener::ApiLimits;
 use crate::http::server::ServerLimits;
+use crate::http::tls::{CaFile, Roots, TlsRules};
 use crate::node::ExpiryRules;
 use crate::owed::OwedRules;
 use crate::packet::IlpAddress;
@@ -74,6 +75,9 @@ struct RawHttp {
     outgoing_connections_per_peer_max: Option<usize>,
     outgoing_idle_timeout_ms: Option<u64>,
     outgoing_connect_timeout_ms: Option<u64>,
+    outgoing_tls_handshake_timeout_ms: Option<u64>,
+    tls_roots: Option<Roots>,
+    tls_ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -211,6 +215,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub server: ServerLimits,
     pub client: ClientLimits,
+    /// What outgoing TLS trusts (next hops, settlement engines), the CA file already read.
+    pub tls: TlsRules,
     pub expiry: ExpiryRules,
     pub store: StoreConfig,
     /// How accounts and routes are shared through Redis; `None` with the memory store.
@@ -279,6 +285,7 @@ impl Validator {
         let owed_writes = self.owed_writes(&raw.store);
         let store = self.store(raw.store, &sweep);
         let client = self.client(&raw.http);
+        let tls = self.tls(&raw.http);
         let (listen, server) = self.http(raw.http);
         let expiry = self.forwarding(raw.forwarding);
         let rates_in_file = raw.rates.is_some();
@@ -303,6 +310,7 @@ impl Validator {
                     listen,
                     server,
                     client,
+                    tls,
                     expiry,
                     store,
                     config_sync,
@@ -671,7 +679,26 @@ impl Validator {
                 raw.outgoing_connect_timeout_ms,
                 defaults::OUTGOING_CONNECT_TIMEOUT_MS,
             ),
+            tls_handshake_timeout: self.positive_ms(
+                "http.outgoing_tls_handshake_timeout_ms",
+                raw.outgoing_tls_handshake_timeout_ms,
+                defaults::OUTGOING_TLS_HANDSHAKE_TIMEOUT_MS,
+            ),
         }
+    }
+
+    /// The roots outgoing TLS trusts, and the CA file added to them: read and parsed now, so that
+    /// a missing or broken file stops the node at start-up (and `check-config`), named by its key.
+    fn tls(&mut self, raw: &RawHttp) -> TlsRules {
+        let ca_file = match &raw.tls_ca_file {
+            Some(path) if path.as_os_str().is_empty() => {
+                self.problem("http.tls_ca_file", "must name a PEM file of CA certificates");
+                None
+            }
+            Some(path) => self.check("http.tls_ca_file", CaFile::read(path)),
+            None => None,
+        };
+        TlsRules { roots: raw.tls_roots.unwrap_or_default(), ca_file }
     }
 
     fn positive_ms(&mut self, path: &str, value: Option<u64>, default: u64) -> Duration {

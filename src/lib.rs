@@ -7,13 +7,15 @@
 //!    [`quantity`] and [`settlement_id`] (settlement's value types), [`limits`] (every limit and
 //!    default), [`backoff`] (retry waits),
 //!    [`shutdown`], [`metrics`] (Prometheus counters, rendered with figures read at scrape time),
-//!    [`log_limit`] (warnings rate-limited per account or remote address);
+//!    [`log_limit`] (warnings rate-limited per account or remote address), [`http::origin`]
+//!    (where a URL connects: plain or TLS, `host:port`, the pool key);
 //! 2. [`account`], [`reject`] (the one mapping from refusals to ILP codes), [`http::listener`]
 //!    (what the node's three listeners share: accepting, draining, bounded bodies);
 //! 3. [`routing`], [`rates`], [`rules`] (what an account, a route and the rates must follow,
-//!    wherever they come from), [`store`], [`http::client`], [`ildcp`], [`stream`] (STREAM's
-//!    pure parts: packets and frames, crypto, stateless receiver credentials, the receiver's
-//!    decision for one Prepare); and the handles the node
+//!    wherever they come from), [`store`], [`http::tls`] (outgoing connections, plain or TLS,
+//!    for every client), [`http::client`], [`ildcp`], [`stream`] (STREAM's pure parts: packets
+//!    and frames, crypto, stateless receiver credentials, the receiver's decision for one
+//!    Prepare); and the handles the node
 //!    holds: [`settlement`] (the one seam for every way of settling,
 //!    [`settlement::SettlementSystem`], its signals and the RFC 0038 engine client), [`pending`]
 //!    (writes owed after their Fulfill was relayed, kept durable in [`owed`], the owed-writes

@@ -15,6 +15,8 @@ pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
 pub const OUTGOING_CONNECTIONS_PER_PEER_MAX: usize = 256;
 pub const OUTGOING_IDLE_TIMEOUT_MS: u64 = 20_000;
 pub const OUTGOING_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// A TLS handshake with an `https://` next hop, after its TCP connect: a few round trips.
+pub const OUTGOING_TLS_HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 pub const EXPIRY_MARGIN_MS: u64 = 1_000;
 /// The least margin a node may keep: half of it records a late Fulfill's writes, the other half
 /// carries the Fulfill upstream. With 0, the outgoing Prepare expires with the incoming one,

@@ -7,6 +7,7 @@
 use crate::account::{
     hash_token, Account, AccountId, AccountRecord, Outgoing, OutgoingError, Relation, Secret, TokenHash,
 };
+use crate::http::origin::Origin;
 use crate::limits as defaults;
 use crate::packet::IlpAddress;
 use crate::rates::{Decimal, Rates, RatesRecord};
@@ -176,6 +177,9 @@ impl Validator {
             if let Some(0) = raw.max_packet_amount {
                 self.problem(at("max_packet_amount"), "must be greater than 0 (omit it for no limit)");
             }
+            if raw.relation == Relation::Local {
+                self.local_account(&raw, &at);
+            }
             if self.problems.len() != before {
                 self.invalid_ids.insert(raw.id.clone());
             } else {
@@ -188,7 +192,12 @@ impl Validator {
                     incoming_token_hash: token_hash,
                     outgoing,
                     max_packet_amount: raw.max_packet_amount.unwrap_or(u64::MAX),
-                    min_balance: raw.min_balance.map(Into::into),
+                    min_balance: match (raw.relation, raw.min_balance) {
+                        // The node's own money: it pays out only what it holds unless the
+                        // operator grants it credit.
+                        (Relation::Local, None) => Some(0),
+                        (_, min) => min.map(Into::into),
+                    },
                     settle_threshold: raw.settle_threshold.map(Into::into),
                     settle_to: raw.settle_to.unwrap_or(0).into(),
                     settlement_engine_url,
@@ -198,7 +207,25 @@ impl Validator {
         out
     }
 
-    /// Children get `<node>.<id>`; peers and parents may name their own prefix.
+    /// A local account is the node's own: reached inside the node, so nothing about sending to it,
+    /// authenticating it or settling with it applies.
+    fn local_account(&mut self, raw: &RawAccount, at: &dyn Fn(&str) -> String) {
+        let why = "local accounts hold the node's own payments: they are reached inside the node";
+        let given = [
+            ("incoming_token", raw.incoming_token.is_some()),
+            ("incoming_token_sha256", raw.incoming_token_sha256.is_some()),
+            ("outgoing_url", raw.outgoing_url.is_some()),
+            ("outgoing_token", raw.outgoing_token.is_some()),
+            ("settlement_engine_url", raw.settlement_engine_url.is_some()),
+            ("settle_threshold", raw.settle_threshold.is_some()),
+            ("settle_to", raw.settle_to.is_some()),
+        ];
+        for (key, _) in given.iter().filter(|(_, set)| *set) {
+            self.problem(at(key), format!("not allowed on a local account ({why}); remove it"));
+        }
+    }
+
+    /// Children and local accounts get `<node>.<id>`; peers and parents may name their own prefix.
     pub(crate) fn account_address(
         &mut self,
         node: &IlpAddress,
@@ -206,14 +233,16 @@ impl Validator {
         path: &str,
     ) -> Option<IlpAddress> {
         match (raw.relation, &raw.ilp_address) {
-            (Relation::Child, Some(_)) => {
+            (Relation::Child | Relation::Local, Some(_)) => {
                 self.problem(
                     path,
-                    "children get their address from the node (<node address>.<id>); remove it",
+                    "children and local accounts get their address from the node (<node address>.<id>); remove it",
                 );
                 None
             }
-            (Relation::Child, None) => is_segment(&raw.id).then(|| node.with_suffix(&raw.id).ok()).flatten(),
+            (Relation::Child | Relation::Local, None) => {
+                is_segment(&raw.id).then(|| node.with_suffix(&raw.id).ok()).flatten()
+            }
             (_, Some(address)) => self.check(path, IlpAddress::parse(address)),
             (_, None) => None,
         }
@@ -272,24 +301,17 @@ impl Validator {
             }
         };
         let uri = self.check(&at("outgoing_url"), url.parse::<hyper::Uri>())?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
-            let reason = if uri.scheme_str() == Some("https") {
-                "https is not supported by this build: front the peer with a local TLS proxy"
-            } else {
-                "must be an absolute http:// URL"
-            };
-            self.problem(at("outgoing_url"), reason);
-            return None;
-        }
-        // The token's value is never echoed into an error message.
+        // http:// or https:// with a host (and, for https, a host a certificate can be checked
+        // against). The token's value is never echoed into an error message.
         match Outgoing::new(uri, &Secret::new(token.clone())) {
             Ok(outgoing) => Some(outgoing),
-            Err(e @ OutgoingError::Url) => self.check(&at("outgoing_url"), Err(e)),
+            Err(e @ OutgoingError::Url(_)) => self.check(&at("outgoing_url"), Err(e)),
             Err(e @ OutgoingError::Token) => self.check(&at("outgoing_token"), Err(e)),
         }
     }
 
-    /// An absolute `http://` URL with no query; kept without a trailing `/` so paths append.
+    /// An absolute `http://` or `https://` URL with no query; kept without a trailing `/` so
+    /// paths append.
     pub(crate) fn settlement_engine_url(
         &mut self,
         raw: &RawAccount,
@@ -298,8 +320,9 @@ impl Validator {
         let url = raw.settlement_engine_url.as_ref()?;
         let path = at("settlement_engine_url");
         let uri = self.check(&path, url.parse::<hyper::Uri>())?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() || uri.query().is_some() {
-            self.problem(path, "must be an absolute http:// URL without a query");
+        self.check(&path, Origin::from_uri(&uri))?;
+        if uri.query().is_some() {
+            self.problem(path, "must be an absolute http:// or https:// URL without a query");
             return None;
         }
         Some(url.trim_end_matches('/').into())

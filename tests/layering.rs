@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("shutdown", 1),
     ("metrics", 1),
     ("log_limit", 1),
+    ("http::origin", 1),
     // 2. accounts, the one mapping to ILP codes, what the listeners share.
     ("account", 2),
     ("reject", 2),
@@ -34,6 +35,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("rates", 3),
     ("store", 3),
     ("http::client", 3),
+    ("http::tls", 3),
     ("http", 3),
     ("ildcp", 3),
     ("stream", 3),

@@ -1,5 +1,5 @@
 use super::*;
-use crate::account::{hash_token, AccountRecord};
+use crate::account::{hash_token, AccountRecord, Relation};
 
 const MINIMAL: &str = r#"
 [node]
@@ -135,8 +135,19 @@ fn account_rules() {
     let no_token = MINIMAL.replace("outgoing_token = \"secret-out\"", "");
     assert_eq!(paths(&no_token), ["accounts[0].outgoing_token"]);
 
-    let https = MINIMAL.replace("http://127.0.0.1:1/", "https://127.0.0.1:1/");
-    assert_eq!(paths(&https), ["accounts[0].outgoing_url"]);
+    // https is accepted (TLS to the next hop, port 443 by default); other schemes, relative
+    // URLs and hosts no certificate can be checked against are not.
+    let https = MINIMAL.replace("http://127.0.0.1:1/", "https://peer.example/ilp");
+    let outgoing = Config::from_toml(&https).unwrap().accounts[0].outgoing.clone().unwrap();
+    assert!(outgoing.origin.is_tls());
+    assert_eq!(
+        (&*outgoing.origin.address, &*outgoing.origin.key),
+        ("peer.example:443", "https://peer.example:443")
+    );
+    for bad in ["ftp://127.0.0.1:1/", "/ilp", "https://peer.1/", "https:///ilp"] {
+        let text = MINIMAL.replace("http://127.0.0.1:1/", bad);
+        assert_eq!(paths(&text), ["accounts[0].outgoing_url"], "{bad}");
+    }
 
     let bad_hash = MINIMAL.replace("incoming_token = \"ta\"", "incoming_token_sha256 = \"abcd\"");
     assert_eq!(paths(&bad_hash), ["accounts[0].incoming_token_sha256"]);
@@ -250,7 +261,9 @@ fn records_are_checked_with_the_file_s_rules() {
     let record = config.accounts[0].to_record();
     let back = account_from_record(&config.node_address, record.clone()).unwrap();
     assert_eq!(back.to_record(), record);
-    let bad = AccountRecord { outgoing_url: Some("https://x/".into()), ..record };
+    let tls = AccountRecord { outgoing_url: Some("https://x/".into()), ..record.clone() };
+    assert!(account_from_record(&config.node_address, tls).unwrap().outgoing.unwrap().origin.is_tls());
+    let bad = AccountRecord { outgoing_url: Some("ftp://x/".into()), ..record };
     let e = account_from_record(&config.node_address, bad).unwrap_err();
     assert_eq!(e.0[0].path, "redis accounts[\"a\"].outgoing_url");
 }
@@ -306,7 +319,7 @@ fn settlement_bounds_that_would_raise_the_balance_are_refused_with_the_key_named
 }
 
 #[test]
-fn settlement_engine_urls_are_http_and_kept_without_a_trailing_slash() {
+fn settlement_engine_urls_are_http_or_https_and_kept_without_a_trailing_slash() {
     let with = |line: &str| MINIMAL.replace("asset_scale = 2", &format!("asset_scale = 2\n{line}"));
     let config = Config::from_toml(&with("settlement_engine_url = \"http://127.0.0.1:3000/se/\"")).unwrap();
     assert_eq!(config.accounts[0].settlement_engine_url.as_deref(), Some("http://127.0.0.1:3000/se"));
@@ -314,7 +327,11 @@ fn settlement_engine_urls_are_http_and_kept_without_a_trailing_slash() {
         config.accounts[0].to_record().settlement_engine_url.as_deref(),
         Some("http://127.0.0.1:3000/se")
     );
-    for bad in ["https://x/", "127.0.0.1:3000", "http://x/?a=1", "not a url"] {
+    let tls = Config::from_toml(&with("settlement_engine_url = \"https://engine.example:8443/\"")).unwrap();
+    assert_eq!(tls.accounts[0].settlement_engine_url.as_deref(), Some("https://engine.example:8443"));
+    for bad in
+        ["ftp://x/", "127.0.0.1:3000", "http://x/?a=1", "https://x/?a=1", "https://engine.1/", "not a url"]
+    {
         let text = with(&format!("settlement_engine_url = \"{bad}\""));
         assert_eq!(paths(&text), ["accounts[0].settlement_engine_url"], "{bad}");
     }
@@ -406,6 +423,16 @@ fn an_admin_account_is_checked_with_the_file_rules_and_named_by_field() {
     let input = admin_input(r#"{"id":"b","relation":"child","asset_code":"MXN","asset_scale":2}"#);
     let problems = accounts_with(node, &config.rates, &config.accounts, input.unwrap()).unwrap_err().0;
     assert_eq!(problems[0].path, "rates.prices.MXN");
+
+    // https URLs pass the admin API's checks as they pass the file's; other schemes do not.
+    let tls = r#"{"id":"b","relation":"child","asset_code":"USD","asset_scale":2,
+        "outgoing_url":"https://peer.example/ilp","outgoing_token":"t","settlement_engine_url":"https://se.example"}"#;
+    let accounts = accounts_with(node, &config.rates, &config.accounts, admin_input(tls).unwrap()).unwrap();
+    assert!(accounts[1].outgoing.as_ref().unwrap().origin.is_tls());
+    let ftp = tls.replace("https://peer.example/ilp", "ftp://peer.example/");
+    let problems =
+        accounts_with(node, &config.rates, &config.accounts, admin_input(&ftp).unwrap()).unwrap_err().0;
+    assert_eq!(problems[0].path, "account.outgoing_url");
 
     // Valid: joins the set, token hashed; replacing keeps one account per id.
     let input = admin_input(
@@ -544,4 +571,110 @@ fn the_owed_writes_file_is_configured_with_redis_only() {
     let memory = MINIMAL.replace("[[accounts]]", "[store]\nowed_writes_path = \"x\"\n[[accounts]]");
     assert_eq!(paths(&memory), ["store.owed_writes_path"]);
     assert!(Config::from_toml(MINIMAL).unwrap().owed_writes.is_none());
+}
+
+const LOCAL: &str = r#"
+[[accounts]]
+id = "treasury"
+relation = "local"
+asset_code = "USD"
+asset_scale = 2
+"#;
+
+#[test]
+fn a_local_account_is_addressed_under_the_node_and_pays_only_what_it_holds_by_default() {
+    let config = Config::from_toml(&format!("{MINIMAL}{LOCAL}")).unwrap();
+    let local = config.accounts.iter().find(|a| &*a.id == "treasury").unwrap();
+    assert_eq!(local.relation, Relation::Local);
+    assert_eq!(local.ilp_address.as_ref().unwrap().as_str(), "test.node.treasury");
+    assert_eq!(local.min_balance, Some(0), "no credit unless the operator grants it");
+    assert!(local.outgoing.is_none() && local.incoming_token_hash.is_none());
+    assert_eq!(config.routes.lookup("test.node.treasury.abc").map(|a| &**a), Some("treasury"));
+    let credit = LOCAL.replace("asset_scale = 2", "asset_scale = 2\nmin_balance = -500");
+    let config = Config::from_toml(&format!("{MINIMAL}{credit}")).unwrap();
+    let local = config.accounts.iter().find(|a| &*a.id == "treasury").unwrap();
+    assert_eq!(local.min_balance, Some(-500));
+    // Its record leaves the derived address out, and reads back the same.
+    let record = local.to_record();
+    assert_eq!(record.ilp_address, None);
+    let again = crate::rules::account_from_record(&config.node_address, record).unwrap();
+    assert_eq!(again.ilp_address, local.ilp_address);
+}
+
+#[test]
+fn a_local_account_refuses_what_only_accounts_reached_over_http_have() {
+    let extra = [
+        "incoming_token = \"t\"",
+        "outgoing_url = \"http://127.0.0.1:9/\"\noutgoing_token = \"o\"",
+        "settlement_engine_url = \"http://127.0.0.1:9/\"",
+        "settle_threshold = 100",
+        "ilp_address = \"test.elsewhere\"",
+    ];
+    let mut found = Vec::new();
+    for extra in extra {
+        let text =
+            format!("{MINIMAL}{}", LOCAL.replace("asset_scale = 2", &format!("asset_scale = 2\n{extra}")));
+        found.extend(paths(&text));
+    }
+    assert_eq!(
+        found,
+        [
+            "accounts[1].incoming_token",
+            "accounts[1].outgoing_url",
+            "accounts[1].outgoing_token",
+            "accounts[1].settlement_engine_url",
+            "accounts[1].settle_threshold",
+            "accounts[1].ilp_address",
+        ]
+    );
+}
+
+#[test]
+fn outgoing_tls_trusts_the_system_s_roots_by_default_and_reads_the_ca_file_at_start_up() {
+    let config = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(config.tls.roots, crate::http::tls::Roots::System);
+    assert!(config.tls.ca_file.is_none());
+    assert_eq!(
+        config.client.tls_handshake_timeout,
+        Duration::from_millis(defaults::OUTGOING_TLS_HANDSHAKE_TIMEOUT_MS)
+    );
+    let dir = std::env::temp_dir().join(format!("thitsax-config-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let pem = ca.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap().pem();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, pem).unwrap();
+    let not_pem = dir.join("not.pem");
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    let with = |lines: &str| MINIMAL.replace("[[accounts]]", &format!("[http]\n{lines}\n[[accounts]]"));
+
+    let set = with(&format!(
+        "tls_roots = \"webpki\"\ntls_ca_file = {:?}\noutgoing_tls_handshake_timeout_ms = 250",
+        ca_path.display().to_string()
+    ));
+    let config = Config::from_toml(&set).unwrap();
+    assert_eq!(config.tls.roots, crate::http::tls::Roots::Webpki);
+    assert_eq!(config.tls.ca_file.as_ref().map(|ca| ca.len()), Some(1));
+    assert_eq!(config.client.tls_handshake_timeout, Duration::from_millis(250));
+
+    // Each problem named by its key, the file's with its path and what is wrong with it.
+    let missing = problems(&with(&format!("tls_ca_file = {:?}", dir.join("gone.pem").display().to_string())));
+    assert_eq!(missing[0].path, "http.tls_ca_file");
+    assert!(
+        missing[0].message.contains("cannot read") && missing[0].message.contains("gone.pem"),
+        "{missing:?}"
+    );
+    let garbage = problems(&with(&format!("tls_ca_file = {:?}", not_pem.display().to_string())));
+    assert_eq!(garbage[0].path, "http.tls_ca_file");
+    assert!(garbage[0].message.contains("no PEM certificate"), "{garbage:?}");
+    assert_eq!(paths(&with("tls_ca_file = \"\"")), ["http.tls_ca_file"]);
+    assert_eq!(paths(&with("tls_roots = \"none\"")), ["http.tls_roots"]);
+    assert_eq!(
+        paths(&with("outgoing_tls_handshake_timeout_ms = 0")),
+        ["http.outgoing_tls_handshake_timeout_ms"]
+    );
+    // There is no switch that turns verification off.
+    assert_eq!(paths(&with("tls_insecure = true")), ["http.tls_insecure"]);
+    let _ = std::fs::remove_dir_all(dir);
 }

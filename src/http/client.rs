@@ -4,18 +4,28 @@
 //! cannot exhaust the node's sockets and a burst cannot open unbounded connections to a peer.
 //! HTTP/1.1 carries one request per connection at a time, so the cap is also the cap on packets
 //! in flight to that peer; a packet waits for a connection until its own deadline.
+//!
+//! Next hops are `http://` or `https://`; pools are keyed by the scheme too (an account's
+//! [`Origin`](crate::http::origin::Origin)), so the two never share a connection. A TLS connection
+//! is opened (and its certificate verified) once, then pooled like a plain one: the per-packet
+//! path is the same for both.
+//!
+//! [`get`] is the other way out: one GET on a connection of its own (SPSP queries), bounded in
+//! body and time.
 
+use super::origin::{Origin, OriginError};
+use super::tls::{ConnectError, Connector, TlsConfig};
 use crate::account::Outgoing;
 use crate::packet::{PacketError, Response, PACKET_BYTES_MAX};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::debug;
@@ -23,6 +33,10 @@ use tracing::debug;
 /// Why a forwarded packet got no valid answer. The caller reverses the debit for every variant.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
+    /// No connection could be opened: refused, timed out, or the server's TLS certificate was
+    /// refused (the message says which, for the operator).
+    #[error("connection failed: {0}")]
+    Connect(#[from] ConnectError),
     #[error("connection failed: {0}")]
     Transport(String),
     #[error("HTTP status {0}")]
@@ -42,6 +56,8 @@ pub struct ClientLimits {
     /// Idle connections are dropped after this, before a peer's own idle timeout would race us.
     pub idle_timeout: Duration,
     pub connect_timeout: Duration,
+    /// A TLS handshake (an `https://` next hop), after the TCP connect.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for ClientLimits {
@@ -51,6 +67,7 @@ impl Default for ClientLimits {
             connections_per_peer_max: OUTGOING_CONNECTIONS_PER_PEER_MAX,
             idle_timeout: Duration::from_millis(OUTGOING_IDLE_TIMEOUT_MS),
             connect_timeout: Duration::from_millis(OUTGOING_CONNECT_TIMEOUT_MS),
+            tls_handshake_timeout: Duration::from_millis(OUTGOING_TLS_HANDSHAKE_TIMEOUT_MS),
         }
     }
 }
@@ -67,6 +84,9 @@ struct PeerPool {
 #[derive(Clone)]
 pub struct HttpClient {
     limits: ClientLimits,
+    /// Opens the pools' connections, plain or TLS, within the limits' timeouts.
+    connector: Connector,
+    /// One pool per origin key (`scheme://host:port`).
     peers: Arc<RwLock<HashMap<Arc<str>, Arc<PeerPool>>>>,
 }
 
@@ -77,8 +97,26 @@ impl std::fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    pub fn new(limits: &ClientLimits) -> Self {
-        HttpClient { limits: limits.clone(), peers: Default::default() }
+    /// `tls` is the node's one TLS configuration, shared with its other clients.
+    pub fn new(limits: &ClientLimits, tls: &TlsConfig) -> Self {
+        let connector = Connector::new(tls, limits.connect_timeout, limits.tls_handshake_timeout);
+        HttpClient { limits: limits.clone(), connector, peers: Default::default() }
+    }
+
+    /// The connector this client opens connections with, for other one-off requests.
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// One GET, on a connection of its own (see [`get`]), with this client's connector.
+    pub async fn get(
+        &self,
+        url: &Uri,
+        accept: &str,
+        body_bytes_max: usize,
+        timeout: Duration,
+    ) -> Result<Fetched, GetError> {
+        get(&self.connector, url, accept, body_bytes_max, timeout).await
     }
 
     /// Posts one packet and returns the validated Fulfill or Reject. Gives up at `deadline`,
@@ -88,7 +126,7 @@ impl HttpClient {
     }
 
     async fn exchange(&self, to: &Outgoing, packet: Bytes) -> Result<Response, SendError> {
-        let pool = self.pool(&to.authority);
+        let pool = self.pool(&to.origin.key);
         let _busy = pool.busy.acquire().await.expect("pool semaphore is never closed");
         let mut request = Some(request(to, packet));
         // A pooled connection the peer closed while idle refuses the request before writing any
@@ -116,13 +154,13 @@ impl HttpClient {
         Err(SendError::Transport("connection closed before the request was sent".into()))
     }
 
-    fn pool(&self, authority: &Arc<str>) -> Arc<PeerPool> {
-        if let Some(pool) = self.peers.read().unwrap_or_else(|e| e.into_inner()).get(authority) {
+    fn pool(&self, key: &Arc<str>) -> Arc<PeerPool> {
+        if let Some(pool) = self.peers.read().unwrap_or_else(|e| e.into_inner()).get(key) {
             return pool.clone();
         }
         let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
         peers
-            .entry(authority.clone())
+            .entry(key.clone())
             .or_insert_with(|| {
                 Arc::new(PeerPool {
                     busy: Semaphore::new(self.limits.connections_per_peer_max),
@@ -155,14 +193,9 @@ impl HttpClient {
         }
     }
 
+    /// A new connection to the account's origin: TCP (no Nagle delay), TLS for `https://`.
     async fn connect(&self, to: &Outgoing) -> Result<SendRequest<Full<Bytes>>, SendError> {
-        let connecting = TcpStream::connect(&*to.authority);
-        let stream = tokio::time::timeout(self.limits.connect_timeout, connecting)
-            .await
-            .map_err(|_| SendError::Transport("connect timed out".into()))?
-            .map_err(|e| SendError::Transport(e.to_string()))?;
-        // Packets are small request/response pairs: Nagle's delay would dominate latency.
-        let _ = stream.set_nodelay(true);
+        let stream = self.connector.connect(&to.origin).await?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| SendError::Transport(error_chain(&e)))?;
@@ -173,6 +206,95 @@ impl HttpClient {
         });
         Ok(sender)
     }
+}
+
+/// An answer to [`get`]: its status, content type and whole body (redirects are not followed:
+/// a 3xx is an answer like any other).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub status: StatusCode,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+/// Why [`get`] has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    #[error("{0}")]
+    Url(#[from] OriginError),
+    #[error("connection failed: {0}")]
+    Connect(#[from] ConnectError),
+    #[error("HTTP exchange failed: {0}")]
+    Http(String),
+    #[error("body over {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("no whole answer within {} ms", .0.as_millis())]
+    TimedOut(Duration),
+}
+
+/// One `GET url` with `Accept: accept` on a connection of its own (plain or TLS, as the URL
+/// says), closed afterwards: for queries made now and then, such as SPSP's (`accept` =
+/// `application/spsp4+json`). Everything (connecting, the handshake, the answer) within
+/// `timeout`; a body longer than `body_bytes_max` is refused, not cut.
+pub async fn get(
+    connector: &Connector,
+    url: &Uri,
+    accept: &str,
+    body_bytes_max: usize,
+    timeout: Duration,
+) -> Result<Fetched, GetError> {
+    let origin = Origin::from_uri(url)?;
+    let accept = HeaderValue::from_str(accept).map_err(|e| GetError::Http(format!("Accept: {e}")))?;
+    let exchange = async {
+        let stream = connector.connect(&origin).await?;
+        let (mut sender, connection) =
+            http1::handshake(TokioIo::new(stream)).await.map_err(|e| GetError::Http(error_chain(&e)))?;
+        // The connection is driven beside the exchange and dropped with it (on success, timeout or
+        // error alike), so no task outlives the call.
+        // It ends once the answer is in, maybe before its body was read out: it then waits, so
+        // that the select below always ends with the exchange.
+        let driving = async move {
+            let _ = connection.await;
+            futures::future::pending::<std::convert::Infallible>().await
+        };
+        let asking = async {
+            let mut request = hyper::Request::new(Full::new(Bytes::new()));
+            *request.uri_mut() = url
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+                .parse()
+                .map_err(|e: hyper::http::uri::InvalidUri| GetError::Http(e.to_string()))?;
+            let host = url.authority().map(|a| a.as_str()).unwrap_or_default();
+            let headers = request.headers_mut();
+            headers.insert(HOST, HeaderValue::from_str(host).map_err(|e| GetError::Http(e.to_string()))?);
+            headers.insert(ACCEPT, accept);
+            let response = sender.send_request(request).await.map_err(|e| GetError::Http(error_chain(&e)))?;
+            let status = response.status();
+            let content_type =
+                response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let declared = response.headers().get(hyper::header::CONTENT_LENGTH);
+            if declared
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .is_some_and(|n| n > body_bytes_max as u64)
+            {
+                return Err(GetError::BodyTooLarge(body_bytes_max));
+            }
+            let body =
+                Limited::new(response.into_body(), body_bytes_max).collect().await.map_err(|e| {
+                    match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                        Some(_) => GetError::BodyTooLarge(body_bytes_max),
+                        None => GetError::Http(error_chain(&*e)),
+                    }
+                })?;
+            Ok(Fetched { status, content_type, body: body.to_bytes() })
+        };
+        tokio::select! {
+            fetched = asking => fetched,
+            never = driving => match never {},
+        }
+    };
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| GetError::TimedOut(timeout))?
 }
 
 fn request(to: &Outgoing, packet: Bytes) -> hyper::Request<Full<Bytes>> {
@@ -240,6 +362,11 @@ mod tests {
         addr
     }
 
+    /// These peers are plain http: the bundled roots, never read from the system.
+    fn tls() -> TlsConfig {
+        TlsConfig::new(&crate::http::tls::TlsRules { roots: crate::http::tls::Roots::Webpki, ca_file: None })
+    }
+
     fn outgoing(addr: std::net::SocketAddr) -> Outgoing {
         Outgoing::new(format!("http://{addr}/ilp").parse().unwrap(), &Secret::new("t".into())).unwrap()
     }
@@ -249,7 +376,7 @@ mod tests {
         let connections = Arc::new(AtomicUsize::new(0));
         let addr = peer(Duration::from_millis(20), connections.clone()).await;
         let limits = ClientLimits { connections_per_peer_max: 4, ..ClientLimits::default() };
-        let client = HttpClient::new(&limits);
+        let client = HttpClient::new(&limits, &tls());
         let to = outgoing(addr);
         let deadline = Instant::now() + Duration::from_secs(10);
         let sends = (0..40).map(|_| client.send(&to, Bytes::from_static(b"x"), deadline));
@@ -270,7 +397,7 @@ mod tests {
     async fn a_packet_waiting_for_a_connection_gives_up_at_its_deadline() {
         let addr = peer(Duration::from_millis(500), Arc::new(AtomicUsize::new(0))).await;
         let client =
-            HttpClient::new(&ClientLimits { connections_per_peer_max: 1, ..ClientLimits::default() });
+            HttpClient::new(&ClientLimits { connections_per_peer_max: 1, ..ClientLimits::default() }, &tls());
         let to = outgoing(addr);
         let far = Instant::now() + Duration::from_secs(10);
         let near = Instant::now() + Duration::from_millis(100);
@@ -300,7 +427,7 @@ mod tests {
                 });
             }
         });
-        let client = HttpClient::new(&ClientLimits::default());
+        let client = HttpClient::new(&ClientLimits::default(), &tls());
         let to = outgoing(addr);
         for _ in 0..5 {
             let deadline = Instant::now() + Duration::from_secs(5);

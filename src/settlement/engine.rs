@@ -18,15 +18,19 @@
 //! ILP packets (bearer token, Fulfill/Reject parsing, deadline = packet expiry), while engines take
 //! arbitrary methods, paths and JSON, at a low rate. The pool's own cap is on idle connections
 //! only, so a semaphore per engine caps the requests (and so the connections) in flight to it.
+//! Connections are opened by the node's shared [`Connector`]: engines may be `http://` or
+//! `https://` (the certificate verified like a next hop's); a certificate refused means nothing
+//! was sent ([`EngineError::NotMade`]), and the settlement is retried later.
 
 use super::{Quantity, SettleError, SettlementId, SettlementSystem};
 use crate::account::Account;
 use crate::http::client::error_chain;
+use crate::http::origin::Origin;
+use crate::http::tls::{Connector, TlsConfig};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::collections::HashMap;
@@ -96,9 +100,9 @@ impl EngineError {
 /// Shared by the node: cheap to clone (the pool and the per-engine slots are shared).
 #[derive(Clone)]
 pub struct EngineClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     limits: EngineLimits,
-    /// Request slots per engine authority (`host:port`).
+    /// Request slots per engine origin (`scheme://host:port`).
     engines: Arc<RwLock<HashMap<String, Arc<Semaphore>>>>,
 }
 
@@ -117,12 +121,11 @@ struct Answer {
 }
 
 impl EngineClient {
-    pub fn new(limits: &EngineLimits) -> Self {
+    /// `tls` is the node's one TLS configuration, shared with its other clients. Connecting and
+    /// the TLS handshake each get the call's whole timeout, which bounds the call anyway.
+    pub fn new(limits: &EngineLimits, tls: &TlsConfig) -> Self {
         assert!(limits.connections_max > 0 && limits.response_bytes_max > 0, "validated by config");
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(limits.timeout));
-        // Small request/response pairs: Nagle's delay would only add latency.
-        connector.set_nodelay(true);
+        let connector = Connector::new(tls, limits.timeout, limits.timeout);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
@@ -206,10 +209,7 @@ impl EngineClient {
     ) -> Result<Answer, EngineError> {
         let uri: Uri =
             format!("{engine_url}{path}").parse().map_err(|e| EngineError::BadUrl(format!("{e}")))?;
-        let authority = match (uri.scheme_str(), uri.authority()) {
-            (Some("http"), Some(authority)) => authority.to_string(),
-            _ => return Err(EngineError::BadUrl(format!("{engine_url} is not an absolute http:// URL"))),
-        };
+        let origin = Origin::from_uri(&uri).map_err(|e| EngineError::BadUrl(format!("{engine_url}: {e}")))?;
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri;
@@ -221,7 +221,7 @@ impl EngineClient {
         if let Some(key) = idempotency_key {
             headers.insert(IDEMPOTENCY_KEY, key);
         }
-        let slots = self.slots(&authority);
+        let slots = self.slots(&origin.key);
         let exchange = async {
             let _slot = slots.acquire().await.expect("engine semaphore is never closed");
             let response = self.client.request(request).await.map_err(|e| {
@@ -247,13 +247,13 @@ impl EngineClient {
         Ok(answer)
     }
 
-    fn slots(&self, authority: &str) -> Arc<Semaphore> {
-        if let Some(slots) = self.engines.read().unwrap_or_else(|e| e.into_inner()).get(authority) {
+    fn slots(&self, key: &str) -> Arc<Semaphore> {
+        if let Some(slots) = self.engines.read().unwrap_or_else(|e| e.into_inner()).get(key) {
             return slots.clone();
         }
         let mut engines = self.engines.write().unwrap_or_else(|e| e.into_inner());
         engines
-            .entry(authority.to_string())
+            .entry(key.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(self.limits.connections_max)))
             .clone()
     }

@@ -5,6 +5,7 @@
 pub mod ports;
 pub mod process;
 pub mod redis;
+pub mod tls;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -156,6 +157,10 @@ pub struct Downstream {
     pub addr: SocketAddr,
     pub received: Arc<std::sync::Mutex<Vec<ReceivedPacket>>>,
     pub requests: Arc<AtomicUsize>,
+    /// Connections served (with TLS: through the handshake).
+    pub connections: Arc<AtomicUsize>,
+    /// Serves TLS ([`Downstream::start_tls`]): its URL is `https://localhost:<port>/`.
+    tls: bool,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -170,30 +175,53 @@ pub struct ReceivedPacket {
 
 impl Downstream {
     pub async fn start(script: Script) -> Downstream {
+        Self::start_on(script, None).await
+    }
+
+    /// The same endpoint behind TLS, with the certificate `acceptor` presents.
+    pub async fn start_tls(script: Script, acceptor: tokio_rustls::TlsAcceptor) -> Downstream {
+        Self::start_on(script, Some(acceptor)).await
+    }
+
+    async fn start_on(script: Script, tls: Option<tokio_rustls::TlsAcceptor>) -> Downstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(std::sync::Mutex::new(Vec::new()));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (rec, reqs) = (received.clone(), requests.clone());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (rec, reqs, served, is_tls) =
+            (received.clone(), requests.clone(), connections.clone(), tls.is_some());
         let task = tokio::spawn(async move {
             // Connection tasks live in this set, so aborting the accept loop closes them too.
             let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let _ = stream.set_nodelay(true);
-                let (script, rec, reqs) = (script.clone(), rec.clone(), reqs.clone());
+                let (script, rec, reqs, served, tls) =
+                    (script.clone(), rec.clone(), reqs.clone(), served.clone(), tls.clone());
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (script, rec, reqs) = (script.clone(), rec.clone(), reqs.clone());
                         async move { Ok::<_, std::convert::Infallible>(answer(req, &*script, &rec, &reqs).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            served.fetch_add(1, Ordering::SeqCst);
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        // A client that refuses the certificate ends the handshake: nothing served.
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                served.fetch_add(1, Ordering::SeqCst);
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                    }
                 });
             }
         });
-        Downstream { addr, received, requests, task }
+        Downstream { addr, received, requests, connections, tls: is_tls, task }
     }
 
     pub async fn always(behaviour: Behaviour) -> Downstream {
@@ -201,7 +229,11 @@ impl Downstream {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/", self.addr)
+        match self.tls {
+            false => format!("http://{}/", self.addr),
+            // The name the test certificates carry (see [`tls::TestCa`]).
+            true => format!("https://localhost:{}/", self.addr.port()),
+        }
     }
 
     pub fn received(&self) -> Vec<ReceivedPacket> {

@@ -69,11 +69,10 @@ async fn engine(respond: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> (St
 }
 
 fn client() -> EngineClient {
-    EngineClient::new(&EngineLimits {
-        timeout: Duration::from_millis(500),
-        connections_max: 4,
-        response_bytes_max: 1024,
-    })
+    let limits =
+        EngineLimits { timeout: Duration::from_millis(500), connections_max: 4, response_bytes_max: 1024 };
+    let tls = crate::http::tls::TlsRules { roots: crate::http::tls::Roots::Webpki, ca_file: None };
+    EngineClient::new(&limits, &TlsConfig::new(&tls))
 }
 
 fn key() -> SettlementId {
@@ -241,7 +240,8 @@ fn ids_are_encoded_to_one_path_segment() {
 #[test]
 fn bad_urls_are_refused_before_sending() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let result =
-        runtime.block_on(client().settle("https://127.0.0.1:1", "bob", &key(), &Quantity::new(1, 0)));
-    assert!(matches!(result, Err(EngineError::BadUrl(_))), "{result:?}");
+    for url in ["ftp://127.0.0.1:1", "127.0.0.1:1", "https://engine.1"] {
+        let result = runtime.block_on(client().settle(url, "bob", &key(), &Quantity::new(1, 0)));
+        assert!(matches!(result, Err(EngineError::BadUrl(_))), "{url}: {result:?}");
+    }
 }
