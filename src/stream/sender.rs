@@ -721,22 +721,40 @@ impl<'p> Run<'p> {
             }
         } else if reject.code() == IlpErrorCode::F99_APPLICATION_ERROR {
             self.refused(sent, arrived)
+        } else if reject.code() == IlpErrorCode::R01_INSUFFICIENT_SOURCE_AMOUNT {
+            // A hop rounds this amount down to nothing: the same amount again cannot help.
+            if sent.kind == Kind::Money {
+                self.stop_with(self.final_reject(reject, name));
+            }
+            Answer::TooSmall
         } else if matches!(code[0], b'T' | b'R') {
-            // The same amount again after the wait: the next plan computes it afresh, and with
-            // nothing else changed it is this packet's.
-            self.retry_at = Some(Instant::now() + self.backoff.next_wait());
+            // A money packet's amount again after the wait: the next plan computes it afresh,
+            // and with nothing else changed it is this packet's. (A test packet waits only if
+            // the probe sends it again.)
+            if sent.kind == Kind::Money {
+                self.back_off();
+            }
             Answer::Temporary
         } else {
-            self.stop_with(StopReason::Rejected {
-                code: name,
-                triggered_by: reject.triggered_by().to_string(),
-                message: String::from_utf8_lossy(reject.message()).into_owned(),
-            });
+            self.stop_with(self.final_reject(reject, name));
             Answer::Temporary
         };
         if sent.kind == Kind::Probe {
             self.probe_answered(sent.source, answer);
         }
+    }
+
+    fn final_reject(&self, reject: &Reject, code: String) -> StopReason {
+        StopReason::Rejected {
+            code,
+            triggered_by: reject.triggered_by().to_string(),
+            message: String::from_utf8_lossy(reject.message()).into_owned(),
+        }
+    }
+
+    /// Nothing new is sent before the next backoff wait is over.
+    fn back_off(&mut self) {
+        self.retry_at = Some(Instant::now() + self.backoff.next_wait());
     }
 
     /// An F99. To a test packet it is the expected answer (authentic: the rate was read from it).
@@ -760,10 +778,13 @@ impl<'p> Run<'p> {
         }
     }
 
-    /// A test packet's answer, for the probe's schedule.
+    /// A test packet's answer, for the probe's schedule; a test packet it sends again waits for
+    /// a backoff first.
     fn probe_answered(&mut self, amount: u64, answer: Answer) {
         if let Phase::Probe(probe) = &mut self.phase {
-            probe.answered(amount, answer, self.rate.is_known());
+            if probe.answered(amount, answer, self.rate.is_known()) {
+                self.back_off();
+            }
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! Two kinds of payment (@interledger/pay's fixed send and fixed delivery):
 //! - **an exact source amount** `s`: the packets' source amounts add up to `s`, never more, even
-//!   if every packet in flight is fulfilled (the in-flight amounts count against `s`);
+//!   if every packet in flight is fulfilled (the in-flight amounts count against `s`); what is
+//!   left is spread evenly over the packets the path's limit needs, so no last packet is dust;
 //! - **an exact delivered amount** `d`: no packet is sent that could take the delivered total past
 //!   `d` while the rate stays within its bounds (each packet in flight counts as the most it may
 //!   deliver), so the packets shrink as the total nears `d` and the last ones are sized from the
@@ -96,7 +97,10 @@ impl Amounts {
                 if available == 0 {
                     return Step::Wait;
                 }
-                let mut source = available.min(max_packet);
+                // As many packets as the limit needs, evenly: the last is not a remainder so
+                // small that a hop rounds it down to nothing (R01).
+                let packets = available.div_ceil(max_packet.max(1));
+                let mut source = available.div_ceil(packets);
                 if let Some(room) = self.room() {
                     source = source.min(rate.source_for_at_most(room));
                 }
@@ -198,23 +202,26 @@ mod tests {
     }
 
     #[test]
-    fn a_source_amount_is_cut_at_the_max_packet_and_never_exceeded_in_flight() {
+    fn a_source_amount_is_spread_under_the_max_packet_and_never_exceeded_in_flight() {
         let r = rate(&[(1000, 1000)]);
         let mut a = Amounts::new(Amount::Source(2500), Progress::default());
-        let step = a.next(&r, 1000, &r.lower(), NO_SLIPPAGE);
-        assert_eq!(step, Step::Send { source: 1000, min: 1000, high: 1000 });
-        a.launched(1000, 1000);
-        a.launched(1000, 1000);
+        let next = |a: &Amounts| a.next(&r, 1000, &r.lower(), NO_SLIPPAGE);
+        // Three packets are needed: 834, 833, 833 rather than 1000, 1000, 500.
+        assert_eq!(next(&a), Step::Send { source: 834, min: 834, high: 834 });
+        a.launched(834, 834);
+        assert_eq!(next(&a), Step::Send { source: 833, min: 833, high: 833 });
+        a.launched(833, 833);
+        assert_eq!(next(&a), Step::Send { source: 833, min: 833, high: 833 });
+        a.launched(833, 833);
+        assert_eq!(next(&a), Step::Wait);
+        a.released(834, 834);
+        assert_eq!(next(&a), Step::Send { source: 834, min: 834, high: 834 });
+        // No limit known: one packet.
+        let whole = Amounts::new(Amount::Source(2500), Progress::default());
         assert_eq!(
-            a.next(&r, 1000, &r.lower(), NO_SLIPPAGE),
-            Step::Send { source: 500, min: 500, high: 500 }
-        );
-        a.launched(500, 500);
-        assert_eq!(a.next(&r, 1000, &r.lower(), NO_SLIPPAGE), Step::Wait);
-        a.released(1000, 1000);
-        assert_eq!(
-            a.next(&r, 1000, &r.lower(), NO_SLIPPAGE),
-            Step::Send { source: 1000, min: 1000, high: 1000 }
+            whole.next(&r, u64::MAX, &r.lower(), NO_SLIPPAGE),
+            Step::Send { source: 2500, min: 2500, high: 2502 },
+            "at most ceil(2500 × 1001/1000) − 1"
         );
     }
 

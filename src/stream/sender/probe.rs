@@ -10,7 +10,9 @@
 //!
 //! Temporary failures (T and R codes, replies nobody could authenticate) are retried only where
 //! they matter: the probe of a limit an F08 taught (it checks the path carries it), or any amount
-//! while no rate is known at all. The other amounts are redundant, and dropped.
+//! while no rate is known at all. The other amounts are redundant, and dropped; so are amounts a
+//! hop rounds down to nothing (R01), and amounts over the sender's credit (T04 from its own node)
+//! once a smaller one has told the rate.
 
 use super::max_packet::MaxPacket;
 use std::collections::{BTreeSet, VecDeque};
@@ -38,6 +40,8 @@ pub enum Answer {
     TooLarge(Option<u64>),
     /// A failure that says nothing of the amount (T or R code, an unreadable F99, no answer).
     Temporary,
+    /// R01: a hop rounds the amount down to nothing; sending it again cannot help.
+    TooSmall,
 }
 
 #[derive(Debug)]
@@ -95,8 +99,8 @@ impl Probe {
     }
 
     /// Takes a reply to the test packet of `amount` into account; `rate_known` says whether any
-    /// reply so far told a rate.
-    pub fn answered(&mut self, amount: u64, answer: Answer, rate_known: bool) {
+    /// reply so far told a rate. True when the amount is queued again (after a backoff).
+    pub fn answered(&mut self, amount: u64, answer: Answer, rate_known: bool) -> bool {
         debug_assert!(self.in_flight > 0, "a reply to a probe that was not sent");
         self.in_flight = self.in_flight.saturating_sub(1);
         match answer {
@@ -111,13 +115,15 @@ impl Probe {
                     self.queue.push_front(limit);
                 }
             }
-            Answer::TooLarge(None) => {}
+            Answer::TooLarge(None) | Answer::TooSmall => {}
             Answer::Temporary => {
                 if self.unverified_limit == Some(amount) || !rate_known {
                     self.queue.push_back(amount);
+                    return true;
                 }
             }
         }
+        false
     }
 
     /// Probe Prepares sent so far.
@@ -164,7 +170,7 @@ mod tests {
         let limit = max.reduce(10_000, &amount_too_large_data(10_000, 700)).unwrap();
         probe.answered(10_000, Answer::TooLarge(limit), false);
         assert_eq!(probe.next(&max, 100), Step::Send(700));
-        probe.answered(700, Answer::Temporary, true);
+        assert!(probe.answered(700, Answer::Temporary, true), "the limit is retried");
         // 1000 is above the limit now: dropped; the limit's retry waits behind the rest.
         assert_eq!(drain(&mut probe, &max), [100, 10, 1, 700]);
         for a in [100, 10, 1] {
@@ -180,9 +186,9 @@ mod tests {
         let mut probe = Probe::new(100);
         let max = MaxPacket::default();
         assert_eq!(drain(&mut probe, &max), [0, 100, 10, 1]);
-        probe.answered(100, Answer::Temporary, false);
+        assert!(probe.answered(100, Answer::Temporary, false));
         probe.answered(10, Answer::Authentic, false);
-        probe.answered(1, Answer::Temporary, true);
+        assert!(!probe.answered(1, Answer::Temporary, true));
         probe.answered(0, Answer::Authentic, true);
         assert_eq!(drain(&mut probe, &max), [100]);
         probe.answered(100, Answer::Temporary, true);

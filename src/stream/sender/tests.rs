@@ -171,6 +171,15 @@ impl Network {
             _ => self.path.rate,
         };
         let arrived = u64::try_from(u128::from(amount) * u128::from(num) / u128::from(den)).unwrap();
+        if amount > 0 && arrived == 0 {
+            // As ThitsaX does: an amount that converts to nothing is not forwarded.
+            return self.reject(
+                IlpErrorCode::R01_INSUFFICIENT_SOURCE_AMOUNT,
+                CONNECTOR,
+                "rounds to zero",
+                b"",
+            );
+        }
         if let Some(max) = self.path.receiver_max.filter(|&m| arrived > m) {
             let message = if self.path.rafiki { "" } else { "too large" };
             return self.reject(
@@ -335,6 +344,26 @@ async fn an_exact_amount_is_delivered_from_usd_to_mxn() {
     let (lower, upper) = outcome.rate.unwrap();
     assert!(lower.numerator() * 550_000 <= lower.denominator(), "{lower}");
     assert!(upper.numerator() * 550_000 > upper.denominator(), "{upper}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_amount_with_an_odd_remainder_is_sent_whole_where_small_amounts_round_to_nothing() {
+    // A connector that refuses what converts to nothing (R01): 1 USD and 5 nano-dollars must not
+    // end in a packet of 5. Test packets that round to nothing are not sent again.
+    let net = Network::new(Path {
+        rate: (1, 550_000),
+        connector_max: Some(1_000_000_000),
+        asset: Some(mxn()),
+        ..Path::default()
+    });
+    let (outcome, _) = run(&net, Amount::Source(1_000_000_005), &rules(), Progress::default()).await;
+    assert_eq!(outcome.stop, StopReason::Completed, "{outcome:?}");
+    assert_eq!(outcome.sent, 1_000_000_005);
+    assert_eq!(outcome.delivered, net.received());
+    let money: Vec<u64> = net.money_seen().iter().map(|s| s.amount).collect();
+    assert_eq!(money, [500_000_003, 500_000_002], "evenly, in two packets");
+    // 1, 10, 100, 1000, 10^4, 10^5 round to nothing, once each.
+    assert_eq!(rejects(&outcome, "R01"), 6, "{outcome:?}");
 }
 
 #[tokio::test(start_paused = true)]
