@@ -62,9 +62,12 @@ async fn an_https_spsp_url_is_queried_over_tls_with_the_certificate_checked() {
     assert!(matches!(refused, Err(SpspError::Query(_))), "{refused:?}");
 }
 
+/// Whether an error is the one a case expects.
+type Expected = fn(&SpspError) -> bool;
+
 #[tokio::test]
 async fn every_wrong_answer_is_its_own_error() {
-    let cases: Vec<(Answer, fn(&SpspError) -> bool)> = vec![
+    let cases: Vec<(Answer, Expected)> = vec![
         (Answer::new(404, "text/plain", "no"), |e| matches!(e, SpspError::NotFound)),
         (Answer::new(406, "text/plain", "no"), |e| matches!(e, SpspError::NotAcceptable)),
         (Answer::new(500, "text/plain", "boom"), |e| matches!(e, SpspError::Status(500))),
