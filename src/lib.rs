@@ -13,9 +13,9 @@
 //!    (what the node's three listeners share: accepting, draining, bounded bodies);
 //! 3. [`routing`], [`rates`], [`rules`] (what an account, a route and the rates must follow,
 //!    wherever they come from), [`store`], [`http::tls`] (outgoing connections, plain or TLS,
-//!    for every client), [`http::client`], [`ildcp`], [`stream`] (STREAM's pure parts: packets
-//!    and frames, crypto, stateless receiver credentials, the receiver's decision for one
-//!    Prepare); and the handles the node
+//!    for every client), [`http::client`], [`spsp`] (resolving payment pointers and SPSP URLs),
+//!    [`ildcp`], [`stream`] (STREAM: packets and frames, crypto, stateless receiver credentials,
+//!    the receiver's decision for one Prepare, the sender of one payment); and the handles the node
 //!    holds: [`settlement`] (the one seam for every way of settling,
 //!    [`settlement::SettlementSystem`], its signals and the RFC 0038 engine client), [`pending`]
 //!    (writes owed after their Fulfill was relayed, kept durable in [`owed`], the owed-writes
@@ -58,6 +58,7 @@ pub mod rules;
 pub mod settlement;
 pub mod settlement_id;
 pub mod shutdown;
+pub mod spsp;
 pub mod store;
 pub mod stream;
 pub mod sweeper;

@@ -116,3 +116,18 @@ pub const STREAM_SECRET_BYTES: usize = 32;
 pub const COMPLETIONS_SCAN_INTERVAL_MS: u64 = 1_000;
 /// Per local account and scan.
 pub const COMPLETIONS_BATCH_MAX: usize = 1_000;
+
+/// STREAM sender (`stream::sender`): how far below the probed rate a packet may deliver.
+pub const STREAM_SLIPPAGE: &str = "0.01";
+/// Each Prepare's expiry, cut to the payment's deadline (the JS reference's default is 30 s;
+/// shorter keeps a sender's liquidity held for less when a hop stalls).
+pub const STREAM_PACKET_EXPIRY_MS: u64 = 20_000;
+pub const STREAM_PACKETS_IN_FLIGHT_MAX: usize = 10;
+pub const STREAM_RETRY_WAIT_FIRST_MS: u64 = 100;
+pub const STREAM_RETRY_WAIT_MAX_MS: u64 = 5_000;
+pub const STREAM_PACKETS_MAX: u64 = 100_000;
+/// The probe sends 14 packets, plus one per F08 and a few retries.
+pub const STREAM_PROBE_ATTEMPTS_MAX: u32 = 40;
+pub const STREAM_REFUSALS_MAX: u32 = 10;
+/// A Prepare's answer is waited for this long past its expiry; later, its outcome is unknown.
+pub const STREAM_OUTCOME_GRACE_MS: u64 = 2_000;

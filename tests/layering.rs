@@ -35,6 +35,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("rates", 3),
     ("store", 3),
     ("http::client", 3),
+    ("spsp", 3),
     ("http::tls", 3),
     ("http", 3),
     ("ildcp", 3),

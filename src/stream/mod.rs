@@ -10,7 +10,10 @@
 //! - [`receipt`]: RFC 0039 receipts, for a `StreamReceipt` frame in a Fulfill;
 //! - [`receiver`]: one incoming Prepare, in two steps: [`open`] decides what it is, the caller
 //!   (which keeps the totals, asynchronously) decides what to do, and [`Opened::fulfill`] or
-//!   [`Opened::reject`] builds the answer.
+//!   [`Opened::reject`] builds the answer;
+//! - [`sender`]: one payment as the sending side ([`sender::pay`]): the rate probe, packets sized
+//!   from F08s, retries, slippage and deadline, an exact source or delivered amount, through a
+//!   [`sender::Transport`] the caller implements.
 //!
 //! Where RFC 0029 leaves a choice, this module does what `ilp-protocol-stream` 2.7.1, the JS
 //! reference, does, so that its senders and @interledger/pay accept the replies; the known-answer
@@ -18,7 +21,8 @@
 //! (`tests/interop/stream-vectors.js`), and `tests/stream_js_sender.rs` has the reference's sender
 //! pay a receiver built from this module.
 //!
-//! Layer 3: imports [`crate::packet`] only.
+//! Layer 3: imports [`crate::packet`]; the sender also [`crate::backoff`] and [`crate::limits`]
+//! (leaves).
 
 pub mod credentials;
 pub mod crypto;
@@ -27,6 +31,7 @@ mod oer;
 pub mod packet;
 pub mod receipt;
 pub mod receiver;
+pub mod sender;
 
 pub use credentials::{Credentials, CredentialsError, ServerSecret};
 pub use crypto::{CryptoError, SharedSecret, StreamKeys};

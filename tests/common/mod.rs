@@ -2,6 +2,7 @@
 //! downstream ILP-over-HTTP endpoint, and a raw HTTP sender.
 #![allow(dead_code)]
 
+pub mod js;
 pub mod ports;
 pub mod process;
 pub mod redis;
