@@ -12,14 +12,23 @@
 //! The node also receives payments itself, on local accounts: [`incoming`] has their types, and
 //! [`Store::receive`] credits one packet of one, checking the payment in the same atomic step
 //! (the types are re-exported here).
+//!
+//! It sends payments itself too, from local accounts: [`outgoing`] has their types and the rule
+//! that the same payment never pays twice (re-exported here as well).
 
 pub mod incoming;
 mod memory;
+pub mod outgoing;
 mod redis;
 
 pub use incoming::{
     CompletionReason, CreatedIncoming, IncomingPayment, IncomingPaymentId, IncomingState, InvalidIncoming,
     NewIncomingPayment, Receipt, ReceiveRefusal, INCOMING_METADATA_BYTES_MAX, INCOMING_PAYMENT_ID_BYTES_MAX,
+};
+
+pub use outgoing::{
+    AmountKind, CreatedOutgoing, InvalidOutgoing, NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId,
+    OutgoingState, PacketOutcome, Reserved, OUTGOING_PAYMENT_ID_BYTES_MAX,
 };
 
 pub use memory::MemoryStore;
@@ -66,6 +75,9 @@ pub enum StoreError {
     /// again.
     #[error("refused: {0}")]
     Invalid(#[from] InvalidIncoming),
+    /// The same for a new outgoing payment ([`NewOutgoingPayment::check`]).
+    #[error("refused: {0}")]
+    InvalidOutgoing(#[from] InvalidOutgoing),
 }
 
 /// Why a Prepare's debit did not happen.
