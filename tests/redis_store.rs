@@ -37,6 +37,7 @@ async fn single_redis_passes_the_shared_store_suite() {
     suite::concurrent_debits(store.clone(), "single").await;
     suite::concurrent_settlements(store.clone(), "single").await;
     suite::concurrent_receives(store.clone(), "single").await;
+    suite::concurrent_outgoing_reservations(store.clone(), "single").await;
     // Every account the suite touched reconciles with its journal.
     for name in [
         "limit",
@@ -72,6 +73,25 @@ async fn single_redis_passes_the_shared_store_suite() {
         let line = store.audit(&format!("single-{name}")).await.unwrap();
         assert!(line.agrees() && line.entries > 0, "{line:?}");
     }
+    // Outgoing payments never touch a balance (their packets' money moves through the packet
+    // path): their accounts still reconcile, with nothing in the journal.
+    for name in [
+        "out-create",
+        "out-lease",
+        "out-reserve",
+        "out-record",
+        "out-rejects",
+        "out-doubt",
+        "out-finish",
+        "out-connection",
+        "out-delivered",
+        "out-edges",
+        "out-retention",
+        "out-race",
+    ] {
+        let line = store.audit(&format!("single-{name}")).await.unwrap();
+        assert!(line.agrees() && line.balance == 0 && line.entries == 0, "{name}: {line:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +125,8 @@ async fn redis_cluster_passes_the_shared_store_suite() {
     let store = Arc::new(store);
     suite::concurrent_debits(store.clone(), "cluster").await;
     suite::concurrent_settlements(store.clone(), "cluster").await;
-    suite::concurrent_receives(store, "cluster").await;
+    suite::concurrent_receives(store.clone(), "cluster").await;
+    suite::concurrent_outgoing_reservations(store, "cluster").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
