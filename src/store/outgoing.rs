@@ -246,8 +246,9 @@ pub struct OutgoingPayment {
     pub sent: u64,
     /// Receiver units the fulfilled packets delivered.
     pub delivered: u64,
-    /// Source units of packets reserved and not yet recorded, still within their expiry and
-    /// grace.
+    /// Source units of packets reserved and not yet recorded, nor moved to `in_doubt` (a claim
+    /// moves those past their expiry and grace; until then they count here, for the limit
+    /// alike).
     pub in_flight: u64,
     /// The least receiver units each of those packets guaranteed (their `min_delivered`), summed.
     pub in_flight_min_delivered: u64,
