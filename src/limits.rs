@@ -131,3 +131,31 @@ pub const STREAM_PROBE_ATTEMPTS_MAX: u32 = 40;
 pub const STREAM_REFUSALS_MAX: u32 = 10;
 /// A Prepare's answer is waited for this long past its expiry; later, its outcome is unknown.
 pub const STREAM_OUTCOME_GRACE_MS: u64 = 2_000;
+
+// Outgoing payments: STREAM payments the node sends itself, from local accounts.
+/// An outgoing payment's receiver as the client gave it (payment pointer, SPSP URL or ILP
+/// address): a URL's practical length, well above any real one.
+pub const OUTGOING_RECEIVER_BYTES_MAX: usize = 1024;
+/// An outgoing payment's slippage, a decimal in [0, 1) (`0.005`): more digits than any exchange
+/// rate carries.
+pub const OUTGOING_SLIPPAGE_BYTES_MAX: usize = 32;
+/// The furthest in the future an outgoing payment's deadline may be: a payment still sending
+/// holds its lease and its reservations, so its deadline bounds how long it can stay unfinished.
+pub const OUTGOING_PAYMENT_DEADLINE_S_MAX: u64 = 86_400;
+/// An ended payment (completed or failed) is kept this long after it ended (for the admin API's
+/// reads, reconciliation, and so that its id is not paid again), then deleted; see
+/// `Store::create_outgoing_payment`.
+pub const OUTGOING_PAYMENT_RETENTION_S: u64 = 30 * 86_400;
+/// Ended payments past the retention deleted by one creation of a payment on the same account
+/// (more than one, so the deletions keep up with the creations).
+pub const OUTGOING_PAYMENT_DELETE_BATCH_MAX: usize = 10;
+/// Packets one outgoing payment may reserve in all: its per-packet records (reservations and
+/// the set of recorded outcomes) stay bounded.
+pub const OUTGOING_PACKETS_MAX: u64 = 1_000_000;
+/// Distinct ILP reject codes counted per payment; further ones are counted under `other`.
+pub const OUTGOING_REJECT_CODES_MAX: usize = 64;
+/// Why a payment stopped (free text); a longer reason is cut at a character boundary.
+pub const OUTGOING_STOP_REASON_BYTES_MAX: usize = 256;
+/// Reservations past their expiry moved to in doubt by one claim of a payment; any more are
+/// moved by the next claims (the worker renews its lease well within it).
+pub const OUTGOING_DOUBT_BATCH_MAX: usize = 1_000;

@@ -8,10 +8,11 @@ use futures::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use thitsax::account::test_account;
-use thitsax::limits::INCOMING_PAYMENT_RETENTION_S;
+use thitsax::limits::{INCOMING_PAYMENT_RETENTION_S, OUTGOING_PACKETS_MAX, OUTGOING_PAYMENT_RETENTION_S};
 use thitsax::store::{
-    suite, CreatedIncoming, DebitError, IncomingPaymentId, NewIncomingPayment, PacketId, Receipt,
-    RedisConfig, RedisStore, Store, StoreError,
+    suite, AmountKind, CreatedIncoming, CreatedOutgoing, DebitError, IncomingPaymentId, NewIncomingPayment,
+    NewOutgoingPayment, OutgoingPaymentId, OutgoingState, PacketId, PacketOutcome, Receipt, RedisConfig,
+    RedisStore, Reserved, Store, StoreError,
 };
 
 fn config(urls: Vec<String>, cluster: bool) -> RedisConfig {
@@ -37,6 +38,7 @@ async fn single_redis_passes_the_shared_store_suite() {
     suite::concurrent_debits(store.clone(), "single").await;
     suite::concurrent_settlements(store.clone(), "single").await;
     suite::concurrent_receives(store.clone(), "single").await;
+    suite::concurrent_outgoing_reservations(store.clone(), "single").await;
     // Every account the suite touched reconciles with its journal.
     for name in [
         "limit",
@@ -72,6 +74,25 @@ async fn single_redis_passes_the_shared_store_suite() {
         let line = store.audit(&format!("single-{name}")).await.unwrap();
         assert!(line.agrees() && line.entries > 0, "{line:?}");
     }
+    // Outgoing payments never touch a balance (their packets' money moves through the packet
+    // path): their accounts still reconcile, with nothing in the journal.
+    for name in [
+        "out-create",
+        "out-lease",
+        "out-reserve",
+        "out-record",
+        "out-rejects",
+        "out-doubt",
+        "out-finish",
+        "out-connection",
+        "out-delivered",
+        "out-edges",
+        "out-retention",
+        "out-race",
+    ] {
+        let line = store.audit(&format!("single-{name}")).await.unwrap();
+        assert!(line.agrees() && line.balance == 0 && line.entries == 0, "{name}: {line:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +126,8 @@ async fn redis_cluster_passes_the_shared_store_suite() {
     let store = Arc::new(store);
     suite::concurrent_debits(store.clone(), "cluster").await;
     suite::concurrent_settlements(store.clone(), "cluster").await;
-    suite::concurrent_receives(store, "cluster").await;
+    suite::concurrent_receives(store.clone(), "cluster").await;
+    suite::concurrent_outgoing_reservations(store, "cluster").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,5 +493,302 @@ async fn a_malformed_incoming_payment_is_corrupt_and_receives_nothing() {
         let read = store.incoming_payment(&a, &id).await;
         assert!(matches!(read, Err(StoreError::Corrupt(_))), "{field} = {value}: {read:?}");
         assert_eq!(store.balance("bad-incoming").await, Ok(0), "{field} = {value}: nothing credited");
+    }
+}
+
+/// A hash's fields and values, sorted by field.
+fn hash(server: &RedisServer, key: &str) -> Vec<(String, String)> {
+    let mut fields = texts(server.cmd(&["HGETALL", key]))
+        .chunks(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect::<Vec<_>>();
+    fields.sort();
+    fields
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut pairs: Vec<_> = items.iter().map(|(f, v)| (f.to_string(), v.to_string())).collect();
+    pairs.sort();
+    pairs
+}
+
+/// Now in whole milliseconds, as the store keeps it, and as text.
+fn now_ms() -> (SystemTime, u64) {
+    let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
+    (SystemTime::UNIX_EPOCH + Duration::from_millis(ms), ms)
+}
+
+fn new_outgoing(id: &str, amount: u64, now: SystemTime) -> NewOutgoingPayment {
+    NewOutgoingPayment {
+        id: OutgoingPaymentId::parse(id).unwrap(),
+        receiver: "$wallet.example/bob".into(),
+        amount,
+        kind: AmountKind::Source,
+        slippage: "0.01".into(),
+        deadline: now + Duration::from_secs(600),
+        source_max: None,
+    }
+}
+
+/// An outgoing payment's keys are the ones the key schema names, under the paying account's tag,
+/// and hold what it says; a payment touches no balance or journal; once ended and past the
+/// retention, nothing of it is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_payments_keep_the_key_schema_and_leave_nothing_after_the_retention() {
+    if !redis_or_skip("outgoing_payments_keep_the_key_schema_and_leave_nothing_after_the_retention") {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&config(vec![server.url()], false)).await.unwrap();
+    let a = test_account("schema-out");
+    let (now, ms) = now_ms();
+    let new = new_outgoing("o1", 100, now);
+    let id = new.id.clone();
+    assert!(matches!(store.create_outgoing_payment(&a, &new, now).await, Ok(CreatedOutgoing::Created(_))));
+    let lease = Duration::from_secs(10);
+    let grace = Duration::from_secs(2);
+    store.claim_outgoing_payment(&a, &id, "node-a", now, lease, grace).await.unwrap().unwrap();
+    let secret = [0xab; 32];
+    store.set_outgoing_connection(&a, &id, "node-a", "g.bob.x", &secret).await.unwrap().unwrap();
+    let expires = now + Duration::from_secs(30);
+    for (packet, amount, least) in [(5, 30, 20), (6, 10, 5), (7, 1, 0)] {
+        let reserved = store.reserve_outgoing_packet(&a, &id, "node-a", packet, amount, least, expires).await;
+        assert_eq!(reserved, Ok(Reserved::Reserved));
+    }
+    assert_eq!(
+        store.record_outgoing_packet(&a, &id, 6, PacketOutcome::Fulfilled { delivered: 9 }).await,
+        Ok(true)
+    );
+    assert_eq!(
+        store.record_outgoing_packet(&a, &id, 7, PacketOutcome::Rejected { code: *b"F08" }).await,
+        Ok(true)
+    );
+
+    let record = "test:{schema-out}:outgoing:o1";
+    let mut fields = hash(&server, record);
+    let updated = fields.iter().position(|(f, _)| f == "updated_ms").unwrap();
+    let updated_ms: u64 = fields.remove(updated).1.parse().unwrap();
+    assert!(updated_ms >= ms, "updated by the node's clock");
+    let (created, deadline) = (ms.to_string(), (ms + 600_000).to_string());
+    let (until, expires_ms) = ((ms + 10_000).to_string(), (ms + 30_000).to_string());
+    let secret_hex = "ab".repeat(32);
+    let expected = pairs(&[
+        ("receiver", "$wallet.example/bob"),
+        ("amount", "100"),
+        ("kind", "source"),
+        ("slippage", "0.01"),
+        ("deadline_ms", &deadline),
+        ("created_ms", &created),
+        ("state", "sending"),
+        ("sent", "10"),
+        ("delivered", "9"),
+        ("in_flight", "30"),
+        ("in_flight_min_delivered", "20"),
+        ("in_doubt", "0"),
+        ("packets_fulfilled", "1"),
+        ("packets_rejected", "1"),
+        ("packets_reserved", "3"),
+        ("last_packet", "7"),
+        ("reject:F08", "1"),
+        ("reject_codes", "1"),
+        ("destination", "g.bob.x"),
+        ("shared_secret", &secret_hex),
+        ("lease_owner", "node-a"),
+        ("lease_until_ms", &until),
+    ]);
+    assert_eq!(fields, expected);
+    assert_eq!(hash(&server, &format!("{record}:packets")), pairs(&[("5", &format!("30:20:{expires_ms}"))]));
+    assert_eq!(
+        texts(server.cmd(&["ZRANGE", &format!("{record}:in-flight"), "0", "-1", "WITHSCORES"])),
+        ["5", expires_ms.as_str()]
+    );
+    let mut done = texts(server.cmd(&["SMEMBERS", &format!("{record}:done")]));
+    done.sort();
+    assert_eq!(done, ["6", "7"]);
+    assert_eq!(
+        texts(server.cmd(&["ZRANGE", "test:{schema-out}:outgoing-all", "0", "-1", "WITHSCORES"])),
+        ["o1", created.as_str()]
+    );
+    assert_eq!(
+        texts(server.cmd(&["ZRANGE", "test:{schema-out}:outgoing-sending", "0", "-1", "WITHSCORES"])),
+        ["o1", created.as_str()]
+    );
+
+    // Ended: the lease and the in-flight set go, what was in flight is in doubt and stays
+    // recordable (its reservation is kept), and the payment is among the ended ones.
+    let failed = OutgoingState::Failed;
+    assert_eq!(store.finish_outgoing_payment(&a, &id, "node-a", failed, "deadline passed").await, Ok(true));
+    let fields = hash(&server, record);
+    let get = |name: &str| fields.iter().find(|(f, _)| f == name).map(|(_, v)| v.as_str());
+    assert_eq!((get("state"), get("stop_reason")), (Some("failed"), Some("deadline passed")));
+    assert_eq!(
+        (get("in_flight"), get("in_flight_min_delivered"), get("in_doubt")),
+        (Some("0"), Some("0"), Some("30"))
+    );
+    assert_eq!((get("lease_owner"), get("lease_until_ms")), (None, None));
+    assert_eq!(server.cmd(&["EXISTS", &format!("{record}:in-flight")]), common::redis::Resp::Integer(0));
+    assert_eq!(hash(&server, &format!("{record}:packets")).len(), 1);
+    assert!(texts(server.cmd(&["ZRANGE", "test:{schema-out}:outgoing-sending", "0", "-1"])).is_empty());
+    let ended = texts(server.cmd(&["ZRANGE", "test:{schema-out}:outgoing-ended", "0", "-1", "WITHSCORES"]));
+    assert_eq!(ended[0], "o1");
+    let ended_ms: u64 = ended[1].parse().unwrap();
+    assert!(ended_ms >= ms);
+    let line = store.audit("schema-out").await.unwrap();
+    assert!(line.agrees() && (line.balance, line.entries) == (0, 0), "{line:?}");
+
+    // A creation past the retention deletes it, keys and index entries; only the new payment's
+    // keys are left.
+    let past = SystemTime::UNIX_EPOCH
+        + Duration::from_millis(ended_ms)
+        + Duration::from_secs(OUTGOING_PAYMENT_RETENTION_S)
+        + Duration::from_millis(1);
+    let later = new_outgoing("o2", 5, past);
+    assert!(matches!(store.create_outgoing_payment(&a, &later, past).await, Ok(CreatedOutgoing::Created(_))));
+    let mut left = texts(server.cmd(&["KEYS", "test:{schema-out}:*"]));
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "test:{schema-out}:outgoing-all",
+            "test:{schema-out}:outgoing-sending",
+            "test:{schema-out}:outgoing:o2"
+        ]
+    );
+}
+
+/// A payment record no script wrote (tampered with, or a binary out of step) is Corrupt for every
+/// step, which changes nothing; never a business outcome a worker would act on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_outgoing_payment_is_corrupt_and_changes_nothing() {
+    if !redis_or_skip("a_malformed_outgoing_payment_is_corrupt_and_changes_nothing") {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&config(vec![server.url()], false)).await.unwrap();
+    let a = test_account("bad-out");
+    let (now, _) = now_ms();
+    let id = OutgoingPaymentId::parse("p").unwrap();
+    store.create_outgoing_payment(&a, &new_outgoing("p", 100, now), now).await.unwrap();
+    let (lease, grace) = (Duration::from_secs(10), Duration::from_secs(2));
+    store.claim_outgoing_payment(&a, &id, "A", now, lease, grace).await.unwrap().unwrap();
+    let expires = now + Duration::from_secs(30);
+    assert_eq!(store.reserve_outgoing_packet(&a, &id, "A", 1, 10, 0, expires).await, Ok(Reserved::Reserved));
+    let key = "test:{bad-out}:outgoing:p";
+    let good = hash(&server, key);
+    for (field, value) in [
+        ("sent", "1.5"),
+        ("in_flight", "-1"),
+        ("in_doubt", "9223372036854775808"),
+        ("state", "paused"),
+        ("kind", "sideways"),
+        ("in_flight", "3"),
+    ] {
+        let mut restore = vec!["HSET", key];
+        for (f, v) in &good {
+            restore.push(f);
+            restore.push(v);
+        }
+        server.cmd(&restore);
+        server.cmd(&["HSET", key, field, value]);
+        let before = hash(&server, key);
+        let what = format!("{field} = {value}");
+        let corrupt = |step: &str, result: String| {
+            assert!(result.starts_with("Err(Corrupt("), "{what}: {step} answered {result}");
+        };
+        // A total below a reservation's amount is a count: only the steps that take the
+        // reservation off it can tell.
+        let below = (field, value) == ("in_flight", "3");
+        if !below {
+            corrupt("read", format!("{:?}", store.outgoing_payment(&a, &id).await));
+        }
+        let claim = store.claim_outgoing_payment(&a, &id, "A", expires + lease, lease, grace).await;
+        corrupt("claim", format!("{claim:?}"));
+        // The outcome is a fact, whatever kind the payment says it is.
+        if field != "kind" {
+            let record =
+                store.record_outgoing_packet(&a, &id, 1, PacketOutcome::Fulfilled { delivered: 1 }).await;
+            corrupt("record", format!("{record:?}"));
+        }
+        if !below {
+            let reserve = store.reserve_outgoing_packet(&a, &id, "A", 2, 1, 0, expires).await;
+            corrupt("reserve", format!("{reserve:?}"));
+            let finish = store.finish_outgoing_payment(&a, &id, "A", OutgoingState::Failed, "x").await;
+            corrupt("finish", format!("{finish:?}"));
+        }
+        assert_eq!(hash(&server, key), before, "{what}: nothing changed");
+    }
+    let line = store.audit("bad-out").await.unwrap();
+    assert!(line.agrees() && line.balance == 0, "{line:?}");
+}
+
+/// A payment reserves at most OUTGOING_PACKETS_MAX packets in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_millionth_packet_is_a_payments_last() {
+    if !redis_or_skip("the_millionth_packet_is_a_payments_last") {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&config(vec![server.url()], false)).await.unwrap();
+    let a = test_account("many-out");
+    let (now, _) = now_ms();
+    let id = OutgoingPaymentId::parse("p").unwrap();
+    store.create_outgoing_payment(&a, &new_outgoing("p", 100, now), now).await.unwrap();
+    let (lease, grace) = (Duration::from_secs(10), Duration::from_secs(2));
+    store.claim_outgoing_payment(&a, &id, "A", now, lease, grace).await.unwrap().unwrap();
+    // As if 999,999 packets had been reserved (and rejected) before.
+    let almost = (OUTGOING_PACKETS_MAX - 1).to_string();
+    server.cmd(&["HSET", "test:{many-out}:outgoing:p", "packets_reserved", &almost]);
+    let expires = now + Duration::from_secs(30);
+    assert_eq!(store.reserve_outgoing_packet(&a, &id, "A", 1, 1, 0, expires).await, Ok(Reserved::Reserved));
+    assert_eq!(
+        store.reserve_outgoing_packet(&a, &id, "A", 2, 1, 0, expires).await,
+        Ok(Reserved::TooManyPackets)
+    );
+    assert_eq!(
+        store.reserve_outgoing_packet(&a, &id, "A", 1, 1, 0, expires).await,
+        Ok(Reserved::Reserved),
+        "a retry"
+    );
+    let p = store.outgoing_payment(&a, &id).await.unwrap().unwrap();
+    assert_eq!((p.in_flight, p.last_packet), (1, Some(1)));
+}
+
+/// The outgoing scripts' arithmetic on digits (`outgoing_prelude.lua`) against u128, where
+/// doubles round and at the ends of the range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_scripts_add_and_subtract_exactly() {
+    if !redis_or_skip("outgoing_scripts_add_and_subtract_exactly") {
+        return;
+    }
+    let server = RedisServer::start();
+    let script = format!(
+        "{}\n{}\nreturn {{add(ARGV[1], ARGV[2]), room(ARGV[1], ARGV[2]), room(ARGV[2], ARGV[1]), \
+         tostring(is_count(ARGV[1]))}}",
+        include_str!("../src/store/redis/prelude.lua"),
+        include_str!("../src/store/redis/outgoing_prelude.lua")
+    );
+    let max = i64::MAX as u128;
+    let mut values: Vec<u128> =
+        vec![0, 1, 9, 10, 99, 100, 999, 1000, (1 << 53) - 1, 1 << 53, (1 << 53) + 1, max - 1, max, max + 1];
+    values.push(u64::MAX as u128);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..40 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        values.push((seed >> (seed % 60)) as u128);
+    }
+    for &x in &values {
+        for &y in &values[..16] {
+            let (xs, ys) = (x.to_string(), y.to_string());
+            let got = texts(server.cmd(&["EVAL", &script, "0", &xs, &ys]));
+            let expected = [
+                (x + y).to_string(),
+                x.saturating_sub(y).to_string(),
+                y.saturating_sub(x).to_string(),
+                (x <= max).to_string(),
+            ];
+            assert_eq!(got, expected, "{x} {y}");
+        }
     }
 }

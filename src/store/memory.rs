@@ -2,12 +2,14 @@
 //! production uses Redis; the embedded default needs nothing else running.
 
 mod incoming;
+mod outgoing;
 
 use super::incoming::millis;
 use super::{
-    settlement_fingerprint, CreatedIncoming, DebitError, IncomingCredit, IncomingPayment, IncomingPaymentId,
-    NewIncomingPayment, PacketId, PendingSettlement, Receipt, ReceiveRefusal, ReplayKey, SettlementEnd,
-    Store, StoreError, Swept, INCOMING_KEY_RETENTION,
+    settlement_fingerprint, CreatedIncoming, CreatedOutgoing, DebitError, IncomingCredit, IncomingPayment,
+    IncomingPaymentId, NewIncomingPayment, NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId,
+    OutgoingState, PacketId, PacketOutcome, PendingSettlement, Receipt, ReceiveRefusal, ReplayKey, Reserved,
+    SettlementEnd, Store, StoreError, Swept, INCOMING_KEY_RETENTION,
 };
 use crate::account::{Account, AccountId};
 use crate::balance::{self, Balance, AMOUNT_MAX};
@@ -15,9 +17,10 @@ use crate::quantity::split_incoming;
 use crate::quantity::Quantity;
 use crate::settlement_id::SettlementId;
 use incoming::{Admission, Payments, ReceivedMarks};
+use outgoing::OutgoingPayments;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// One account's money: its balance and the reservations of packets still in flight.
 #[derive(Debug, Default)]
@@ -38,6 +41,8 @@ struct AccountState {
     payments: Payments,
     /// The packets `receive` credited lately, so that a retry changes nothing.
     received: ReceivedMarks,
+    /// The payments the node sends from this account (a local one).
+    outgoing: OutgoingPayments,
 }
 
 #[derive(Debug, Default)]
@@ -364,6 +369,105 @@ impl Store for MemoryStore {
     ) -> Result<bool, StoreError> {
         self.with(&account.id, |state| Ok(state.payments.mark_handled(id)))
     }
+
+    async fn create_outgoing_payment(
+        &self,
+        account: &Account,
+        new: &NewOutgoingPayment,
+        now: SystemTime,
+    ) -> Result<CreatedOutgoing, StoreError> {
+        new.check(now)?;
+        self.with(&account.id, |state| Ok(state.outgoing.create(&account.id, new, now)))
+    }
+
+    async fn outgoing_payment(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+    ) -> Result<Option<OutgoingPayment>, StoreError> {
+        self.with(&account.id, |state| Ok(state.outgoing.get(id).cloned()))
+    }
+
+    async fn outgoing_payments(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> Result<Vec<OutgoingPayment>, StoreError> {
+        self.with(&account.id, |state| Ok(state.outgoing.newest(limit)))
+    }
+
+    async fn claim_outgoing_payment(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+        owner: &str,
+        now: SystemTime,
+        lease: Duration,
+        grace: Duration,
+    ) -> Result<Option<OutgoingPayment>, StoreError> {
+        self.with(&account.id, |state| Ok(state.outgoing.claim(id, owner, now, lease, grace)))
+    }
+
+    async fn set_outgoing_connection(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+        owner: &str,
+        destination: &str,
+        shared_secret: &[u8; 32],
+    ) -> Result<Option<(String, [u8; 32])>, StoreError> {
+        let now = SystemTime::now();
+        self.with(&account.id, |state| {
+            Ok(state.outgoing.set_connection(id, owner, destination, shared_secret, now))
+        })
+    }
+
+    async fn reserve_outgoing_packet(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+        owner: &str,
+        packet: u64,
+        amount: u64,
+        min_delivered: u64,
+        expires_at: SystemTime,
+    ) -> Result<Reserved, StoreError> {
+        let now = SystemTime::now();
+        self.with(&account.id, |state| {
+            Ok(state.outgoing.reserve(id, owner, packet, amount, min_delivered, expires_at, now))
+        })
+    }
+
+    async fn record_outgoing_packet(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+        packet: u64,
+        outcome: PacketOutcome,
+    ) -> Result<bool, StoreError> {
+        let now = SystemTime::now();
+        self.with(&account.id, |state| state.outgoing.record(&account.id, id, packet, outcome, now))
+    }
+
+    async fn finish_outgoing_payment(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+        owner: &str,
+        state: OutgoingState,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let now = SystemTime::now();
+        self.with(&account.id, |s| Ok(s.outgoing.finish(id, owner, state, reason, now)))
+    }
+
+    async fn unfinished_outgoing_payments(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> Result<Vec<OutgoingPayment>, StoreError> {
+        self.with(&account.id, |state| Ok(state.outgoing.unfinished(limit)))
+    }
 }
 
 #[cfg(test)]
@@ -384,5 +488,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_receives_never_pass_the_target_together() {
         crate::store::suite::concurrent_receives(Arc::new(MemoryStore::new()), "mem").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_reservations_never_pass_the_amount_and_only_the_lease_holder_reserves() {
+        crate::store::suite::concurrent_outgoing_reservations(Arc::new(MemoryStore::new()), "mem").await;
     }
 }

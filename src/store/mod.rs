@@ -12,14 +12,25 @@
 //! The node also receives payments itself, on local accounts: [`incoming`] has their types, and
 //! [`Store::receive`] credits one packet of one, checking the payment in the same atomic step
 //! (the types are re-exported here).
+//!
+//! It sends payments itself too, from local accounts: [`outgoing`] has their types and the rule
+//! that the same payment never pays twice; [`Store::reserve_outgoing_packet`] reserves each
+//! packet on its payment before it is sent (re-exported here as well). These do not move
+//! balances: a packet's money moves through the packet path, like any other.
 
 pub mod incoming;
 mod memory;
+pub mod outgoing;
 mod redis;
 
 pub use incoming::{
     CompletionReason, CreatedIncoming, IncomingPayment, IncomingPaymentId, IncomingState, InvalidIncoming,
     NewIncomingPayment, Receipt, ReceiveRefusal, INCOMING_METADATA_BYTES_MAX, INCOMING_PAYMENT_ID_BYTES_MAX,
+};
+
+pub use outgoing::{
+    AmountKind, CreatedOutgoing, InvalidOutgoing, NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId,
+    OutgoingState, PacketOutcome, Reserved, OUTGOING_PAYMENT_ID_BYTES_MAX,
 };
 
 pub use memory::MemoryStore;
@@ -36,7 +47,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// An operating failure of the store (not a business outcome): the packet gets T00.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +77,9 @@ pub enum StoreError {
     /// again.
     #[error("refused: {0}")]
     Invalid(#[from] InvalidIncoming),
+    /// The same for a new outgoing payment ([`NewOutgoingPayment::check`]).
+    #[error("refused: {0}")]
+    InvalidOutgoing(#[from] InvalidOutgoing),
 }
 
 /// A STREAM packet's own name, for [`Store::receive_stream`]: 128 bits of the SHA-256 of its
@@ -355,6 +369,139 @@ pub trait Store: Send + Sync + 'static {
         account: &Account,
         id: &IncomingPaymentId,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Creates an outgoing payment from the local account `account`: Sending, no lease, nothing
+    /// sent, `created_at` = `updated_at` = `now`; once per id: an id already taken is `Exists`
+    /// with the stored payment, unchanged (so a creation sent again never pays twice). A payment
+    /// [`NewOutgoingPayment::check`] refuses is [`StoreError::InvalidOutgoing`], nothing written.
+    ///
+    /// Retention: in the same step, up to
+    /// [`OUTGOING_PAYMENT_DELETE_BATCH_MAX`](crate::limits::OUTGOING_PAYMENT_DELETE_BATCH_MAX)
+    /// payments of the account that ended more than
+    /// [`OUTGOING_PAYMENT_RETENTION_S`](crate::limits::OUTGOING_PAYMENT_RETENTION_S) before
+    /// `now` are deleted with their packets' records (their ids may then be used again).
+    fn create_outgoing_payment(
+        &self,
+        account: &Account,
+        new: &NewOutgoingPayment,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<CreatedOutgoing, StoreError>> + Send;
+
+    /// One outgoing payment of `account` (`None`: never created, or deleted after its retention).
+    fn outgoing_payment(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+    ) -> impl Future<Output = Result<Option<OutgoingPayment>, StoreError>> + Send;
+
+    /// The outgoing payments of `account`, newest first (by `created_at`, then by id), at most
+    /// `limit`.
+    fn outgoing_payments(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OutgoingPayment>, StoreError>> + Send;
+
+    /// Takes (or renews) the payment's lease for `owner` until `now + lease`, if the payment is
+    /// Sending and its lease is free, expired (its end at or before `now`) or already `owner`'s.
+    /// In the same step, reservations whose packet expired before `now - grace` (their sender
+    /// died or lost track of them) move from `in_flight` to `in_doubt`, up to
+    /// [`OUTGOING_DOUBT_BATCH_MAX`](crate::limits::OUTGOING_DOUBT_BATCH_MAX) of them (the next
+    /// claims move the rest; both count for the limit alike). Returns the payment as it is after,
+    /// or `None` when not taken (held by another, not Sending, or unknown), with nothing changed.
+    ///
+    /// Of several owners racing for a free lease, one gets it. Once it is taken over, the previous
+    /// holder reserves nothing more, so the `last_packet` it returns is final for them: the new
+    /// holder continues above it.
+    fn claim_outgoing_payment(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+        owner: &str,
+        now: SystemTime,
+        lease: Duration,
+        grace: Duration,
+    ) -> impl Future<Output = Result<Option<OutgoingPayment>, StoreError>> + Send;
+
+    /// Keeps the resolved connection (the STREAM destination address and shared secret), if none
+    /// is kept yet; lease holder only. Returns what is kept: this one, or the first resolution
+    /// (which wins, so a resumed payment pays the same connection). `None` when `owner` does not
+    /// hold the lease (or the payment is unknown or ended): nothing kept.
+    fn set_outgoing_connection(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+        owner: &str,
+        destination: &str,
+        shared_secret: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<(String, [u8; 32])>, StoreError>> + Send;
+
+    /// Reserves one packet before it is sent. `packet` is the sender's own key for it (e.g. its
+    /// STREAM sequence number), used once per payment; `amount` its source units;
+    /// `min_delivered` the least the receiver must accept; `expires_at` the Prepare's expiry.
+    /// In order: the payment must be Sending ([`Reserved::NotSending`]; unknown:
+    /// [`Reserved::NotOwner`]) and its lease `owner`'s ([`Reserved::NotOwner`]: the lease's end
+    /// is not looked at, only who holds it, so once another has taken it over this owner's
+    /// reservations are refused); this very reservation made before (same key and terms, still
+    /// in flight) is [`Reserved::Reserved`] and changes nothing (a retry after an uncertain
+    /// answer); a key used otherwise is [`Reserved::PacketTaken`]; the
+    /// [`OUTGOING_PACKETS_MAX`](crate::limits::OUTGOING_PACKETS_MAX)-th packet is the last
+    /// ([`Reserved::TooManyPackets`]); then the limits ([`Reserved::OverLimit`],
+    /// [`Reserved::OverDelivered`]), and the reservation joins `in_flight` and
+    /// `in_flight_min_delivered`. An `amount` of 0 (a STREAM control packet) fits any room;
+    /// amounts past [`AMOUNT_MAX`](crate::balance::AMOUNT_MAX) pass every limit.
+    // One packet's terms, as plain values: the worker's call site names each.
+    #[allow(clippy::too_many_arguments)]
+    fn reserve_outgoing_packet(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+        owner: &str,
+        packet: u64,
+        amount: u64,
+        min_delivered: u64,
+        expires_at: SystemTime,
+    ) -> impl Future<Output = Result<Reserved, StoreError>> + Send;
+
+    /// Records a reserved packet's outcome, exactly once: `true` when recorded now; `false` when
+    /// there is nothing to record (already recorded, never reserved, or the payment is unknown),
+    /// with nothing changed. Anyone may record (the outcome is a fact): also after the lease
+    /// moved, after the payment ended, and when the reservation has moved to `in_doubt` (it then
+    /// leaves `in_doubt` and counts as it really ended). Fulfilled: `sent` += its amount,
+    /// `delivered` += `delivered`; Rejected: counted by code (see
+    /// [`OutgoingPayment::rejects`]). A `delivered` that would take the payment's total past
+    /// [`AMOUNT_MAX`](crate::balance::AMOUNT_MAX) is [`StoreError::Overflow`] with nothing
+    /// changed (the packet stays reserved, and so counts as sent for the limit).
+    fn record_outgoing_packet(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+        packet: u64,
+        outcome: PacketOutcome,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Ends the payment as `state` (Completed or Failed) with its `reason` (cut to
+    /// [`OUTGOING_STOP_REASON_BYTES_MAX`](crate::limits::OUTGOING_STOP_REASON_BYTES_MAX) bytes);
+    /// lease holder only. Reservations still in flight move to `in_doubt`; the lease is released.
+    /// `false` when not ended now (not the lease holder, not Sending, unknown, or `state` is
+    /// Sending), with nothing changed.
+    fn finish_outgoing_payment(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+        owner: &str,
+        state: OutgoingState,
+        reason: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Payments of `account` still Sending (to resume after a restart, or after another
+    /// instance died: claim each, and those whose lease is held elsewhere answer `None`), oldest
+    /// first (by `created_at`, then by id), at most `limit`.
+    fn unfinished_outgoing_payments(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OutgoingPayment>, StoreError>> + Send;
 }
 
 /// What one sweep of an account did.

@@ -6,7 +6,7 @@
 
 use super::{parse_amount, parse_balance, Answer};
 use crate::balance::Balance;
-use crate::store::{ReceiveRefusal, StoreError};
+use crate::store::{OutgoingState, ReceiveRefusal, Reserved, StoreError};
 
 /// `process_prepare.lua`.
 #[derive(Debug, PartialEq, Eq)]
@@ -287,6 +287,146 @@ impl IncomingHandled {
     }
 }
 
+/// What the outgoing payments' scripts that answer with a record answer: their code and fields
+/// (`HGETALL`'s pairs; for a malformed record, one pair: the field and its value).
+pub(super) type FieldsAnswer = (i64, Vec<(String, String)>);
+
+/// `outgoing_create.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum OutgoingCreate {
+    Created,
+    /// The id is taken: the stored payment's fields, unchanged.
+    Exists(Vec<(String, String)>),
+    Unexpected(Answer),
+}
+
+impl OutgoingCreate {
+    pub(super) fn read((code, fields): FieldsAnswer) -> Self {
+        match code {
+            1 => OutgoingCreate::Created,
+            0 => OutgoingCreate::Exists(fields),
+            _ => OutgoingCreate::Unexpected((code, format!("{fields:?}"))),
+        }
+    }
+}
+
+/// `outgoing_claim.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum OutgoingClaim {
+    /// Taken: the payment's fields after.
+    Claimed(Vec<(String, String)>),
+    NotTaken,
+    /// The record holds a field no script writes (the field and its value): nothing changed.
+    Malformed(String),
+    Unexpected(Answer),
+}
+
+impl OutgoingClaim {
+    pub(super) fn read((code, fields): FieldsAnswer) -> Self {
+        match (code, fields.as_slice()) {
+            (1, _) => OutgoingClaim::Claimed(fields),
+            (0, []) => OutgoingClaim::NotTaken,
+            (7, [(field, value)]) => OutgoingClaim::Malformed(format!("{field} {value:?}")),
+            _ => OutgoingClaim::Unexpected((code, format!("{fields:?}"))),
+        }
+    }
+}
+
+/// `outgoing_connection.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum OutgoingConnection {
+    /// The connection kept: its destination and its secret (as the script keeps it, hex).
+    Kept(String, String),
+    NotOwner,
+    Unexpected(Answer),
+}
+
+impl OutgoingConnection {
+    pub(super) fn read((code, fields): FieldsAnswer) -> Self {
+        match (code, fields.as_slice()) {
+            (1, [(destination, secret)]) => OutgoingConnection::Kept(destination.clone(), secret.clone()),
+            (0, []) => OutgoingConnection::NotOwner,
+            _ => OutgoingConnection::Unexpected((code, format!("{fields:?}"))),
+        }
+    }
+}
+
+/// `outgoing_reserve.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum OutgoingReserve {
+    /// Every business outcome, as the store answers it.
+    Answer(Reserved),
+    /// The record holds a field no script writes: nothing reserved.
+    Malformed(String),
+    Unexpected(Answer),
+}
+
+impl OutgoingReserve {
+    pub(super) fn read(answer: Answer, account: &str) -> Result<Self, StoreError> {
+        let reserved = match answer.0 {
+            1 => Reserved::Reserved,
+            0 => Reserved::NotOwner,
+            2 => match answer.1.as_str() {
+                "completed" => Reserved::NotSending(OutgoingState::Completed),
+                "failed" => Reserved::NotSending(OutgoingState::Failed),
+                _ => return Ok(OutgoingReserve::Unexpected(answer)),
+            },
+            3 => Reserved::OverLimit { room: parse_amount(&answer.1, account)? },
+            4 => Reserved::OverDelivered { room: parse_amount(&answer.1, account)? },
+            5 => Reserved::PacketTaken,
+            6 => Reserved::TooManyPackets,
+            7 => return Ok(OutgoingReserve::Malformed(answer.1)),
+            _ => return Ok(OutgoingReserve::Unexpected(answer)),
+        };
+        Ok(OutgoingReserve::Answer(reserved))
+    }
+}
+
+/// `outgoing_record.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum OutgoingRecord {
+    Recorded,
+    /// Already recorded, never reserved, or the payment is unknown.
+    Nothing,
+    /// The delivered total would leave the int64 range: nothing changed.
+    OutOfRange,
+    Malformed(String),
+    Unexpected(Answer),
+}
+
+impl OutgoingRecord {
+    pub(super) fn read(answer: Answer) -> Self {
+        match answer.0 {
+            1 => OutgoingRecord::Recorded,
+            0 => OutgoingRecord::Nothing,
+            2 => OutgoingRecord::OutOfRange,
+            7 => OutgoingRecord::Malformed(answer.1),
+            _ => OutgoingRecord::Unexpected(answer),
+        }
+    }
+}
+
+/// `outgoing_finish.lua`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum OutgoingFinish {
+    Finished,
+    /// Not the lease holder, not sending, or unknown.
+    NotFinished,
+    Malformed(String),
+    Unexpected(Answer),
+}
+
+impl OutgoingFinish {
+    pub(super) fn read(answer: Answer) -> Self {
+        match answer.0 {
+            1 => OutgoingFinish::Finished,
+            0 => OutgoingFinish::NotFinished,
+            7 => OutgoingFinish::Malformed(answer.1),
+            _ => OutgoingFinish::Unexpected(answer),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +477,53 @@ mod tests {
         assert!(matches!(answer(11, "", "", ""), Err(StoreError::Corrupt(_))));
         assert!(matches!(answer(12, "", "-1", ""), Err(StoreError::Corrupt(_))));
         assert!(matches!(answer(1, "x", "1", ""), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn outgoing_answers_read_exactly_and_unknown_codes_are_unexpected() {
+        let odd = || (9, "12".to_string());
+        let pairs = |items: &[(&str, &str)]| -> Vec<(String, String)> {
+            items.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        };
+        assert!(matches!(OutgoingCreate::read((9, Vec::new())), OutgoingCreate::Unexpected((9, _))));
+        assert_eq!(OutgoingCreate::read((1, Vec::new())), OutgoingCreate::Created);
+        assert!(matches!(OutgoingClaim::read((9, Vec::new())), OutgoingClaim::Unexpected((9, _))));
+        assert!(matches!(OutgoingClaim::read((0, pairs(&[("a", "b")]))), OutgoingClaim::Unexpected((0, _))));
+        assert_eq!(
+            OutgoingClaim::read((7, pairs(&[("state", "paused")]))),
+            OutgoingClaim::Malformed("state \"paused\"".into())
+        );
+        assert_eq!(
+            OutgoingConnection::read((1, pairs(&[("g.x", "ab")]))),
+            OutgoingConnection::Kept("g.x".into(), "ab".into())
+        );
+        assert!(matches!(OutgoingConnection::read((1, Vec::new())), OutgoingConnection::Unexpected((1, _))));
+        assert!(matches!(OutgoingConnection::read((9, Vec::new())), OutgoingConnection::Unexpected((9, _))));
+        assert_eq!(OutgoingReserve::read(odd(), "a"), Ok(OutgoingReserve::Unexpected(odd())));
+        assert_eq!(
+            OutgoingReserve::read((2, "sending".into()), "a"),
+            Ok(OutgoingReserve::Unexpected((2, "sending".into())))
+        );
+        assert_eq!(
+            OutgoingReserve::read((2, "failed".into()), "a"),
+            Ok(OutgoingReserve::Answer(Reserved::NotSending(OutgoingState::Failed)))
+        );
+        let big = "9223372036854775807";
+        assert_eq!(
+            OutgoingReserve::read((3, big.into()), "a"),
+            Ok(OutgoingReserve::Answer(Reserved::OverLimit { room: i64::MAX as u64 }))
+        );
+        assert_eq!(
+            OutgoingReserve::read((4, "9007199254740993".into()), "a"),
+            Ok(OutgoingReserve::Answer(Reserved::OverDelivered { room: (1 << 53) + 1 }))
+        );
+        // A room that is not a count is corrupt, never a business outcome.
+        assert!(matches!(OutgoingReserve::read((3, "-1".into()), "a"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(OutgoingReserve::read((4, "".into()), "a"), Err(StoreError::Corrupt(_))));
+        assert_eq!(OutgoingRecord::read(odd()), OutgoingRecord::Unexpected(odd()));
+        assert_eq!(OutgoingRecord::read((2, String::new())), OutgoingRecord::OutOfRange);
+        assert_eq!(OutgoingFinish::read(odd()), OutgoingFinish::Unexpected(odd()));
+        assert_eq!(OutgoingFinish::read((0, String::new())), OutgoingFinish::NotFinished);
     }
 
     #[test]

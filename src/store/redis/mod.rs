@@ -21,11 +21,23 @@
 //! | `<prefix>:{<account>}:incoming-open` | sorted set | the open payments' ids, scored by their expiry (ms): the expiry scan |
 //! | `<prefix>:{<account>}:incoming-unhandled` | sorted set | the completed payments' ids whose completion hook has not acknowledged, scored by their completion (ms): the outbox of completions, oldest first |
 //! | `<prefix>:{<account>}:incoming-handled` | sorted set | the handled completions' ids, scored by their completion (ms): the expiry scan deletes those past the retention |
+//! | `<prefix>:{<account>}:outgoing:<id>` | hash | one outgoing payment sent from the (local) account: `receiver`, `amount`, `kind` (`source` or `delivered`), `slippage`, `deadline_ms`, `source_max` (absent for a `source` payment), `created_ms`, `updated_ms`, `state` (`sending`, `completed` or `failed`); the totals `sent`, `delivered`, `in_flight`, `in_flight_min_delivered`, `in_doubt`, `packets_fulfilled`, `packets_rejected` (int64, decimal); `packets_reserved` (reservations ever made, at most [`OUTGOING_PACKETS_MAX`](crate::limits::OUTGOING_PACKETS_MAX)) and `last_packet` (the highest key reserved; absent before the first); `reject:<code>` → count per ILP code, `reject:other`, and `reject_codes` (how many distinct codes, at most [`OUTGOING_REJECT_CODES_MAX`](crate::limits::OUTGOING_REJECT_CODES_MAX)); `stop_reason` once ended; `destination` and `shared_secret` (64 hex digits, **in clear**: the worker sends with it) once resolved; `lease_owner` and `lease_until_ms` while leased. Deleted [`OUTGOING_PAYMENT_RETENTION_S`](crate::limits::OUTGOING_PAYMENT_RETENTION_S) after it ended, by a later creation on the account, with the three keys below |
+//! | `<prefix>:{<account>}:outgoing:<id>:packets` | hash | the payment's reservations not yet recorded (in flight or in doubt): packet key (decimal u64) → `<amount>:<min_delivered>:<expires_ms>` |
+//! | `<prefix>:{<account>}:outgoing:<id>:in-flight` | sorted set | the packet keys of those still in flight, scored by their expiry (ms): a claim moves the ones past expiry and grace to in doubt (a reservation in `packets` and not here is in doubt) |
+//! | `<prefix>:{<account>}:outgoing:<id>:done` | set | the packet keys whose outcome is recorded: recorded once, never reserved again |
+//! | `<prefix>:{<account>}:outgoing-all` | sorted set | every outgoing payment's id, scored by its creation (ms): the listing, newest first |
+//! | `<prefix>:{<account>}:outgoing-sending` | sorted set | the ids of the payments still sending, scored by their creation (ms): what to resume, oldest first |
+//! | `<prefix>:{<account>}:outgoing-ended` | sorted set | the ids of the ended payments, scored by when they ended (ms): a creation deletes those past the retention |
 //!
 //! A packet the node receives itself for an incoming payment (`incoming_receive.lua`) is checked
 //! against the payment and credited in one script: the payment, the balance, the journal and the
 //! credit marks all share the account's slot. Its credit mark is the one a Fulfill's credit
 //! writes, in the hash of the hour of the call's `now`.
+//!
+//! Every step of an outgoing payment (`outgoing_*.lua`: create, claim, connection, reserve,
+//! record, finish) is one script on the paying account's slot, and none touches the account's
+//! balance or journal: the money of the payment's packets moves through the packet path, like
+//! any other packet's, so the audit is unaffected.
 //!
 //! `<prefix>` (config `store.prefix`) lets several deployments or test runs share one Redis.
 //! The accounts and static routes shared by every instance have their own keys, under the hash
@@ -36,7 +48,7 @@
 //! (EVALSHA; reloaded automatically if Redis restarted without them). Each script's header gives
 //! its KEYS, ARGV and return codes. The packet and settlement scripts return `{code, balance}`
 //! with the balance as a decimal string ('' where the caller does not need it); the incoming
-//! payments' scripts return what their headers say. Lua numbers are doubles and would round
+//! and outgoing payments' scripts return what their headers say. Lua numbers are doubles and would round
 //! past 2^53, so no script converts an amount or a balance with `tonumber`: arithmetic is
 //! DECRBY/INCRBY (exact int64), their reply is used only while it is below 2^53 in size and read
 //! back with GET beyond, and comparisons are on the digits (see `prelude.lua`).
@@ -61,12 +73,14 @@
 
 mod answers;
 mod incoming;
+mod outgoing;
 pub mod shared_config;
 
 use super::{
-    settlement_fingerprint, CreatedIncoming, DebitError, IncomingCredit, IncomingPayment, IncomingPaymentId,
-    NewIncomingPayment, PacketId, PendingSettlement, Receipt, ReplayKey, SettlementEnd, Store, StoreError,
-    Swept, INCOMING_KEY_RETENTION,
+    settlement_fingerprint, CreatedIncoming, CreatedOutgoing, DebitError, IncomingCredit, IncomingPayment,
+    IncomingPaymentId, NewIncomingPayment, NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId,
+    OutgoingState, PacketId, PacketOutcome, PendingSettlement, Receipt, ReplayKey, Reserved, SettlementEnd,
+    Store, StoreError, Swept, INCOMING_KEY_RETENTION,
 };
 use crate::account::Account;
 use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
@@ -118,11 +132,23 @@ struct Scripts {
     incoming_receive: Script,
     incoming_expire: Script,
     incoming_handled: Script,
+    outgoing_create: Script,
+    outgoing_claim: Script,
+    outgoing_connection: Script,
+    outgoing_reserve: Script,
+    outgoing_record: Script,
+    outgoing_finish: Script,
 }
 
 impl Scripts {
     fn load() -> Self {
         let with_prelude = |body: &str| Script::new(&format!("{}\n{}", include_str!("prelude.lua"), body));
+        // The outgoing payments' scripts share their arithmetic on digits too.
+        let outgoing = |body: &str| {
+            let prelude =
+                format!("{}\n{}", include_str!("prelude.lua"), include_str!("outgoing_prelude.lua"));
+            Script::new(&format!("{prelude}\n{body}"))
+        };
         Scripts {
             prepare: with_prelude(include_str!("process_prepare.lua")),
             fulfill_source: with_prelude(include_str!("process_fulfill_source.lua")),
@@ -139,6 +165,12 @@ impl Scripts {
             incoming_receive: with_prelude(include_str!("incoming_receive.lua")),
             incoming_expire: with_prelude(include_str!("incoming_expire.lua")),
             incoming_handled: with_prelude(include_str!("incoming_handled.lua")),
+            outgoing_create: outgoing(include_str!("outgoing_create.lua")),
+            outgoing_claim: outgoing(include_str!("outgoing_claim.lua")),
+            outgoing_connection: outgoing(include_str!("outgoing_connection.lua")),
+            outgoing_reserve: outgoing(include_str!("outgoing_reserve.lua")),
+            outgoing_record: outgoing(include_str!("outgoing_record.lua")),
+            outgoing_finish: outgoing(include_str!("outgoing_finish.lua")),
         }
     }
 }
@@ -182,6 +214,11 @@ struct Keys {
     payments_open: String,
     payments_unhandled: String,
     payments_handled: String,
+    /// Prefix of each outgoing payment's keys (`<this><id>`, `<this><id>:packets`, ...).
+    outgoing_prefix: String,
+    outgoing_all: String,
+    outgoing_sending: String,
+    outgoing_ended: String,
 }
 
 /// What a script answered: its code and the balance after it, exactly.
@@ -255,6 +292,10 @@ impl RedisStore {
             payments_open: format!("{base}:incoming-open"),
             payments_unhandled: format!("{base}:incoming-unhandled"),
             payments_handled: format!("{base}:incoming-handled"),
+            outgoing_prefix: format!("{base}:outgoing:"),
+            outgoing_all: format!("{base}:outgoing-all"),
+            outgoing_sending: format!("{base}:outgoing-sending"),
+            outgoing_ended: format!("{base}:outgoing-ended"),
         });
         let mut cache = self.keys.write().unwrap_or_else(|e| e.into_inner());
         cache.entry(Arc::from(account)).or_insert(keys).clone()
@@ -801,5 +842,95 @@ impl Store for RedisStore {
         id: &IncomingPaymentId,
     ) -> Result<bool, StoreError> {
         self.handle_completion(account, id).await
+    }
+
+    async fn create_outgoing_payment(
+        &self,
+        account: &Account,
+        new: &NewOutgoingPayment,
+        now: SystemTime,
+    ) -> Result<CreatedOutgoing, StoreError> {
+        self.create_outgoing(account, new, now).await
+    }
+
+    async fn outgoing_payment(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+    ) -> Result<Option<OutgoingPayment>, StoreError> {
+        self.read_outgoing(account, id).await
+    }
+
+    async fn outgoing_payments(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> Result<Vec<OutgoingPayment>, StoreError> {
+        self.list_outgoing(account, limit).await
+    }
+
+    async fn claim_outgoing_payment(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+        owner: &str,
+        now: SystemTime,
+        lease: Duration,
+        grace: Duration,
+    ) -> Result<Option<OutgoingPayment>, StoreError> {
+        self.claim_outgoing(account, id, owner, now, lease, grace).await
+    }
+
+    async fn set_outgoing_connection(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+        owner: &str,
+        destination: &str,
+        shared_secret: &[u8; 32],
+    ) -> Result<Option<(String, [u8; 32])>, StoreError> {
+        self.connect_outgoing(account, id, owner, destination, shared_secret).await
+    }
+
+    async fn reserve_outgoing_packet(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+        owner: &str,
+        packet: u64,
+        amount: u64,
+        min_delivered: u64,
+        expires_at: SystemTime,
+    ) -> Result<Reserved, StoreError> {
+        self.reserve_outgoing(account, id, owner, packet, amount, min_delivered, expires_at).await
+    }
+
+    async fn record_outgoing_packet(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+        packet: u64,
+        outcome: PacketOutcome,
+    ) -> Result<bool, StoreError> {
+        self.record_outgoing(account, id, packet, outcome).await
+    }
+
+    async fn finish_outgoing_payment(
+        &self,
+        account: &Account,
+        id: &OutgoingPaymentId,
+        owner: &str,
+        state: OutgoingState,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        self.finish_outgoing(account, id, owner, state, reason).await
+    }
+
+    async fn unfinished_outgoing_payments(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> Result<Vec<OutgoingPayment>, StoreError> {
+        self.list_unfinished(account, limit).await
     }
 }
