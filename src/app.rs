@@ -8,7 +8,7 @@ use crate::http::tls::TlsConfig;
 use crate::http::{server, settlement_api};
 use crate::log_limit::{LogLimit, NEXT_HOP_WARNING_INTERVAL_MS};
 use crate::metrics::Metrics;
-use crate::node::{Node, Receiving};
+use crate::node::{Node, Receiving, Sending};
 use crate::owed::{OwedError, OwedFile};
 use crate::payments::completions::{self, CompletionHook, CompletionRules, LogCompletions};
 use crate::pending::{self, PendingCommits, PENDING_MAX};
@@ -227,6 +227,7 @@ impl<S: Store> App<S> {
             metrics: Metrics::new(),
             next_hop_warnings: LogLimit::new(Duration::from_millis(NEXT_HOP_WARNING_INTERVAL_MS)),
             receiving: Receiving::new(secret, &public_url),
+            sending: Sending::new(),
         });
         let tables = Arc::new(LocalTables::new(node.clone(), config.static_routes.clone()));
         Ok(App {
@@ -350,6 +351,10 @@ impl<S: Store> App<S> {
         // cut off between the hook and its acknowledgement (it would only run again).
         let completing =
             tokio::spawn(completions::run(node.clone(), completion_hook, CompletionRules::default()));
+        // Payments the node sends itself: resumed here (whichever instance takes their lease);
+        // a payment cut off by the shutdown keeps its lease until it expires, then any instance
+        // resumes it with what is left.
+        let paying = tokio::spawn(crate::payments::outgoing::run(node.clone()));
         // The sweeper stops by itself when the node starts draining; it is awaited below so that
         // no sweep is cut off half way.
         let sweeper = tokio::spawn(crate::sweeper::run(node.clone(), config.sweep.clone()));
@@ -377,6 +382,7 @@ impl<S: Store> App<S> {
         shutdown.drain();
         let _ = sweeper.await;
         let _ = completing.await;
+        let _ = paying.await;
         if let Some(spsp) = spsp {
             let _ = spsp.await;
         }

@@ -159,3 +159,5 @@ pub const OUTGOING_STOP_REASON_BYTES_MAX: usize = 256;
 /// Reservations past their expiry moved to in doubt by one claim of a payment; any more are
 /// moved by the next claims (the worker renews its lease well within it).
 pub const OUTGOING_DOUBT_BATCH_MAX: usize = 1_000;
+/// An outgoing payment created through the admin API without a deadline has a minute.
+pub const OUTGOING_PAYMENT_DEADLINE_S_DEFAULT: u64 = 60;

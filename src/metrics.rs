@@ -64,6 +64,9 @@ pub struct Metrics {
     received_amount: IntCounterVec,
     /// Incoming payments whose completion the hook handled, by reason.
     incoming_completed: IntCounterVec,
+    /// Outgoing payments ended, by state; units the node's own sender got fulfilled, by account.
+    outgoing_ended: IntCounterVec,
+    sent_amount: IntCounterVec,
     // No cache of per-account counters beside `packets`: `with_label_values` (a hash of the three
     // values and a read lock) took 64 ns, a `RwLock<HashMap>` of each account's counter 60 ns
     // (benches/packet_path.rs, `metrics/record_packet`); the two clock reads cost 100 ns.
@@ -244,6 +247,27 @@ impl Metrics {
         registry.register(Box::new(received_packets.clone())).expect("names registered once");
         registry.register(Box::new(received_amount.clone())).expect("names registered once");
         registry.register(Box::new(incoming_completed.clone())).expect("names registered once");
+        let outgoing_ended = IntCounterVec::new(
+            Opts::new(
+                "thitsax_outgoing_payments_total",
+                "Outgoing payments ended, by state (completed, failed).",
+            ),
+            &["state"],
+        )
+        .expect("valid metric options");
+        for state in ["completed", "failed"] {
+            outgoing_ended.with_label_values(&[state]);
+        }
+        let sent_amount = IntCounterVec::new(
+            Opts::new(
+                "thitsax_stream_sent_units_total",
+                "Units the node's own STREAM sender got fulfilled, by local account, in its asset scale.",
+            ),
+            &["account"],
+        )
+        .expect("valid metric options");
+        registry.register(Box::new(outgoing_ended.clone())).expect("names registered once");
+        registry.register(Box::new(sent_amount.clone())).expect("names registered once");
         Metrics {
             registry,
             packets,
@@ -254,7 +278,19 @@ impl Metrics {
             received_packets,
             received_amount,
             incoming_completed,
+            outgoing_ended,
+            sent_amount,
         }
+    }
+
+    /// Counts an outgoing payment's end.
+    pub fn outgoing_payment_ended(&self, completed: bool) {
+        self.outgoing_ended.with_label_values(&[if completed { "completed" } else { "failed" }]).inc();
+    }
+
+    /// Counts a fulfilled packet of the node's own sender.
+    pub fn stream_sent(&self, account: &str, amount: u64) {
+        self.sent_amount.with_label_values(&[account]).inc_by(amount);
     }
 
     /// Counts a packet the node's own receiver answered: `outcome` is `fulfilled` (and `amount`

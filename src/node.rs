@@ -14,7 +14,7 @@ use crate::routing::Router;
 use crate::settlement::engine::EngineClient;
 use crate::settlement::Triggers;
 use crate::shutdown::ShutdownSignal;
-use crate::store::IncomingPaymentId;
+use crate::store::{IncomingPaymentId, OutgoingPaymentId};
 use crate::stream::ServerSecret;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -53,6 +53,41 @@ pub struct Node<S> {
     pub next_hop_warnings: LogLimit,
     /// What the node needs to receive payments on its local accounts.
     pub receiving: Receiving,
+    /// This instance as the sender of its local accounts' outgoing payments.
+    pub sending: Sending,
+}
+
+/// This instance's identity in the leases of outgoing payments, the payments it sends now, and
+/// the sending worker's wake-up (see [`crate::payments::outgoing`]).
+pub struct Sending {
+    /// Unique per process: a restarted instance is a new owner (its old leases expire).
+    pub owner: String,
+    pub wake: tokio::sync::Notify,
+    running: std::sync::Mutex<std::collections::HashSet<(String, OutgoingPaymentId)>>,
+}
+
+impl Sending {
+    pub fn new() -> Self {
+        let mut bytes = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+            .expect("the OS random source works");
+        Sending { owner: hex::encode(bytes), wake: tokio::sync::Notify::new(), running: Default::default() }
+    }
+
+    /// Marks a payment as sent here; false if it already is.
+    pub fn start(&self, key: (String, OutgoingPaymentId)) -> bool {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(key)
+    }
+
+    pub fn done(&self, key: &(String, OutgoingPaymentId)) {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
+impl Default for Sending {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// What receiving payments on local accounts needs: the STREAM server secret every credential

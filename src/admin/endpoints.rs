@@ -48,6 +48,12 @@ pub(super) async fn route<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> A
             super::incoming::get(gate, id, payment).await
         }
         (["accounts", _, "incoming-payments", _], _) => Err(AdminError::MethodNotAllowed("GET")),
+        (["accounts", id, "payments"], Method::GET) => super::payments::list(gate, id).await,
+        (["accounts", _, "payments"], _) => Err(AdminError::MethodNotAllowed("GET")),
+        (["payments"], Method::POST) => super::payments::create(gate, req).await,
+        (["payments"], _) => Err(AdminError::MethodNotAllowed("POST")),
+        (["payments", id], Method::GET) => super::payments::get(gate, id, &query).await,
+        (["payments", _], _) => Err(AdminError::MethodNotAllowed("GET")),
         (["balances"], Method::GET) => balances(gate).await,
         (["balances"], _) => Err(AdminError::MethodNotAllowed("GET")),
         (["routes"], Method::GET) => routes(gate).await,

@@ -17,6 +17,7 @@
 
 mod endpoints;
 mod incoming;
+mod payments;
 pub mod tables;
 
 use crate::account::{constant_time_eq, hash_token, TokenHash};

@@ -7,6 +7,7 @@
 //! (the SPSP listener, the admin API) call down into this module.
 
 pub mod completions;
+pub mod outgoing;
 pub mod receiver;
 
 use crate::store::IncomingPaymentId;

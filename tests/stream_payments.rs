@@ -1,0 +1,149 @@
+//! Payments the node sends itself (`POST /payments`), end to end on a real node: from a local
+//! account through the node's own packet path (currency conversion included) to a local
+//! receiver found by SPSP; the same id never pays twice.
+
+mod common;
+
+use common::{admin_call, client, TestNode};
+use hyper::StatusCode;
+use std::time::Duration;
+
+const ADMIN: &str = "admin-token";
+
+fn config() -> String {
+    format!(
+        r#"
+[node]
+ilp_address = "test.pay"
+
+[admin]
+token = "{ADMIN}"
+
+[rates.prices]
+USD = "1"
+MXN = "0.055"
+
+[[accounts]]
+id = "treasury"
+relation = "local"
+asset_code = "USD"
+asset_scale = 9
+min_balance = -1000000000000
+
+[[accounts]]
+id = "shop"
+relation = "local"
+asset_code = "MXN"
+asset_scale = 2
+
+[[accounts]]
+id = "empty"
+relation = "local"
+asset_code = "USD"
+asset_scale = 9
+"#
+    )
+}
+
+async fn post(node: &TestNode, body: &str) -> common::HttpAnswer {
+    admin_call(&client(), node.admin_addr.unwrap(), "POST", "/payments", Some(ADMIN), Some(body)).await
+}
+
+/// Polls the payment until it ended (at most 60 s).
+async fn ended(node: &TestNode, id: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let path = format!("/payments/{id}");
+        let p = admin_call(&client(), node.admin_addr.unwrap(), "GET", &path, Some(ADMIN), None)
+            .await
+            .json(StatusCode::OK);
+        if p["state"] != "sending" {
+            return p;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "payment still sending: {p}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_delivers_exactly_its_amount_and_the_same_id_never_pays_twice() {
+    let node = TestNode::start(&config()).await;
+    let receiver = format!("http://{}/shop", node.spsp_addr.unwrap());
+    let body = format!(
+        r#"{{"id": "p1", "account": "treasury", "receiver": "{receiver}", "amount": "12345",
+            "amount_kind": "delivered", "source_max": "10000000000", "deadline_in_s": 30}}"#
+    );
+    let created = post(&node, &body).await.json(StatusCode::CREATED);
+    assert_eq!(created["id"], "p1");
+    let paid = ended(&node, "p1").await;
+    assert_eq!(
+        (paid["state"].as_str(), paid["delivered"].as_str()),
+        (Some("completed"), Some("12345")),
+        "{paid}"
+    );
+    let sent: i128 = paid["sent"].as_str().unwrap().parse().unwrap();
+    assert!(sent > 0 && paid["in_doubt"] == "0", "{paid}");
+    assert_eq!((node.balance("treasury").await, node.balance("shop").await), (-sent, 12345));
+    // The same id again, even asking for more: the stored payment, and nothing more is paid.
+    let again = post(&node, &body.replace("12345", "99999")).await.json(StatusCode::OK);
+    assert_eq!((again["state"].as_str(), again["delivered"].as_str()), (Some("completed"), Some("12345")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!((node.balance("treasury").await, node.balance("shop").await), (-sent, 12345));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_amount_is_sent_exactly_and_an_account_pays_only_what_it_holds() {
+    let node = TestNode::start(&config()).await;
+    let receiver = format!("http://{}/shop", node.spsp_addr.unwrap());
+    let body =
+        format!(r#"{{"id": "p2", "account": "treasury", "receiver": "{receiver}", "amount": "3000000000"}}"#);
+    post(&node, &body).await.json(StatusCode::CREATED);
+    let paid = ended(&node, "p2").await;
+    assert_eq!(
+        (paid["state"].as_str(), paid["sent"].as_str()),
+        (Some("completed"), Some("3000000000")),
+        "{paid}"
+    );
+    let delivered: i128 = paid["delivered"].as_str().unwrap().parse().unwrap();
+    assert_eq!((node.balance("treasury").await, node.balance("shop").await), (-3_000_000_000, delivered));
+    // 3 USD is 54.54 MXN at the configured prices, rounded down in the node's favour.
+    assert_eq!(delivered, 5454);
+    // A local account without credit holds nothing: its payment moves nothing and fails.
+    let body = format!(r#"{{"id": "p3", "account": "empty", "receiver": "{receiver}", "amount": "1000"}}"#);
+    post(&node, &body).await.json(StatusCode::CREATED);
+    let failed = ended(&node, "p3").await;
+    assert_eq!((failed["state"].as_str(), failed["sent"].as_str()), (Some("failed"), Some("0")), "{failed}");
+    assert_eq!(node.balance("empty").await, 0);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn payments_are_checked_before_anything_is_sent() {
+    let node = TestNode::start(&config()).await;
+    for (body, field) in [
+        (r#"{"id": "x", "account": "nobody", "receiver": "$w.example/a", "amount": "1"}"#, "payment.account"),
+        (r#"{"id": "x", "account": "treasury", "receiver": "ftp://x", "amount": "1"}"#, "payment.receiver"),
+        (
+            r#"{"id": "x", "account": "treasury", "receiver": "$w.example/a", "amount": "0"}"#,
+            "payment.amount",
+        ),
+        (r#"{"id": "a.b", "account": "treasury", "receiver": "$w.example/a", "amount": "1"}"#, "payment.id"),
+        (
+            r#"{"id": "x", "account": "treasury", "receiver": "$w.example/a", "amount": "1", "slippage": "2"}"#,
+            "payment.slippage",
+        ),
+        (
+            r#"{"id": "x", "account": "treasury", "receiver": "$w.example/a", "amount": "1", "amount_kind": "delivered"}"#,
+            "payment.source_max",
+        ),
+    ] {
+        let answer = post(&node, body).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}: {}", answer.text());
+        let json: serde_json::Value = serde_json::from_str(&answer.text()).unwrap();
+        assert_eq!(json["problems"][0]["field"], field, "{json}");
+    }
+    let none = admin_call(&client(), node.admin_addr.unwrap(), "GET", "/payments/x", Some(ADMIN), None).await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND);
+    node.stop().await;
+}
