@@ -1,5 +1,6 @@
 //! `thitsax --config FILE` runs a node; `thitsax check-config --config FILE` only validates;
-//! `thitsax audit --config FILE` reconciles a Redis store. The subcommands also take the file as
+//! `thitsax audit --config FILE` reconciles a Redis store; `thitsax pay --config FILE ...` asks
+//! the running node (its admin API) to pay from a local account and waits for the outcome. The subcommands also take the file as
 //! their only argument, as earlier versions did.
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,39 @@ enum Command {
         /// The file, as `--config FILE` or (as earlier versions took it) as the only argument.
         file: Option<PathBuf>,
     },
+    /// Pay from a local account over STREAM through the running node's admin API (POST
+    /// /payments), wait until the payment ends and print it as JSON: exit 0 when completed, 1
+    /// otherwise. Sent again with the same --id, it never pays twice.
+    Pay(PayArgs),
+}
+
+#[derive(clap::Args)]
+struct PayArgs {
+    /// The local account that pays.
+    #[arg(long)]
+    account: String,
+    /// Payment pointer ($host/path) or SPSP URL of the receiver.
+    #[arg(long)]
+    to: String,
+    /// In the paying account's units, or with --delivered in the receiver's.
+    #[arg(long)]
+    amount: u64,
+    /// The amount is what the receiver must get (exactly).
+    #[arg(long)]
+    delivered: bool,
+    /// With --delivered: the most the account may spend, in its units (required then).
+    #[arg(long)]
+    source_max: Option<u64>,
+    /// The payment's id (default: a new random one). Give your own to retry safely.
+    #[arg(long)]
+    id: Option<String>,
+    #[arg(long, default_value = "0.01")]
+    slippage: String,
+    #[arg(long, default_value_t = 60)]
+    deadline_s: u64,
+    /// The admin token (or THITSAX_ADMIN_TOKEN); the file may hold only its hash.
+    #[arg(long, env = "THITSAX_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
 }
 
 /// The one configuration file, however it was given: `--config FILE` (before or after the
@@ -52,9 +86,14 @@ fn config_file(option: Option<PathBuf>, positional: Option<PathBuf>) -> Result<P
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut pay_args = None;
     let (file, mode) = match cli.command {
         Some(Command::CheckConfig { file }) => (file, Mode::Check),
         Some(Command::Audit { file }) => (file, Mode::Audit),
+        Some(Command::Pay(args)) => {
+            pay_args = Some(args);
+            (None, Mode::Pay)
+        }
         None => (None, Mode::Run),
     };
     let path = match config_file(cli.config, file) {
@@ -79,6 +118,15 @@ fn main() -> ExitCode {
             config.routes.len()
         );
         return ExitCode::SUCCESS;
+    }
+    if let Some(args) = pay_args {
+        return match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(pay(&config, args)),
+            Err(e) => {
+                eprintln!("thitsax: cannot start the runtime: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     init_logging(&config.log_level);
     if mode == Mode::Audit {
@@ -118,6 +166,94 @@ enum Mode {
     Run,
     Check,
     Audit,
+    Pay,
+}
+
+/// `thitsax pay`: POST /payments to the node's admin API, then GET /payments/{id} until it ended.
+async fn pay(config: &Config, args: PayArgs) -> ExitCode {
+    let base = format!("http://{}", config.admin.listen);
+    let id = args.id.clone().unwrap_or_else(|| {
+        let mut bytes = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+            .expect("the OS random source works");
+        hex::encode(bytes)
+    });
+    let mut body = serde_json::json!({
+        "id": id,
+        "account": args.account,
+        "receiver": args.to,
+        "amount": args.amount.to_string(),
+        "amount_kind": if args.delivered { "delivered" } else { "source" },
+        "slippage": args.slippage,
+        "deadline_in_s": args.deadline_s,
+    });
+    if let Some(max) = args.source_max {
+        body["source_max"] = serde_json::Value::String(max.to_string());
+    }
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let call = |method: hyper::Method, path: String, body: Option<String>| {
+        let client = client.clone();
+        let (base, token) = (base.clone(), args.admin_token.clone());
+        async move {
+            let mut req = hyper::Request::builder()
+                .method(method)
+                .uri(format!("{base}{path}"))
+                .header("authorization", format!("Bearer {token}"));
+            if body.is_some() {
+                req = req.header("content-type", "application/json");
+            }
+            let req = req
+                .body(http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or_default())))
+                .map_err(|e| e.to_string())?;
+            let answer = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
+                .await
+                .map_err(|_| "the admin API did not answer within 10 s".to_string())?
+                .map_err(|e| format!("the admin API at {base} is unreachable: {e}"))?;
+            let status = answer.status();
+            let text = http_body_util::BodyExt::collect(answer.into_body())
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok::<_, String>((status, String::from_utf8_lossy(&text).into_owned()))
+        }
+    };
+    match call(hyper::Method::POST, "/payments".into(), Some(body.to_string())).await {
+        Ok((status, _)) if status.is_success() => {}
+        Ok((status, text)) => {
+            eprintln!("thitsax pay: refused ({status}): {text}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("thitsax pay: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(args.deadline_s + 30);
+    loop {
+        match call(hyper::Method::GET, format!("/payments/{id}"), None).await {
+            Ok((status, text)) if status.is_success() => {
+                let payment: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if payment["state"] != "sending" {
+                    println!("{text}");
+                    return if payment["state"] == "completed" {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    };
+                }
+            }
+            Ok((status, text)) => eprintln!("thitsax pay: reading payment {id}: {status} {text}"),
+            Err(e) => eprintln!("thitsax pay: reading payment {id}: {e}"),
+        }
+        if tokio::time::Instant::now() >= until {
+            eprintln!(
+                "thitsax pay: payment {id} still sending past its deadline; read it with GET /payments/{id}"
+            );
+            return ExitCode::FAILURE;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// Prints one line per account and whether its balance equals its journal's sum.

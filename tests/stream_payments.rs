@@ -147,3 +147,40 @@ async fn payments_are_checked_before_anything_is_sent() {
     assert_eq!(none.status, StatusCode::NOT_FOUND);
     node.stop().await;
 }
+
+/// `thitsax pay` asks the running node's admin API (found through the config file's
+/// `admin.listen`) to pay, waits, prints the payment and exits 0 once completed; run again with
+/// the same `--id`, it prints the same payment and nothing more is paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thitsax_pay_pays_from_the_command_line_and_never_twice_for_one_id() {
+    let node = TestNode::start(&config()).await;
+    let dir = common::TempDir::new("thitsax-pay");
+    let file = dir.join("node.toml");
+    let admin = node.admin_addr.unwrap();
+    let text = config().replace("[admin]\n", &format!("[admin]\nlisten = \"{admin}\"\n"));
+    std::fs::write(&file, text).unwrap();
+    let receiver = format!("http://{}/shop", node.spsp_addr.unwrap());
+    let run = |file: std::path::PathBuf, receiver: String| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_thitsax"))
+                .args(["pay", "--config"])
+                .arg(&file)
+                .args(["--account", "treasury", "--to", &receiver, "--amount", "1000000000", "--id", "cli-1"])
+                .env("THITSAX_ADMIN_TOKEN", ADMIN)
+                .output()
+                .unwrap()
+        })
+    };
+    let first = run(file.clone(), receiver.clone()).await.unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let paid: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!((paid["state"].as_str(), paid["sent"].as_str()), (Some("completed"), Some("1000000000")));
+    let balances = (node.balance("treasury").await, node.balance("shop").await);
+    let again = run(file, receiver).await.unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let repeated: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(repeated["sent"], paid["sent"]);
+    assert_eq!((node.balance("treasury").await, node.balance("shop").await), balances);
+    assert_eq!(balances.0, -1_000_000_000);
+    node.stop().await;
+}
