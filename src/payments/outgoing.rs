@@ -196,6 +196,11 @@ async fn attempt<S: Store>(
     let left = payment.deadline.duration_since(SystemTime::now()).unwrap_or_default();
     let mut rules = Rules::new(tokio::time::Instant::now() + left);
     rules.slippage = slippage;
+    // Above every sequence an earlier run used on this connection: a run sends far fewer than
+    // one packet per microsecond, so its sequences stay below the microseconds elapsed when the
+    // next run starts.
+    let elapsed = SystemTime::now().duration_since(payment.created_at).unwrap_or_default();
+    rules.sequence_after = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX / 2);
     // In doubt counts as sent: never more than the amount leaves the account.
     let progress =
         Progress { sent: payment.sent.saturating_add(payment.in_doubt), delivered: payment.delivered };

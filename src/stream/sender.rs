@@ -190,6 +190,10 @@ pub struct Rules {
     /// F99s to money packets that are not about the rate (the receiver refused for its own
     /// reasons, or a connector's F99 nobody could read) tolerated before stopping.
     pub refusals_max: u32,
+    /// The first Prepare's sequence number is this plus one. A payment resumed over the same
+    /// connection must start above every sequence an earlier run used: a receiver refuses the
+    /// same sequence twice (ThitsaX's does: a replay).
+    pub sequence_after: u64,
 }
 
 impl Rules {
@@ -205,6 +209,7 @@ impl Rules {
             packets_max: limits::STREAM_PACKETS_MAX,
             probe_attempts_max: limits::STREAM_PROBE_ATTEMPTS_MAX,
             refusals_max: limits::STREAM_REFUSALS_MAX,
+            sequence_after: 0,
         }
     }
 
@@ -498,7 +503,7 @@ impl<'p> Run<'p> {
             established: false,
             backoff: rules.backoff(),
             retry_at: None,
-            sequence: 0,
+            sequence: rules.sequence_after,
             packets_sent: 0,
             packets_fulfilled: 0,
             packets_rejected: 0,
