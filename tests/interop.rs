@@ -13,9 +13,11 @@
 //! exit when their stdin pipe closes (`--watch-stdin`), i.e. when this test
 //! process dies.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -30,68 +32,14 @@ const MAX_PACKET: u64 = 1_000;
 // Environment: node, npm packages, temp dirs, ports
 // ---------------------------------------------------------------------------
 
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("interop")
-}
+use common::js::{interop_dir, node_or_skip};
 
-/// The `node` to use, or `None` after printing why the test is skipped.
-/// Panics when node is missing and `CI` is set.
-fn node_or_skip(test: &str) -> Option<PathBuf> {
-    let node = std::env::var_os("NODE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("node"));
-    let version = Command::new(&node).arg("--version").stdin(Stdio::null()).output();
-    match version {
-        Ok(out) if out.status.success() => {
-            let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            let major: u32 =
-                v.trim_start_matches('v').split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
-            assert!(major >= 18, "{test}: node {v} is too old; the interop harness needs Node >= 18");
-        }
-        _ => {
-            let ci = std::env::var("CI").map(|v| !v.is_empty() && v != "0" && v != "false").unwrap_or(false);
-            if ci {
-                panic!(
-                    "{test}: `{}` not found or not runnable, and CI is set: install Node >= 18",
-                    node.display()
-                );
-            }
-            eprintln!(
-                "SKIPPED {test}: `{}` not found (install Node >= 18 to run the JS interop tests)",
-                node.display()
-            );
-            return None;
-        }
-    }
-    install_packages(test);
-    Some(node)
-}
-
-/// Installs the pinned npm packages (`npm ci`) when they are missing, once per test binary, so
-/// that `cargo test` alone runs the interop tests on a fresh checkout.
-fn install_packages(test: &str) {
-    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
-    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
-    let marker = interop_dir().join("node_modules").join("ilp-protocol-stream").join("package.json");
-    if *installed || marker.exists() {
-        *installed = true;
-        return;
-    }
-    eprintln!("{test}: installing the interop packages with `npm ci --prefix tests/interop`");
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-        .arg(interop_dir())
-        .stdin(Stdio::null())
-        .status();
-    match status {
-        Ok(s) if s.success() && marker.exists() => *installed = true,
-        other => panic!("{test}: `npm ci --prefix tests/interop` failed ({other:?}); is npm installed and the registry reachable?"),
-    }
-}
-
-/// `n` distinct free ports on 127.0.0.1 (all bound at once, then released).
+/// `n` distinct loopback ports for the processes this test starts, claimed for this test process
+/// outside the kernel's ephemeral range (see `common::ports`): a port merely bound to `:0` and
+/// released could be handed by the kernel to another test's listener or to an outgoing connection
+/// before the process that is to listen on it binds it (CI saw "Address already in use").
 fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> =
-        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    (0..n).map(|_| common::ports::claim()).collect()
 }
 
 struct TempDir(PathBuf);

@@ -25,10 +25,6 @@ impl Drop for Node {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn start(config: &std::path::Path, port: u16) -> Node {
     let child = Command::new(BIN)
         .arg("--config")
@@ -95,7 +91,7 @@ async fn kill_9_mid_load_then_restart_settles_every_packet_exactly() {
             _ => Behaviour::Hang,
         }))
         .await;
-    let port = free_port();
+    let port = reserve_port();
     let dir = TempDir::new("crash");
     let config = dir.join("node.toml");
     let owed = dir.join("owed.log");
@@ -285,7 +281,7 @@ async fn kill_9_during_a_redis_outage_then_restart_applies_every_owed_write_once
         Behaviour::Fulfill
     }))
     .await;
-    let port = free_port();
+    let port = reserve_port();
     let dir = TempDir::new("owed-kill");
     let config = dir.join("node.toml");
     std::fs::write(
