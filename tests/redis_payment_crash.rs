@@ -1,7 +1,8 @@
-//! An outgoing payment interrupted by kill -9 of the `thitsax` binary, on Redis (its own
-//! `redis-server`): after the restart the payment resumes (once its lease has expired) and ends
-//! without paying twice: the receiver gets no more than the payment's amount, and every packet
-//! the payment recorded left the paying account and arrived.
+//! Outgoing payments of the `thitsax` binary on Redis (its own `redis-server`), interrupted by
+//! kill -9: after a restart, or on a second instance sharing the Redis, the payment resumes (once
+//! its lease has expired) and ends without paying twice: the receiver gets no more than the
+//! payment's amount, and every packet the payment recorded left the paying account and arrived.
+//! Two instances asked for the same payment id at the same moment create it once.
 
 mod common;
 
@@ -68,55 +69,41 @@ fn admin(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, serde
     (status, serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_payment_then_restart_never_pays_twice() {
-    if !redis_or_skip("kill_9_mid_payment_then_restart_never_pays_twice") {
-        return;
-    }
-    let redis = RedisServer::start();
-    let dir = TempDir::new("payment-crash");
-    let (ilp, admin_port, spsp) = (reserve_port(), reserve_port(), reserve_port());
-    let file = dir.join("node.toml");
-    std::fs::write(&file, config(&redis.url(), ilp, admin_port, spsp, &dir.join("owed.log"))).unwrap();
-    let (mut node, _, _) = start_binary(&file);
-    let body = format!(
-        r#"{{"id": "crash-1", "account": "treasury", "receiver": "http://127.0.0.1:{spsp}/shop",
-            "amount": "{AMOUNT}", "deadline_in_s": 300}}"#
-    );
-    let (status, _) = admin(admin_port, "POST", "/payments", Some(&body));
-    assert_eq!(status, 201);
-    // Kill it once a part has been sent.
+/// The payment's `sent`, once it is at least a tenth of the amount (and not yet all of it).
+fn wait_until_partly_sent(admin_port: u16, id: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (_, p) = admin(admin_port, "GET", "/payments/crash-1", None);
+        let (_, p) = admin(admin_port, "GET", &format!("/payments/{id}"), None);
         let sent: u64 = p["sent"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
         if sent >= AMOUNT / 10 {
             assert!(sent < AMOUNT, "the payment ended before the kill: make it longer");
-            break;
+            return;
         }
         assert!(Instant::now() < deadline, "the payment made no progress: {p}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    node.0.kill().unwrap(); // SIGKILL: no drain, no lease released
-    node.0.wait().unwrap();
-    let (node, _, _) = start_binary(&file);
-    let _node: Running = node;
-    // The restarted node is a new owner: it takes the payment over once the lease expired.
+}
+
+/// The payment once it left `sending`, read from the instance on `admin_port`.
+fn wait_until_ended(admin_port: u16, id: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(120);
-    let ended = loop {
-        let (_, p) = admin(admin_port, "GET", "/payments/crash-1", None);
+    loop {
+        let (_, p) = admin(admin_port, "GET", &format!("/payments/{id}"), None);
         if p["state"] != "sending" && !p["state"].is_null() {
-            break p;
+            return p;
         }
         assert!(Instant::now() < deadline, "not resumed: {p}");
         std::thread::sleep(Duration::from_millis(200));
-    };
+    }
+}
+
+/// Checks the ended payment `id` and the books in Redis: completed; the receiver got no more than
+/// the amount; every recorded packet left the paying account and arrived.
+async fn check_paid_once(redis: &RedisServer, id: &str, ended: &serde_json::Value) {
     let sent: u64 = ended["sent"].as_str().unwrap().parse().unwrap();
     let in_doubt: u64 = ended["in_doubt"].as_str().unwrap().parse().unwrap();
     assert_eq!(ended["state"], "completed", "{ended}");
     assert!(sent + in_doubt == AMOUNT && sent <= AMOUNT, "{ended}");
-    // The books, read from Redis: the paying account lost exactly what the receiver got, and the
-    // receiver got no more than the payment's amount.
     let store = RedisStore::connect(&RedisConfig {
         urls: vec![redis.url()],
         cluster: false,
@@ -151,8 +138,86 @@ async fn kill_9_mid_payment_then_restart_never_pays_twice() {
     for account in ["treasury", "shop"] {
         assert!(store.audit(account).await.unwrap().agrees());
     }
-    let account = thitsax::account::Account { ..thitsax::account::test_account("treasury") };
-    let id = OutgoingPaymentId::parse("crash-1").unwrap();
+    let account = thitsax::account::test_account("treasury");
+    let id = OutgoingPaymentId::parse(id).unwrap();
     let kept = store.outgoing_payment(&account, &id).await.unwrap().unwrap();
     assert_eq!(kept.state, OutgoingState::Completed);
+}
+
+fn payment_body(id: &str, spsp: u16) -> String {
+    format!(
+        r#"{{"id": "{id}", "account": "treasury", "receiver": "http://127.0.0.1:{spsp}/shop",
+            "amount": "{AMOUNT}", "deadline_in_s": 300}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_payment_then_restart_never_pays_twice() {
+    if !redis_or_skip("kill_9_mid_payment_then_restart_never_pays_twice") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let dir = TempDir::new("payment-crash");
+    let (ilp, admin_port, spsp) = (reserve_port(), reserve_port(), reserve_port());
+    let file = dir.join("node.toml");
+    std::fs::write(&file, config(&redis.url(), ilp, admin_port, spsp, &dir.join("owed.log"))).unwrap();
+    let (mut node, _, _) = start_binary(&file);
+    let (status, _) = admin(admin_port, "POST", "/payments", Some(&payment_body("crash-1", spsp)));
+    assert_eq!(status, 201);
+    wait_until_partly_sent(admin_port, "crash-1");
+    node.0.kill().unwrap(); // SIGKILL: no drain, no lease released
+    node.0.wait().unwrap();
+    let (node, _, _) = start_binary(&file);
+    let _node: Running = node;
+    // The restarted node is a new owner: it takes the payment over once the lease expired.
+    let ended = wait_until_ended(admin_port, "crash-1");
+    check_paid_once(&redis, "crash-1", &ended).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_asked_at_once_pay_once_and_the_survivor_finishes_after_a_kill() {
+    if !redis_or_skip("two_instances_asked_at_once_pay_once_and_the_survivor_finishes_after_a_kill") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let dir = TempDir::new("payment-instances");
+    let ports: Vec<(u16, u16, u16)> =
+        (0..2).map(|_| (reserve_port(), reserve_port(), reserve_port())).collect();
+    let nodes: Vec<Running> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (ilp, admin_port, spsp))| {
+            let file = dir.join(format!("node-{i}.toml"));
+            let owed = dir.join(format!("owed-{i}.log"));
+            std::fs::write(&file, config(&redis.url(), *ilp, *admin_port, *spsp, &owed)).unwrap();
+            start_binary(&file).0
+        })
+        .collect();
+    // The same request to both instances at the same moment: one creates the payment, the other
+    // answers it as stored.
+    let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let asks: Vec<_> = ports
+        .iter()
+        .map(|&(_, admin_port, spsp)| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                start.wait();
+                admin(admin_port, "POST", "/payments", Some(&payment_body("twice-1", spsp))).0
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = asks.into_iter().map(|a| a.join().unwrap()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 201], "one instance creates the payment, the other finds it");
+    // Kill the first instance mid-payment, whichever of the two is sending: the survivor goes on
+    // (it was sending) or takes the payment over once the dead one's lease expired.
+    let survivor_admin = ports[1].1;
+    wait_until_partly_sent(survivor_admin, "twice-1");
+    let mut nodes = nodes.into_iter();
+    let mut first = nodes.next().unwrap();
+    let _survivor = nodes.next().unwrap();
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let ended = wait_until_ended(survivor_admin, "twice-1");
+    check_paid_once(&redis, "twice-1", &ended).await;
 }
