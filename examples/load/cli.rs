@@ -27,6 +27,9 @@ pub(crate) enum Cmd {
     Send(SendArgs),
     /// Proxy vs ThitsaX vs ilp-connector, side by side, with the pass/fail checks.
     Compare(CompareArgs),
+    /// One STREAM payment, ThitsaX (sender node -> node -> receiver node) vs ilp-protocol-stream
+    /// through ilp-connector, in interleaved rounds, with the 10x check.
+    Payment(PaymentArgs),
 }
 
 #[derive(Args, Clone)]
@@ -174,6 +177,37 @@ pub(crate) struct CompareArgs {
     #[arg(long, value_enum, default_value_t = ThitsaxStore::Memory)]
     pub(crate) thitsax_store: ThitsaxStore,
     /// Also print one JSON line with every figure (the last line on stdout).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct PaymentArgs {
+    /// ThitsaX binary, e.g. target/release/thitsax.
+    #[arg(long)]
+    pub(crate) thitsax: PathBuf,
+    /// The interop directory with run-js-only.js and its node_modules (`npm ci --prefix` it).
+    #[arg(long, default_value = "tests/interop")]
+    pub(crate) js_dir: PathBuf,
+    /// The payment's amount (USD, scale 9, on both sides).
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) amount: u64,
+    /// The connector's max_packet_amount for the sender's packets.
+    #[arg(long, default_value_t = 1_000)]
+    pub(crate) max_packet: u64,
+    /// Rounds; each pays once on each side (fresh processes). Figures are medians over rounds.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) rounds: usize,
+    /// The check: JS median time / ThitsaX median time at least this.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) ratio_min: f64,
+    /// Before each payment, wait until the CPUs were at least this idle (%) over one second.
+    #[arg(long, default_value_t = 90.0)]
+    pub(crate) quiet_idle_pct: f64,
+    /// Give up waiting for a quiet machine after this long, warn, and measure anyway.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) quiet_timeout_secs: u64,
+    /// Also print one JSON line with the figures (the last line on stdout).
     #[arg(long)]
     pub(crate) json: bool,
 }

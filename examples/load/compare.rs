@@ -7,11 +7,11 @@
 //! thread so that SIGINT/SIGTERM can stop the children while it waits on one.
 
 mod checks;
-mod figures;
-mod lab;
+pub(crate) mod figures;
+pub(crate) mod lab;
 mod redis;
 mod report;
-mod targets;
+pub(crate) mod targets;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -34,7 +34,7 @@ use crate::summary::MEASURE_START;
 
 /// Waits until the CPUs were at least `min_idle` idle over one second.
 /// Returns false when that did not happen within `timeout`.
-fn wait_quiet(children: &Children, min_idle: f64, timeout: Duration) -> Result<bool, String> {
+pub(crate) fn wait_quiet(children: &Children, min_idle: f64, timeout: Duration) -> Result<bool, String> {
     let deadline = Instant::now() + timeout;
     loop {
         let before = read_cpu_ticks()?;

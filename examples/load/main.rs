@@ -97,6 +97,8 @@
 //! * `receiver`, `proxy` — the two servers.
 //! * `summary` — percentiles and the JSON line `send` prints and `compare` reads.
 //! * `send` — the sender.
+//! * `payment` — one STREAM payment, ThitsaX against the JS reference (uses
+//!   `compare`'s lab, node lookup and quiet wait).
 //! * `compare` — the comparison, with, in the same order: `compare/lab` (child
 //!   processes, temp dir), `compare/redis` (its own redis-server),
 //!   `compare/figures` (medians), `compare/checks` (pass/fail),
@@ -108,6 +110,7 @@ mod compare;
 mod cpu;
 mod loopback;
 mod packet;
+mod payment;
 mod proxy;
 mod receiver;
 mod send;
@@ -119,6 +122,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Cmd};
 use crate::compare::run_compare;
+use crate::payment::run_payment;
 use crate::proxy::run_proxy;
 use crate::receiver::run_receiver;
 use crate::send::run_send;
@@ -130,7 +134,7 @@ fn main() {
         Cmd::Proxy(a) => a.common.threads,
         Cmd::Send(a) => a.threads,
         // The runtime only waits for the compare thread and for signals.
-        Cmd::Compare(_) => 1,
+        Cmd::Compare(_) | Cmd::Payment(_) => 1,
     };
     let rt = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
@@ -144,6 +148,7 @@ fn main() {
             Cmd::Proxy(a) => run_proxy(a).await,
             Cmd::Send(a) => run_send(a).await,
             Cmd::Compare(a) => run_compare(a).await,
+            Cmd::Payment(a) => run_payment(a).await,
         }
     });
     if let Err(e) = result {

@@ -111,7 +111,7 @@ pub(crate) fn per_packet_us(cpu_s: f64, packets: u64) -> f64 {
 
 /// Median of the finite values (mean of the middle two for an even count);
 /// NaN when there is none.
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return f64::NAN;
