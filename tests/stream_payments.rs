@@ -1,6 +1,6 @@
 //! Payments the node sends itself (`POST /payments`), end to end on a real node: from a local
 //! account through the node's own packet path (currency conversion included) to a local
-//! receiver found by SPSP; the same id never pays twice.
+//! receiver found by SPSP, and to another node's; the same id never pays twice.
 
 mod common;
 
@@ -146,6 +146,86 @@ async fn payments_are_checked_before_anything_is_sent() {
     let none = admin_call(&client(), node.admin_addr.unwrap(), "GET", "/payments/x", Some(ADMIN), None).await;
     assert_eq!(none.status, StatusCode::NOT_FOUND);
     node.stop().await;
+}
+
+/// A (local `treasury`, USD) pays B's local `shop` (MXN) found by B's SPSP URL, over
+/// ILP-over-HTTP between the two nodes; B caps A's packets at 1 USD (F08, several packets). The
+/// exact MXN amount arrives and the two nodes' books of their relationship agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_to_another_node_delivers_exactly_and_both_nodes_agree() {
+    let node_b = TestNode::start(
+        r#"
+[node]
+ilp_address = "test.b"
+[rates.prices]
+USD = "1"
+MXN = "0.055"
+[[accounts]]
+id = "a"
+relation = "peer"
+asset_code = "USD"
+asset_scale = 9
+ilp_address = "test.a"
+incoming_token = "a-to-b"
+outgoing_url = "http://127.0.0.1:9/"
+outgoing_token = "b-to-a"
+max_packet_amount = 1000000000
+min_balance = -1000000000000
+[[accounts]]
+id = "shop"
+relation = "local"
+asset_code = "MXN"
+asset_scale = 2
+"#,
+    )
+    .await;
+    let node_a = TestNode::start(&format!(
+        r#"
+[node]
+ilp_address = "test.a"
+[admin]
+token = "{ADMIN}"
+[[accounts]]
+id = "treasury"
+relation = "local"
+asset_code = "USD"
+asset_scale = 9
+min_balance = -1000000000000
+[[accounts]]
+id = "b"
+relation = "peer"
+asset_code = "USD"
+asset_scale = 9
+ilp_address = "test.b"
+incoming_token = "b-to-a"
+outgoing_url = "{}"
+outgoing_token = "a-to-b"
+"#,
+        node_b.url()
+    ))
+    .await;
+    let receiver = format!("http://{}/shop", node_b.spsp_addr.unwrap());
+    let body = format!(
+        r#"{{"id": "to-b", "account": "treasury", "receiver": "{receiver}", "amount": "12345",
+            "amount_kind": "delivered", "source_max": "10000000000", "deadline_in_s": 30}}"#
+    );
+    post(&node_a, &body).await.json(StatusCode::CREATED);
+    let paid = ended(&node_a, "to-b").await;
+    assert_eq!(
+        (paid["state"].as_str(), paid["delivered"].as_str()),
+        (Some("completed"), Some("12345")),
+        "{paid}"
+    );
+    assert!(paid["packets_fulfilled"].as_u64().unwrap() >= 7, "123.45 MXN is over 6.7 USD: {paid}");
+    let sent: i128 = paid["sent"].as_str().unwrap().parse().unwrap();
+    // A: the treasury paid what the payment sent, all of it forwarded to B.
+    assert_eq!(node_a.balance("treasury").await, -sent);
+    assert_eq!(node_a.balance("b").await, sent, "A's books of B: what A forwarded");
+    // B: the same amount from A, the exact MXN in the shop.
+    assert_eq!(node_b.balance("a").await, -sent, "B's books of A agree with A's books of B");
+    assert_eq!(node_b.balance("shop").await, 12345);
+    node_a.stop().await;
+    node_b.stop().await;
 }
 
 /// `thitsax pay` asks the running node's admin API (found through the config file's
