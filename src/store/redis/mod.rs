@@ -75,6 +75,7 @@ mod answers;
 mod audit;
 mod incoming;
 mod outgoing;
+mod record;
 mod settlement;
 pub mod shared_config;
 
