@@ -38,17 +38,7 @@ impl RedisStore {
         invocation.arg(new.id.as_str()).arg(new.target.map(|t| t.to_string()).unwrap_or_default());
         invocation.arg(expires_ms).arg(created_ms).arg(&new.metadata);
         match IncomingCreate::read(self.script(&invocation).await?) {
-            IncomingCreate::Created => Ok(CreatedIncoming::Created(IncomingPayment {
-                id: new.id.clone(),
-                account: account.id.to_string(),
-                target: new.target,
-                received: 0,
-                expires_at: from_millis(expires_ms),
-                metadata: new.metadata.clone(),
-                created_at: from_millis(created_ms),
-                state: IncomingState::Open,
-                completion_handled: false,
-            })),
+            IncomingCreate::Created => Ok(CreatedIncoming::Created(new.created(&account.id, created_ms))),
             IncomingCreate::Exists(fields) => {
                 Ok(CreatedIncoming::Exists(read_payment(&account.id, &new.id, fields)?))
             }

@@ -73,32 +73,7 @@ impl RedisStore {
             tracing::debug!(account = %account.id, deleted, "ended outgoing payments past their retention deleted");
         }
         match OutgoingCreate::read((code, fields)) {
-            OutgoingCreate::Created => Ok(CreatedOutgoing::Created(OutgoingPayment {
-                id: new.id.clone(),
-                account: account.id.to_string(),
-                receiver: new.receiver.clone(),
-                amount: new.amount,
-                kind: new.kind,
-                slippage: new.slippage.clone(),
-                deadline: from_millis(millis(new.deadline)),
-                source_max: new.source_max,
-                created_at: from_millis(now_ms),
-                updated_at: from_millis(now_ms),
-                state: OutgoingState::Sending,
-                sent: 0,
-                delivered: 0,
-                in_flight: 0,
-                in_flight_min_delivered: 0,
-                in_doubt: 0,
-                packets_fulfilled: 0,
-                packets_rejected: 0,
-                rejects: BTreeMap::new(),
-                last_packet: None,
-                stop_reason: None,
-                destination: None,
-                shared_secret: None,
-                lease: None,
-            })),
+            OutgoingCreate::Created => Ok(CreatedOutgoing::Created(new.created(&account.id, now_ms))),
             OutgoingCreate::Exists(fields) => {
                 Ok(CreatedOutgoing::Exists(read_payment(&account.id, &new.id, fields)?))
             }
