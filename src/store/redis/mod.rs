@@ -51,7 +51,8 @@
 //! and outgoing payments' scripts return what their headers say. Lua numbers are doubles and would round
 //! past 2^53, so no script converts an amount or a balance with `tonumber`: arithmetic is
 //! DECRBY/INCRBY (exact int64), their reply is used only while it is below 2^53 in size and read
-//! back with GET beyond, and comparisons are on the digits (see `prelude.lua`).
+//! back with GET beyond, and comparisons are on the digits (see `prelude.lua`). The
+//! scripts and the preludes each is built on are listed in `scripts.rs`.
 //!
 //! Per forwarded packet the hot path runs three scripts, one per phase and account (prepare on
 //! the source; on a Fulfill, commit on the source and credit on the destination; or release on
@@ -76,6 +77,7 @@ mod audit;
 mod incoming;
 mod outgoing;
 mod record;
+mod scripts;
 mod settlement;
 pub mod shared_config;
 
@@ -90,6 +92,7 @@ use crate::quantity::Quantity;
 use crate::settlement_id::SettlementId;
 use answers::{Commit, Credit, CreditAgain, Prepare, Release};
 use redis::{Script, ScriptInvocation};
+use scripts::Scripts;
 use shared_config::{ConfigKeys, ConfigScripts};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -115,65 +118,6 @@ pub struct RedisConfig {
 enum Connection {
     Single(redis::aio::ConnectionManager),
     Cluster(redis::cluster_async::ClusterConnection),
-}
-
-struct Scripts {
-    prepare: Script,
-    fulfill_source: Script,
-    fulfill_destination: Script,
-    fulfill_destination_again: Script,
-    reject: Script,
-    sweep: Script,
-    audit: Script,
-    fold: Script,
-    settlement_begin: Script,
-    settlement_finish: Script,
-    settlement_incoming: Script,
-    incoming_create: Script,
-    incoming_receive: Script,
-    incoming_expire: Script,
-    incoming_handled: Script,
-    outgoing_create: Script,
-    outgoing_claim: Script,
-    outgoing_connection: Script,
-    outgoing_reserve: Script,
-    outgoing_record: Script,
-    outgoing_finish: Script,
-}
-
-impl Scripts {
-    fn load() -> Self {
-        let with_prelude = |body: &str| Script::new(&format!("{}\n{}", include_str!("prelude.lua"), body));
-        // The outgoing payments' scripts share their arithmetic on digits too.
-        let outgoing = |body: &str| {
-            let prelude =
-                format!("{}\n{}", include_str!("prelude.lua"), include_str!("outgoing_prelude.lua"));
-            Script::new(&format!("{prelude}\n{body}"))
-        };
-        Scripts {
-            prepare: with_prelude(include_str!("process_prepare.lua")),
-            fulfill_source: with_prelude(include_str!("process_fulfill_source.lua")),
-            fulfill_destination: with_prelude(include_str!("process_fulfill_destination.lua")),
-            fulfill_destination_again: with_prelude(include_str!("process_fulfill_destination_again.lua")),
-            reject: with_prelude(include_str!("process_reject.lua")),
-            sweep: with_prelude(include_str!("sweep_expired.lua")),
-            audit: with_prelude(include_str!("audit_snapshot.lua")),
-            fold: with_prelude(include_str!("journal_fold.lua")),
-            settlement_begin: with_prelude(include_str!("settlement_begin.lua")),
-            settlement_finish: with_prelude(include_str!("settlement_finish.lua")),
-            settlement_incoming: with_prelude(include_str!("settlement_incoming.lua")),
-            incoming_create: with_prelude(include_str!("incoming_create.lua")),
-            incoming_receive: with_prelude(include_str!("incoming_receive.lua")),
-            incoming_expire: with_prelude(include_str!("incoming_expire.lua")),
-            incoming_handled: with_prelude(include_str!("incoming_handled.lua")),
-            outgoing_create: outgoing(include_str!("outgoing_create.lua")),
-            outgoing_claim: outgoing(include_str!("outgoing_claim.lua")),
-            outgoing_connection: outgoing(include_str!("outgoing_connection.lua")),
-            outgoing_reserve: outgoing(include_str!("outgoing_reserve.lua")),
-            outgoing_record: outgoing(include_str!("outgoing_record.lua")),
-            outgoing_finish: outgoing(include_str!("outgoing_finish.lua")),
-        }
-    }
 }
 
 pub struct RedisStore {
