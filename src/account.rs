@@ -50,9 +50,10 @@ impl fmt::Debug for Secret {
 /// SHA-256 of a bearer token: the only form in which incoming tokens are kept.
 pub type TokenHash = [u8; 32];
 
-/// Equality that takes the same time wherever the inputs differ. ring 0.17 marks its helper as
+/// Equality that takes the same time wherever the inputs differ: for tokens, and for conditions
+/// and fulfillments (the packet path, STREAM's sender and receiver). ring 0.17 marks its helper as
 /// deprecated (its future is undecided), but it is still the vetted implementation; this is the
-/// single call site, so a replacement is a one-line change.
+/// crate's single call of it, so a replacement is a one-line change.
 #[allow(deprecated)]
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     ring::constant_time::verify_slices_are_equal(a, b).is_ok()
@@ -280,6 +281,13 @@ mod tests {
 
     fn account(id: &str, token: &str) -> Account {
         Account { incoming_token_hash: Some(hash_token(token.as_bytes())), ..test_account(id) }
+    }
+
+    #[test]
+    fn constant_time_eq_is_equality() {
+        assert!(constant_time_eq(&[1, 2, 3], &[1, 2, 3]));
+        assert!(!constant_time_eq(&[1, 2, 3], &[1, 2, 4]));
+        assert!(!constant_time_eq(&[1, 2], &[1, 2, 3]));
     }
 
     #[test]

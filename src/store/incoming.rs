@@ -120,6 +120,23 @@ impl NewIncomingPayment {
         }
         Ok(())
     }
+
+    /// The payment a store creates from this on `account` at `now_ms` (the creation's time, to
+    /// the millisecond): open, nothing received, its completion not handled. Both stores answer
+    /// [`CreatedIncoming::Created`] with it, so they answer alike.
+    pub(crate) fn created(&self, account: &str, now_ms: u64) -> IncomingPayment {
+        IncomingPayment {
+            id: self.id.clone(),
+            account: account.to_string(),
+            target: self.target,
+            received: 0,
+            expires_at: from_millis(millis(self.expires_at)),
+            metadata: self.metadata.clone(),
+            created_at: from_millis(now_ms),
+            state: IncomingState::Open,
+            completion_handled: false,
+        }
+    }
 }
 
 /// An incoming payment as the store holds it.

@@ -33,7 +33,7 @@
 //! [`Store::record_outgoing_packet`]: super::Store::record_outgoing_packet
 //! [`Store::finish_outgoing_payment`]: super::Store::finish_outgoing_payment
 
-use super::incoming::millis;
+use super::incoming::{from_millis, millis};
 use crate::balance::AMOUNT_MAX;
 pub use crate::limits::{
     OUTGOING_PACKETS_MAX, OUTGOING_PAYMENT_DEADLINE_S_MAX, OUTGOING_PAYMENT_RETENTION_S,
@@ -201,6 +201,38 @@ impl NewOutgoingPayment {
             (AmountKind::Delivered, Some(_)) => {}
         }
         Ok(())
+    }
+
+    /// The payment a store creates from this on `account` at `now_ms` (the creation's time, to
+    /// the millisecond): Sending, nothing sent or reserved, no connection, no lease. Both stores
+    /// answer [`CreatedOutgoing::Created`] with it, so they answer alike.
+    pub(crate) fn created(&self, account: &str, now_ms: u64) -> OutgoingPayment {
+        OutgoingPayment {
+            id: self.id.clone(),
+            account: account.to_string(),
+            receiver: self.receiver.clone(),
+            amount: self.amount,
+            kind: self.kind,
+            slippage: self.slippage.clone(),
+            deadline: from_millis(millis(self.deadline)),
+            source_max: self.source_max,
+            created_at: from_millis(now_ms),
+            updated_at: from_millis(now_ms),
+            state: OutgoingState::Sending,
+            sent: 0,
+            delivered: 0,
+            in_flight: 0,
+            in_flight_min_delivered: 0,
+            in_doubt: 0,
+            packets_fulfilled: 0,
+            packets_rejected: 0,
+            rejects: BTreeMap::new(),
+            last_packet: None,
+            stop_reason: None,
+            destination: None,
+            shared_secret: None,
+            lease: None,
+        }
     }
 }
 

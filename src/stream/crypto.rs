@@ -167,16 +167,6 @@ pub fn random_condition() -> Result<[u8; 32], CryptoError> {
     Ok(out)
 }
 
-/// Equality that takes the same time wherever the inputs differ. A condition is no secret, but
-/// a comparison that stops at the first difference would tell a prober how many leading bytes of
-/// the hash of our fulfillment it guessed; there is no reason to give even that away. ring 0.17
-/// marks the helper deprecated (as `account::constant_time_eq` notes, the other call site), yet it
-/// is still the vetted implementation.
-#[allow(deprecated)]
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    ring::constant_time::verify_slices_are_equal(a, b).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,12 +234,5 @@ mod tests {
         let secret = SharedSecret::from_bytes([0xab; 32]);
         assert_eq!(format!("{secret:?}"), "SharedSecret(***)");
         assert_eq!(format!("{:?}", secret.keys()), "StreamKeys(***)");
-    }
-
-    #[test]
-    fn constant_time_eq_is_equality() {
-        assert!(constant_time_eq(&[1, 2, 3], &[1, 2, 3]));
-        assert!(!constant_time_eq(&[1, 2, 3], &[1, 2, 4]));
-        assert!(!constant_time_eq(&[1, 2], &[1, 2, 3]));
     }
 }

@@ -22,7 +22,8 @@
 //! pay a receiver built from this module.
 //!
 //! Layer 3: imports [`crate::packet`]; the sender also [`crate::backoff`] and [`crate::limits`]
-//! (leaves).
+//! (leaves); the sender and the receiver also [`crate::account`]'s constant-time comparison
+//! (layer 2).
 
 pub mod credentials;
 pub mod crypto;

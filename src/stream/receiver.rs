@@ -23,10 +23,11 @@
 //!    data goes in an **F99** Reject ([`REJECT_CODE`]), as the reference does: the sender reads
 //!    the amount that arrived from it, which is how it learns the exchange rate.
 
-use super::crypto::{condition_of, constant_time_eq, CryptoError, StreamKeys};
+use super::crypto::{condition_of, CryptoError, StreamKeys};
 use super::frame::{ErrorCode, Frame};
 use super::packet::{DecodeError, PacketType, StreamPacket};
 use super::STREAM_PACKET_BYTES_MAX;
+use crate::account::constant_time_eq;
 use crate::packet::ErrorCode as IlpErrorCode;
 use std::collections::BTreeMap;
 
@@ -219,6 +220,9 @@ fn judge(packet: &StreamPacket, amount: u64, condition: &[u8; 32], fulfillment: 
     if amount < packet.prepare_amount {
         return Verdict::BelowMinimum;
     }
+    // A condition is no secret, but a comparison that stops at the first difference would tell a
+    // prober how many leading bytes of the hash of our fulfillment it guessed; there is no reason
+    // to give even that away.
     if !constant_time_eq(&condition_of(fulfillment), condition) {
         return Verdict::Unfulfillable;
     }

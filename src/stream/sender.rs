@@ -40,7 +40,7 @@
 //! Money is `u64` with exact rationals in between ([`Ratio`]); no float is used anywhere.
 //!
 //! Layer 3, with the rest of [`crate::stream`]: imports [`crate::packet`], [`crate::backoff`]
-//! and [`crate::limits`].
+//! and [`crate::limits`], and [`crate::account`]'s constant-time comparison.
 
 mod amount;
 mod max_packet;
@@ -49,9 +49,10 @@ mod rate;
 
 pub use rate::Ratio;
 
-use super::crypto::{constant_time_eq, random_condition, CryptoError, SharedSecret, StreamKeys};
+use super::crypto::{random_condition, CryptoError, SharedSecret, StreamKeys};
 use super::frame::{ErrorCode, Frame};
 use super::packet::{PacketType, StreamPacket};
+use crate::account::constant_time_eq;
 use crate::backoff::Backoff;
 use crate::limits;
 use crate::packet::{ErrorCode as IlpErrorCode, IlpAddress, Prepare, Reject, Response};

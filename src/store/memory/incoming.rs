@@ -53,17 +53,7 @@ impl Payments {
             return CreatedIncoming::Exists(stored.clone());
         }
         let (created_ms, expires_ms) = (millis(now), millis(new.expires_at));
-        let payment = IncomingPayment {
-            id: new.id.clone(),
-            account: account.to_string(),
-            target: new.target,
-            received: 0,
-            expires_at: from_millis(expires_ms),
-            metadata: new.metadata.clone(),
-            created_at: from_millis(created_ms),
-            state: IncomingState::Open,
-            completion_handled: false,
-        };
+        let payment = new.created(account, created_ms);
         self.all.insert((created_ms, new.id.clone()));
         self.open.insert((expires_ms, new.id.clone()));
         self.by_id.insert(new.id.clone(), payment.clone());

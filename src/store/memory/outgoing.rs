@@ -16,7 +16,7 @@ use crate::store::{
     AmountKind, CreatedOutgoing, NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId, OutgoingState,
     PacketOutcome, Reserved, StoreError,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 /// (milliseconds since the epoch, id): the order of one index.
@@ -68,32 +68,7 @@ impl OutgoingPayments {
         if let Some(stored) = self.by_id.get(&new.id) {
             return CreatedOutgoing::Exists(stored.payment.clone());
         }
-        let payment = OutgoingPayment {
-            id: new.id.clone(),
-            account: account.to_string(),
-            receiver: new.receiver.clone(),
-            amount: new.amount,
-            kind: new.kind,
-            slippage: new.slippage.clone(),
-            deadline: from_millis(millis(new.deadline)),
-            source_max: new.source_max,
-            created_at: from_millis(now_ms),
-            updated_at: from_millis(now_ms),
-            state: OutgoingState::Sending,
-            sent: 0,
-            delivered: 0,
-            in_flight: 0,
-            in_flight_min_delivered: 0,
-            in_doubt: 0,
-            packets_fulfilled: 0,
-            packets_rejected: 0,
-            rejects: BTreeMap::new(),
-            last_packet: None,
-            stop_reason: None,
-            destination: None,
-            shared_secret: None,
-            lease: None,
-        };
+        let payment = new.created(account, now_ms);
         self.all.insert((now_ms, new.id.clone()));
         self.sending.insert((now_ms, new.id.clone()));
         let record = Record {

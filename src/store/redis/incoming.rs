@@ -1,10 +1,11 @@
 //! The Redis store's incoming payments: one hash per payment and four sorted sets per account
 //! (see the key schema in `mod.rs`), all under the account's hash tag, so `receive`'s check of
 //! the payment and its credit of the balance are one script on one cluster slot. Writes are the
-//! `incoming_*.lua` scripts; reads are plain commands (a listing reads the ids, then the records
-//! in one pipeline, and leaves out a record deleted meanwhile).
+//! `incoming_*.lua` scripts; reads are plain commands, the same for both kinds of payment
+//! (`record.rs`).
 
 use super::answers::{IncomingCreate, IncomingHandled, IncomingReceive, ReceiveAnswer};
+use super::record::{Fields, Record};
 use super::{credit_marks, unexpected, Keys, RedisStore, CREDIT_MARKS_HOUR_S};
 use crate::account::Account;
 use crate::balance::AMOUNT_MAX;
@@ -37,17 +38,7 @@ impl RedisStore {
         invocation.arg(new.id.as_str()).arg(new.target.map(|t| t.to_string()).unwrap_or_default());
         invocation.arg(expires_ms).arg(created_ms).arg(&new.metadata);
         match IncomingCreate::read(self.script(&invocation).await?) {
-            IncomingCreate::Created => Ok(CreatedIncoming::Created(IncomingPayment {
-                id: new.id.clone(),
-                account: account.id.to_string(),
-                target: new.target,
-                received: 0,
-                expires_at: from_millis(expires_ms),
-                metadata: new.metadata.clone(),
-                created_at: from_millis(created_ms),
-                state: IncomingState::Open,
-                completion_handled: false,
-            })),
+            IncomingCreate::Created => Ok(CreatedIncoming::Created(new.created(&account.id, created_ms))),
             IncomingCreate::Exists(fields) => {
                 Ok(CreatedIncoming::Exists(read_payment(&account.id, &new.id, fields)?))
             }
@@ -60,45 +51,7 @@ impl RedisStore {
         account: &Account,
         id: &IncomingPaymentId,
     ) -> Result<Option<IncomingPayment>, StoreError> {
-        let mut cmd = redis::cmd("HGETALL");
-        cmd.arg(self.keys(&account.id).payment(id));
-        let fields: Vec<(String, String)> = self.cmd(&cmd).await?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        read_payment(&account.id, id, fields).map(Some)
-    }
-
-    /// The payments whose ids `ids` lists, in its order, read in one pipeline; an id whose record
-    /// is gone (deleted after its retention since the ids were read) is left out.
-    async fn read_incoming_list(
-        &self,
-        account: &Account,
-        ids: Vec<String>,
-    ) -> Result<Vec<IncomingPayment>, StoreError> {
-        let k = self.keys(&account.id);
-        let malformed_id = |id: &str| {
-            StoreError::Corrupt(format!("incoming payment id {id:?} of {} is malformed", account.id))
-        };
-        let ids = ids
-            .iter()
-            .map(|id| IncomingPaymentId::parse(id).ok_or_else(|| malformed_id(id)))
-            .collect::<Result<Vec<_>, _>>()?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HGETALL").arg(k.payment(id));
-        }
-        let records: Vec<Vec<(String, String)>> = self.pipeline(&pipe).await?;
-        let mut payments = Vec::with_capacity(ids.len());
-        for (id, fields) in ids.iter().zip(records) {
-            if !fields.is_empty() {
-                payments.push(read_payment(&account.id, id, fields)?);
-            }
-        }
-        Ok(payments)
+        self.read_record(account, id).await
     }
 
     pub(super) async fn list_incoming(
@@ -106,13 +59,8 @@ impl RedisStore {
         account: &Account,
         limit: usize,
     ) -> Result<Vec<IncomingPayment>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut cmd = redis::cmd("ZREVRANGE");
-        cmd.arg(&self.keys(&account.id).payments_all).arg(0).arg(limit - 1);
-        let ids: Vec<String> = self.cmd(&cmd).await?;
-        self.read_incoming_list(account, ids).await
+        let ids = self.index(&self.keys(&account.id).payments_all, limit, true).await?;
+        self.read_records(account, ids).await
     }
 
     pub(super) async fn list_unhandled(
@@ -120,13 +68,8 @@ impl RedisStore {
         account: &Account,
         limit: usize,
     ) -> Result<Vec<IncomingPayment>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut cmd = redis::cmd("ZRANGE");
-        cmd.arg(&self.keys(&account.id).payments_unhandled).arg(0).arg(limit - 1);
-        let ids: Vec<String> = self.cmd(&cmd).await?;
-        self.read_incoming_list(account, ids).await
+        let ids = self.index(&self.keys(&account.id).payments_unhandled, limit, false).await?;
+        self.read_records(account, ids).await
     }
 
     pub(super) async fn receive_packet(
@@ -209,12 +152,29 @@ impl RedisStore {
     }
 }
 
+impl Record for IncomingPayment {
+    type Id = IncomingPaymentId;
+    const NAME: &'static str = "incoming payment";
+
+    fn parse_id(text: &str) -> Option<IncomingPaymentId> {
+        IncomingPaymentId::parse(text)
+    }
+
+    fn key(keys: &Keys, id: &IncomingPaymentId) -> String {
+        keys.payment(id)
+    }
+
+    fn read(account: &str, id: &IncomingPaymentId, fields: Fields) -> Result<Self, StoreError> {
+        read_payment(account, id, fields)
+    }
+}
+
 /// A payment's record (its hash's fields, as the scripts write them) read back; a field missing
 /// or not in the scripts' format is [`StoreError::Corrupt`].
 fn read_payment(
     account: &str,
     id: &IncomingPaymentId,
-    fields: Vec<(String, String)>,
+    fields: Fields,
 ) -> Result<IncomingPayment, StoreError> {
     let malformed = |field: &str| {
         StoreError::Corrupt(format!(

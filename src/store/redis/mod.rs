@@ -51,7 +51,8 @@
 //! and outgoing payments' scripts return what their headers say. Lua numbers are doubles and would round
 //! past 2^53, so no script converts an amount or a balance with `tonumber`: arithmetic is
 //! DECRBY/INCRBY (exact int64), their reply is used only while it is below 2^53 in size and read
-//! back with GET beyond, and comparisons are on the digits (see `prelude.lua`).
+//! back with GET beyond, and comparisons are on the digits (see `prelude.lua`). The
+//! scripts and the preludes each is built on are listed in `scripts.rs`.
 //!
 //! Per forwarded packet the hot path runs three scripts, one per phase and account (prepare on
 //! the source; on a Fulfill, commit on the source and credit on the destination; or release on
@@ -75,21 +76,23 @@ mod answers;
 mod audit;
 mod incoming;
 mod outgoing;
+mod record;
+mod scripts;
+mod settlement;
 pub mod shared_config;
 
 use super::{
-    settlement_fingerprint, CreatedIncoming, CreatedOutgoing, DebitError, IncomingCredit, IncomingPayment,
-    IncomingPaymentId, NewIncomingPayment, NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId,
-    OutgoingState, PacketId, PacketOutcome, PendingSettlement, Receipt, ReplayKey, Reserved, SettlementEnd,
-    Store, StoreError, Swept, INCOMING_KEY_RETENTION,
+    CreatedIncoming, CreatedOutgoing, DebitError, IncomingCredit, IncomingPayment, IncomingPaymentId,
+    NewIncomingPayment, NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId, OutgoingState, PacketId,
+    PacketOutcome, PendingSettlement, Receipt, ReplayKey, Reserved, SettlementEnd, Store, StoreError, Swept,
 };
 use crate::account::Account;
 use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
-use crate::quantity::split_incoming;
 use crate::quantity::Quantity;
 use crate::settlement_id::SettlementId;
-use answers::{Begin, Commit, Credit, CreditAgain, Finish, Incoming, Prepare, Release};
+use answers::{Commit, Credit, CreditAgain, Prepare, Release};
 use redis::{Script, ScriptInvocation};
+use scripts::Scripts;
 use shared_config::{ConfigKeys, ConfigScripts};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -115,65 +118,6 @@ pub struct RedisConfig {
 enum Connection {
     Single(redis::aio::ConnectionManager),
     Cluster(redis::cluster_async::ClusterConnection),
-}
-
-struct Scripts {
-    prepare: Script,
-    fulfill_source: Script,
-    fulfill_destination: Script,
-    fulfill_destination_again: Script,
-    reject: Script,
-    sweep: Script,
-    audit: Script,
-    fold: Script,
-    settlement_begin: Script,
-    settlement_finish: Script,
-    settlement_incoming: Script,
-    incoming_create: Script,
-    incoming_receive: Script,
-    incoming_expire: Script,
-    incoming_handled: Script,
-    outgoing_create: Script,
-    outgoing_claim: Script,
-    outgoing_connection: Script,
-    outgoing_reserve: Script,
-    outgoing_record: Script,
-    outgoing_finish: Script,
-}
-
-impl Scripts {
-    fn load() -> Self {
-        let with_prelude = |body: &str| Script::new(&format!("{}\n{}", include_str!("prelude.lua"), body));
-        // The outgoing payments' scripts share their arithmetic on digits too.
-        let outgoing = |body: &str| {
-            let prelude =
-                format!("{}\n{}", include_str!("prelude.lua"), include_str!("outgoing_prelude.lua"));
-            Script::new(&format!("{prelude}\n{body}"))
-        };
-        Scripts {
-            prepare: with_prelude(include_str!("process_prepare.lua")),
-            fulfill_source: with_prelude(include_str!("process_fulfill_source.lua")),
-            fulfill_destination: with_prelude(include_str!("process_fulfill_destination.lua")),
-            fulfill_destination_again: with_prelude(include_str!("process_fulfill_destination_again.lua")),
-            reject: with_prelude(include_str!("process_reject.lua")),
-            sweep: with_prelude(include_str!("sweep_expired.lua")),
-            audit: with_prelude(include_str!("audit_snapshot.lua")),
-            fold: with_prelude(include_str!("journal_fold.lua")),
-            settlement_begin: with_prelude(include_str!("settlement_begin.lua")),
-            settlement_finish: with_prelude(include_str!("settlement_finish.lua")),
-            settlement_incoming: with_prelude(include_str!("settlement_incoming.lua")),
-            incoming_create: with_prelude(include_str!("incoming_create.lua")),
-            incoming_receive: with_prelude(include_str!("incoming_receive.lua")),
-            incoming_expire: with_prelude(include_str!("incoming_expire.lua")),
-            incoming_handled: with_prelude(include_str!("incoming_handled.lua")),
-            outgoing_create: outgoing(include_str!("outgoing_create.lua")),
-            outgoing_claim: outgoing(include_str!("outgoing_claim.lua")),
-            outgoing_connection: outgoing(include_str!("outgoing_connection.lua")),
-            outgoing_reserve: outgoing(include_str!("outgoing_reserve.lua")),
-            outgoing_record: outgoing(include_str!("outgoing_record.lua")),
-            outgoing_finish: outgoing(include_str!("outgoing_finish.lua")),
-        }
-    }
 }
 
 pub struct RedisStore {
@@ -373,18 +317,6 @@ fn parse_amount(text: &str, account: &str) -> Result<u64, StoreError> {
     text.parse().map_err(|_| StoreError::Corrupt(format!("amount for {account} is not an integer: {text:?}")))
 }
 
-/// A stored leftover, `<amount>:<scale>`.
-fn parse_leftover(text: &str, account: &str) -> Result<Quantity, StoreError> {
-    let parsed =
-        text.split_once(':').and_then(|(a, s)| Some(Quantity::new(a.parse().ok()?, s.parse().ok()?)));
-    parsed.ok_or_else(|| {
-        StoreError::Corrupt(format!("settlement leftover of {account} is malformed: {text:?}"))
-    })
-}
-
-/// Tries of an incoming settlement whose leftover kept changing under it.
-const INCOMING_ATTEMPTS: usize = 10;
-
 /// A balance as Redis formats it; anything else means the data was tampered with.
 fn parse_balance(text: &str, account: &str) -> Result<Balance, StoreError> {
     text.parse::<i64>()
@@ -572,20 +504,7 @@ impl Store for RedisStore {
         settle_to: Balance,
         id: SettlementId,
     ) -> Result<Option<u64>, StoreError> {
-        let k = self.keys(&account.id);
-        let mut invocation = self.scripts.settlement_begin.key(&k.balance);
-        invocation.key(&k.settlements).key(&k.journal);
-        invocation.arg(id.to_string()).arg(threshold.to_string()).arg(settle_to.to_string());
-        invocation.arg(millis(SystemTime::now()));
-        match Begin::read(self.script::<Answer>(&invocation).await?, &account.id)? {
-            Begin::Begun(amount) => Ok(Some(amount)),
-            Begin::NotAbove => Ok(None),
-            Begin::SettleToAboveThreshold => Err(StoreError::Rule {
-                account: account.id.to_string(),
-                rule: BalanceError::SettleToAboveThreshold { threshold, settle_to },
-            }),
-            Begin::Unexpected(answer) => Err(unexpected("settlement_begin", answer)),
-        }
+        self.start_settlement(account, threshold, settle_to, id).await
     }
 
     async fn finish_settlement(
@@ -594,42 +513,11 @@ impl Store for RedisStore {
         id: SettlementId,
         end: SettlementEnd,
     ) -> Result<Option<u64>, StoreError> {
-        let k = self.keys(&account.id);
-        let mut invocation = self.scripts.settlement_finish.key(&k.balance);
-        invocation.key(&k.settlements).key(&k.journal).arg(id.to_string());
-        invocation.arg(match end {
-            SettlementEnd::Settled => "settled",
-            SettlementEnd::Refunded => "refunded",
-        });
-        match Finish::read(self.script::<Answer>(&invocation).await?, &account.id)? {
-            Finish::Finished(amount) => Ok(Some(amount)),
-            Finish::NotPending => Ok(None),
-            Finish::OutOfRange => Err(StoreError::Overflow(account.id.to_string())),
-            Finish::Malformed(record) => Err(StoreError::Corrupt(format!(
-                "pending settlement {id} of {} is malformed: {record:?}",
-                account.id
-            ))),
-            Finish::Unexpected(answer) => Err(unexpected("settlement_finish", answer)),
-        }
+        self.end_settlement(account, id, end).await
     }
 
     async fn pending_settlements(&self, account: &Account) -> Result<Vec<PendingSettlement>, StoreError> {
-        let mut cmd = redis::cmd("HGETALL");
-        cmd.arg(&self.keys(&account.id).settlements);
-        let entries: Vec<(String, String)> = self.cmd(&cmd).await?;
-        let malformed =
-            || StoreError::Corrupt(format!("pending settlements of {} are malformed", account.id));
-        let mut pending = Vec::with_capacity(entries.len());
-        for (id, value) in entries {
-            let (amount, since) = value.split_once(':').ok_or_else(malformed)?;
-            pending.push(PendingSettlement {
-                id: SettlementId::parse(&id).ok_or_else(malformed)?,
-                amount: amount.parse().map_err(|_| malformed())?,
-                since: UNIX_EPOCH + Duration::from_millis(since.parse().map_err(|_| malformed())?),
-            });
-        }
-        pending.sort_by_key(|p| p.since);
-        Ok(pending)
+        self.read_pending_settlements(account).await
     }
 
     async fn credit_settlement(
@@ -638,40 +526,7 @@ impl Store for RedisStore {
         key: &str,
         quantity: Quantity,
     ) -> Result<IncomingCredit, StoreError> {
-        let k = self.keys(&account.id);
-        let key_hash = hex::encode(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()));
-        let record = format!("{}:{key_hash}", k.incoming);
-        let fingerprint = settlement_fingerprint(&quantity);
-        // The split depends on the leftover: computed here exactly, applied by the script only
-        // if the leftover is unchanged (another callback for the account may race this one).
-        for _ in 0..INCOMING_ATTEMPTS {
-            let mut read = redis::cmd("GET");
-            read.arg(&k.leftover);
-            let stored: Option<String> = self.cmd(&read).await?;
-            let leftover = stored.as_deref().map(|text| parse_leftover(text, &account.id)).transpose()?;
-            let (credited, rest) = match split_incoming(leftover, quantity, account.asset_scale) {
-                Some((whole, rest)) if whole <= AMOUNT_MAX as u128 => (whole as u64, rest),
-                // Nothing is written for a refused amount, so a repeat of it is refused again.
-                _ => return Ok(IncomingCredit::TooLarge),
-            };
-            let mut invocation = self.scripts.settlement_incoming.key(&k.balance);
-            invocation.key(&k.leftover).key(&record).key(&k.journal);
-            invocation.arg(&fingerprint).arg(stored.unwrap_or_default());
-            invocation.arg(rest.map(|r| format!("{}:{}", r.amount, r.scale)).unwrap_or_default());
-            invocation.arg(credited).arg(INCOMING_KEY_RETENTION.as_secs()).arg(format!("in:{key_hash}"));
-            match Incoming::read(self.script::<Answer>(&invocation).await?, &account.id)? {
-                Incoming::Credited => return Ok(IncomingCredit::Credited { credited }),
-                Incoming::Repeated(before) => return Ok(IncomingCredit::Repeated { credited: before }),
-                Incoming::KeyReused => return Ok(IncomingCredit::KeyReused),
-                Incoming::LeftoverChanged => continue,
-                Incoming::OutOfRange => return Ok(IncomingCredit::TooLarge),
-                Incoming::Unexpected(answer) => return Err(unexpected("settlement_incoming", answer)),
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "incoming settlements for {} kept racing; try again",
-            account.id
-        )))
+        self.credit_incoming_settlement(account, key, quantity).await
     }
 
     async fn balance(&self, account_id: &str) -> Result<Balance, StoreError> {

@@ -1,12 +1,13 @@
 //! The Redis store's outgoing payments: per payment one hash and three keys of its packets, and
 //! three sorted sets per account (see the key schema in `mod.rs`), all under the paying
 //! account's hash tag, so every step of a payment is one script on one cluster slot. Writes are
-//! the `outgoing_*.lua` scripts; reads are plain commands (a payment is one HGETALL; a listing
-//! reads the ids, then the records in one pipeline, and leaves out a record deleted meanwhile).
+//! the `outgoing_*.lua` scripts; reads are plain commands, the same for both kinds of payment
+//! (`record.rs`).
 
 use super::answers::{
     OutgoingClaim, OutgoingConnection, OutgoingCreate, OutgoingFinish, OutgoingRecord, OutgoingReserve,
 };
+use super::record::{Fields, Record};
 use super::{unexpected, Keys, RedisStore};
 use crate::account::Account;
 use crate::balance::AMOUNT_MAX;
@@ -72,32 +73,7 @@ impl RedisStore {
             tracing::debug!(account = %account.id, deleted, "ended outgoing payments past their retention deleted");
         }
         match OutgoingCreate::read((code, fields)) {
-            OutgoingCreate::Created => Ok(CreatedOutgoing::Created(OutgoingPayment {
-                id: new.id.clone(),
-                account: account.id.to_string(),
-                receiver: new.receiver.clone(),
-                amount: new.amount,
-                kind: new.kind,
-                slippage: new.slippage.clone(),
-                deadline: from_millis(millis(new.deadline)),
-                source_max: new.source_max,
-                created_at: from_millis(now_ms),
-                updated_at: from_millis(now_ms),
-                state: OutgoingState::Sending,
-                sent: 0,
-                delivered: 0,
-                in_flight: 0,
-                in_flight_min_delivered: 0,
-                in_doubt: 0,
-                packets_fulfilled: 0,
-                packets_rejected: 0,
-                rejects: BTreeMap::new(),
-                last_packet: None,
-                stop_reason: None,
-                destination: None,
-                shared_secret: None,
-                lease: None,
-            })),
+            OutgoingCreate::Created => Ok(CreatedOutgoing::Created(new.created(&account.id, now_ms))),
             OutgoingCreate::Exists(fields) => {
                 Ok(CreatedOutgoing::Exists(read_payment(&account.id, &new.id, fields)?))
             }
@@ -110,60 +86,7 @@ impl RedisStore {
         account: &Account,
         id: &OutgoingPaymentId,
     ) -> Result<Option<OutgoingPayment>, StoreError> {
-        let mut cmd = redis::cmd("HGETALL");
-        cmd.arg(self.keys(&account.id).outgoing(id).record);
-        let fields: Vec<(String, String)> = self.cmd(&cmd).await?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        read_payment(&account.id, id, fields).map(Some)
-    }
-
-    /// The payments whose ids `ids` lists, in its order, read in one pipeline; an id whose record
-    /// is gone (deleted after its retention since the ids were read) is left out.
-    async fn read_outgoing_list(
-        &self,
-        account: &Account,
-        ids: Vec<String>,
-    ) -> Result<Vec<OutgoingPayment>, StoreError> {
-        let k = self.keys(&account.id);
-        let malformed_id = |id: &str| {
-            StoreError::Corrupt(format!("outgoing payment id {id:?} of {} is malformed", account.id))
-        };
-        let ids = ids
-            .iter()
-            .map(|id| OutgoingPaymentId::parse(id).ok_or_else(|| malformed_id(id)))
-            .collect::<Result<Vec<_>, _>>()?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HGETALL").arg(k.outgoing(id).record);
-        }
-        let records: Vec<Vec<(String, String)>> = self.pipeline(&pipe).await?;
-        let mut payments = Vec::with_capacity(ids.len());
-        for (id, fields) in ids.iter().zip(records) {
-            if !fields.is_empty() {
-                payments.push(read_payment(&account.id, id, fields)?);
-            }
-        }
-        Ok(payments)
-    }
-
-    /// Up to `limit` ids of an index, oldest or newest first.
-    async fn outgoing_index(
-        &self,
-        key: &str,
-        limit: usize,
-        newest_first: bool,
-    ) -> Result<Vec<String>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut cmd = redis::cmd(if newest_first { "ZREVRANGE" } else { "ZRANGE" });
-        cmd.arg(key).arg(0).arg(limit - 1);
-        self.cmd(&cmd).await
+        self.read_record(account, id).await
     }
 
     pub(super) async fn list_outgoing(
@@ -171,8 +94,8 @@ impl RedisStore {
         account: &Account,
         limit: usize,
     ) -> Result<Vec<OutgoingPayment>, StoreError> {
-        let ids = self.outgoing_index(&self.keys(&account.id).outgoing_all, limit, true).await?;
-        self.read_outgoing_list(account, ids).await
+        let ids = self.index(&self.keys(&account.id).outgoing_all, limit, true).await?;
+        self.read_records(account, ids).await
     }
 
     pub(super) async fn list_unfinished(
@@ -180,8 +103,8 @@ impl RedisStore {
         account: &Account,
         limit: usize,
     ) -> Result<Vec<OutgoingPayment>, StoreError> {
-        let ids = self.outgoing_index(&self.keys(&account.id).outgoing_sending, limit, false).await?;
-        self.read_outgoing_list(account, ids).await
+        let ids = self.index(&self.keys(&account.id).outgoing_sending, limit, false).await?;
+        self.read_records(account, ids).await
     }
 
     pub(super) async fn claim_outgoing(
@@ -336,12 +259,29 @@ fn secret_of(text: &str) -> Option<[u8; 32]> {
     bytes.try_into().ok()
 }
 
+impl Record for OutgoingPayment {
+    type Id = OutgoingPaymentId;
+    const NAME: &'static str = "outgoing payment";
+
+    fn parse_id(text: &str) -> Option<OutgoingPaymentId> {
+        OutgoingPaymentId::parse(text)
+    }
+
+    fn key(keys: &Keys, id: &OutgoingPaymentId) -> String {
+        keys.outgoing(id).record
+    }
+
+    fn read(account: &str, id: &OutgoingPaymentId, fields: Fields) -> Result<Self, StoreError> {
+        read_payment(account, id, fields)
+    }
+}
+
 /// A payment's record (its hash's fields, as the scripts write them) read back; a field missing
 /// or not in the scripts' format is [`StoreError::Corrupt`].
 fn read_payment(
     account: &str,
     id: &OutgoingPaymentId,
-    fields: Vec<(String, String)>,
+    fields: Fields,
 ) -> Result<OutgoingPayment, StoreError> {
     let malformed = |field: &str| {
         StoreError::Corrupt(format!(

@@ -1,0 +1,143 @@
+//! The Redis store's settlements: the outgoing ones begun and not finished (one hash per account,
+//! id → amount and start), and the incoming ones, credited once per idempotency key, with what the
+//! account's scale cannot hold left over for the next (see the key schema in `mod.rs`). Every key
+//! is under the account's hash tag, so each step is one script on one cluster slot: the
+//! `settlement_*.lua` scripts write; the pending settlements are read with one HGETALL.
+
+use super::answers::{Begin, Finish, Incoming};
+use super::{millis, unexpected, Answer, RedisStore};
+use crate::account::Account;
+use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
+use crate::quantity::{split_incoming, Quantity};
+use crate::settlement_id::SettlementId;
+use crate::store::{
+    settlement_fingerprint, IncomingCredit, PendingSettlement, SettlementEnd, StoreError,
+    INCOMING_KEY_RETENTION,
+};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Tries of an incoming settlement whose leftover kept changing under it.
+const INCOMING_ATTEMPTS: usize = 10;
+
+impl RedisStore {
+    pub(super) async fn start_settlement(
+        &self,
+        account: &Account,
+        threshold: Balance,
+        settle_to: Balance,
+        id: SettlementId,
+    ) -> Result<Option<u64>, StoreError> {
+        let k = self.keys(&account.id);
+        let mut invocation = self.scripts.settlement_begin.key(&k.balance);
+        invocation.key(&k.settlements).key(&k.journal);
+        invocation.arg(id.to_string()).arg(threshold.to_string()).arg(settle_to.to_string());
+        invocation.arg(millis(SystemTime::now()));
+        match Begin::read(self.script::<Answer>(&invocation).await?, &account.id)? {
+            Begin::Begun(amount) => Ok(Some(amount)),
+            Begin::NotAbove => Ok(None),
+            Begin::SettleToAboveThreshold => Err(StoreError::Rule {
+                account: account.id.to_string(),
+                rule: BalanceError::SettleToAboveThreshold { threshold, settle_to },
+            }),
+            Begin::Unexpected(answer) => Err(unexpected("settlement_begin", answer)),
+        }
+    }
+
+    pub(super) async fn end_settlement(
+        &self,
+        account: &Account,
+        id: SettlementId,
+        end: SettlementEnd,
+    ) -> Result<Option<u64>, StoreError> {
+        let k = self.keys(&account.id);
+        let mut invocation = self.scripts.settlement_finish.key(&k.balance);
+        invocation.key(&k.settlements).key(&k.journal).arg(id.to_string());
+        invocation.arg(match end {
+            SettlementEnd::Settled => "settled",
+            SettlementEnd::Refunded => "refunded",
+        });
+        match Finish::read(self.script::<Answer>(&invocation).await?, &account.id)? {
+            Finish::Finished(amount) => Ok(Some(amount)),
+            Finish::NotPending => Ok(None),
+            Finish::OutOfRange => Err(StoreError::Overflow(account.id.to_string())),
+            Finish::Malformed(record) => Err(StoreError::Corrupt(format!(
+                "pending settlement {id} of {} is malformed: {record:?}",
+                account.id
+            ))),
+            Finish::Unexpected(answer) => Err(unexpected("settlement_finish", answer)),
+        }
+    }
+
+    pub(super) async fn read_pending_settlements(
+        &self,
+        account: &Account,
+    ) -> Result<Vec<PendingSettlement>, StoreError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(&self.keys(&account.id).settlements);
+        let entries: Vec<(String, String)> = self.cmd(&cmd).await?;
+        let malformed =
+            || StoreError::Corrupt(format!("pending settlements of {} are malformed", account.id));
+        let mut pending = Vec::with_capacity(entries.len());
+        for (id, value) in entries {
+            let (amount, since) = value.split_once(':').ok_or_else(malformed)?;
+            pending.push(PendingSettlement {
+                id: SettlementId::parse(&id).ok_or_else(malformed)?,
+                amount: amount.parse().map_err(|_| malformed())?,
+                since: UNIX_EPOCH + Duration::from_millis(since.parse().map_err(|_| malformed())?),
+            });
+        }
+        pending.sort_by_key(|p| p.since);
+        Ok(pending)
+    }
+
+    pub(super) async fn credit_incoming_settlement(
+        &self,
+        account: &Account,
+        key: &str,
+        quantity: Quantity,
+    ) -> Result<IncomingCredit, StoreError> {
+        let k = self.keys(&account.id);
+        let key_hash = hex::encode(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()));
+        let record = format!("{}:{key_hash}", k.incoming);
+        let fingerprint = settlement_fingerprint(&quantity);
+        // The split depends on the leftover: computed here exactly, applied by the script only
+        // if the leftover is unchanged (another callback for the account may race this one).
+        for _ in 0..INCOMING_ATTEMPTS {
+            let mut read = redis::cmd("GET");
+            read.arg(&k.leftover);
+            let stored: Option<String> = self.cmd(&read).await?;
+            let leftover = stored.as_deref().map(|text| parse_leftover(text, &account.id)).transpose()?;
+            let (credited, rest) = match split_incoming(leftover, quantity, account.asset_scale) {
+                Some((whole, rest)) if whole <= AMOUNT_MAX as u128 => (whole as u64, rest),
+                // Nothing is written for a refused amount, so a repeat of it is refused again.
+                _ => return Ok(IncomingCredit::TooLarge),
+            };
+            let mut invocation = self.scripts.settlement_incoming.key(&k.balance);
+            invocation.key(&k.leftover).key(&record).key(&k.journal);
+            invocation.arg(&fingerprint).arg(stored.unwrap_or_default());
+            invocation.arg(rest.map(|r| format!("{}:{}", r.amount, r.scale)).unwrap_or_default());
+            invocation.arg(credited).arg(INCOMING_KEY_RETENTION.as_secs()).arg(format!("in:{key_hash}"));
+            match Incoming::read(self.script::<Answer>(&invocation).await?, &account.id)? {
+                Incoming::Credited => return Ok(IncomingCredit::Credited { credited }),
+                Incoming::Repeated(before) => return Ok(IncomingCredit::Repeated { credited: before }),
+                Incoming::KeyReused => return Ok(IncomingCredit::KeyReused),
+                Incoming::LeftoverChanged => continue,
+                Incoming::OutOfRange => return Ok(IncomingCredit::TooLarge),
+                Incoming::Unexpected(answer) => return Err(unexpected("settlement_incoming", answer)),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "incoming settlements for {} kept racing; try again",
+            account.id
+        )))
+    }
+}
+
+/// A stored leftover, `<amount>:<scale>`.
+fn parse_leftover(text: &str, account: &str) -> Result<Quantity, StoreError> {
+    let parsed =
+        text.split_once(':').and_then(|(a, s)| Some(Quantity::new(a.parse().ok()?, s.parse().ok()?)));
+    parsed.ok_or_else(|| {
+        StoreError::Corrupt(format!("settlement leftover of {account} is malformed: {text:?}"))
+    })
+}
