@@ -15,7 +15,8 @@
 //!    wherever they come from), [`store`], [`http::tls`] (outgoing connections, plain or TLS,
 //!    for every client), [`http::client`], [`spsp`] (resolving payment pointers and SPSP URLs),
 //!    [`ildcp`], [`stream`] (STREAM: packets and frames, crypto, stateless receiver credentials,
-//!    the receiver's decision for one Prepare, the sender of one payment); and the handles the node
+//!    the receiver's decision for one Prepare, the sender of one payment), [`mojaloop`] (the
+//!    scheme's value rules: FSPIOP amounts and error codes); and the handles the node
 //!    holds: [`settlement`] (the one seam for every way of settling,
 //!    [`settlement::SettlementSystem`], its signals and the RFC 0038 engine client), [`pending`]
 //!    (writes owed after their Fulfill was relayed, kept durable in [`owed`], the owed-writes
@@ -44,6 +45,7 @@ pub mod ildcp;
 pub mod limits;
 pub mod log_limit;
 pub mod metrics;
+pub mod mojaloop;
 pub mod node;
 pub mod owed;
 pub mod packet;

@@ -40,6 +40,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("http", 3),
     ("ildcp", 3),
     ("stream", 3),
+    ("mojaloop", 3),
     ("owed", 3),
     ("pending", 3),
     ("settlement", 3),

@@ -11,7 +11,7 @@ mod address;
 pub mod compat;
 
 pub use address::{is_under, validate_address, AddressError, IlpAddress, ADDRESS_BYTES_MAX};
-pub use interledger_packet::ErrorCode;
+pub use interledger_packet::{ErrorClass, ErrorCode};
 
 use bytes::{Bytes, BytesMut};
 use std::time::SystemTime;
