@@ -332,6 +332,40 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// Reads at most `max` bytes of `body`; the rest is not read (the connection is then not reused,
+/// which is the right price for a server sending too much). True when the body went on past it.
+pub(crate) async fn read_bounded(
+    mut body: hyper::body::Incoming,
+    max: usize,
+) -> Result<(Bytes, bool), hyper::Error> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        let room = max - out.len();
+        if data.len() > room {
+            out.extend_from_slice(&data[..room]);
+            return Ok((out.into(), true));
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok((out.into(), false))
+}
+
+/// How much of an API's error body goes into an error message: enough to read the reason, not
+/// enough to fill logs with whatever the server sent.
+const ERROR_BODY_CHARS_MAX: usize = 200;
+
+/// The start of an answer's body, printable: control characters become spaces.
+pub(crate) fn body_prefix(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out: String =
+        text.chars().take(ERROR_BODY_CHARS_MAX).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if text.chars().count() > ERROR_BODY_CHARS_MAX {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,15 +1,21 @@
 //! Mojaloop: ThitsaX as a DFSP of a Mojaloop scheme, through the Mojaloop Connector
 //! (`@mojaloop/sdk-scheme-adapter`): its outbound API to pay, the backend API it calls to be paid.
 //!
-//! What stands here so far are the scheme's value rules, which every part of the bridge shares
-//! and which must be exact before any money moves:
+//! What stands here so far: the scheme's value rules, which every part of the bridge shares and
+//! which must be exact before any money moves, and the client the node pays with:
 //! - [`amount`]: FSPIOP amount strings, converted exactly from and to an account's scale (what a
 //!   currency's decimals cannot carry stays on the balance; never a zero transfer);
 //! - [`error`]: FSPIOP error codes, their mapping from the ILP outcome of a payment (the payer's
 //!   `statusCode`) and to ILP, and whether a failure means the scheme refused (no money moved)
-//!   or the outcome is unknown (the same transfer id must be sent again).
+//!   or the outcome is unknown (the same transfer id must be sent again);
+//! - [`party`]: FSPIOP parties, checked before they reach a request or a URL;
+//! - [`outbound`]: the Connector's outbound API in its two-step flow, each failure telling
+//!   whether money may have moved.
 //!
-//! Layer 3 (imports the packet codec's error codes only). Wire facts: `../shared/wire/mojaloop.md`.
+//! Layer 3 (imports the packet codec's error codes and the HTTP client's pieces). Wire facts:
+//! `../shared/wire/mojaloop.md`.
 
 pub mod amount;
 pub mod error;
+pub mod outbound;
+pub mod party;

@@ -24,11 +24,11 @@
 
 use super::{Quantity, SettleError, SettlementId, SettlementSystem};
 use crate::account::Account;
-use crate::http::client::error_chain;
+use crate::http::client::{body_prefix, error_chain, read_bounded};
 use crate::http::origin::Origin;
 use crate::http::tls::{Connector, TlsConfig};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
@@ -43,9 +43,6 @@ use tracing::debug;
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const CONTENT_TYPE_JSON: &str = "application/json";
 const CONTENT_TYPE_OCTETS: &str = "application/octet-stream";
-/// How much of an engine's error body goes into an error message: enough to read the reason,
-/// not enough to fill logs with whatever the engine sent.
-const ERROR_BODY_CHARS_MAX: usize = 200;
 /// Idle pooled connections are closed after this, before a typical server's own idle timeout
 /// would close them under a request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -259,22 +256,6 @@ impl EngineClient {
     }
 }
 
-/// Reads at most `max` bytes of `body`; the rest is not read (the connection is then not reused,
-/// which is the right price for an engine sending too much).
-async fn read_bounded(mut body: hyper::body::Incoming, max: usize) -> Result<(Bytes, bool), hyper::Error> {
-    let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else { continue };
-        let room = max - out.len();
-        if data.len() > room {
-            out.extend_from_slice(&data[..room]);
-            return Ok((out.into(), true));
-        }
-        out.extend_from_slice(&data);
-    }
-    Ok((out.into(), false))
-}
-
 /// Success, or which failure, by status. 1xx and 3xx count as not made: the engine did not act
 /// on the request, and an operator who fixes the URL lets the same key go through, while treating
 /// them as refusals would return money the engine might yet settle. 409 is the answer to a key
@@ -296,17 +277,6 @@ fn expect_success(answer: &Answer) -> Result<&Answer, EngineError> {
     } else {
         Err(EngineError::Definitive { status: status.as_u16(), body: body_prefix(&answer.body) })
     }
-}
-
-/// The start of an answer's body, printable: control characters become spaces.
-fn body_prefix(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut out: String =
-        text.chars().take(ERROR_BODY_CHARS_MAX).map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if text.chars().count() > ERROR_BODY_CHARS_MAX {
-        out.push('…');
-    }
-    out
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters, and `.` too (so that `..`

@@ -2,6 +2,7 @@
 //! answers as each test tells it.
 
 use super::*;
+use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use std::sync::Mutex;
 
