@@ -58,6 +58,8 @@ struct RawConfig {
     spsp: RawSpsp,
     #[serde(default)]
     stream: RawStream,
+    #[serde(default)]
+    mojaloop: Option<mojaloop::RawMojaloop>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +244,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub spsp: SpspConfig,
     pub stream: StreamConfig,
+    /// `[mojaloop]`: the node as a DFSP of a Mojaloop scheme; `None` when the section is absent.
+    pub mojaloop: Option<crate::mojaloop::scheme::Scheme>,
     /// The file has a `[rates]` section (without one, Redis's shared rates are never replaced).
     pub rates_in_file: bool,
 }
@@ -310,6 +314,7 @@ impl Validator {
         let admin = self.admin(raw.admin);
         let spsp = self.spsp(raw.spsp);
         let stream = self.stream(raw.stream);
+        let mojaloop = raw.mojaloop.and_then(|m| self.mojaloop(m, &accounts));
 
         match (self.problems.is_empty(), node_address, listen, expiry, rates, store) {
             (true, Some(node_address), Some(listen), Some(expiry), Some((rates, _)), Some(store)) => {
@@ -334,6 +339,7 @@ impl Validator {
                     admin,
                     spsp,
                     stream,
+                    mojaloop,
                     rates_in_file,
                 })
             }
@@ -754,6 +760,7 @@ impl Validator {
         })
     }
 }
+mod mojaloop;
 mod payments;
 mod schema;
 

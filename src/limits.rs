@@ -109,6 +109,25 @@ pub const SPSP_CONNECTIONS_MAX: usize = 256;
 pub const SPSP_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 pub const SPSP_BODY_READ_TIMEOUT_MS: u64 = 10_000;
 pub const SPSP_SHUTDOWN_GRACE_MS: u64 = 5_000;
+// [mojaloop]: the node as a DFSP of a Mojaloop scheme, through the Mojaloop Connector.
+/// The backend API the Connector calls (its BACKEND_ENDPOINT): a private listener of its own.
+pub const MOJALOOP_BACKEND_LISTEN: &str = "127.0.0.1:7790";
+/// FSPIOP bodies are small JSON objects: a quote request or a transfer with its ILP packet.
+pub const MOJALOOP_BACKEND_BODY_BYTES_MAX: usize = 65_536;
+pub const MOJALOOP_BACKEND_CONNECTIONS_MAX: usize = 64;
+pub const MOJALOOP_BACKEND_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+pub const MOJALOOP_BACKEND_BODY_READ_TIMEOUT_MS: u64 = 10_000;
+pub const MOJALOOP_BACKEND_SHUTDOWN_GRACE_MS: u64 = 5_000;
+/// One call to the Connector's outbound API. Each step waits for the scheme up to the Connector's
+/// REQUEST_PROCESSING_TIMEOUT_SECONDS (30 s by default): longer, so that a slow scheme gives the
+/// Connector's own 504 rather than our giving up mid-call.
+pub const MOJALOOP_OUTBOUND_TIMEOUT_MS: u64 = 40_000;
+pub const MOJALOOP_OUTBOUND_RESPONSE_BYTES_MAX: usize = 65_536;
+/// The ILP leg of a Mojaloop → ILP transfer ends (delivered or abandoned) within this.
+pub const MOJALOOP_PAYMENT_TIMEOUT_MS: u64 = 10_000;
+/// ...and never later than this: the payer's Connector gives up after 30 s, and a late success is
+/// money paid on the ILP side that the Mojaloop side has given up on.
+pub const MOJALOOP_PAYMENT_TIMEOUT_MS_CEILING: u64 = 25_000;
 /// The STREAM server secret's length: credentials are derived from it with HMAC-SHA256.
 pub const STREAM_SECRET_BYTES: usize = 32;
 /// Expired incoming payments are completed, and completions not yet acknowledged by the hook are

@@ -10,7 +10,9 @@
 //!   or the outcome is unknown (the same transfer id must be sent again);
 //! - [`party`]: FSPIOP parties, checked before they reach a request or a URL;
 //! - [`outbound`]: the Connector's outbound API in its two-step flow, each failure telling
-//!   whether money may have moved.
+//!   whether money may have moved;
+//! - [`scheme`]: the node's place in the scheme as `[mojaloop]` sets it (DFSP id, own party,
+//!   Connector, currencies and their accounts, the parties it answers for).
 //!
 //! Layer 3 (imports the packet codec's error codes and the HTTP client's pieces). Wire facts:
 //! `../shared/wire/mojaloop.md`.
@@ -19,3 +21,4 @@ pub mod amount;
 pub mod error;
 pub mod outbound;
 pub mod party;
+pub mod scheme;

@@ -1,0 +1,134 @@
+//! The node's place in a Mojaloop scheme, as its `[mojaloop]` section sets it: who it is (its DFSP
+//! id and the party it pays from), where its Connector is, which currencies it serves with which
+//! of its accounts, and which parties it answers for (each mapped to an Interledger receiver).
+
+use super::outbound::OutboundLimits;
+use super::party::Party;
+use crate::http::listener::ApiLimits;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The placeholder a receiver template replaces with the party's id.
+pub const ID_VALUE_PLACEHOLDER: &str = "{id_value}";
+
+#[derive(Debug, Clone)]
+pub struct Scheme {
+    /// The node's DFSP id in the scheme (the Connector's `DFSP_ID`).
+    pub dfsp_id: String,
+    /// The node's own party: the payer of its settlements and payouts.
+    pub party: Party,
+    /// The Connector's outbound API, without a trailing `/`.
+    pub outbound_url: String,
+    pub outbound: OutboundLimits,
+    /// The backend API the Connector calls (its `BACKEND_ENDPOINT`).
+    pub backend_listen: SocketAddr,
+    pub backend: ApiLimits,
+    /// How long the ILP payment of a Mojaloop → ILP transfer may take before it is abandoned:
+    /// well inside the payer's 30 s processing timeout and the transfer's expiry.
+    pub payment_timeout: Duration,
+    pub currencies: Vec<SchemeCurrency>,
+    pub parties: Vec<ServedParties>,
+}
+
+/// A currency the node serves, and the local account that holds its money on the node's side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemeCurrency {
+    /// ISO 4217 code, as the account's `asset_code`.
+    pub code: String,
+    /// Decimals the scheme uses for it (ISO 4217 minor units; at most 4, FSPIOP's limit).
+    pub decimals: u8,
+    pub account: Arc<str>,
+}
+
+/// Which ids of one type a [`ServedParties`] entry answers for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdMatch {
+    Exact(String),
+    /// Every id that starts with this (`id_value_prefix`).
+    Prefix(String),
+}
+
+/// Parties the node answers for in the scheme, and the Interledger receiver each is paid at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedParties {
+    pub id_type: &'static str,
+    pub ids: IdMatch,
+    /// A payment pointer or SPSP URL, with [`ID_VALUE_PLACEHOLDER`] replaced by the party's id.
+    pub receiver: String,
+}
+
+impl ServedParties {
+    fn serves(&self, id_type: &str, id_value: &str) -> bool {
+        self.id_type == id_type
+            && match &self.ids {
+                IdMatch::Exact(id) => id == id_value,
+                IdMatch::Prefix(prefix) => id_value.starts_with(prefix.as_str()),
+            }
+    }
+}
+
+impl Scheme {
+    /// The receiver of the first entry that serves the party, or `None`: the node does not
+    /// answer for it (the scheme hears 3204). `id_value` must be a checked party id
+    /// ([`super::party::id_value_ok`]): it goes into a URL.
+    pub fn receiver_for(&self, id_type: &str, id_value: &str) -> Option<String> {
+        let entry = self.parties.iter().find(|p| p.serves(id_type, id_value))?;
+        Some(entry.receiver.replace(ID_VALUE_PLACEHOLDER, id_value))
+    }
+
+    /// The served currency `code`, or `None` (the scheme hears 5106).
+    pub fn currency(&self, code: &str) -> Option<&SchemeCurrency> {
+        self.currencies.iter().find(|c| c.code == code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheme(parties: Vec<ServedParties>) -> Scheme {
+        Scheme {
+            dfsp_id: "thitsax".into(),
+            party: Party::new("BUSINESS", "thitsax", None).unwrap(),
+            outbound_url: "http://127.0.0.1:4001".into(),
+            outbound: OutboundLimits { timeout: Duration::from_secs(40), response_bytes_max: 65536 },
+            backend_listen: "127.0.0.1:7790".parse().unwrap(),
+            backend: ApiLimits {
+                body_bytes_max: 65536,
+                connections_max: 64,
+                header_read_timeout: Duration::from_secs(10),
+                body_read_timeout: Duration::from_secs(10),
+                shutdown_grace: Duration::from_secs(5),
+            },
+            payment_timeout: Duration::from_secs(10),
+            currencies: vec![SchemeCurrency { code: "MXN".into(), decimals: 2, account: "mxn".into() }],
+            parties,
+        }
+    }
+
+    #[test]
+    fn the_first_entry_serving_a_party_names_its_receiver() {
+        let s = scheme(vec![
+            ServedParties {
+                id_type: "MSISDN",
+                ids: IdMatch::Exact("5215550001".into()),
+                receiver: "$wallet.example/ana".into(),
+            },
+            ServedParties {
+                id_type: "MSISDN",
+                ids: IdMatch::Prefix("52155".into()),
+                receiver: "https://wallet.example/spsp/{id_value}".into(),
+            },
+        ]);
+        assert_eq!(s.receiver_for("MSISDN", "5215550001").as_deref(), Some("$wallet.example/ana"));
+        assert_eq!(
+            s.receiver_for("MSISDN", "5215550002").as_deref(),
+            Some("https://wallet.example/spsp/5215550002")
+        );
+        assert_eq!(s.receiver_for("MSISDN", "5215660001"), None);
+        assert_eq!(s.receiver_for("EMAIL", "5215550001"), None);
+        assert_eq!(s.currency("MXN").map(|c| &*c.account), Some("mxn"));
+        assert_eq!(s.currency("USD"), None);
+    }
+}
