@@ -46,6 +46,8 @@ pub struct App<S> {
     /// The public SPSP listener: bound when a local account exists at start-up or
     /// `spsp.listen` is named.
     spsp_listener: Option<TcpListener>,
+    /// The backend API the Mojaloop Connector calls: bound with `[mojaloop]`.
+    mojaloop_listener: Option<TcpListener>,
     /// What acts on completed incoming payments ([`App::set_completion_hook`]).
     completion_hook: Arc<dyn CompletionHook>,
 }
@@ -57,6 +59,7 @@ pub enum Listener {
     Admin,
     SettlementCallbacks,
     Spsp,
+    MojaloopBackend,
 }
 
 impl std::fmt::Display for Listener {
@@ -66,6 +69,7 @@ impl std::fmt::Display for Listener {
             Listener::Admin => "admin",
             Listener::SettlementCallbacks => "settlement callbacks",
             Listener::Spsp => "SPSP",
+            Listener::MojaloopBackend => "Mojaloop backend",
         })
     }
 }
@@ -201,6 +205,10 @@ impl<S: Store> App<S> {
             true => Some(bind(Listener::SettlementCallbacks, config.settlement.listen).await?),
             false => None,
         };
+        let mojaloop_listener = match &config.mojaloop {
+            Some(scheme) => Some(bind(Listener::MojaloopBackend, scheme.backend_listen).await?),
+            None => None,
+        };
         let admin_listener = match config.admin.token_hash {
             Some(token_hash) => Some((bind(Listener::Admin, config.admin.listen).await?, token_hash)),
             None => None,
@@ -241,6 +249,7 @@ impl<S: Store> App<S> {
             tables,
             tls,
             spsp_listener,
+            mojaloop_listener,
             completion_hook: Arc::new(LogCompletions),
         })
     }
@@ -257,6 +266,11 @@ impl<S: Store> App<S> {
     /// Where the SPSP listener listens, when it is bound.
     pub fn spsp_addr(&self) -> Option<SocketAddr> {
         self.spsp_listener.as_ref().map(|l| l.local_addr().expect("bound listener has an address"))
+    }
+
+    /// Where the Mojaloop Connector calls the node's backend API, with `[mojaloop]`.
+    pub fn mojaloop_backend_addr(&self) -> Option<SocketAddr> {
+        self.mojaloop_listener.as_ref().map(|l| l.local_addr().expect("bound listener has an address"))
     }
 
     /// Where the admin API listens, when it is bound.
@@ -276,6 +290,7 @@ impl<S: Store> App<S> {
             (Listener::Admin, self.admin_addr(), "no admin.token or admin.token_sha256"),
             (Listener::SettlementCallbacks, self.settlement_addr(), settlement_why_not),
             (Listener::Spsp, self.spsp_addr(), "no local account at start-up and spsp.listen is not set"),
+            (Listener::MojaloopBackend, self.mojaloop_backend_addr(), "no [mojaloop] section"),
         ];
         for (listener, address, why_not) in listeners {
             let name = match listener {
@@ -283,6 +298,7 @@ impl<S: Store> App<S> {
                 Listener::Admin => "admin API",
                 Listener::SettlementCallbacks => "settlement callbacks",
                 Listener::Spsp => "SPSP",
+                Listener::MojaloopBackend => "Mojaloop backend API",
             };
             lines.push(match address {
                 Some(address) => format!("{name} on {address}"),
@@ -321,6 +337,7 @@ impl<S: Store> App<S> {
             tables,
             tls: _,
             spsp_listener,
+            mojaloop_listener,
             completion_hook,
         } = self;
         let background: Vec<_> = background.into_iter().map(tokio::spawn).collect();
@@ -346,6 +363,9 @@ impl<S: Store> App<S> {
         });
         let spsp = spsp_listener.map(|listener| {
             tokio::spawn(crate::http::spsp::serve(listener, node.clone(), config.spsp.limits.clone()))
+        });
+        let mojaloop = mojaloop_listener.zip(config.mojaloop.clone()).map(|(listener, scheme)| {
+            tokio::spawn(crate::mojaloop::backend::serve(listener, node.clone(), Arc::new(scheme)))
         });
         // Stops by itself when the node starts draining; awaited below so that no completion is
         // cut off between the hook and its acknowledgement (it would only run again).
@@ -385,6 +405,9 @@ impl<S: Store> App<S> {
         let _ = paying.await;
         if let Some(spsp) = spsp {
             let _ = spsp.await;
+        }
+        if let Some(mojaloop) = mojaloop {
+            let _ = mojaloop.await;
         }
         for task in background {
             let _ = task.await;

@@ -57,6 +57,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("http::server", 6),
     ("http::settlement_api", 6),
     ("http::spsp", 6),
+    ("mojaloop::backend", 6),
     ("admin", 6),
     // 7. configuration, reloads, wiring.
     ("config", 7),

@@ -37,6 +37,7 @@ impl FspiopCode {
     pub const INTERNAL_SERVER_ERROR: FspiopCode = FspiopCode(2001);
     pub const SERVICE_UNAVAILABLE: FspiopCode = FspiopCode(2003);
     pub const SERVER_TIMED_OUT: FspiopCode = FspiopCode(2004);
+    pub const UNKNOWN_URI: FspiopCode = FspiopCode(3002);
     pub const VALIDATION_ERROR: FspiopCode = FspiopCode(3100);
     pub const MODIFIED_REQUEST: FspiopCode = FspiopCode(3106);
     pub const DESTINATION_FSP_ERROR: FspiopCode = FspiopCode(3201);

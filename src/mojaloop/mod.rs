@@ -12,12 +12,16 @@
 //! - [`outbound`]: the Connector's outbound API in its two-step flow, each failure telling
 //!   whether money may have moved;
 //! - [`scheme`]: the node's place in the scheme as `[mojaloop]` sets it (DFSP id, own party,
-//!   Connector, currencies and their accounts, the parties it answers for).
+//!   Connector, currencies and their accounts, the parties it answers for);
+//! - [`backend`]: the backend API the Connector calls when the scheme pays the node (layer 6,
+//!   with the other listeners: it runs on the node).
 //!
-//! Layer 3 (imports the packet codec's error codes and the HTTP client's pieces). Wire facts:
+//! Layer 3 but for [`backend`] (imports the packet codec's error codes and the HTTP client's
+//! pieces). Wire facts:
 //! `../shared/wire/mojaloop.md`.
 
 pub mod amount;
+pub mod backend;
 pub mod error;
 pub mod outbound;
 pub mod party;

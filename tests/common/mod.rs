@@ -34,6 +34,8 @@ pub struct TestNode<S: Store = MemoryStore> {
     pub admin_addr: Option<SocketAddr>,
     /// The SPSP listener, when the node has a local account (or names `spsp.listen`).
     pub spsp_addr: Option<SocketAddr>,
+    /// The backend API the Mojaloop Connector calls, with `[mojaloop]`.
+    pub mojaloop_addr: Option<SocketAddr>,
     pub node: Arc<Node<S>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -56,7 +58,15 @@ impl TestNode<MemoryStore> {
         // The admin API is found through `admin_addr`, never named in advance.
         config.admin.listen = "127.0.0.1:0".parse().unwrap();
         config.spsp.listen = "127.0.0.1:0".parse().unwrap();
+        free_mojaloop_listener(&mut config);
         Self::run(App::bind_with(config, MemoryStore::new()).await.expect("bind"))
+    }
+}
+
+/// The Mojaloop backend listener, when configured, on a free port: found through `mojaloop_addr`.
+fn free_mojaloop_listener(config: &mut Config) {
+    if let Some(scheme) = config.mojaloop.as_mut() {
+        scheme.backend_listen = "127.0.0.1:0".parse().unwrap();
     }
 }
 
@@ -100,12 +110,13 @@ impl<S: Store> TestNode<S> {
         config.settlement.listen = "127.0.0.1:0".parse().unwrap();
         config.admin.listen = "127.0.0.1:0".parse().unwrap();
         config.spsp.listen = "127.0.0.1:0".parse().unwrap();
+        free_mojaloop_listener(&mut config);
         Self::run(App::bind_with(config, store).await.expect("bind"))
     }
 
     fn run(app: App<S>) -> Self {
         let (addr, settlement_addr, admin_addr) = (app.local_addr(), app.settlement_addr(), app.admin_addr());
-        let spsp_addr = app.spsp_addr();
+        let (spsp_addr, mojaloop_addr) = (app.spsp_addr(), app.mojaloop_backend_addr());
         let node = app.node.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until(async move {
@@ -116,6 +127,7 @@ impl<S: Store> TestNode<S> {
             settlement_addr,
             admin_addr,
             spsp_addr,
+            mojaloop_addr,
             node,
             stop: Some(tx),
             task: Some(task),

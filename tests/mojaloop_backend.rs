@@ -1,0 +1,109 @@
+//! The backend API the Mojaloop Connector calls (the node as payee DFSP), on a real node: party
+//! lookups answered from `[[mojaloop.parties]]` and an SPSP query to each party's Interledger
+//! receiver — here a second real node's local account — with the FSPIOP error codes the
+//! Connector passes on (each answer with both `statusCode` and `message`).
+
+mod common;
+
+use common::{admin_call, client, TestNode};
+use hyper::StatusCode;
+
+/// A node whose local accounts are the receivers the parties are mapped to.
+const RECEIVER: &str = r#"
+[node]
+ilp_address = "test.wallet"
+[[accounts]]
+id = "shop"
+relation = "local"
+asset_code = "MXN"
+asset_scale = 2
+[[accounts]]
+id = "5217755"
+relation = "local"
+asset_code = "MXN"
+asset_scale = 2
+"#;
+
+fn scheme_node(receiver_spsp: &str, closed: u16) -> String {
+    format!(
+        r#"
+[node]
+ilp_address = "test.cnp"
+[[accounts]]
+id = "mxn"
+relation = "local"
+asset_code = "MXN"
+asset_scale = 6
+[mojaloop]
+dfsp_id = "thitsax"
+outbound_url = "http://127.0.0.1:9/"
+party = {{ id_type = "BUSINESS", id_value = "thitsax" }}
+[[mojaloop.currencies]]
+code = "MXN"
+decimals = 2
+account = "mxn"
+[[mojaloop.parties]]
+id_type = "MSISDN"
+id_value = "5215550001"
+receiver = "http://{receiver_spsp}/shop"
+[[mojaloop.parties]]
+id_type = "MSISDN"
+id_value_prefix = "52177"
+receiver = "http://{receiver_spsp}/{{id_value}}"
+[[mojaloop.parties]]
+id_type = "ALIAS"
+id_value = "down"
+receiver = "http://127.0.0.1:{closed}/shop"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parties_are_found_through_their_receivers_and_refused_with_fspiop_codes() {
+    let wallet = TestNode::start(RECEIVER).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let node = TestNode::start(&scheme_node(&wallet.spsp_addr.unwrap().to_string(), closed_port)).await;
+    let backend = node.mojaloop_addr.expect("the backend listener is bound with [mojaloop]");
+    let get = |path: String| async move { admin_call(&client(), backend, "GET", &path, None, None).await };
+
+    // A served party whose receiver answers SPSP: found, idType and idValue echoed.
+    let found = get("/parties/MSISDN/5215550001".into()).await.json(StatusCode::OK);
+    assert_eq!((found["idType"].as_str(), found["idValue"].as_str()), (Some("MSISDN"), Some("5215550001")));
+    assert_eq!(found["fspId"], "thitsax");
+
+    // Refusals: (path, HTTP status, FSPIOP code).
+    let cases = [
+        // Served by prefix, but the receiver says there is no such receiver (no account "5217700").
+        ("/parties/MSISDN/5217700", StatusCode::NOT_FOUND, "3204"),
+        // Not served at all.
+        ("/parties/MSISDN/5219990000", StatusCode::NOT_FOUND, "3204"),
+        ("/parties/EMAIL/5215550001", StatusCode::NOT_FOUND, "3204"),
+        // Not an id at all.
+        ("/parties/MSISDN/a%2Fb", StatusCode::NOT_FOUND, "3204"),
+        ("/parties/MSISDN/5215550001/sub", StatusCode::NOT_FOUND, "3204"),
+        // The receiver cannot be asked now.
+        ("/parties/ALIAS/down", StatusCode::SERVICE_UNAVAILABLE, "2003"),
+        // Not a path of the backend API this node serves.
+        ("/participants", StatusCode::NOT_FOUND, "3002"),
+        ("/parties/MSISDN/%zz", StatusCode::BAD_REQUEST, "3100"),
+    ];
+    for (path, status, code) in cases {
+        let answer = get(path.into()).await.json(status);
+        assert_eq!(answer["statusCode"], code, "{path}: {answer}");
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{path}: {answer}");
+    }
+    // A prefix-served party whose receiver exists: the id went into the receiver's URL.
+    let by_prefix = get("/parties/MSISDN/5217755".into()).await.json(StatusCode::OK);
+    assert_eq!(by_prefix["idValue"], "5217755");
+    node.stop().await;
+    wallet.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_mojaloop_section_no_backend_listener_is_bound() {
+    let node = TestNode::start(RECEIVER).await;
+    assert_eq!(node.mojaloop_addr, None);
+    node.stop().await;
+}
