@@ -440,7 +440,20 @@ pub async fn admin_call(
     token: Option<&str>,
     body: Option<&str>,
 ) -> HttpAnswer {
-    let mut req = Request::builder().method(method).uri(format!("http://{admin}{path}"));
+    http_call(client, admin, method, path, token, body).await
+}
+
+/// One HTTP request to `addr`: `token` as a bearer token, `body` as JSON (content type set).
+/// Panics when `addr` cannot be reached.
+pub async fn http_call(
+    client: &Client,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> HttpAnswer {
+    let mut req = Request::builder().method(method).uri(format!("http://{addr}{path}"));
     if let Some(token) = token {
         req = req.header("authorization", format!("Bearer {token}"));
     }
@@ -448,7 +461,10 @@ pub async fn admin_call(
         req = req.header("content-type", "application/json");
     }
     let body = Full::new(Bytes::from(body.unwrap_or("").to_string()));
-    let response = client.request(req.body(body).unwrap()).await.expect("admin API reachable");
+    let response = client
+        .request(req.body(body).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("{method} http://{addr}{path}: not reachable: {e}"));
     let status = response.status();
     let content_type =
         response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
