@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod js;
+pub mod mojaloop;
 pub mod mojaloop_backend;
 pub mod ports;
 pub mod process;
