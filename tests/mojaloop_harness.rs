@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::mojaloop::{mojaloop_or_skip, BackToBack, Connector, OutboundAnswer};
+use common::mojaloop::{mojaloop_or_skip, BackToBack, Connector, ConnectorConfig, OutboundAnswer};
 use common::mojaloop_backend::TestBackend;
 use hyper::StatusCode;
 use serde_json::{json, Value};
@@ -38,6 +38,16 @@ async fn back_to_back(test: &str, auto_accept: bool) -> Option<BackToBack> {
     eprintln!("{test}: two Connectors answering after {:?}", started.elapsed());
     pair.payee_backend.add_party("MSISDN", PAYEE_MSISDN, "Payee Two");
     Some(pair)
+}
+
+/// A Connector's config with no peer Connector: its PEER_ENDPOINT is its backend too (which
+/// answers no FSPIOP; enough for tests of the process, not of payments). The backend is returned
+/// to be kept for the test's length.
+async fn alone(dfsp_id: &str) -> (TestBackend, ConnectorConfig) {
+    let backend = TestBackend::start().await;
+    let mut config = ConnectorConfig::new(dfsp_id, &backend.endpoint());
+    config.peer_endpoint = backend.endpoint();
+    (backend, config)
 }
 
 fn assert_committed(answer: &OutboundAnswer) {
@@ -186,9 +196,7 @@ async fn payer_connector_killed_between_accept_party_and_accept_quote_completes_
 async fn connector_exits_when_the_test_process_lets_go_of_its_stdin() {
     let test = "connector_exits_when_the_test_process_lets_go_of_its_stdin";
     let Some(mojaloop) = mojaloop_or_skip(test) else { return };
-    let backend = TestBackend::start().await;
-    let mut config = common::mojaloop::ConnectorConfig::new("lonefsp", &backend.endpoint());
-    config.peer_endpoint = backend.endpoint();
+    let (_backend, config) = alone("lonefsp").await;
     let mut connector = Connector::start(&mojaloop, config).await;
 
     // What the kernel does when the test process dies: the pipe's write end closes.
@@ -204,9 +212,7 @@ async fn connector_exits_when_the_test_process_lets_go_of_its_stdin() {
 async fn connector_failing_at_start_up_is_reported_at_once_with_its_log() {
     let test = "connector_failing_at_start_up_is_reported_at_once_with_its_log";
     let Some(mojaloop) = mojaloop_or_skip(test) else { return };
-    let backend = TestBackend::start().await;
-    let mut config = common::mojaloop::ConnectorConfig::new("brokenfsp", &backend.endpoint());
-    config.peer_endpoint = backend.endpoint();
+    let (_backend, mut config) = alone("brokenfsp").await;
     // The Connector's config refuses it before anything listens.
     config.extra_env.push(("EXPIRY_SECONDS".into(), "-1".into()));
 
