@@ -17,16 +17,29 @@ pub fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("interop")
 }
 
-/// The `node` to use, or `None` after printing why `test` is skipped. Panics when node is
-/// missing and `CI` is set, or when it is older than 18.
+/// The `node` to use, or `None` after printing why `test` is skipped; the interop packages
+/// installed (`npm ci --prefix tests/interop`) on first use. Panics when node is missing and `CI`
+/// is set, when it is older than 18, or when the install fails.
 pub fn node_or_skip(test: &str) -> Option<PathBuf> {
+    let node = node_binary_or_skip(test)?;
+    if let Err(e) = npm_ci_once(test, &interop_dir(), "ilp-protocol-stream") {
+        panic!("{test}: {e}");
+    }
+    Some(node)
+}
+
+/// `$NODE`, else `node` on PATH, if it runs; `None` after printing why `test` is skipped.
+/// Panics when node is missing and `CI` is set, or when it is older than 18 (the oldest the JS
+/// harnesses under `tests/` are run with).
+pub fn node_binary_or_skip(test: &str) -> Option<PathBuf> {
     let node = std::env::var_os("NODE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("node"));
     match Command::new(&node).arg("--version").stdin(Stdio::null()).output() {
         Ok(out) if out.status.success() => {
             let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
             let major: u32 =
                 version.trim_start_matches('v').split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
-            assert!(major >= 18, "{test}: node {version} is too old; the interop scripts need Node >= 18");
+            assert!(major >= 18, "{test}: node {version} is too old; the JS test harnesses need Node >= 18");
+            Some(node)
         }
         _ => {
             let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
@@ -36,31 +49,34 @@ pub fn node_or_skip(test: &str) -> Option<PathBuf> {
                 node.display()
             );
             eprintln!("SKIPPED {test}: `{}` not found (install Node >= 18 to run it)", node.display());
-            return None;
+            None
         }
     }
-    install_packages(test);
-    Some(node)
 }
 
-/// `npm ci --prefix tests/interop` when the packages are missing, once per test binary.
-fn install_packages(test: &str) {
-    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+/// `npm ci --prefix <dir>` unless `<dir>/node_modules/<package>` is installed already; at most
+/// once per directory per test binary (concurrent tests wait for the first one's install).
+/// `Err` says what failed (npm missing, the registry unreachable, the lockfile refused).
+pub fn npm_ci_once(test: &str, dir: &Path, package: &str) -> Result<(), String> {
+    static INSTALLED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
     let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
-    let marker = interop_dir().join("node_modules").join("ilp-protocol-stream").join("package.json");
-    if *installed || marker.exists() {
-        *installed = true;
-        return;
+    let marker = dir.join("node_modules").join(package).join("package.json");
+    if installed.iter().any(|d| d == dir) || marker.exists() {
+        installed.push(dir.to_path_buf());
+        return Ok(());
     }
-    eprintln!("{test}: installing the interop packages with `npm ci --prefix tests/interop`");
+    eprintln!("{test}: installing the packages pinned in {} with `npm ci`", dir.display());
     let status = Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-        .arg(interop_dir())
+        .arg(dir)
         .stdin(Stdio::null())
         .status();
     match status {
-        Ok(s) if s.success() && marker.exists() => *installed = true,
-        other => panic!("{test}: `npm ci --prefix tests/interop` failed ({other:?})"),
+        Ok(s) if s.success() && marker.exists() => {
+            installed.push(dir.to_path_buf());
+            Ok(())
+        }
+        other => Err(format!("`npm ci --prefix {}` failed ({other:?})", dir.display())),
     }
 }
 

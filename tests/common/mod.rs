@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod js;
+pub mod mojaloop;
+pub mod mojaloop_backend;
 pub mod ports;
 pub mod process;
 pub mod redis;
@@ -443,16 +445,23 @@ impl Drop for TempDir {
     }
 }
 
-/// One admin API request: `token` as a bearer token, `body` as JSON (content type set).
-pub async fn admin_call(
+/// One admin API request: [`http_call`] under the name the admin tests use.
+// Unused in the test crates that call no admin API, like any item here; the module's dead_code
+// allow does not cover a re-export.
+#[allow(unused_imports)]
+pub use http_call as admin_call;
+
+/// One HTTP request to `addr`: `token` as a bearer token, `body` as JSON (content type set).
+/// Panics when `addr` cannot be reached.
+pub async fn http_call(
     client: &Client,
-    admin: SocketAddr,
+    addr: SocketAddr,
     method: &str,
     path: &str,
     token: Option<&str>,
     body: Option<&str>,
 ) -> HttpAnswer {
-    let mut req = Request::builder().method(method).uri(format!("http://{admin}{path}"));
+    let mut req = Request::builder().method(method).uri(format!("http://{addr}{path}"));
     if let Some(token) = token {
         req = req.header("authorization", format!("Bearer {token}"));
     }
@@ -460,7 +469,10 @@ pub async fn admin_call(
         req = req.header("content-type", "application/json");
     }
     let body = Full::new(Bytes::from(body.unwrap_or("").to_string()));
-    let response = client.request(req.body(body).unwrap()).await.expect("admin API reachable");
+    let response = client
+        .request(req.body(body).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("{method} http://{addr}{path}: not reachable: {e}"));
     let status = response.status();
     let content_type =
         response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();

@@ -334,7 +334,9 @@ impl Guarded {
     }
 }
 
-fn tail(path: &Path, from: u64, lines: usize) -> String {
+/// The last `lines` lines of `path` from byte `from` on (a log since a given start); empty when
+/// the file cannot be read.
+pub fn tail(path: &Path, from: u64, lines: usize) -> String {
     let mut text = String::new();
     if let Ok(mut f) = std::fs::File::open(path) {
         let _ = f.seek(SeekFrom::Start(from));
@@ -344,7 +346,8 @@ fn tail(path: &Path, from: u64, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn file_len(path: &Path) -> u64 {
+/// The length of `path` in bytes; 0 when it does not exist.
+pub fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
