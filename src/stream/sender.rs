@@ -195,6 +195,9 @@ pub struct Rules {
     /// connection must start above every sequence an earlier run used: a receiver refuses the
     /// same sequence twice (ThitsaX's does: a replay).
     pub sequence_after: u64,
+    /// Stop once the probe has told the rate and the path's limit: a quote (what the receiver
+    /// would get, in [`Outcome::rate`]), nothing paid.
+    pub quote_only: bool,
 }
 
 impl Rules {
@@ -211,6 +214,7 @@ impl Rules {
             probe_attempts_max: limits::STREAM_PROBE_ATTEMPTS_MAX,
             refusals_max: limits::STREAM_REFUSALS_MAX,
             sequence_after: 0,
+            quote_only: false,
         }
     }
 
@@ -262,6 +266,8 @@ pub struct PacketPaid {
 pub enum StopReason {
     /// The exact amount was sent or delivered.
     Completed,
+    /// [`Rules::quote_only`]: the probe told the rate; nothing was paid.
+    Quoted,
     Deadline,
     /// The receiver closed the connection or our stream.
     ClosedByReceiver {
@@ -533,6 +539,7 @@ impl<'p> Run<'p> {
                 ProbeStep::Send(amount) => return Next::Send(self.test_packet(amount)),
                 ProbeStep::Wait => return Next::Wait,
                 ProbeStep::Done => match self.probed() {
+                    Ok(_) if self.rules.quote_only => return Next::Stop(StopReason::Quoted),
                     Ok(min_rate) => self.phase = Phase::Money { min_rate },
                     Err(reason) => return Next::Stop(reason),
                 },
@@ -823,7 +830,7 @@ impl<'p> Run<'p> {
             return;
         }
         let (code, message) = match &self.stop {
-            Some(StopReason::Completed) | None => (ErrorCode::NoError, String::new()),
+            Some(StopReason::Completed | StopReason::Quoted) | None => (ErrorCode::NoError, String::new()),
             Some(other) => (ErrorCode::ApplicationError, format!("{other:?}")),
         };
         let frames = vec![Frame::ConnectionClose { code, message }];

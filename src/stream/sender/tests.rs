@@ -320,6 +320,27 @@ async fn an_exact_source_amount_is_sent_in_packets_the_path_carries() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_quote_tells_the_rate_and_the_path_s_limit_and_pays_nothing() {
+    let net = Network::new(Path {
+        rate: (1, 550_000),
+        connector_max: Some(1_000_000_000),
+        asset: Some(mxn()),
+        ..Path::default()
+    });
+    let quote = Rules { quote_only: true, ..rules() };
+    let (outcome, paid) = run(&net, Amount::Delivered(12_345), &quote, Progress::default()).await;
+    assert_eq!(outcome.stop, StopReason::Quoted, "{outcome:?}");
+    assert_eq!((outcome.sent, outcome.delivered, net.received(), outcome.packets_fulfilled), (0, 0, 0, 0));
+    assert!(paid.is_empty() && net.money_seen().is_empty(), "a quote sent money");
+    assert_eq!(outcome.destination_asset, Some(mxn()));
+    assert_eq!(outcome.max_packet_amount, Some(1_000_000_000));
+    let (lower, upper) = outcome.rate.unwrap();
+    assert!(lower.numerator() * 550_000 <= lower.denominator(), "{lower}");
+    assert!(upper.numerator() * 550_000 > upper.denominator(), "{upper}");
+    assert!(outcome.close_acknowledged, "the connection is closed after a quote");
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_exact_amount_is_delivered_from_usd_to_mxn() {
     // 1 USD (scale 9) is 18.18 MXN (scale 2): a cent costs 550_000 nano-dollars, rounded down.
     let net = Network::new(Path {
