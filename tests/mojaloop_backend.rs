@@ -101,6 +101,42 @@ async fn parties_are_found_through_their_receivers_and_refused_with_fspiop_codes
     wallet.stop().await;
 }
 
+/// Quote requests the node cannot serve, each refused with its FSPIOP code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quote_requests_the_node_cannot_serve_are_refused_with_their_codes() {
+    let wallet = TestNode::start(RECEIVER).await;
+    let node = TestNode::start(&scheme_node(&wallet.spsp_addr.unwrap().to_string(), 9)).await;
+    let backend = node.mojaloop_addr.unwrap();
+    let quote = |currency: &str, amount_type: &str, to: &str, amount: &str| {
+        format!(
+            r#"{{"quoteId": "q", "transactionId": "t", "to": {{"idType": "MSISDN", "idValue": "{to}"}},
+                "from": {{"idType": "MSISDN", "idValue": "1"}}, "amountType": "{amount_type}",
+                "amount": "{amount}", "currency": "{currency}", "transactionType": {{}}}}"#
+        )
+    };
+    let cases = [
+        (quote("USD", "SEND", "5215550001", "10"), StatusCode::BAD_REQUEST, "5106"),
+        (quote("MXN", "RECEIVE", "5215550001", "10"), StatusCode::BAD_REQUEST, "3100"),
+        (quote("MXN", "SEND", "5215550001", "10.50"), StatusCode::BAD_REQUEST, "3100"),
+        (quote("MXN", "SEND", "5215550001", "0.00001"), StatusCode::BAD_REQUEST, "3100"),
+        // Served, but this node has no route to the receiver's node: the probe's F02 is the
+        // destination's error.
+        (quote("MXN", "SEND", "5215550001", "0.0001"), StatusCode::INTERNAL_SERVER_ERROR, "3201"),
+        (quote("MXN", "SEND", "5219990000", "10"), StatusCode::NOT_FOUND, "3204"),
+        ("{not json".to_string(), StatusCode::BAD_REQUEST, "3100"),
+    ];
+    for (body, status, code) in cases {
+        let answer =
+            admin_call(&client(), backend, "POST", "/quoterequests", None, Some(&body)).await.json(status);
+        assert_eq!(answer["statusCode"], code, "{body}: {answer}");
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{answer}");
+    }
+    // No money moved: the probe's reservations were released.
+    assert_eq!(node.balance("mxn").await, 0);
+    node.stop().await;
+    wallet.stop().await;
+}
+
 #[tokio::test]
 async fn without_a_mojaloop_section_no_backend_listener_is_bound() {
     let node = TestNode::start(RECEIVER).await;

@@ -2,12 +2,20 @@
 //! payee DFSP): a listener of its own (`mojaloop.backend_listen`, the Connector's
 //! BACKEND_ENDPOINT), private like the admin API.
 //!
-//! Served so far: `GET /parties/{idType}/{idValue}`: a party the node answers for
-//! (`[[mojaloop.parties]]`) whose Interledger receiver answers an SPSP query gets 200 with its
-//! `idType` and `idValue` (the Connector needs both echoed); a party the node does not answer
-//! for, or whose receiver says there is no such receiver, gets 404 with FSPIOP 3204; a receiver
-//! that cannot be asked now (unreachable, timed out) gets 503 with 2003. Quotes and transfers
-//! are the next steps of issue 12; until then their paths are unknown (404, 3002).
+//! Served so far:
+//! - `GET /parties/{idType}/{idValue}`: a party the node answers for (`[[mojaloop.parties]]`)
+//!   whose Interledger receiver answers an SPSP query gets 200 with its `idType` and `idValue`
+//!   (the Connector needs both echoed); a party the node does not answer for, or whose receiver
+//!   says there is no such receiver, gets 404 with FSPIOP 3204; a receiver that cannot be asked
+//!   now (unreachable, timed out) gets 503 with 2003.
+//! - `POST /quoterequests` (`amountType` SEND): the ILP path's rate is probed from the
+//!   currency's local account to the party's receiver (STREAM test packets, nothing paid), and
+//!   the answer is the amount to transfer (the amount asked) with what the receiver gets at
+//!   least, in its own asset (`payeeReceiveAmount`). An unserved currency gets 5106, RECEIVE
+//!   3100 (not offered yet), a path that cannot be probed its ILP code mapped to FSPIOP.
+//!
+//! Transfers are the next step of issue 12; until then their path is unknown (404, 3002). No
+//! fee is added to quotes yet.
 //!
 //! Every error answer carries both `statusCode` (the FSPIOP code) and `message`: without both,
 //! the Connector passes nothing on and the payer waits 30 s for nothing.
@@ -15,21 +23,27 @@
 //! Order of checks, cheapest first: method and path, a slot among the requests in flight (503
 //! past `backend_connections_max`), the party's id, the configuration, then the SPSP query.
 
+use super::amount::{FspiopAmount, FSPIOP_DECIMALS_MAX};
 use super::error::FspiopCode;
 use super::party::{id_value_ok, ID_TYPES};
 use super::scheme::Scheme;
+use crate::account::Account;
 use crate::http::listener::{
-    accept_until_draining, drained, percent_decode, respond, Accepting, CONTENT_TYPE_JSON,
+    accept_until_draining, drained, percent_decode, read_body, respond, Accepting, CONTENT_TYPE_JSON,
 };
 use crate::node::Node;
+use crate::packet::{ErrorCode, Prepare, Reject, Response as IlpResponse};
 use crate::payments::outgoing::{SPSP_BODY_BYTES_MAX, SPSP_TIMEOUT};
 use crate::spsp::SpspError;
 use crate::store::Store;
+use crate::stream::sender::{self, Amount, AssetDetails, Payment, Progress, Rules, StopReason, Transport};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
@@ -97,6 +111,26 @@ async fn answer<S: Store>(
             let _slot = slots.try_acquire().map_err(|_| busy())?;
             party(node, scheme, &id_type, &id_value).await
         }
+        (&Method::POST, ["quoterequests"]) => {
+            let _slot = slots.try_acquire().map_err(|_| busy())?;
+            let limits = &scheme.backend;
+            let body =
+                read_body(req, limits.body_bytes_max, limits.body_read_timeout).await.map_err(|e| {
+                    Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        FspiopCode::VALIDATION_ERROR,
+                        format!("the request body: {e}"),
+                    )
+                })?;
+            let request: QuoteRequest = serde_json::from_slice(&body).map_err(|e| {
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    FspiopCode::VALIDATION_ERROR,
+                    format!("not a quote request: {e}"),
+                )
+            })?;
+            quote(node, scheme, &request).await
+        }
         (_, ["parties", ..]) => Err(Refusal::new(
             StatusCode::NOT_FOUND,
             FspiopCode::PARTY_NOT_FOUND,
@@ -151,6 +185,138 @@ async fn party<S: Store>(
     }
 }
 
+/// The fields of the Connector's quote request the node reads (others are ignored).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QuoteRequest {
+    quote_id: String,
+    to: PartyIdInfo,
+    amount_type: String,
+    amount: String,
+    currency: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PartyIdInfo {
+    id_type: String,
+    id_value: String,
+}
+
+/// How long a quote's probe may take: well inside the payer's wait for the quote.
+const QUOTE_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `POST /quoterequests`: probes the path from the currency's account to the party's receiver.
+async fn quote<S: Store>(
+    node: &Node<S>,
+    scheme: &Scheme,
+    request: &QuoteRequest,
+) -> Result<Response<Full<Bytes>>, Refusal> {
+    let invalid = |why: String| Refusal::new(StatusCode::BAD_REQUEST, FspiopCode::VALIDATION_ERROR, why);
+    let currency = scheme.currency(&request.currency).ok_or_else(|| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            FspiopCode::PAYEE_UNSUPPORTED_CURRENCY,
+            format!("{} is not a currency this node serves", request.currency),
+        )
+    })?;
+    if request.amount_type != "SEND" {
+        return Err(invalid(format!(
+            "amountType {} is not offered: quote a SEND amount",
+            request.amount_type
+        )));
+    }
+    let amount = FspiopAmount::parse(&request.amount).map_err(|e| invalid(e.to_string()))?;
+    let account = node.accounts.load().get(&currency.account).cloned().ok_or_else(|| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            FspiopCode::SERVICE_UNAVAILABLE,
+            "the currency's account is gone",
+        )
+    })?;
+    let source = amount.to_account(account.asset_scale).map_err(|e| invalid(e.to_string()))?;
+    if source == 0 {
+        return Err(invalid("the amount is zero".into()));
+    }
+    let (id_type, id_value) = (request.to.id_type.as_str(), request.to.id_value.as_str());
+    let receiver = (ID_TYPES.contains(&id_type) && id_value_ok(id_value))
+        .then(|| scheme.receiver_for(id_type, id_value))
+        .flatten()
+        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, FspiopCode::PARTY_NOT_FOUND, "no such party"))?;
+    let target = crate::spsp::resolve(node.client.connector(), &receiver, SPSP_TIMEOUT, SPSP_BODY_BYTES_MAX)
+        .await
+        .map_err(|e| lookup_refusal(&e))?;
+    let payment = Payment {
+        destination: target.destination,
+        shared_secret: target.shared_secret,
+        source_asset: AssetDetails { code: account.asset_code.to_string(), scale: account.asset_scale },
+        source_address: account.ilp_address.clone(),
+        amount: Amount::Source(source),
+    };
+    let rules = Rules { quote_only: true, ..Rules::new(tokio::time::Instant::now() + QUOTE_PROBE_TIMEOUT) };
+    let transport = FromAccount { node, account: &account };
+    let outcome =
+        sender::pay(&transport, &payment, &rules, Progress::default(), |_| async {}).await.map_err(|e| {
+            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, FspiopCode::INTERNAL_SERVER_ERROR, e.to_string())
+        })?;
+    let (Some((lower, _)), Some(asset), StopReason::Quoted) =
+        (outcome.rate, outcome.destination_asset, &outcome.stop)
+    else {
+        let code = last_reject_code(&outcome.rejects_by_code);
+        info!(quote = %request.quote_id, %receiver, stop = ?outcome.stop, "Mojaloop quote: the ILP path could not be probed");
+        return Err(Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            FspiopCode::from_ilp(code),
+            format!("the Interledger path to the party could not be quoted ({:?})", outcome.stop),
+        ));
+    };
+    let receives = u64::try_from(lower.floor_of(source)).unwrap_or(u64::MAX);
+    let mut body = serde_json::json!({
+        "transferAmount": amount.to_string(),
+        "transferAmountCurrency": currency.code,
+    });
+    // What the receiver gets at least, in its asset, as far as FSPIOP can write it.
+    let decimals = asset.scale.min(FSPIOP_DECIMALS_MAX);
+    if let Ok((receive_amount, _)) = FspiopAmount::from_account(receives, asset.scale, decimals) {
+        body["payeeReceiveAmount"] = serde_json::Value::from(receive_amount.to_string());
+        body["payeeReceiveAmountCurrency"] = serde_json::Value::from(asset.code);
+    }
+    info!(quote = %request.quote_id, %receiver, amount = %amount, receives, "Mojaloop quote answered");
+    Ok(respond(StatusCode::OK, CONTENT_TYPE_JSON, body.to_string()))
+}
+
+/// The reject code that says most about a failed probe: the final one if any, else any.
+fn last_reject_code(rejects: &std::collections::BTreeMap<String, u64>) -> ErrorCode {
+    let parse = |code: &String| code.as_bytes().try_into().ok().map(ErrorCode::new);
+    rejects
+        .keys()
+        .filter(|c| c.starts_with('F') && c.as_str() != "F99")
+        .chain(rejects.keys())
+        .find_map(parse)
+        .unwrap_or(ErrorCode::T00_INTERNAL_ERROR)
+}
+
+/// The node's own packet path from a local account: how the node probes (and later pays).
+struct FromAccount<'a, S> {
+    node: &'a Node<S>,
+    account: &'a Account,
+}
+
+impl<S: Store> Transport for FromAccount<'_, S> {
+    async fn send(&self, prepare: Prepare) -> IlpResponse {
+        match IlpResponse::parse(self.node.forward(self.account, prepare).await) {
+            Ok(answer) => answer,
+            // The node's own answers always parse; were one not to, the packet's fate is unknown.
+            Err(_) => IlpResponse::Reject(Reject::build(
+                ErrorCode::T00_INTERNAL_ERROR,
+                &self.node.address,
+                "internal error",
+                &[],
+            )),
+        }
+    }
+}
+
 /// A receiver that answered "no" is no party; one that could not be asked is unavailable now.
 fn lookup_refusal(e: &SpspError) -> Refusal {
     match e {
@@ -178,6 +344,20 @@ mod tests {
             (StatusCode::SERVICE_UNAVAILABLE, FspiopCode::SERVICE_UNAVAILABLE)
         );
         assert_eq!(lookup_refusal(&SpspError::Status(502)).code, FspiopCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn a_failed_probe_is_named_by_its_most_telling_reject() {
+        let of = |codes: &[&str]| {
+            let map: std::collections::BTreeMap<String, u64> =
+                codes.iter().map(|c| (c.to_string(), 1)).collect();
+            last_reject_code(&map)
+        };
+        assert_eq!(of(&["F02", "F99", "T04"]), ErrorCode::F02_UNREACHABLE);
+        assert_eq!(of(&["F99", "T04"]), ErrorCode::F99_APPLICATION_ERROR);
+        assert_eq!(of(&["T04"]), ErrorCode::T04_INSUFFICIENT_LIQUIDITY);
+        assert_eq!(of(&[]), ErrorCode::T00_INTERNAL_ERROR);
+        assert_eq!(of(&["other"]), ErrorCode::T00_INTERNAL_ERROR);
     }
 
     #[test]

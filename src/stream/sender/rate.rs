@@ -43,7 +43,7 @@ impl Ratio {
     }
 
     /// `floor(amount × self)`, exact (it may pass `u64::MAX`).
-    fn floor_of(&self, amount: u64) -> u128 {
+    pub fn floor_of(&self, amount: u64) -> u128 {
         let product = u128::from(amount) * self.num; // < 2^128: amount < 2^64, num <= 2^64
         product / self.den
     }

@@ -1,0 +1,123 @@
+//! ThitsaX as the payee DFSP of a Mojaloop scheme, through the real Connector
+//! (`@mojaloop/sdk-scheme-adapter` 18.0.2): a payer DFSP (its core system a test backend, a test
+//! double) and its Connector, back to back with ThitsaX's Connector, whose backend is the node's
+//! backend API. The party is a wallet on a second ThitsaX node (a local USD account); the node
+//! serving the scheme holds MXN and converts over ILP-over-HTTP.
+
+mod common;
+
+use common::mojaloop::{mojaloop_or_skip, Connector, ConnectorConfig};
+use common::mojaloop_backend::TestBackend;
+use common::TestNode;
+use std::time::Duration;
+use thitsax::http::tls::TlsConfig;
+use thitsax::mojaloop::amount::FspiopAmount;
+use thitsax::mojaloop::outbound::{NewTransfer, OutboundClient, OutboundLimits, Stage};
+use thitsax::mojaloop::party::Party;
+
+const WALLET: &str = r#"
+[node]
+ilp_address = "test.wallet"
+[[accounts]]
+id = "cnp"
+relation = "peer"
+asset_code = "USD"
+asset_scale = 9
+ilp_address = "test.cnp"
+incoming_token = "cnp-to-wallet"
+outgoing_url = "http://127.0.0.1:9/"
+outgoing_token = "wallet-to-cnp"
+min_balance = -1000000000000
+[[accounts]]
+id = "ana"
+relation = "local"
+asset_code = "USD"
+asset_scale = 9
+"#;
+
+fn cnp(wallet_url: &str, wallet_spsp: &str, outbound_port: u16) -> String {
+    format!(
+        r#"
+[node]
+ilp_address = "test.cnp"
+[rates.prices]
+USD = "1"
+MXN = "0.05"
+[[accounts]]
+id = "mxn"
+relation = "local"
+asset_code = "MXN"
+asset_scale = 2
+min_balance = -100000000
+[[accounts]]
+id = "wallet"
+relation = "peer"
+asset_code = "USD"
+asset_scale = 9
+ilp_address = "test.wallet"
+incoming_token = "wallet-to-cnp"
+outgoing_url = "{wallet_url}"
+outgoing_token = "cnp-to-wallet"
+[mojaloop]
+dfsp_id = "thitsaxfsp"
+outbound_url = "http://127.0.0.1:{outbound_port}"
+party = {{ id_type = "BUSINESS", id_value = "thitsax" }}
+[[mojaloop.currencies]]
+code = "MXN"
+decimals = 2
+account = "mxn"
+[[mojaloop.parties]]
+id_type = "MSISDN"
+id_value = "5215550001"
+receiver = "http://{wallet_spsp}/ana"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payer_in_the_scheme_finds_the_party_and_gets_a_quote_probed_over_interledger() {
+    let test = "a_payer_in_the_scheme_finds_the_party_and_gets_a_quote_probed_over_interledger";
+    let Some(mojaloop) = mojaloop_or_skip(test) else { return };
+    let wallet = TestNode::start(WALLET).await;
+    let mut payee = ConnectorConfig::new("thitsaxfsp", "127.0.0.1:9").auto_accept(false);
+    let node =
+        TestNode::start(&cnp(&wallet.url(), &wallet.spsp_addr.unwrap().to_string(), payee.ports.outbound))
+            .await;
+    payee.backend_endpoint = node.mojaloop_addr.unwrap().to_string();
+    let payer_backend = TestBackend::start().await;
+    let payer = ConnectorConfig::new("payerfsp", &payer_backend.endpoint()).auto_accept(false);
+    let (payer, _payee): (Connector, Connector) = Connector::start_pair(&mojaloop, payer, payee).await;
+
+    let limits = OutboundLimits { timeout: Duration::from_secs(40), response_bytes_max: 65_536 };
+    let client = OutboundClient::new(&payer.outbound_url(), &limits, &TlsConfig::new(&Default::default()));
+    let from = Party::new("MSISDN", "5215559999", None).unwrap();
+    let to = Party::new("MSISDN", "5215550001", None).unwrap();
+    let amount = FspiopAmount::parse("100").unwrap();
+    let transfer =
+        NewTransfer { home_transaction_id: "q-1", from: &from, to: &to, currency: "MXN", amount, note: None };
+
+    // The lookup reaches ThitsaX's backend, which asks the wallet's SPSP.
+    let begun = client.begin(&transfer).await.unwrap();
+    assert_eq!(begun.stage, Stage::PartyToAccept, "{begun:?}");
+    // The quote: ThitsaX probed the path (100 MXN at 0.05 USD = 5 USD) and nothing moved.
+    let quoted = client.accept_party(&begun.transfer_id).await.unwrap();
+    let Stage::QuoteToAccept(quote) = &quoted.stage else { panic!("not quoted: {quoted:?}") };
+    assert_eq!((quote.transfer_amount.to_string().as_str(), quote.currency.as_str()), ("100", "MXN"));
+    // What the payer sees of it, as the Connector relayed it: what the wallet gets at least.
+    let raw = serde_json::json!({
+        "homeTransactionId": "q-2",
+        "from": {"idType": "MSISDN", "idValue": "5215559999"},
+        "to": {"idType": "MSISDN", "idValue": "5215550001"},
+        "amountType": "SEND", "currency": "MXN", "amount": "100", "transactionType": "TRANSFER",
+    });
+    let posted = payer.post_transfer(&raw).await;
+    let accepted =
+        payer.put_transfer(posted.str("/transferId"), &serde_json::json!({"acceptParty": true})).await;
+    assert_eq!(accepted.str("/quoteResponse/body/payeeReceiveAmount/amount"), "5", "{}", accepted.text);
+    assert_eq!(accepted.str("/quoteResponse/body/payeeReceiveAmount/currency"), "USD", "{}", accepted.text);
+    for (account, node) in [("mxn", &node), ("wallet", &node), ("ana", &wallet)] {
+        assert_eq!(node.balance(account).await, 0, "{account}: a quote moved money");
+    }
+    node.stop().await;
+    wallet.stop().await;
+}
