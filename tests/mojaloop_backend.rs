@@ -137,6 +137,33 @@ async fn quote_requests_the_node_cannot_serve_are_refused_with_their_codes() {
     wallet.stop().await;
 }
 
+/// A transfer to a party whose receiver is down: the scheme hears a destination communication
+/// error, and no money moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_to_a_receiver_that_is_down_is_refused_and_moves_nothing() {
+    let wallet = TestNode::start(RECEIVER).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let node = TestNode::start(&scheme_node(&wallet.spsp_addr.unwrap().to_string(), closed_port)).await;
+    let in_a_minute = chrono::Utc::now() + chrono::Duration::seconds(60);
+    let body = format!(
+        r#"{{"transferId": "0b9e2e3c-8a51-4a2b-9d8e-0f1e2d3c4b5a", "quote": {{"transferAmount": "10",
+            "transferAmountCurrency": "MXN", "expiration": "{}"}},
+            "to": {{"idType": "ALIAS", "idValue": "down"}}}}"#,
+        in_a_minute.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+    let backend = node.mojaloop_addr.unwrap();
+    let answer = admin_call(&client(), backend, "POST", "/transfers", None, Some(&body))
+        .await
+        .json(StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(answer["statusCode"], "1001", "{answer}");
+    assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{answer}");
+    assert_eq!(node.balance("mxn").await, 0);
+    node.stop().await;
+    wallet.stop().await;
+}
+
 #[tokio::test]
 async fn without_a_mojaloop_section_no_backend_listener_is_bound() {
     let node = TestNode::start(RECEIVER).await;

@@ -2,17 +2,20 @@
 //! (`@mojaloop/sdk-scheme-adapter` 18.0.2): a payer DFSP (its core system a test backend, a test
 //! double) and its Connector, back to back with ThitsaX's Connector, whose backend is the node's
 //! backend API. The party is a wallet on a second ThitsaX node (a local USD account); the node
-//! serving the scheme holds MXN and converts over ILP-over-HTTP.
+//! serving the scheme holds MXN and converts over ILP-over-HTTP. The party is found, the quote
+//! probed, the transfer paid over STREAM before the Connector commits it; a replay pays nothing
+//! more; a transfer past its quote's expiration is refused.
 
 mod common;
 
 use common::mojaloop::{mojaloop_or_skip, Connector, ConnectorConfig};
 use common::mojaloop_backend::TestBackend;
-use common::TestNode;
+use common::{admin_call, client as client_http, TestNode};
+use hyper::StatusCode;
 use std::time::Duration;
 use thitsax::http::tls::TlsConfig;
 use thitsax::mojaloop::amount::FspiopAmount;
-use thitsax::mojaloop::outbound::{NewTransfer, OutboundClient, OutboundLimits, Stage};
+use thitsax::mojaloop::outbound::{Finish, NewTransfer, OutboundClient, OutboundLimits, Stage};
 use thitsax::mojaloop::party::Party;
 
 const WALLET: &str = r#"
@@ -75,8 +78,8 @@ receiver = "http://{wallet_spsp}/ana"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_payer_in_the_scheme_finds_the_party_and_gets_a_quote_probed_over_interledger() {
-    let test = "a_payer_in_the_scheme_finds_the_party_and_gets_a_quote_probed_over_interledger";
+async fn a_payer_in_the_scheme_pays_a_wallet_over_interledger_once_quoted_and_never_twice() {
+    let test = "a_payer_in_the_scheme_pays_a_wallet_over_interledger_once_quoted_and_never_twice";
     let Some(mojaloop) = mojaloop_or_skip(test) else { return };
     let wallet = TestNode::start(WALLET).await;
     let mut payee = ConnectorConfig::new("thitsaxfsp", "127.0.0.1:9").auto_accept(false);
@@ -118,6 +121,50 @@ async fn a_payer_in_the_scheme_finds_the_party_and_gets_a_quote_probed_over_inte
     for (account, node) in [("mxn", &node), ("wallet", &node), ("ana", &wallet)] {
         assert_eq!(node.balance(account).await, 0, "{account}: a quote moved money");
     }
+
+    // The transfer: ThitsaX pays the wallet over STREAM and answers only once it arrived.
+    let done = client.accept_quote(&begun.transfer_id).await.unwrap();
+    assert_eq!(done.stage, Stage::Finished(Finish::Committed), "{done:?}");
+    assert_eq!(wallet.balance("ana").await, 5_000_000_000, "exactly 5 USD for 100 MXN");
+    assert_eq!(node.balance("mxn").await, -10_000, "100 MXN paid from the currency's account");
+    assert_eq!(node.balance("wallet").await, 5_000_000_000);
+
+    // The same transfer again (a replay: the Connector does no duplicate check) is answered as
+    // the first time, and nothing more is paid.
+    let backend = node.mojaloop_addr.unwrap();
+    let replay = |transfer_id: &str, expiration: &str| {
+        format!(
+            r#"{{"transferId": "{transfer_id}", "quote": {{"transferAmount": "100", "transferAmountCurrency": "MXN",
+                "expiration": "{expiration}"}}, "to": {{"idType": "MSISDN", "idValue": "5215550001"}},
+                "from": {{"idType": "MSISDN", "idValue": "5215559999"}}, "amountType": "SEND", "currency": "MXN",
+                "amount": "100"}}"#
+        )
+    };
+    let again = admin_call(
+        &client_http(),
+        backend,
+        "POST",
+        "/transfers",
+        None,
+        Some(&replay(&begun.transfer_id, "2020-01-01T00:00:00.000Z")),
+    )
+    .await
+    .json(StatusCode::OK);
+    assert_eq!(again["homeTransactionId"], begun.transfer_id.as_str());
+    assert_eq!(wallet.balance("ana").await, 5_000_000_000, "a replay paid again");
+    // A new transfer whose quote has expired is refused, and pays nothing.
+    let expired = admin_call(
+        &client_http(),
+        backend,
+        "POST",
+        "/transfers",
+        None,
+        Some(&replay("5b9e2e3c-8a51-4a2b-9d8e-0f1e2d3c4b5a", "2020-01-01T00:00:00.000Z")),
+    )
+    .await
+    .json(StatusCode::BAD_REQUEST);
+    assert_eq!(expired["statusCode"], "3303", "{expired}");
+    assert_eq!(wallet.balance("ana").await, 5_000_000_000);
     node.stop().await;
     wallet.stop().await;
 }

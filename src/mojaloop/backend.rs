@@ -14,8 +14,16 @@
 //!   least, in its own asset (`payeeReceiveAmount`). An unserved currency gets 5106, RECEIVE
 //!   3100 (not offered yet), a path that cannot be probed its ILP code mapped to FSPIOP.
 //!
-//! Transfers are the next step of issue 12; until then their path is unknown (404, 3002). No
-//! fee is added to quotes yet.
+//! - `POST /transfers`: the node pays the party's receiver over STREAM, the quote's
+//!   `transferAmount` from the currency's local account, as an outgoing payment whose id is the
+//!   `transferId` (so a transfer sent again, by a replay or a retry, finds the payment and is
+//!   answered as the first time, never paid twice, on any instance sharing the store), and
+//!   answers 2xx only once it was delivered; on failure the FSPIOP code of its ILP outcome. The
+//!   payment's deadline is `mojaloop.payment_timeout_ms` (never past the quote's expiration) and
+//!   no packet outlives it, so the node's answer is never overtaken by a late success. A new
+//!   transfer past its quote's expiration is refused (3303).
+//!
+//! No fee is added to quotes yet.
 //!
 //! Every error answer carries both `statusCode` (the FSPIOP code) and `message`: without both,
 //! the Connector passes nothing on and the payer waits 30 s for nothing.
@@ -31,11 +39,16 @@ use crate::account::Account;
 use crate::http::listener::{
     accept_until_draining, drained, percent_decode, read_body, respond, Accepting, CONTENT_TYPE_JSON,
 };
+use crate::limits::{STREAM_OUTCOME_GRACE_MS, STREAM_SLIPPAGE};
 use crate::node::Node;
 use crate::packet::{ErrorCode, Prepare, Reject, Response as IlpResponse};
 use crate::payments::outgoing::{SPSP_BODY_BYTES_MAX, SPSP_TIMEOUT};
 use crate::spsp::SpspError;
 use crate::store::Store;
+use crate::store::{
+    AmountKind, CreatedOutgoing, NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId, OutgoingState,
+    StoreError,
+};
 use crate::stream::sender::{self, Amount, AssetDetails, Payment, Progress, Rules, StopReason, Transport};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -44,9 +57,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::SystemTime;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// An FSPIOP error answer: the HTTP status, the code and the message the payer will see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +144,26 @@ async fn answer<S: Store>(
                 )
             })?;
             quote(node, scheme, &request).await
+        }
+        (&Method::POST, ["transfers"]) => {
+            let _slot = slots.try_acquire().map_err(|_| busy())?;
+            let limits = &scheme.backend;
+            let body =
+                read_body(req, limits.body_bytes_max, limits.body_read_timeout).await.map_err(|e| {
+                    Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        FspiopCode::VALIDATION_ERROR,
+                        format!("the request body: {e}"),
+                    )
+                })?;
+            let request: TransferRequest = serde_json::from_slice(&body).map_err(|e| {
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    FspiopCode::VALIDATION_ERROR,
+                    format!("not a transfer: {e}"),
+                )
+            })?;
+            transfer(node, scheme, &request).await
         }
         (_, ["parties", ..]) => Err(Refusal::new(
             StatusCode::NOT_FOUND,
@@ -283,6 +317,163 @@ async fn quote<S: Store>(
     }
     info!(quote = %request.quote_id, %receiver, amount = %amount, receives, "Mojaloop quote answered");
     Ok(respond(StatusCode::OK, CONTENT_TYPE_JSON, body.to_string()))
+}
+
+/// The fields of the Connector's transfer the node reads: the quote is the node's own answer,
+/// with the expiration the Connector added.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TransferRequest {
+    transfer_id: String,
+    quote: TransferQuote,
+    to: PartyIdInfo,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TransferQuote {
+    transfer_amount: String,
+    transfer_amount_currency: String,
+    expiration: Option<String>,
+}
+
+/// How often a transfer's payment is read while the node waits for its end.
+const TRANSFER_POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// `POST /transfers`: pays the party's receiver once per transfer id, and answers when done.
+async fn transfer<S: Store>(
+    node: &Node<S>,
+    scheme: &Scheme,
+    request: &TransferRequest,
+) -> Result<Response<Full<Bytes>>, Refusal> {
+    let invalid = |why: String| Refusal::new(StatusCode::BAD_REQUEST, FspiopCode::VALIDATION_ERROR, why);
+    let id = OutgoingPaymentId::parse(&request.transfer_id).ok_or_else(|| {
+        invalid(format!("transferId {:?} is not an id this node takes", request.transfer_id))
+    })?;
+    let currency = scheme.currency(&request.quote.transfer_amount_currency).ok_or_else(|| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            FspiopCode::PAYEE_UNSUPPORTED_CURRENCY,
+            format!("{} is not a currency this node serves", request.quote.transfer_amount_currency),
+        )
+    })?;
+    let account = node.accounts.load().get(&currency.account).cloned().ok_or_else(|| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            FspiopCode::SERVICE_UNAVAILABLE,
+            "the currency's account is gone",
+        )
+    })?;
+    let store_down = |e: StoreError| {
+        warn!(error = %e, transfer = %id, "Mojaloop transfer: store unavailable");
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            FspiopCode::SERVICE_UNAVAILABLE,
+            "the node's store is unavailable; retry",
+        )
+    };
+    // A transfer seen before is answered as the first time: by its payment, never a second one.
+    if let Some(existing) = node.store.outgoing_payment(&account, &id).await.map_err(store_down)? {
+        info!(transfer = %id, "Mojaloop transfer received again: answered by its payment");
+        return transfer_answer(node, &account, existing).await;
+    }
+    let now = SystemTime::now();
+    let expiration = match &request.quote.expiration {
+        Some(text) => Some(
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map(SystemTime::from)
+                .map_err(|_| invalid(format!("quote.expiration {text:?} is not a date-time")))?,
+        ),
+        None => None,
+    };
+    if expiration.is_some_and(|at| at <= now) {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            FspiopCode::TRANSFER_EXPIRED,
+            "the transfer's quote has expired",
+        ));
+    }
+    let (id_type, id_value) = (request.to.id_type.as_str(), request.to.id_value.as_str());
+    let receiver = (ID_TYPES.contains(&id_type) && id_value_ok(id_value))
+        .then(|| scheme.receiver_for(id_type, id_value))
+        .flatten()
+        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, FspiopCode::PARTY_NOT_FOUND, "no such party"))?;
+    let amount = FspiopAmount::parse(&request.quote.transfer_amount).map_err(|e| invalid(e.to_string()))?;
+    let source = amount.to_account(account.asset_scale).map_err(|e| invalid(e.to_string()))?;
+    // The ILP leg ends by the payment timeout, and never after the quote's expiration.
+    let deadline = expiration.map_or(now + scheme.payment_timeout, |at| at.min(now + scheme.payment_timeout));
+    let new = NewOutgoingPayment {
+        id: id.clone(),
+        receiver,
+        amount: source,
+        kind: AmountKind::Source,
+        slippage: STREAM_SLIPPAGE.to_string(),
+        deadline,
+        source_max: None,
+    };
+    new.check(now).map_err(|e| invalid(e.to_string()))?;
+    let payment = match node.store.create_outgoing_payment(&account, &new, now).await.map_err(store_down)? {
+        CreatedOutgoing::Created(p) => {
+            info!(transfer = %id, amount = %amount, account = %account.id, "Mojaloop transfer: paying over Interledger");
+            node.sending.wake.notify_one();
+            p
+        }
+        CreatedOutgoing::Exists(p) => p,
+    };
+    transfer_answer(node, &account, payment).await
+}
+
+/// Waits for the transfer's payment to end, then answers: 200 once delivered, else the FSPIOP
+/// code of its ILP outcome.
+async fn transfer_answer<S: Store>(
+    node: &Node<S>,
+    account: &Account,
+    mut payment: OutgoingPayment,
+) -> Result<Response<Full<Bytes>>, Refusal> {
+    // Every packet's outcome is known by the deadline and the grace for its answer.
+    let give_up =
+        payment.deadline + Duration::from_millis(STREAM_OUTCOME_GRACE_MS) + TRANSFER_POLL_INTERVAL * 5;
+    while payment.state == OutgoingState::Sending && SystemTime::now() < give_up {
+        tokio::time::sleep(TRANSFER_POLL_INTERVAL).await;
+        if let Ok(Some(read)) = node.store.outgoing_payment(account, &payment.id).await {
+            payment = read;
+        }
+    }
+    match payment.state {
+        OutgoingState::Completed => {
+            let body = serde_json::json!({ "homeTransactionId": payment.id.as_str() });
+            Ok(respond(StatusCode::OK, CONTENT_TYPE_JSON, body.to_string()))
+        }
+        OutgoingState::Failed => {
+            let why = payment.stop_reason.as_deref().unwrap_or("failed");
+            // Nothing was sent and no packet was refused: the receiver could not be reached (its
+            // SPSP query failed), not refused.
+            let code = match payment.rejects.is_empty() && payment.sent == 0 && payment.in_doubt == 0 {
+                true => ErrorCode::T01_PEER_UNREACHABLE,
+                false => last_reject_code(&payment.rejects),
+            };
+            if payment.sent > 0 || payment.in_doubt > 0 {
+                // STREAM has no all-or-nothing: part of the money reached the receiver while the
+                // scheme is told the transfer failed.
+                error!(
+                    transfer = %payment.id, sent = payment.sent, delivered = payment.delivered, in_doubt = payment.in_doubt,
+                    %why, "Mojaloop transfer refused after part of its Interledger payment was delivered: reconcile this payment"
+                );
+            } else {
+                info!(transfer = %payment.id, %why, "Mojaloop transfer: the Interledger payment failed");
+            }
+            Err(Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                FspiopCode::from_ilp(code),
+                format!("the Interledger payment to the party failed: {why}"),
+            ))
+        }
+        OutgoingState::Sending => Err(Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            FspiopCode::SERVER_TIMED_OUT,
+            "the Interledger payment did not end in time",
+        )),
+    }
 }
 
 /// The reject code that says most about a failed probe: the final one if any, else any.
