@@ -127,42 +127,12 @@ async fn answer<S: Store>(
         }
         (&Method::POST, ["quoterequests"]) => {
             let _slot = slots.try_acquire().map_err(|_| busy())?;
-            let limits = &scheme.backend;
-            let body =
-                read_body(req, limits.body_bytes_max, limits.body_read_timeout).await.map_err(|e| {
-                    Refusal::new(
-                        StatusCode::BAD_REQUEST,
-                        FspiopCode::VALIDATION_ERROR,
-                        format!("the request body: {e}"),
-                    )
-                })?;
-            let request: QuoteRequest = serde_json::from_slice(&body).map_err(|e| {
-                Refusal::new(
-                    StatusCode::BAD_REQUEST,
-                    FspiopCode::VALIDATION_ERROR,
-                    format!("not a quote request: {e}"),
-                )
-            })?;
+            let request: QuoteRequest = json_request(req, scheme, "a quote request").await?;
             quote(node, scheme, &request).await
         }
         (&Method::POST, ["transfers"]) => {
             let _slot = slots.try_acquire().map_err(|_| busy())?;
-            let limits = &scheme.backend;
-            let body =
-                read_body(req, limits.body_bytes_max, limits.body_read_timeout).await.map_err(|e| {
-                    Refusal::new(
-                        StatusCode::BAD_REQUEST,
-                        FspiopCode::VALIDATION_ERROR,
-                        format!("the request body: {e}"),
-                    )
-                })?;
-            let request: TransferRequest = serde_json::from_slice(&body).map_err(|e| {
-                Refusal::new(
-                    StatusCode::BAD_REQUEST,
-                    FspiopCode::VALIDATION_ERROR,
-                    format!("not a transfer: {e}"),
-                )
-            })?;
+            let request: TransferRequest = json_request(req, scheme, "a transfer").await?;
             transfer(node, scheme, &request).await
         }
         (_, ["parties", ..]) => Err(Refusal::new(
@@ -182,6 +152,47 @@ fn decoded(segment: &str) -> Result<String, Refusal> {
             "a path segment is not percent-encoded UTF-8",
         )
     })
+}
+
+/// The request's JSON body, read within the backend's limits: 3100 when it is not `what`.
+async fn json_request<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    scheme: &Scheme,
+    what: &str,
+) -> Result<T, Refusal> {
+    let invalid = |why: String| Refusal::new(StatusCode::BAD_REQUEST, FspiopCode::VALIDATION_ERROR, why);
+    let limits = &scheme.backend;
+    let body = read_body(req, limits.body_bytes_max, limits.body_read_timeout)
+        .await
+        .map_err(|e| invalid(format!("the request body: {e}")))?;
+    serde_json::from_slice(&body).map_err(|e| invalid(format!("not {what}: {e}")))
+}
+
+/// The served currency `code` and the local account that holds it: 5106 when not served.
+fn currency_account<S>(node: &Node<S>, scheme: &Scheme, code: &str) -> Result<Arc<Account>, Refusal> {
+    let currency = scheme.currency(code).ok_or_else(|| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            FspiopCode::PAYEE_UNSUPPORTED_CURRENCY,
+            format!("{code} is not a currency this node serves"),
+        )
+    })?;
+    node.accounts.load().get(&currency.account).cloned().ok_or_else(|| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            FspiopCode::SERVICE_UNAVAILABLE,
+            "the currency's account is gone",
+        )
+    })
+}
+
+/// The Interledger receiver of a party the node answers for: 3204 otherwise.
+fn party_receiver(scheme: &Scheme, party: &PartyIdInfo) -> Result<String, Refusal> {
+    let (id_type, id_value) = (party.id_type.as_str(), party.id_value.as_str());
+    (ID_TYPES.contains(&id_type) && id_value_ok(id_value))
+        .then(|| scheme.receiver_for(id_type, id_value))
+        .flatten()
+        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, FspiopCode::PARTY_NOT_FOUND, "no such party"))
 }
 
 fn busy() -> Refusal {
@@ -247,13 +258,7 @@ async fn quote<S: Store>(
     request: &QuoteRequest,
 ) -> Result<Response<Full<Bytes>>, Refusal> {
     let invalid = |why: String| Refusal::new(StatusCode::BAD_REQUEST, FspiopCode::VALIDATION_ERROR, why);
-    let currency = scheme.currency(&request.currency).ok_or_else(|| {
-        Refusal::new(
-            StatusCode::BAD_REQUEST,
-            FspiopCode::PAYEE_UNSUPPORTED_CURRENCY,
-            format!("{} is not a currency this node serves", request.currency),
-        )
-    })?;
+    let account = currency_account(node, scheme, &request.currency)?;
     if request.amount_type != "SEND" {
         return Err(invalid(format!(
             "amountType {} is not offered: quote a SEND amount",
@@ -261,22 +266,11 @@ async fn quote<S: Store>(
         )));
     }
     let amount = FspiopAmount::parse(&request.amount).map_err(|e| invalid(e.to_string()))?;
-    let account = node.accounts.load().get(&currency.account).cloned().ok_or_else(|| {
-        Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            FspiopCode::SERVICE_UNAVAILABLE,
-            "the currency's account is gone",
-        )
-    })?;
     let source = amount.to_account(account.asset_scale).map_err(|e| invalid(e.to_string()))?;
     if source == 0 {
         return Err(invalid("the amount is zero".into()));
     }
-    let (id_type, id_value) = (request.to.id_type.as_str(), request.to.id_value.as_str());
-    let receiver = (ID_TYPES.contains(&id_type) && id_value_ok(id_value))
-        .then(|| scheme.receiver_for(id_type, id_value))
-        .flatten()
-        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, FspiopCode::PARTY_NOT_FOUND, "no such party"))?;
+    let receiver = party_receiver(scheme, &request.to)?;
     let target = crate::spsp::resolve(node.client.connector(), &receiver, SPSP_TIMEOUT, SPSP_BODY_BYTES_MAX)
         .await
         .map_err(|e| lookup_refusal(&e))?;
@@ -307,7 +301,7 @@ async fn quote<S: Store>(
     let receives = u64::try_from(lower.floor_of(source)).unwrap_or(u64::MAX);
     let mut body = serde_json::json!({
         "transferAmount": amount.to_string(),
-        "transferAmountCurrency": currency.code,
+        "transferAmountCurrency": request.currency,
     });
     // What the receiver gets at least, in its asset, as far as FSPIOP can write it.
     let decimals = asset.scale.min(FSPIOP_DECIMALS_MAX);
@@ -350,20 +344,7 @@ async fn transfer<S: Store>(
     let id = OutgoingPaymentId::parse(&request.transfer_id).ok_or_else(|| {
         invalid(format!("transferId {:?} is not an id this node takes", request.transfer_id))
     })?;
-    let currency = scheme.currency(&request.quote.transfer_amount_currency).ok_or_else(|| {
-        Refusal::new(
-            StatusCode::BAD_REQUEST,
-            FspiopCode::PAYEE_UNSUPPORTED_CURRENCY,
-            format!("{} is not a currency this node serves", request.quote.transfer_amount_currency),
-        )
-    })?;
-    let account = node.accounts.load().get(&currency.account).cloned().ok_or_else(|| {
-        Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            FspiopCode::SERVICE_UNAVAILABLE,
-            "the currency's account is gone",
-        )
-    })?;
+    let account = currency_account(node, scheme, &request.quote.transfer_amount_currency)?;
     let store_down = |e: StoreError| {
         warn!(error = %e, transfer = %id, "Mojaloop transfer: store unavailable");
         Refusal::new(
@@ -393,11 +374,7 @@ async fn transfer<S: Store>(
             "the transfer's quote has expired",
         ));
     }
-    let (id_type, id_value) = (request.to.id_type.as_str(), request.to.id_value.as_str());
-    let receiver = (ID_TYPES.contains(&id_type) && id_value_ok(id_value))
-        .then(|| scheme.receiver_for(id_type, id_value))
-        .flatten()
-        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, FspiopCode::PARTY_NOT_FOUND, "no such party"))?;
+    let receiver = party_receiver(scheme, &request.to)?;
     let amount = FspiopAmount::parse(&request.quote.transfer_amount).map_err(|e| invalid(e.to_string()))?;
     let source = amount.to_account(account.asset_scale).map_err(|e| invalid(e.to_string()))?;
     // The ILP leg ends by the payment timeout, and never after the quote's expiration.
