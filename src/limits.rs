@@ -126,7 +126,9 @@ pub const MOJALOOP_OUTBOUND_RESPONSE_BYTES_MAX: usize = 65_536;
 /// The ILP leg of a Mojaloop → ILP transfer ends (delivered or abandoned) within this.
 pub const MOJALOOP_PAYMENT_TIMEOUT_MS: u64 = 10_000;
 /// ...and never later than this: the payer's Connector gives up after 30 s, and a late success is
-/// money paid on the ILP side that the Mojaloop side has given up on.
+/// money paid on the ILP side that the Mojaloop side has given up on. Also below an outgoing
+/// payment's lease (30 s), so that no instance resumes a transfer's payment after its node died
+/// before the deadline (checked where `[mojaloop]` is read).
 pub const MOJALOOP_PAYMENT_TIMEOUT_MS_CEILING: u64 = 25_000;
 /// The STREAM server secret's length: credentials are derived from it with HMAC-SHA256.
 pub const STREAM_SECRET_BYTES: usize = 32;

@@ -13,6 +13,16 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+// A Mojaloop -> ILP transfer's payment is held by its instance's lease. An instance killed
+// mid-transfer cannot answer the Connector any more, and the scheme may abort the transfer; no
+// instance (the restarted one included: it is a new owner) may take the payment over and
+// deliver it after that. Its deadline, at most the ceiling, passes before its lease expires, so a
+// resumed payment only ends, never sends.
+const _: () = assert!(
+    defaults::MOJALOOP_PAYMENT_TIMEOUT_MS_CEILING < crate::payments::outgoing::LEASE.as_millis() as u64,
+    "a transfer's payment must reach its deadline before its lease can be taken over"
+);
+
 /// `[mojaloop]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
