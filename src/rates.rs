@@ -55,6 +55,12 @@ impl Decimal {
         self.mantissa < 10u128.pow(self.exponent)
     }
 
+    /// `ceil(amount × self)`, exact; `None` past u128.
+    pub fn ceil_of(&self, amount: u128) -> Option<u128> {
+        // The exponent is at most 38, so 10^exponent fits in a u128.
+        Some(amount.checked_mul(self.mantissa)?.div_ceil(10u128.pow(self.exponent)))
+    }
+
     /// `1 − self`, for a spread in [0, 1).
     fn one_minus(&self) -> Decimal {
         let one = 10u128.pow(self.exponent);

@@ -69,6 +69,7 @@ party = {{ id_type = "BUSINESS", id_value = "thitsax" }}
 code = "MXN"
 decimals = 2
 account = "mxn"
+fee_rate = "0.01"
 [[mojaloop.parties]]
 id_type = "MSISDN"
 id_value = "5215550001"
@@ -102,7 +103,8 @@ async fn a_payer_in_the_scheme_pays_a_wallet_over_interledger_once_quoted_and_ne
     // The lookup reaches ThitsaX's backend, which asks the wallet's SPSP.
     let begun = client.begin(&transfer).await.unwrap();
     assert_eq!(begun.stage, Stage::PartyToAccept, "{begun:?}");
-    // The quote: ThitsaX probed the path (100 MXN at 0.05 USD = 5 USD) and nothing moved.
+    // The quote: ThitsaX keeps 1 % (1 MXN) and probed the path for the rest (99 MXN at 0.05 USD
+    // = 4.95 USD); nothing moved.
     let quoted = client.accept_party(&begun.transfer_id).await.unwrap();
     let Stage::QuoteToAccept(quote) = &quoted.stage else { panic!("not quoted: {quoted:?}") };
     assert_eq!((quote.transfer_amount.to_string().as_str(), quote.currency.as_str()), ("100", "MXN"));
@@ -116,7 +118,9 @@ async fn a_payer_in_the_scheme_pays_a_wallet_over_interledger_once_quoted_and_ne
     let posted = payer.post_transfer(&raw).await;
     let accepted =
         payer.put_transfer(posted.str("/transferId"), &serde_json::json!({"acceptParty": true})).await;
-    assert_eq!(accepted.str("/quoteResponse/body/payeeReceiveAmount/amount"), "5", "{}", accepted.text);
+    assert_eq!(accepted.str("/quoteResponse/body/payeeReceiveAmount/amount"), "4.95", "{}", accepted.text);
+    assert_eq!(accepted.str("/quoteResponse/body/payeeFspFee/amount"), "1", "{}", accepted.text);
+    assert_eq!(accepted.str("/quoteResponse/body/payeeFspFee/currency"), "MXN", "{}", accepted.text);
     assert_eq!(accepted.str("/quoteResponse/body/payeeReceiveAmount/currency"), "USD", "{}", accepted.text);
     for (account, node) in [("mxn", &node), ("wallet", &node), ("ana", &wallet)] {
         assert_eq!(node.balance(account).await, 0, "{account}: a quote moved money");
@@ -125,9 +129,9 @@ async fn a_payer_in_the_scheme_pays_a_wallet_over_interledger_once_quoted_and_ne
     // The transfer: ThitsaX pays the wallet over STREAM and answers only once it arrived.
     let done = client.accept_quote(&begun.transfer_id).await.unwrap();
     assert_eq!(done.stage, Stage::Finished(Finish::Committed), "{done:?}");
-    assert_eq!(wallet.balance("ana").await, 5_000_000_000, "exactly 5 USD for 100 MXN");
-    assert_eq!(node.balance("mxn").await, -10_000, "100 MXN paid from the currency's account");
-    assert_eq!(node.balance("wallet").await, 5_000_000_000);
+    assert_eq!(wallet.balance("ana").await, 4_950_000_000, "exactly 4.95 USD for 100 MXN less the fee");
+    assert_eq!(node.balance("mxn").await, -9_900, "99 MXN paid on from the currency's account: 1 MXN kept");
+    assert_eq!(node.balance("wallet").await, 4_950_000_000);
 
     // The same transfer again (a replay: the Connector does no duplicate check) is answered as
     // the first time, and nothing more is paid.
@@ -151,7 +155,7 @@ async fn a_payer_in_the_scheme_pays_a_wallet_over_interledger_once_quoted_and_ne
     .await
     .json(StatusCode::OK);
     assert_eq!(again["homeTransactionId"], begun.transfer_id.as_str());
-    assert_eq!(wallet.balance("ana").await, 5_000_000_000, "a replay paid again");
+    assert_eq!(wallet.balance("ana").await, 4_950_000_000, "a replay paid again");
     // A new transfer whose quote has expired is refused, and pays nothing.
     let expired = admin_call(
         &client_http(),
@@ -164,7 +168,7 @@ async fn a_payer_in_the_scheme_pays_a_wallet_over_interledger_once_quoted_and_ne
     .await
     .json(StatusCode::BAD_REQUEST);
     assert_eq!(expired["statusCode"], "3303", "{expired}");
-    assert_eq!(wallet.balance("ana").await, 5_000_000_000);
+    assert_eq!(wallet.balance("ana").await, 4_950_000_000);
     node.stop().await;
     wallet.stop().await;
 }

@@ -8,6 +8,7 @@ use crate::mojaloop::amount::FSPIOP_DECIMALS_MAX;
 use crate::mojaloop::outbound::OutboundLimits;
 use crate::mojaloop::party::{fsp_id_ok, id_value_ok, Party, ID_TYPES};
 use crate::mojaloop::scheme::{IdMatch, Scheme, SchemeCurrency, ServedParties, ID_VALUE_PLACEHOLDER};
+use crate::rates::Decimal;
 use crate::rules::Validator;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -58,6 +59,7 @@ struct RawCurrency {
     code: String,
     decimals: u8,
     account: String,
+    fee_rate: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,6 +182,13 @@ impl Validator {
                     format!("must be at most {FSPIOP_DECIMALS_MAX} (FSPIOP amounts carry no more)"),
                 );
             }
+            let fee_rate = c.fee_rate.as_deref().and_then(|rate| {
+                let parsed = Decimal::parse(rate).ok().filter(Decimal::is_below_one);
+                if parsed.is_none() {
+                    self.problem(at("fee_rate"), "must be a decimal below 1, like \"0.005\" (0.5 %)");
+                }
+                parsed
+            });
             match accounts.iter().find(|a| *a.id == *c.account) {
                 None => self.problem(at("account"), format!("no account {:?} in [[accounts]]", c.account)),
                 Some(a) if a.relation != Relation::Local => self.problem(
@@ -193,9 +202,12 @@ impl Validator {
                     at("account"),
                     format!("{:?} holds {}, not {}", c.account, a.asset_code, c.code),
                 ),
-                Some(a) => {
-                    out.push(SchemeCurrency { code: c.code, decimals: c.decimals, account: a.id.clone() })
-                }
+                Some(a) => out.push(SchemeCurrency {
+                    code: c.code,
+                    decimals: c.decimals,
+                    account: a.id.clone(),
+                    fee_rate,
+                }),
             }
         }
         out
@@ -301,6 +313,9 @@ receiver = "https://wallet.example/spsp/{id_value}"
             Some("https://wallet.example/spsp/5215550001")
         );
         assert!(Config::from_toml(BASE).unwrap().mojaloop.is_none(), "no section, no scheme");
+        let with_fee = SECTION.replace("decimals = 2", "decimals = 2\nfee_rate = \"0.005\"");
+        let scheme = Config::from_toml(&format!("{BASE}{with_fee}")).unwrap().mojaloop.unwrap();
+        assert_eq!(scheme.currency("MXN").unwrap().fee_rate.map(|r| r.to_string()), Some("0.005".into()));
     }
 
     #[test]
@@ -334,6 +349,8 @@ receiver = "https://wallet.example/spsp/{id_value}"
             ("account = \"mxn\"", "account = \"peer\"", "must be a local account"),
             ("code = \"MXN\"", "code = \"USD\"", "holds MXN, not USD"),
             ("code = \"MXN\"", "code = \"mxn\"", "ISO 4217"),
+            ("decimals = 2", "decimals = 2\nfee_rate = \"1.5\"", "below 1"),
+            ("decimals = 2", "decimals = 2\nfee_rate = \"1%\"", "below 1"),
         ];
         for (from, to, message) in cases {
             let found = problems(&format!("{BASE}{}", SECTION.replace(from, to)));

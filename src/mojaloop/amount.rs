@@ -130,6 +130,21 @@ impl FspiopAmount {
     }
 }
 
+impl FspiopAmount {
+    /// The node's fee on this amount at `rate`, rounded up to what a currency of `decimals`
+    /// decimals can carry (the node never charges less than its rate); `None` past u128.
+    pub fn fee(&self, rate: &crate::rates::Decimal, decimals: u8) -> Option<FspiopAmount> {
+        let unit = 10u128.pow(u32::from(FSPIOP_DECIMALS_MAX - decimals.min(FSPIOP_DECIMALS_MAX)));
+        let exact = rate.ceil_of(self.ten_thousandths)?;
+        Some(FspiopAmount { ten_thousandths: exact.div_ceil(unit) * unit })
+    }
+
+    /// `self − other`, or `None` below zero.
+    pub fn checked_sub(&self, other: &FspiopAmount) -> Option<FspiopAmount> {
+        Some(FspiopAmount { ten_thousandths: self.ten_thousandths.checked_sub(other.ten_thousandths)? })
+    }
+}
+
 /// The shortest form: no trailing zeros, no point for a whole amount (`10`, `10.5`, `0.0001`).
 impl fmt::Display for FspiopAmount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -240,6 +255,22 @@ mod tests {
             FspiopAmount::parse("1").unwrap().to_account(255),
             Err(AmountError::TooLarge(FspiopAmount::parse("1").unwrap()))
         );
+    }
+
+    #[test]
+    fn fees_round_up_to_the_currency_s_decimals() {
+        let rate = |r: &str| crate::rates::Decimal::parse(r).unwrap();
+        let amount = FspiopAmount::parse("100").unwrap();
+        assert_eq!(amount.fee(&rate("0.01"), 2).unwrap().to_string(), "1");
+        assert_eq!(amount.fee(&rate("0.0001"), 2).unwrap().to_string(), "0.01");
+        assert_eq!(amount.fee(&rate("0.00001"), 2).unwrap().to_string(), "0.01", "never less than the rate");
+        assert_eq!(amount.fee(&rate("0.00001"), 0).unwrap().to_string(), "1");
+        assert_eq!(amount.fee(&rate("0"), 2).unwrap().to_string(), "0");
+        let odd = FspiopAmount::parse("10.55").unwrap();
+        assert_eq!(odd.fee(&rate("0.1"), 2).unwrap().to_string(), "1.06");
+        let fee = odd.fee(&rate("0.1"), 2).unwrap();
+        assert_eq!(odd.checked_sub(&fee).unwrap().to_string(), "9.49");
+        assert_eq!(fee.checked_sub(&odd), None);
     }
 
     proptest! {

@@ -11,7 +11,9 @@
 //! - `POST /quoterequests` (`amountType` SEND): the ILP path's rate is probed from the
 //!   currency's local account to the party's receiver (STREAM test packets, nothing paid), and
 //!   the answer is the amount to transfer (the amount asked) with what the receiver gets at
-//!   least, in its own asset (`payeeReceiveAmount`). An unserved currency gets 5106, RECEIVE
+//!   least, in its own asset (`payeeReceiveAmount`), and the node's fee (`payeeFspFeeAmount`,
+//!   the currency's `fee_rate`, rounded up to its decimals) when it has one: the fee stays with
+//!   the node, the rest is paid on. An unserved currency gets 5106, RECEIVE
 //!   3100 (not offered yet), a path that cannot be probed its ILP code mapped to FSPIOP.
 //!
 //! - `POST /transfers`: the node pays the party's receiver over STREAM, the quote's
@@ -22,8 +24,7 @@
 //!   payment's deadline is `mojaloop.payment_timeout_ms` (never past the quote's expiration) and
 //!   no packet outlives it, so the node's answer is never overtaken by a late success. A new
 //!   transfer past its quote's expiration is refused (3303).
-//!
-//! No fee is added to quotes yet.
+
 //!
 //! Every error answer carries both `statusCode` (the FSPIOP code) and `message`: without both,
 //! the Connector passes nothing on and the payer waits 30 s for nothing.
@@ -34,7 +35,7 @@
 use super::amount::{FspiopAmount, FSPIOP_DECIMALS_MAX};
 use super::error::FspiopCode;
 use super::party::{id_value_ok, ID_TYPES};
-use super::scheme::Scheme;
+use super::scheme::{Scheme, SchemeCurrency};
 use crate::account::Account;
 use crate::http::listener::{
     accept_until_draining, drained, percent_decode, read_body, respond, Accepting, CONTENT_TYPE_JSON,
@@ -169,7 +170,11 @@ async fn json_request<T: serde::de::DeserializeOwned>(
 }
 
 /// The served currency `code` and the local account that holds it: 5106 when not served.
-fn currency_account<S>(node: &Node<S>, scheme: &Scheme, code: &str) -> Result<Arc<Account>, Refusal> {
+fn currency_account<'s, S>(
+    node: &Node<S>,
+    scheme: &'s Scheme,
+    code: &str,
+) -> Result<(&'s SchemeCurrency, Arc<Account>), Refusal> {
     let currency = scheme.currency(code).ok_or_else(|| {
         Refusal::new(
             StatusCode::BAD_REQUEST,
@@ -177,13 +182,33 @@ fn currency_account<S>(node: &Node<S>, scheme: &Scheme, code: &str) -> Result<Ar
             format!("{code} is not a currency this node serves"),
         )
     })?;
-    node.accounts.load().get(&currency.account).cloned().ok_or_else(|| {
+    let account = node.accounts.load().get(&currency.account).cloned().ok_or_else(|| {
         Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             FspiopCode::SERVICE_UNAVAILABLE,
             "the currency's account is gone",
         )
-    })
+    })?;
+    Ok((currency, account))
+}
+
+/// What is paid on over Interledger for `amount` received in `currency`, and the node's fee
+/// (`None` without a fee rate, or a fee of zero): 5000 when the fee takes it all.
+fn net_of_fee(
+    amount: &FspiopAmount,
+    currency: &SchemeCurrency,
+) -> Result<(FspiopAmount, Option<FspiopAmount>), Refusal> {
+    let too_small = || {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            FspiopCode::PAYEE_ERROR,
+            "the amount does not cover the node's fee",
+        )
+    };
+    let Some(rate) = currency.fee_rate else { return Ok((*amount, None)) };
+    let fee = amount.fee(&rate, currency.decimals).ok_or_else(too_small)?;
+    let net = amount.checked_sub(&fee).filter(|n| !n.is_zero()).ok_or_else(too_small)?;
+    Ok((net, Some(fee).filter(|f| !f.is_zero())))
 }
 
 /// The Interledger receiver of a party the node answers for: 3204 otherwise.
@@ -258,7 +283,7 @@ async fn quote<S: Store>(
     request: &QuoteRequest,
 ) -> Result<Response<Full<Bytes>>, Refusal> {
     let invalid = |why: String| Refusal::new(StatusCode::BAD_REQUEST, FspiopCode::VALIDATION_ERROR, why);
-    let account = currency_account(node, scheme, &request.currency)?;
+    let (currency, account) = currency_account(node, scheme, &request.currency)?;
     if request.amount_type != "SEND" {
         return Err(invalid(format!(
             "amountType {} is not offered: quote a SEND amount",
@@ -266,7 +291,8 @@ async fn quote<S: Store>(
         )));
     }
     let amount = FspiopAmount::parse(&request.amount).map_err(|e| invalid(e.to_string()))?;
-    let source = amount.to_account(account.asset_scale).map_err(|e| invalid(e.to_string()))?;
+    let (net, fee) = net_of_fee(&amount, currency)?;
+    let source = net.to_account(account.asset_scale).map_err(|e| invalid(e.to_string()))?;
     if source == 0 {
         return Err(invalid("the amount is zero".into()));
     }
@@ -303,6 +329,10 @@ async fn quote<S: Store>(
         "transferAmount": amount.to_string(),
         "transferAmountCurrency": request.currency,
     });
+    if let Some(fee) = fee {
+        body["payeeFspFeeAmount"] = serde_json::Value::from(fee.to_string());
+        body["payeeFspFeeAmountCurrency"] = serde_json::Value::from(request.currency.as_str());
+    }
     // What the receiver gets at least, in its asset, as far as FSPIOP can write it.
     let decimals = asset.scale.min(FSPIOP_DECIMALS_MAX);
     if let Ok((receive_amount, _)) = FspiopAmount::from_account(receives, asset.scale, decimals) {
@@ -344,7 +374,7 @@ async fn transfer<S: Store>(
     let id = OutgoingPaymentId::parse(&request.transfer_id).ok_or_else(|| {
         invalid(format!("transferId {:?} is not an id this node takes", request.transfer_id))
     })?;
-    let account = currency_account(node, scheme, &request.quote.transfer_amount_currency)?;
+    let (currency, account) = currency_account(node, scheme, &request.quote.transfer_amount_currency)?;
     let store_down = |e: StoreError| {
         warn!(error = %e, transfer = %id, "Mojaloop transfer: store unavailable");
         Refusal::new(
@@ -376,7 +406,9 @@ async fn transfer<S: Store>(
     }
     let receiver = party_receiver(scheme, &request.to)?;
     let amount = FspiopAmount::parse(&request.quote.transfer_amount).map_err(|e| invalid(e.to_string()))?;
-    let source = amount.to_account(account.asset_scale).map_err(|e| invalid(e.to_string()))?;
+    // The fee as the node's own rate makes it, not as the quote's echo says.
+    let (net, _fee) = net_of_fee(&amount, currency)?;
+    let source = net.to_account(account.asset_scale).map_err(|e| invalid(e.to_string()))?;
     // The ILP leg ends by the payment timeout, and never after the quote's expiration.
     let deadline = expiration.map_or(now + scheme.payment_timeout, |at| at.min(now + scheme.payment_timeout));
     let new = NewOutgoingPayment {

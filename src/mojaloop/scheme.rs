@@ -5,6 +5,7 @@
 use super::outbound::OutboundLimits;
 use super::party::Party;
 use crate::http::listener::ApiLimits;
+use crate::rates::Decimal;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,9 @@ pub struct SchemeCurrency {
     /// Decimals the scheme uses for it (ISO 4217 minor units; at most 4, FSPIOP's limit).
     pub decimals: u8,
     pub account: Arc<str>,
+    /// The node's fee on what the scheme pays it in this currency (`fee_rate`, an exact decimal
+    /// below 1), taken from the amount before it is paid on over Interledger.
+    pub fee_rate: Option<Decimal>,
 }
 
 /// Which ids of one type a [`ServedParties`] entry answers for.
@@ -102,7 +106,12 @@ mod tests {
                 shutdown_grace: Duration::from_secs(5),
             },
             payment_timeout: Duration::from_secs(10),
-            currencies: vec![SchemeCurrency { code: "MXN".into(), decimals: 2, account: "mxn".into() }],
+            currencies: vec![SchemeCurrency {
+                code: "MXN".into(),
+                decimals: 2,
+                account: "mxn".into(),
+                fee_rate: None,
+            }],
             parties,
         }
     }
