@@ -42,7 +42,7 @@ use crate::http::listener::{
 };
 use crate::limits::{STREAM_OUTCOME_GRACE_MS, STREAM_SLIPPAGE};
 use crate::node::Node;
-use crate::packet::{ErrorCode, Prepare, Reject, Response as IlpResponse};
+use crate::packet::{ErrorCode, Prepare, Response as IlpResponse};
 use crate::payments::outgoing::{SPSP_BODY_BYTES_MAX, SPSP_TIMEOUT};
 use crate::spsp::SpspError;
 use crate::store::Store;
@@ -496,7 +496,7 @@ fn last_reject_code(rejects: &std::collections::BTreeMap<String, u64>) -> ErrorC
         .unwrap_or(ErrorCode::T00_INTERNAL_ERROR)
 }
 
-/// The node's own packet path from a local account: how the node probes (and later pays).
+/// The node's own packet path from a local account: how a quote probes.
 struct FromAccount<'a, S> {
     node: &'a Node<S>,
     account: &'a Account,
@@ -504,16 +504,7 @@ struct FromAccount<'a, S> {
 
 impl<S: Store> Transport for FromAccount<'_, S> {
     async fn send(&self, prepare: Prepare) -> IlpResponse {
-        match IlpResponse::parse(self.node.forward(self.account, prepare).await) {
-            Ok(answer) => answer,
-            // The node's own answers always parse; were one not to, the packet's fate is unknown.
-            Err(_) => IlpResponse::Reject(Reject::build(
-                ErrorCode::T00_INTERNAL_ERROR,
-                &self.node.address,
-                "internal error",
-                &[],
-            )),
-        }
+        crate::payments::outgoing::forward_from(self.node, self.account, prepare).await
     }
 }
 

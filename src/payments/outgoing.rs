@@ -253,14 +253,7 @@ impl<S: Store> sender::Transport for NodeTransport<'_, S> {
             None => None,
         };
         let amount = prepare.amount();
-        let answer = match Response::parse(self.node.forward(self.account, prepare).await) {
-            Ok(answer) => answer,
-            // The node's own answers always parse; were one not to, the packet's fate is unknown.
-            Err(e) => {
-                warn!(error = %e, "the packet path's answer did not parse");
-                return self.refuse(ErrorCode::T00_INTERNAL_ERROR, "internal error");
-            }
-        };
+        let answer = forward_from(self.node, self.account, prepare).await;
         if let Some(key) = reserved {
             let outcome = match &answer {
                 Response::Fulfill(fulfill) => {
@@ -335,6 +328,23 @@ impl<S: Store> NodeTransport<'_, S> {
 
     fn refuse(&self, code: ErrorCode, message: &str) -> Response {
         Response::Reject(Reject::build(code, &self.node.address, message, &[]))
+    }
+}
+
+/// `prepare` through the node's own packet path from the local `account`, its answer parsed. The
+/// node's own answers always parse; were one not to, the packet's fate is unknown: T00.
+pub async fn forward_from<S: Store>(node: &Node<S>, account: &Account, prepare: Prepare) -> Response {
+    match Response::parse(node.forward(account, prepare).await) {
+        Ok(answer) => answer,
+        Err(e) => {
+            warn!(error = %e, "the packet path's answer did not parse");
+            Response::Reject(Reject::build(
+                ErrorCode::T00_INTERNAL_ERROR,
+                &node.address,
+                "internal error",
+                &[],
+            ))
+        }
     }
 }
 
