@@ -11,7 +11,8 @@
 //! - `POST /quoterequests` (`amountType` SEND): the ILP path's rate is probed from the
 //!   currency's local account to the party's receiver (STREAM test packets, nothing paid), and
 //!   the answer is the amount to transfer (the amount asked) with what the receiver gets at
-//!   least, in its own asset (`payeeReceiveAmount`), and the node's fee (`payeeFspFeeAmount`,
+//!   least, in its own asset (`payeeReceiveAmount`: the probed rate less the slippage the
+//!   transfer's payment accepts, so the promise holds), and the node's fee (`payeeFspFeeAmount`,
 //!   the currency's `fee_rate`, rounded up to its decimals) when it has one: the fee stays with
 //!   the node, the rest is paid on. An unserved currency gets 5106, RECEIVE
 //!   3100 (not offered yet), a path that cannot be probed its ILP code mapped to FSPIOP.
@@ -50,7 +51,9 @@ use crate::store::{
     AmountKind, CreatedOutgoing, NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId, OutgoingState,
     StoreError,
 };
-use crate::stream::sender::{self, Amount, AssetDetails, Payment, Progress, Rules, StopReason, Transport};
+use crate::stream::sender::{
+    self, Amount, AssetDetails, Payment, Progress, Rules, Slippage, StopReason, Transport,
+};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -324,7 +327,9 @@ async fn quote<S: Store>(
             format!("the Interledger path to the party could not be quoted ({:?})", outcome.stop),
         ));
     };
-    let receives = u64::try_from(lower.floor_of(source)).unwrap_or(u64::MAX);
+    // What the transfer's payment guarantees: it pays at the probed rate's lower bound less its
+    // slippage, so that is the least the receiver gets, not the probed rate itself.
+    let receives = guaranteed(lower.floor_of(source), STREAM_SLIPPAGE);
     let mut body = serde_json::json!({
         "transferAmount": amount.to_string(),
         "transferAmountCurrency": request.currency,
@@ -485,6 +490,13 @@ async fn transfer_answer<S: Store>(
     }
 }
 
+/// `at_rate` less the `slippage` a payment accepts, rounded down: the least it delivers.
+fn guaranteed(at_rate: u128, slippage: &str) -> u64 {
+    let (num, den) = Slippage::parse(slippage).expect("the node's slippage is valid").as_fraction();
+    let least = at_rate * u128::from(den - num) / u128::from(den);
+    u64::try_from(least).unwrap_or(u64::MAX)
+}
+
 /// The reject code that says most about a failed probe: the final one if any, else any.
 fn last_reject_code(rejects: &std::collections::BTreeMap<String, u64>) -> ErrorCode {
     let parse = |code: &String| code.as_bytes().try_into().ok().map(ErrorCode::new);
@@ -535,6 +547,14 @@ mod tests {
             (StatusCode::SERVICE_UNAVAILABLE, FspiopCode::SERVICE_UNAVAILABLE)
         );
         assert_eq!(lookup_refusal(&SpspError::Status(502)).code, FspiopCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn the_quoted_amount_is_what_the_slippage_still_guarantees() {
+        assert_eq!(guaranteed(4_950_000_000, "0.01"), 4_900_500_000);
+        assert_eq!(guaranteed(4_950_000_000, "0"), 4_950_000_000);
+        assert_eq!(guaranteed(99, "0.01"), 98, "rounded down");
+        assert_eq!(guaranteed(u128::from(u64::MAX) * 2, "0"), u64::MAX);
     }
 
     #[test]
