@@ -29,10 +29,18 @@ fn scheme_node(receiver_spsp: &str, closed: u16) -> String {
         r#"
 [node]
 ilp_address = "test.cnp"
+[rates.prices]
+MXN = "0.05"
+USD = "1"
 [[accounts]]
 id = "mxn"
 relation = "local"
 asset_code = "MXN"
+asset_scale = 6
+[[accounts]]
+id = "usd"
+relation = "local"
+asset_code = "USD"
 asset_scale = 6
 [mojaloop]
 dfsp_id = "thitsax"
@@ -42,6 +50,10 @@ party = {{ id_type = "BUSINESS", id_value = "thitsax" }}
 code = "MXN"
 decimals = 2
 account = "mxn"
+[[mojaloop.currencies]]
+code = "USD"
+decimals = 2
+account = "usd"
 [[mojaloop.parties]]
 id_type = "MSISDN"
 id_value = "5215550001"
@@ -115,7 +127,7 @@ async fn quote_requests_the_node_cannot_serve_are_refused_with_their_codes() {
         )
     };
     let cases = [
-        (quote("USD", "SEND", "5215550001", "10"), StatusCode::BAD_REQUEST, "5106"),
+        (quote("EUR", "SEND", "5215550001", "10"), StatusCode::BAD_REQUEST, "5106"),
         (quote("MXN", "RECEIVE", "5215550001", "10"), StatusCode::BAD_REQUEST, "3100"),
         (quote("MXN", "SEND", "5215550001", "10.50"), StatusCode::BAD_REQUEST, "3100"),
         (quote("MXN", "SEND", "5215550001", "0.00001"), StatusCode::BAD_REQUEST, "3100"),
@@ -160,6 +172,14 @@ async fn a_transfer_to_a_receiver_that_is_down_is_refused_and_moves_nothing() {
     assert_eq!(answer["statusCode"], "1001", "{answer}");
     assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{answer}");
     assert_eq!(node.balance("mxn").await, 0);
+    // The same transferId again in another served currency: the transfer modified, not a second
+    // payment (payment ids are per account).
+    let in_usd = body.replace("\"MXN\"", "\"USD\"");
+    let modified = admin_call(&client(), backend, "POST", "/transfers", None, Some(&in_usd))
+        .await
+        .json(StatusCode::BAD_REQUEST);
+    assert_eq!(modified["statusCode"], "3106", "{modified}");
+    assert_eq!(node.balance("usd").await, 0);
     node.stop().await;
     wallet.stop().await;
 }

@@ -393,6 +393,18 @@ async fn transfer<S: Store>(
         info!(transfer = %id, "Mojaloop transfer received again: answered by its payment");
         return transfer_answer(node, &account, existing).await;
     }
+    // Payment ids are per account: the same transferId in another served currency is the same
+    // transfer modified, never a second payment.
+    for other in scheme.currencies.iter().filter(|c| c.account != account.id) {
+        let Some(other_account) = node.accounts.load().get(&other.account).cloned() else { continue };
+        if node.store.outgoing_payment(&other_account, &id).await.map_err(store_down)?.is_some() {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                FspiopCode::MODIFIED_REQUEST,
+                format!("transfer {id} was received before in {}", other.code),
+            ));
+        }
+    }
     let now = SystemTime::now();
     let expiration = match &request.quote.expiration {
         Some(text) => Some(
