@@ -2,6 +2,7 @@
 
 use crate::balance::Balance;
 use crate::http::origin::{Origin, OriginError};
+use crate::mojaloop::party::Party;
 use crate::packet::IlpAddress;
 use std::collections::HashMap;
 use std::fmt;
@@ -129,14 +130,43 @@ pub struct Account {
     /// The account's RFC 0038 settlement engine (`http[s]://host:port[/base]`), if it settles
     /// through one.
     pub settlement_engine_url: Option<Arc<str>>,
+    /// Settlement kind `mojaloop`: the account settles with Mojaloop transfers instead of an
+    /// engine (never both).
+    pub mojaloop_settlement: Option<Arc<MojaloopSettlement>>,
+}
+
+/// How an account settles through the node's Mojaloop scheme: each settlement is one transfer
+/// from `own` to `peer`, and a transfer the peer pays to `own` is a settlement from the peer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MojaloopSettlement {
+    /// The peer's party: the node's settlements for this account are paid to it.
+    pub peer: Party,
+    /// The node's own party for this peer: its settlements are paid from it, and a transfer paid
+    /// to it credits this account (one party per account, so a payee names one account).
+    pub own: Party,
+}
+
+/// The settlement system an account settles through, compared to tell that it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettlementRail {
+    Engine(Arc<str>),
+    Mojaloop(Arc<MojaloopSettlement>),
 }
 
 impl Account {
     /// Whether the account settles through a settlement system: the one place that says so, for
-    /// the packet path's signal, the worker and the metrics. Today that is an RFC 0038 engine;
-    /// each further kind (Mojaloop, Rafiki) is added here.
+    /// the packet path's signal, the worker and the metrics.
     pub fn settles(&self) -> bool {
-        self.settlement_engine_url.is_some()
+        self.settlement_rail().is_some()
+    }
+
+    /// Its settlement system: an RFC 0038 engine or the Mojaloop scheme (validation allows one).
+    pub fn settlement_rail(&self) -> Option<SettlementRail> {
+        match (&self.settlement_engine_url, &self.mojaloop_settlement) {
+            (Some(url), _) => Some(SettlementRail::Engine(url.clone())),
+            (None, Some(mojaloop)) => Some(SettlementRail::Mojaloop(mojaloop.clone())),
+            (None, None) => None,
+        }
     }
 }
 
@@ -171,6 +201,36 @@ pub struct AccountRecord {
     pub settle_to: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settlement_engine_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mojaloop_settlement: Option<MojaloopSettlementRecord>,
+}
+
+/// `mojaloop_settlement` of an account's configured form: `[accounts.mojaloop_settlement]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MojaloopSettlementRecord {
+    pub peer_party: PartyRecord,
+    pub own_party: PartyRecord,
+}
+
+/// A Mojaloop party in configured form (checked by [`Party::new`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartyRecord {
+    pub id_type: String,
+    pub id_value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsp_id: Option<String>,
+}
+
+impl PartyRecord {
+    pub fn of(party: &Party) -> PartyRecord {
+        PartyRecord {
+            id_type: party.id_type.to_string(),
+            id_value: party.id_value.clone(),
+            fsp_id: party.fsp_id.clone(),
+        }
+    }
 }
 
 impl fmt::Debug for AccountRecord {
@@ -186,6 +246,7 @@ impl fmt::Debug for AccountRecord {
             .field("max_packet_amount", &self.max_packet_amount)
             .field("min_balance", &self.min_balance)
             .field("settlement_engine_url", &self.settlement_engine_url)
+            .field("mojaloop_settlement", &self.mojaloop_settlement)
             .finish_non_exhaustive()
     }
 }
@@ -213,6 +274,10 @@ impl Account {
             settle_threshold: self.settle_threshold.map(limit),
             settle_to: (self.settle_to != 0).then(|| limit(self.settle_to)),
             settlement_engine_url: self.settlement_engine_url.as_ref().map(|u| u.to_string()),
+            mojaloop_settlement: self.mojaloop_settlement.as_ref().map(|m| MojaloopSettlementRecord {
+                peer_party: PartyRecord::of(&m.peer),
+                own_party: PartyRecord::of(&m.own),
+            }),
         }
     }
 }
@@ -272,6 +337,7 @@ pub fn test_account(id: &str) -> Account {
         settle_threshold: None,
         settle_to: 0,
         settlement_engine_url: None,
+        mojaloop_settlement: None,
     }
 }
 

@@ -8,6 +8,7 @@ use crate::http::tls::TlsConfig;
 use crate::http::{server, settlement_api};
 use crate::log_limit::{LogLimit, NEXT_HOP_WARNING_INTERVAL_MS};
 use crate::metrics::Metrics;
+use crate::mojaloop::outbound::OutboundClient;
 use crate::node::{Node, Receiving, Sending};
 use crate::owed::{OwedError, OwedFile};
 use crate::payments::completions::{self, CompletionHook, CompletionRules, LogCompletions};
@@ -236,6 +237,10 @@ impl<S: Store> App<S> {
             next_hop_warnings: LogLimit::new(Duration::from_millis(NEXT_HOP_WARNING_INTERVAL_MS)),
             receiving: Receiving::new(secret, &public_url),
             sending: Sending::new(),
+            mojaloop: config.mojaloop.clone().map(|scheme| {
+                let outbound = OutboundClient::new(&scheme.outbound_url, &scheme.outbound, &tls);
+                Arc::new(crate::mojaloop::Dfsp { scheme, outbound })
+            }),
         });
         let tables = Arc::new(LocalTables::new(node.clone(), config.static_routes.clone()));
         Ok(App {
@@ -347,7 +352,7 @@ impl<S: Store> App<S> {
         let (stop_settling, settling_stop) = tokio::sync::oneshot::channel::<()>();
         let settling = tokio::spawn(crate::settlement::outgoing::run(
             node.clone(),
-            Arc::new(node.engines.clone()),
+            Arc::new(crate::settlement::rails::Rails::new(node.clone())),
             config.settlement.rules.clone(),
             async move {
                 let _ = settling_stop.await;

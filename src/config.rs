@@ -314,7 +314,9 @@ impl Validator {
         let admin = self.admin(raw.admin);
         let spsp = self.spsp(raw.spsp);
         let stream = self.stream(raw.stream);
+        let mojaloop_given = raw.mojaloop.is_some();
         let mojaloop = raw.mojaloop.and_then(|m| self.mojaloop(m, &accounts));
+        self.mojaloop_settlements(&accounts, mojaloop_given, mojaloop.as_ref());
 
         match (self.problems.is_empty(), node_address, listen, expiry, rates, store) {
             (true, Some(node_address), Some(listen), Some(expiry), Some((rates, _)), Some(store)) => {

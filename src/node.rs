@@ -55,6 +55,8 @@ pub struct Node<S> {
     pub receiving: Receiving,
     /// This instance as the sender of its local accounts' outgoing payments.
     pub sending: Sending,
+    /// The node as a DFSP of a Mojaloop scheme, with `[mojaloop]`.
+    pub mojaloop: Option<Arc<crate::mojaloop::Dfsp>>,
 }
 
 /// This instance's identity in the leases of outgoing payments, the payments it sends now, and

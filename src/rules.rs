@@ -5,10 +5,12 @@
 //! [`crate::config`] reads the file and checks its other sections with the same [`Validator`].
 
 use crate::account::{
-    hash_token, Account, AccountId, AccountRecord, Outgoing, OutgoingError, Relation, Secret, TokenHash,
+    hash_token, Account, AccountId, AccountRecord, MojaloopSettlement, MojaloopSettlementRecord, Outgoing,
+    OutgoingError, PartyRecord, Relation, Secret, TokenHash,
 };
 use crate::http::origin::Origin;
 use crate::limits as defaults;
+use crate::mojaloop::party::Party;
 use crate::packet::IlpAddress;
 use crate::rates::{Decimal, Rates, RatesRecord};
 use crate::routing::RoutingTable;
@@ -59,6 +61,7 @@ pub(crate) struct RawAccount {
     pub(crate) settle_threshold: Option<i64>,
     pub(crate) settle_to: Option<i64>,
     pub(crate) settlement_engine_url: Option<String>,
+    pub(crate) mojaloop_settlement: Option<MojaloopSettlementRecord>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +132,7 @@ impl Validator {
     pub(crate) fn accounts(&mut self, node: &IlpAddress, raw: Vec<RawAccount>, name: &Namer) -> Vec<Account> {
         let mut ids = HashSet::new();
         let mut tokens: HashMap<TokenHash, String> = HashMap::new();
+        let mut own_parties: HashMap<Party, String> = HashMap::new();
         let mut parents = 0;
         let mut out = Vec::new();
         for (i, raw) in raw.into_iter().enumerate() {
@@ -161,6 +165,15 @@ impl Validator {
             }
             let outgoing = self.outgoing(&raw, &at);
             let settlement_engine_url = self.settlement_engine_url(&raw, &at);
+            let mojaloop_settlement = self.mojaloop_settlement(&raw, &at);
+            if let Some(own) = mojaloop_settlement.as_ref().map(|m| &m.own) {
+                if let Some(other) = own_parties.insert(own.clone(), raw.id.clone()) {
+                    self.problem(
+                        at("mojaloop_settlement.own_party"),
+                        format!("account {other:?} has the same own party: a transfer paid to it must name one account"),
+                    );
+                }
+            }
             if let Some(threshold) = raw.settle_threshold {
                 // A settlement moves the balance from above the threshold down to settle_to: one
                 // above the threshold would raise the balance (settle_to defaults to 0, so a
@@ -201,6 +214,7 @@ impl Validator {
                     settle_threshold: raw.settle_threshold.map(Into::into),
                     settle_to: raw.settle_to.unwrap_or(0).into(),
                     settlement_engine_url,
+                    mojaloop_settlement,
                 });
             }
         }
@@ -217,6 +231,7 @@ impl Validator {
             ("outgoing_url", raw.outgoing_url.is_some()),
             ("outgoing_token", raw.outgoing_token.is_some()),
             ("settlement_engine_url", raw.settlement_engine_url.is_some()),
+            ("mojaloop_settlement", raw.mojaloop_settlement.is_some()),
             ("settle_threshold", raw.settle_threshold.is_some()),
             ("settle_to", raw.settle_to.is_some()),
         ];
@@ -328,6 +343,36 @@ impl Validator {
         Some(url.trim_end_matches('/').into())
     }
 
+    /// Settlement kind `mojaloop`: both parties valid, and no engine beside it. Whether the node's
+    /// `[mojaloop]` section serves the account's currency is the file's check (and the admin
+    /// API's), which know the section.
+    pub(crate) fn mojaloop_settlement(
+        &mut self,
+        raw: &RawAccount,
+        at: &dyn Fn(&str) -> String,
+    ) -> Option<Arc<MojaloopSettlement>> {
+        let record = raw.mojaloop_settlement.as_ref()?;
+        if raw.settlement_engine_url.is_some() {
+            self.problem(
+                at("mojaloop_settlement"),
+                "an account settles through one system: give settlement_engine_url or mojaloop_settlement, not both",
+            );
+            return None;
+        }
+        let mut party = |record: &PartyRecord, key: &str| {
+            let path = at(&format!("mojaloop_settlement.{key}"));
+            self.check(&path, Party::new(&record.id_type, &record.id_value, record.fsp_id.as_deref()))
+        };
+        let peer = party(&record.peer_party, "peer_party");
+        let own = party(&record.own_party, "own_party");
+        let (peer, own) = (peer?, own?);
+        if peer.id_type == own.id_type && peer.id_value == own.id_value {
+            self.problem(at("mojaloop_settlement.own_party"), "must differ from peer_party");
+            return None;
+        }
+        Some(Arc::new(MojaloopSettlement { peer, own }))
+    }
+
     /// Packets between different asset codes need a price for both.
     pub(crate) fn rate_coverage(&mut self, accounts: &[Account], priced: Option<&HashSet<String>>) {
         let Some(priced) = priced else { return };
@@ -419,6 +464,7 @@ impl From<AccountRecord> for RawAccount {
             settle_threshold: r.settle_threshold,
             settle_to: r.settle_to,
             settlement_engine_url: r.settlement_engine_url,
+            mojaloop_settlement: r.mojaloop_settlement,
         }
     }
 }

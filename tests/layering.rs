@@ -24,6 +24,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 1),
     ("log_limit", 1),
     ("http::origin", 1),
+    ("mojaloop::party", 1),
     // 2. accounts, the one mapping to ILP codes, what the listeners share.
     ("account", 2),
     ("reject", 2),
@@ -51,6 +52,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("payments", 5),
     ("settlement::outgoing", 5),
     ("settlement::incoming", 5),
+    ("settlement::rails", 5),
+    ("mojaloop::settlement", 5),
     ("sweeper", 5),
     ("reload", 5),
     // 6. the edges that receive traffic.

@@ -199,6 +199,17 @@ async fn put_account<S: Store>(gate: &Gate<S>, input: AccountInput) -> Result<Ac
     let set = rules::accounts_with(&node.address, &node.rates.load(), accounts.iter().map(|a| &**a), input)
         .map_err(|problems| AdminError::Invalid { what: "account", problems })?;
     let account = set.iter().find(|a| *a.id == *id).expect("the input is in the set").clone();
+    if account.mojaloop_settlement.is_some() {
+        let problem = match node.mojaloop.as_deref() {
+            None => Some(("mojaloop_settlement", "needs the node's [mojaloop] section".to_string())),
+            Some(dfsp) => dfsp.scheme.settlement_problem(&account),
+        };
+        if let Some((key, message)) = problem {
+            let problems =
+                rules::ConfigError(vec![rules::Problem { path: format!("account.{key}"), message }]);
+            return Err(AdminError::Invalid { what: "account", problems });
+        }
+    }
     if let Some(before) = accounts.get(&id) {
         // Checked after validation so that a bad field is reported first.
         if (&*account.asset_code, account.asset_scale) != (&*before.asset_code, before.asset_scale) {
@@ -340,9 +351,9 @@ async fn settle_now<S: Store>(gate: &Gate<S>, id: &str) -> Answer {
     let account = served(gate, id)?;
     let begun = gate.node.settle_now(id).await.map_err(|e| match e {
         SettleNowError::UnknownAccount(_) => unknown_account(id),
-        SettleNowError::NoEngine(_) => {
-            AdminError::Conflict(format!("account {id:?} has no settlement_engine_url"))
-        }
+        SettleNowError::NoEngine(_) => AdminError::Conflict(format!(
+            "account {id:?} does not settle: it has no settlement_engine_url or mojaloop_settlement"
+        )),
         SettleNowError::Store(e) => AdminError::from(e),
     })?;
     let (status, settlement_id, amount) = match begun {

@@ -145,6 +145,30 @@ impl Validator {
         }
     }
 
+    /// Accounts with `mojaloop_settlement` need a `[mojaloop]` section that can carry their
+    /// settlements (a section given but invalid is reported on its own).
+    pub(super) fn mojaloop_settlements(
+        &mut self,
+        accounts: &[Account],
+        given: bool,
+        scheme: Option<&Scheme>,
+    ) {
+        for (i, account) in accounts.iter().enumerate().filter(|(_, a)| a.mojaloop_settlement.is_some()) {
+            match scheme {
+                Some(scheme) => {
+                    if let Some((key, why)) = scheme.settlement_problem(account) {
+                        self.problem(format!("accounts[{i}].{key}"), why);
+                    }
+                }
+                None if !given => self.problem(
+                    format!("accounts[{i}].mojaloop_settlement"),
+                    "needs a [mojaloop] section: the node settles through its Mojaloop Connector",
+                ),
+                None => {}
+            }
+        }
+    }
+
     /// An absolute http(s) URL with a host and no query, kept without a trailing `/`.
     fn outbound_url(&mut self, url: &str) -> Option<String> {
         let ok = url.parse::<hyper::Uri>().ok().is_some_and(|u| {
@@ -295,6 +319,75 @@ receiver = "https://wallet.example/spsp/{id_value}"
 
     fn problems(text: &str) -> Vec<(String, String)> {
         Config::from_toml(text).unwrap_err().0.into_iter().map(|p| (p.path, p.message)).collect()
+    }
+
+    /// The peer account of BASE settling through the scheme.
+    fn settling(peer: &str, own: &str) -> String {
+        format!("mojaloop_settlement = {{ peer_party = {peer}, own_party = {own} }}\n")
+    }
+
+    const PEER_PARTY: &str = r#"{ id_type = "ACCOUNT_ID", id_value = "for-thitsax", fsp_id = "peerfsp" }"#;
+    const OWN_PARTY: &str = r#"{ id_type = "ACCOUNT_ID", id_value = "for-peer" }"#;
+
+    #[test]
+    fn an_account_settles_through_the_scheme_with_a_party_of_its_own() {
+        let text = format!("{BASE}{}{SECTION}", settling(PEER_PARTY, OWN_PARTY));
+        let config = Config::from_toml(&text).unwrap();
+        let peer = config.accounts.iter().find(|a| &*a.id == "peer").unwrap();
+        let settlement = peer.mojaloop_settlement.as_deref().expect("mojaloop_settlement read");
+        assert_eq!(settlement.peer.to_string(), "ACCOUNT_ID/for-thitsax@peerfsp");
+        assert_eq!(settlement.own.to_string(), "ACCOUNT_ID/for-peer");
+        assert!(peer.settles());
+        // The record round-trips (the admin API and Redis keep it).
+        let record = peer.to_record();
+        let back = crate::rules::account_from_record(&config.node_address, record.clone()).unwrap();
+        assert_eq!(back.mojaloop_settlement, peer.mojaloop_settlement);
+        assert_eq!(back.to_record(), record);
+    }
+
+    #[test]
+    fn a_settling_account_needs_the_scheme_and_parties_of_its_own() {
+        let given = |peer: &str, own: &str, section: &str| {
+            problems(&format!("{BASE}{}{section}", settling(peer, own)))
+        };
+        let key = |found: Vec<(String, String)>| found.into_iter().map(|p| p.0).collect::<Vec<_>>();
+        assert_eq!(
+            key(given(PEER_PARTY, OWN_PARTY, "")),
+            ["accounts[1].mojaloop_settlement"],
+            "no [mojaloop]"
+        );
+        let bad_type = r#"{ id_type = "PHONE", id_value = "x" }"#;
+        assert_eq!(key(given(bad_type, OWN_PARTY, SECTION)), ["accounts[1].mojaloop_settlement.peer_party"]);
+        assert_eq!(
+            key(given(PEER_PARTY, PEER_PARTY, SECTION)),
+            ["accounts[1].mojaloop_settlement.own_party"]
+        );
+        let served = r#"{ id_type = "MSISDN", id_value = "5215550009" }"#;
+        assert_eq!(key(given(PEER_PARTY, served, SECTION)), ["accounts[1].mojaloop_settlement.own_party"]);
+        let node_party = r#"{ id_type = "BUSINESS", id_value = "thitsax" }"#;
+        assert_eq!(
+            key(given(PEER_PARTY, node_party, SECTION)),
+            ["accounts[1].mojaloop_settlement.own_party"]
+        );
+        // A peer in USD, which the scheme does not carry.
+        let (head, tail) = BASE.rsplit_once("asset_code = \"MXN\"").unwrap();
+        let usd_peer = format!("{head}asset_code = \"USD\"{tail}{}", settling(PEER_PARTY, OWN_PARTY));
+        let rates = "\n[rates]\nprices = { MXN = \"0.05\", USD = \"1\" }\n";
+        let found = problems(&format!("{usd_peer}{SECTION}{rates}"));
+        assert!(
+            found.iter().any(|p| p.0 == "accounts[1].asset_code" && p.1.contains("cannot settle")),
+            "{found:?}"
+        );
+        let engine =
+            format!("settlement_engine_url = \"http://127.0.0.1:3000\"\n{}", settling(PEER_PARTY, OWN_PARTY));
+        assert_eq!(key(problems(&format!("{BASE}{engine}{SECTION}"))), ["accounts[1].mojaloop_settlement"]);
+        // Two accounts with one own party: a transfer to it would name both.
+        let second = format!(
+            "\n[[accounts]]\nid = \"peer2\"\nrelation = \"peer\"\nasset_code = \"MXN\"\nasset_scale = 2\n{}",
+            settling(r#"{ id_type = "ACCOUNT_ID", id_value = "other" }"#, OWN_PARTY)
+        );
+        let found = problems(&format!("{BASE}{}{second}{SECTION}", settling(PEER_PARTY, OWN_PARTY)));
+        assert_eq!(key(found), ["accounts[2].mojaloop_settlement.own_party"]);
     }
 
     #[test]

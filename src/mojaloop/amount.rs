@@ -73,6 +73,11 @@ impl FspiopAmount {
         Ok(FspiopAmount { ten_thousandths: value })
     }
 
+    /// The amount in ten-thousandths of the currency's unit (scale 4).
+    pub fn ten_thousandths(&self) -> u128 {
+        self.ten_thousandths
+    }
+
     pub fn is_zero(&self) -> bool {
         self.ten_thousandths == 0
     }

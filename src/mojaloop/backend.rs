@@ -25,6 +25,10 @@
 //!   payment's deadline is `mojaloop.payment_timeout_ms` (never past the quote's expiration) and
 //!   no packet outlives it, so the node's answer is never overtaken by a late success. A new
 //!   transfer past its quote's expiration is refused (3303).
+//! - The same three for a party that is the node's own settlement party for a peer
+//!   (`mojaloop_settlement.own_party`): found without a receiver, quoted at exactly the amount
+//!   in the account's currency (5106 otherwise), and credited to that account once per transfer
+//!   id ([`settlement::credit`]).
 
 //!
 //! Every error answer carries both `statusCode` (the FSPIOP code) and `message`: without both,
@@ -37,6 +41,7 @@ use super::amount::{FspiopAmount, FSPIOP_DECIMALS_MAX};
 use super::error::FspiopCode;
 use super::party::{id_value_ok, ID_TYPES};
 use super::scheme::{Scheme, SchemeCurrency};
+use super::settlement;
 use crate::account::Account;
 use crate::http::listener::{
     accept_until_draining, drained, percent_decode, read_body, respond, Accepting, CONTENT_TYPE_JSON,
@@ -223,6 +228,14 @@ fn party_receiver(scheme: &Scheme, party: &PartyIdInfo) -> Result<String, Refusa
         .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, FspiopCode::PARTY_NOT_FOUND, "no such party"))
 }
 
+fn incoming_refusal(e: settlement::IncomingRefusal) -> Refusal {
+    let status = match e {
+        settlement::IncomingRefusal::Store => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    Refusal::new(status, e.code(), e.to_string())
+}
+
 fn busy() -> Refusal {
     Refusal::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -242,6 +255,11 @@ async fn party<S: Store>(
     let not_found = |why: &str| Refusal::new(StatusCode::NOT_FOUND, FspiopCode::PARTY_NOT_FOUND, why);
     if !ID_TYPES.contains(&id_type) || !id_value_ok(id_value) {
         return Err(not_found("no such party"));
+    }
+    // The node's own party for a peer it settles with: the node itself answers for it.
+    if settlement::account_of(node, id_type, id_value).is_some() {
+        let body = serde_json::json!({ "idType": id_type, "idValue": id_value, "fspId": scheme.dfsp_id });
+        return Ok(respond(StatusCode::OK, CONTENT_TYPE_JSON, body.to_string()));
     }
     let receiver = scheme.receiver_for(id_type, id_value).ok_or_else(|| not_found("no such party"))?;
     match crate::spsp::resolve(node.client.connector(), &receiver, SPSP_TIMEOUT, SPSP_BODY_BYTES_MAX).await {
@@ -286,6 +304,16 @@ async fn quote<S: Store>(
     request: &QuoteRequest,
 ) -> Result<Response<Full<Bytes>>, Refusal> {
     let invalid = |why: String| Refusal::new(StatusCode::BAD_REQUEST, FspiopCode::VALIDATION_ERROR, why);
+    if let Some(peer) = settlement::account_of(node, &request.to.id_type, &request.to.id_value) {
+        let amount = settlement::quote(&peer, &request.currency, &request.amount_type, &request.amount)
+            .map_err(incoming_refusal)?;
+        info!(quote = %request.quote_id, account = %peer.id, %amount, "Mojaloop settlement quoted");
+        let body = serde_json::json!({
+            "transferAmount": amount.to_string(),
+            "transferAmountCurrency": request.currency,
+        });
+        return Ok(respond(StatusCode::OK, CONTENT_TYPE_JSON, body.to_string()));
+    }
     let (currency, account) = currency_account(node, scheme, &request.currency)?;
     if request.amount_type != "SEND" {
         return Err(invalid(format!(
@@ -376,6 +404,29 @@ async fn transfer<S: Store>(
     request: &TransferRequest,
 ) -> Result<Response<Full<Bytes>>, Refusal> {
     let invalid = |why: String| Refusal::new(StatusCode::BAD_REQUEST, FspiopCode::VALIDATION_ERROR, why);
+    let expiration = match &request.quote.expiration {
+        Some(text) => Some(
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map(SystemTime::from)
+                .map_err(|_| invalid(format!("quote.expiration {text:?} is not a date-time")))?,
+        ),
+        None => None,
+    };
+    if let Some(peer) = settlement::account_of(node, &request.to.id_type, &request.to.id_value) {
+        let quote = &request.quote;
+        settlement::credit(
+            node,
+            &peer,
+            &request.transfer_id,
+            &quote.transfer_amount_currency,
+            &quote.transfer_amount,
+            expiration,
+        )
+        .await
+        .map_err(incoming_refusal)?;
+        let body = serde_json::json!({ "homeTransactionId": request.transfer_id });
+        return Ok(respond(StatusCode::OK, CONTENT_TYPE_JSON, body.to_string()));
+    }
     let id = OutgoingPaymentId::parse(&request.transfer_id).ok_or_else(|| {
         invalid(format!("transferId {:?} is not an id this node takes", request.transfer_id))
     })?;
@@ -406,14 +457,6 @@ async fn transfer<S: Store>(
         }
     }
     let now = SystemTime::now();
-    let expiration = match &request.quote.expiration {
-        Some(text) => Some(
-            chrono::DateTime::parse_from_rfc3339(text)
-                .map(SystemTime::from)
-                .map_err(|_| invalid(format!("quote.expiration {text:?} is not a date-time")))?,
-        ),
-        None => None,
-    };
     if expiration.is_some_and(|at| at <= now) {
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,

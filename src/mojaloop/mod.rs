@@ -13,6 +13,9 @@
 //!   whether money may have moved;
 //! - [`scheme`]: the node's place in the scheme as `[mojaloop]` sets it (DFSP id, own party,
 //!   Connector, currencies and their accounts, the parties it answers for);
+//! - [`settlement`]: settlement kind `mojaloop`, an account's settlements paid as Mojaloop
+//!   transfers exactly once, and the peer's transfers to the node credited once (layer 5: it
+//!   runs on the node);
 //! - [`backend`]: the backend API the Connector calls when the scheme pays the node (layer 6,
 //!   with the other listeners: it runs on the node).
 //!
@@ -26,3 +29,11 @@ pub mod error;
 pub mod outbound;
 pub mod party;
 pub mod scheme;
+pub mod settlement;
+
+/// The node as a DFSP of the scheme: its place in it and its client of the Connector.
+#[derive(Debug)]
+pub struct Dfsp {
+    pub scheme: scheme::Scheme,
+    pub outbound: outbound::OutboundClient,
+}

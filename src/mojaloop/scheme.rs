@@ -81,6 +81,34 @@ impl Scheme {
         Some(entry.receiver.replace(ID_VALUE_PLACEHOLDER, id_value))
     }
 
+    /// Why an account cannot settle through this scheme (settlement kind `mojaloop`), naming the
+    /// key at fault, or `None` when it can: its currency must be served (its decimals are the
+    /// transfers'), and its own party must be the node's for that peer alone, not a party the node
+    /// pays on over Interledger or its own DFSP party.
+    pub fn settlement_problem(&self, account: &crate::account::Account) -> Option<(&'static str, String)> {
+        let settlement = account.mojaloop_settlement.as_ref()?;
+        if self.currency(&account.asset_code).is_none() {
+            return Some((
+                "asset_code",
+                format!("{} is not a currency of [[mojaloop.currencies]]: the account cannot settle in the scheme", account.asset_code),
+            ));
+        }
+        let own = &settlement.own;
+        if self.receiver_for(own.id_type, &own.id_value).is_some() {
+            return Some((
+                "mojaloop_settlement.own_party",
+                "is also a party of [[mojaloop.parties]]: a transfer to it must name one thing".into(),
+            ));
+        }
+        if own.id_type == self.party.id_type && own.id_value == self.party.id_value {
+            return Some((
+                "mojaloop_settlement.own_party",
+                "is the node's mojaloop.party: give each peer a party of its own".into(),
+            ));
+        }
+        None
+    }
+
     /// The served currency `code`, or `None` (the scheme hears 5106).
     pub fn currency(&self, code: &str) -> Option<&SchemeCurrency> {
         self.currencies.iter().find(|c| c.code == code)

@@ -22,7 +22,7 @@
 //! `https://` (the certificate verified like a next hop's); a certificate refused means nothing
 //! was sent ([`EngineError::NotMade`]), and the settlement is retried later.
 
-use super::{Quantity, SettleError, SettlementId, SettlementSystem};
+use super::{Paid, Quantity, SettleError, SettlementId, SettlementSystem};
 use crate::account::Account;
 use crate::http::client::{body_prefix, error_chain, read_bounded};
 use crate::http::origin::Origin;
@@ -314,9 +314,11 @@ impl SettlementSystem for EngineClient {
         account: &Account,
         quantity: Quantity,
         id: SettlementId,
-    ) -> Result<(), SettleError> {
+    ) -> Result<Paid, SettleError> {
         let engine = engine_of(account)?;
-        EngineClient::settle(self, engine, &account.id, &id, &quantity).await.map_err(SettleError::from)
+        // An engine keeps what it cannot pay yet and pays it with a later settlement (RFC 0038).
+        EngineClient::settle(self, engine, &account.id, &id, &quantity).await.map_err(SettleError::from)?;
+        Ok(Paid::All)
     }
 }
 

@@ -19,6 +19,7 @@
 pub mod engine;
 pub mod incoming;
 pub mod outgoing;
+pub mod rails;
 
 // The value types live in leaf modules (the store uses them too, and sits below settlement); they
 // are re-exported here, where settlement's users look for them.
@@ -109,6 +110,23 @@ pub enum SettleError {
     /// said no): the amount may go back to the balance.
     #[error("refused: {0}")]
     Definitive(String),
+    /// Refused, and the refusal covers every earlier attempt too: they were all the same
+    /// transfer, and the system answers a repeat of it as it answered the first (a Mojaloop
+    /// payee deduplicates on the transfer id). The amount may go back even after attempts whose
+    /// outcome was unknown.
+    #[error("refused for every attempt: {0}")]
+    RefusedThroughout(String),
+}
+
+/// What a settlement system paid of a settlement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paid {
+    All,
+    /// All but `unpaid` (in the account's scale): what the system's currency cannot carry, which
+    /// goes back to the balance.
+    AllBut {
+        unpaid: u64,
+    },
 }
 
 /// What pays an amount for an account: the narrow interface every kind of settlement system
@@ -129,7 +147,7 @@ pub trait SettlementSystem: Send + Sync + 'static {
         account: &Account,
         quantity: Quantity,
         id: SettlementId,
-    ) -> impl Future<Output = Result<(), SettleError>> + Send;
+    ) -> impl Future<Output = Result<Paid, SettleError>> + Send;
 }
 
 /// Settlements by state, for metrics and tests.

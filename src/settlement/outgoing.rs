@@ -16,7 +16,7 @@
 //! instances may then drive the same settlement; they send the same Idempotency-Key, and its
 //! finish happens once.
 
-use super::{Quantity, SettleError, SettlementId, SettlementSystem, Trigger};
+use super::{Paid, Quantity, SettleError, SettlementId, SettlementSystem, Trigger};
 use crate::account::{Account, AccountId, Accounts};
 use crate::backoff::Backoff;
 use crate::metrics::MoneyError;
@@ -182,7 +182,7 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
             .opened
             .values()
             .filter(|was| {
-                accounts.get(&was.id).is_none_or(|now| now.settlement_engine_url != was.settlement_engine_url)
+                accounts.get(&was.id).is_none_or(|now| now.settlement_rail() != was.settlement_rail())
             })
             .cloned()
             .collect();
@@ -300,7 +300,15 @@ async fn settle<S: Store, Sys: SettlementSystem>(
     let end = loop {
         let retry_in_ms = backoff.peek().as_millis() as u64;
         match system.settle(account, quantity, id).await {
-            Ok(()) => break SettlementEnd::Settled,
+            Ok(Paid::All) => break SettlementEnd::Settled,
+            Ok(Paid::AllBut { unpaid }) => {
+                info!(account = %account.id, settlement = %id, amount, unpaid, "settled but for what the settlement system's currency cannot carry; that part goes back to the balance");
+                break SettlementEnd::SettledBut { unpaid };
+            }
+            Err(SettleError::RefusedThroughout(reason)) => {
+                error!(account = %account.id, settlement = %id, amount, %reason, "settlement refused for good, every attempt included; refunding it to the balance");
+                break SettlementEnd::Refunded;
+            }
             Err(SettleError::Definitive(reason)) if before == Attempts::None => {
                 error!(account = %account.id, settlement = %id, amount, %reason, "settlement refused for good; refunding it to the balance");
                 break SettlementEnd::Refunded;
@@ -337,7 +345,7 @@ async fn finish<S: Store>(
         match node.store.finish_settlement(account, id, end).await {
             Ok(Some(amount)) => {
                 match end {
-                    SettlementEnd::Settled => {
+                    SettlementEnd::Settled | SettlementEnd::SettledBut { .. } => {
                         counters.settled.fetch_add(1, Ordering::Relaxed);
                         info!(account = %account.id, settlement = %id, amount, "settled");
                     }
@@ -384,7 +392,7 @@ mod tests {
     /// `tests/settlement.rs`).
     #[derive(Default)]
     struct Scripted {
-        answers: Mutex<Vec<Result<(), SettleError>>>,
+        answers: Mutex<Vec<Result<Paid, SettleError>>>,
         attempts: Mutex<Vec<(String, Quantity, SettlementId)>>,
         at: Mutex<Vec<tokio::time::Instant>>,
         opened: Mutex<Vec<String>>,
@@ -407,12 +415,12 @@ mod tests {
             account: &Account,
             quantity: Quantity,
             id: SettlementId,
-        ) -> Result<(), SettleError> {
+        ) -> Result<Paid, SettleError> {
             self.attempts.lock().unwrap().push((account.id.to_string(), quantity, id));
             self.at.lock().unwrap().push(tokio::time::Instant::now());
             let mut answers = self.answers.lock().unwrap();
             if answers.is_empty() {
-                Ok(())
+                Ok(Paid::All)
             } else {
                 answers.remove(0)
             }
@@ -621,14 +629,14 @@ settlement_engine_url = "http://127.0.0.1:1/engine"
             Ok(())
         }
 
-        async fn settle(&self, _: &Account, _: Quantity, id: SettlementId) -> Result<(), SettleError> {
+        async fn settle(&self, _: &Account, _: Quantity, id: SettlementId) -> Result<Paid, SettleError> {
             let first = {
                 let mut attempts = self.attempts.lock().unwrap();
                 attempts.push(id);
                 attempts.len() == 1
             };
             assert!(!first, "a settlement kind's bug");
-            Ok(())
+            Ok(Paid::All)
         }
     }
 

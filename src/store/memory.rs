@@ -9,7 +9,7 @@ use super::{
     settlement_fingerprint, CreatedIncoming, CreatedOutgoing, DebitError, IncomingCredit, IncomingPayment,
     IncomingPaymentId, NewIncomingPayment, NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId,
     OutgoingState, PacketId, PacketOutcome, PendingSettlement, Receipt, ReceiveRefusal, ReplayKey, Reserved,
-    SettlementEnd, Store, StoreError, Swept, INCOMING_KEY_RETENTION,
+    SettlementClaim, SettlementEnd, Store, StoreError, Swept, INCOMING_KEY_RETENTION,
 };
 use crate::account::{Account, AccountId};
 use crate::balance::{self, Balance, AMOUNT_MAX};
@@ -32,6 +32,8 @@ struct AccountState {
     swept: HashMap<PacketId, SystemTime>,
     /// Outgoing settlements begun and not finished: id → (amount, since).
     settlements: HashMap<SettlementId, (u64, SystemTime)>,
+    /// Pending settlements' leases and references: id → (owner, lease end, reference).
+    settlement_claims: HashMap<SettlementId, (String, SystemTime, Option<String>)>,
     /// What incoming settlements left that the account's scale cannot hold.
     leftover: Option<Quantity>,
     /// Incoming settlements' keys → (request fingerprint, credited, when), kept for
@@ -213,12 +215,71 @@ impl Store for MemoryStore {
     ) -> Result<Option<u64>, StoreError> {
         self.with(&account.id, |state| {
             let Some((amount, _)) = state.settlements.get(&id).copied() else { return Ok(None) };
-            if end == SettlementEnd::Refunded {
-                state.balance = balance::refund_settlement(state.balance, amount.into())
+            let refund = match end {
+                SettlementEnd::Settled => 0,
+                SettlementEnd::SettledBut { unpaid } => unpaid.min(amount),
+                SettlementEnd::Refunded => amount,
+            };
+            if refund > 0 {
+                state.balance = balance::refund_settlement(state.balance, refund.into())
                     .map_err(|_| StoreError::Overflow(account.id.to_string()))?;
             }
             state.settlements.remove(&id);
+            state.settlement_claims.remove(&id);
             Ok(Some(amount))
+        })
+    }
+
+    async fn claim_settlement(
+        &self,
+        account: &Account,
+        id: SettlementId,
+        owner: &str,
+        now: SystemTime,
+        until: SystemTime,
+    ) -> Result<Option<SettlementClaim>, StoreError> {
+        self.with(&account.id, |state| {
+            if !state.settlements.contains_key(&id) {
+                return Ok(None);
+            }
+            let reference = match state.settlement_claims.get(&id) {
+                Some((holder, end, _)) if holder != owner && *end > now => return Ok(None),
+                Some((_, _, reference)) => reference.clone(),
+                None => None,
+            };
+            state.settlement_claims.insert(id, (owner.to_string(), until, reference.clone()));
+            Ok(Some(SettlementClaim { reference }))
+        })
+    }
+
+    async fn set_settlement_reference(
+        &self,
+        account: &Account,
+        id: SettlementId,
+        owner: &str,
+        reference: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.with(&account.id, |state| {
+            if !state.settlements.contains_key(&id) {
+                return Ok(None);
+            }
+            match state.settlement_claims.get_mut(&id) {
+                Some((holder, _, kept)) if holder == owner => {
+                    Ok(Some(kept.get_or_insert_with(|| reference.to_string()).clone()))
+                }
+                _ => Ok(None),
+            }
+        })
+    }
+
+    async fn settlement_credited(&self, account: &Account, key: &str) -> Result<Option<u64>, StoreError> {
+        let now = SystemTime::now();
+        self.with(&account.id, |state| {
+            Ok(state
+                .incoming
+                .get(key)
+                .filter(|(_, _, at)| now.duration_since(*at).unwrap_or_default() < INCOMING_KEY_RETENTION)
+                .map(|(_, credited, _)| *credited))
         })
     }
 

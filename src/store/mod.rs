@@ -229,6 +229,32 @@ pub trait Store: Send + Sync + 'static {
         end: SettlementEnd,
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 
+    /// Takes (or renews) a pending outgoing settlement's lease for `owner` until `until`, if it is
+    /// free, ended (at or before `now`) or already `owner`'s: a settlement system that must never
+    /// have two calls in flight for one settlement (a Mojaloop transfer) holds it around each
+    /// call, across instances. Returns what is kept for it, or `None` when not taken (held by
+    /// another, or not pending), with nothing changed. `owner` must not contain `|`.
+    fn claim_settlement(
+        &self,
+        account: &Account,
+        id: SettlementId,
+        owner: &str,
+        now: SystemTime,
+        until: SystemTime,
+    ) -> impl Future<Output = Result<Option<SettlementClaim>, StoreError>> + Send;
+
+    /// Keeps the settlement system's own id for a pending settlement (a Mojaloop `transferId`),
+    /// if none is kept yet; lease holder only. Returns what is kept: this one, or the first
+    /// (which wins, so every later attempt goes on with the same transfer). `None` when `owner`
+    /// does not hold the lease or the settlement is not pending: nothing kept.
+    fn set_settlement_reference(
+        &self,
+        account: &Account,
+        id: SettlementId,
+        owner: &str,
+        reference: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
     /// The account's outgoing settlements begun and not finished (to resume after a restart).
     fn pending_settlements(
         &self,
@@ -244,6 +270,14 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         quantity: Quantity,
     ) -> impl Future<Output = Result<IncomingCredit, StoreError>> + Send;
+
+    /// What an incoming settlement under `key` credited, if the key was used (and is still
+    /// remembered: [`INCOMING_KEY_RETENTION`]); `None` for a key never seen. Changes nothing.
+    fn settlement_credited(
+        &self,
+        account: &Account,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 
     /// The account's current balance (0 for an account that never moved money).
     fn balance(&self, account_id: &str) -> impl Future<Output = Result<Balance, StoreError>> + Send;
@@ -522,11 +556,21 @@ pub struct PendingSettlement {
     pub since: SystemTime,
 }
 
+/// What a pending settlement's lease holder finds kept for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementClaim {
+    /// The settlement system's own id, once one was kept ([`Store::set_settlement_reference`]).
+    pub reference: Option<String>,
+}
+
 /// How an outgoing settlement ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SettlementEnd {
     /// The settlement system confirmed it.
     Settled,
+    /// The settlement system paid all but `unpaid` (what its currency cannot carry, less than
+    /// one of its units): that part goes back to the balance, in the same step.
+    SettledBut { unpaid: u64 },
     /// The settlement system refused it for good: the amount goes back to the balance.
     Refunded,
 }

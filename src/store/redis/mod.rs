@@ -12,6 +12,7 @@
 //! | `<prefix>:{<account>}:journal` | stream | one entry per balance change: `kind`, `packet`, `change` (signed), `balance` after |
 //! | `<prefix>:{<account>}:checkpoint` | hash | the journal entries folded away so far (older than `store.journal_retention_s`): `sum` of their changes, `entries`, `last` id |
 //! | `<prefix>:{<account>}:settlements` | hash | outgoing settlements begun and not finished: id (the Idempotency-Key) → `<amount>:<since ms>` |
+//! | `<prefix>:{<account>}:settlement-claims` | hash | pending settlements' leases and the settlement system's own ids: settlement id → `<lease end ms>\|<owner>\|<reference or empty>`; removed when the settlement ends |
 //! | `<prefix>:{<account>}:settlement-leftover` | string | `<amount>:<scale>` incoming settlements left that the account's scale cannot hold |
 //! | `<prefix>:{<account>}:settlement-in:<sha256 of key>` | string, 48 h TTL | one incoming settlement's idempotency record: `<request fingerprint>:<credited>` |
 //! | `<prefix>:{<account>}:credited:<hour>` | hash, TTL `store.sweep_tombstone_retention_s` + 1 h ([`RedisConfig::credit_marker_ttl_s`]) after its last field | packet id → `1` for each credit applied in that hour (hours since the epoch, by the node's clock when it sent the credit): a retry of the credit (answer lost, or replayed after a restart) checks it in constant time. One field per fulfilled packet, kept for the TTL; no retry is sent once its first attempt is older than the TTL less a margin, and owed writes older than `store.sweep_tombstone_retention_s` are not replayed at start-up |
@@ -84,7 +85,8 @@ pub mod shared_config;
 use super::{
     CreatedIncoming, CreatedOutgoing, DebitError, IncomingCredit, IncomingPayment, IncomingPaymentId,
     NewIncomingPayment, NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId, OutgoingState, PacketId,
-    PacketOutcome, PendingSettlement, Receipt, ReplayKey, Reserved, SettlementEnd, Store, StoreError, Swept,
+    PacketOutcome, PendingSettlement, Receipt, ReplayKey, Reserved, SettlementClaim, SettlementEnd, Store,
+    StoreError, Swept,
 };
 use crate::account::Account;
 use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
@@ -148,6 +150,8 @@ struct Keys {
     swept: String,
     checkpoint: String,
     settlements: String,
+    /// Pending settlements' leases and references.
+    settlement_claims: String,
     leftover: String,
     /// Prefix of each incoming settlement's key record (`<this>:<sha256 of the key>`).
     incoming: String,
@@ -229,6 +233,7 @@ impl RedisStore {
             swept: format!("{base}:swept"),
             checkpoint: format!("{base}:checkpoint"),
             settlements: format!("{base}:settlements"),
+            settlement_claims: format!("{base}:settlement-claims"),
             leftover: format!("{base}:settlement-leftover"),
             incoming: format!("{base}:settlement-in"),
             credited: format!("{base}:credited"),
@@ -514,6 +519,31 @@ impl Store for RedisStore {
         end: SettlementEnd,
     ) -> Result<Option<u64>, StoreError> {
         self.end_settlement(account, id, end).await
+    }
+
+    async fn claim_settlement(
+        &self,
+        account: &Account,
+        id: SettlementId,
+        owner: &str,
+        now: SystemTime,
+        until: SystemTime,
+    ) -> Result<Option<SettlementClaim>, StoreError> {
+        self.take_settlement(account, id, owner, now, until).await
+    }
+
+    async fn set_settlement_reference(
+        &self,
+        account: &Account,
+        id: SettlementId,
+        owner: &str,
+        reference: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.keep_settlement_reference(account, id, owner, reference).await
+    }
+
+    async fn settlement_credited(&self, account: &Account, key: &str) -> Result<Option<u64>, StoreError> {
+        self.read_settlement_credited(account, key).await
     }
 
     async fn pending_settlements(&self, account: &Account) -> Result<Vec<PendingSettlement>, StoreError> {

@@ -11,7 +11,7 @@ use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
 use crate::quantity::{split_incoming, Quantity};
 use crate::settlement_id::SettlementId;
 use crate::store::{
-    settlement_fingerprint, IncomingCredit, PendingSettlement, SettlementEnd, StoreError,
+    settlement_fingerprint, IncomingCredit, PendingSettlement, SettlementClaim, SettlementEnd, StoreError,
     INCOMING_KEY_RETENTION,
 };
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -51,11 +51,12 @@ impl RedisStore {
     ) -> Result<Option<u64>, StoreError> {
         let k = self.keys(&account.id);
         let mut invocation = self.scripts.settlement_finish.key(&k.balance);
-        invocation.key(&k.settlements).key(&k.journal).arg(id.to_string());
-        invocation.arg(match end {
-            SettlementEnd::Settled => "settled",
-            SettlementEnd::Refunded => "refunded",
-        });
+        invocation.key(&k.settlements).key(&k.journal).key(&k.settlement_claims).arg(id.to_string());
+        match end {
+            SettlementEnd::Settled => invocation.arg("settled").arg("0"),
+            SettlementEnd::SettledBut { unpaid } => invocation.arg("settled").arg(unpaid),
+            SettlementEnd::Refunded => invocation.arg("refunded").arg("0"),
+        };
         match Finish::read(self.script::<Answer>(&invocation).await?, &account.id)? {
             Finish::Finished(amount) => Ok(Some(amount)),
             Finish::NotPending => Ok(None),
@@ -66,6 +67,70 @@ impl RedisStore {
             ))),
             Finish::Unexpected(answer) => Err(unexpected("settlement_finish", answer)),
         }
+    }
+
+    pub(super) async fn take_settlement(
+        &self,
+        account: &Account,
+        id: SettlementId,
+        owner: &str,
+        now: SystemTime,
+        until: SystemTime,
+    ) -> Result<Option<SettlementClaim>, StoreError> {
+        let k = self.keys(&account.id);
+        let mut invocation = self.scripts.settlement_claim.key(&k.settlements);
+        invocation.key(&k.settlement_claims).arg(id.to_string()).arg(owner);
+        invocation.arg(millis(now)).arg(millis(until));
+        let (code, text) = self.script::<Answer>(&invocation).await?;
+        match code {
+            1 => Ok(Some(SettlementClaim { reference: (!text.is_empty()).then_some(text) })),
+            0 | 2 => Ok(None),
+            3 => Err(malformed_claim(account, id, &text)),
+            _ => Err(unexpected("settlement_claim", (code, text))),
+        }
+    }
+
+    pub(super) async fn keep_settlement_reference(
+        &self,
+        account: &Account,
+        id: SettlementId,
+        owner: &str,
+        reference: &str,
+    ) -> Result<Option<String>, StoreError> {
+        if reference.is_empty() || reference.contains('|') {
+            return Err(StoreError::Corrupt(format!("settlement reference {reference:?} cannot be kept")));
+        }
+        let k = self.keys(&account.id);
+        let mut invocation = self.scripts.settlement_reference.key(&k.settlements);
+        invocation.key(&k.settlement_claims).arg(id.to_string()).arg(owner).arg(reference);
+        let (code, text) = self.script::<Answer>(&invocation).await?;
+        match code {
+            1 => Ok(Some(text)),
+            0 => Ok(None),
+            3 => Err(malformed_claim(account, id, &text)),
+            _ => Err(unexpected("settlement_reference", (code, text))),
+        }
+    }
+
+    pub(super) async fn read_settlement_credited(
+        &self,
+        account: &Account,
+        key: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let k = self.keys(&account.id);
+        let key_hash = hex::encode(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()));
+        let mut read = redis::cmd("GET");
+        read.arg(format!("{}:{key_hash}", k.incoming));
+        let record: Option<String> = self.cmd(&read).await?;
+        let Some(record) = record else { return Ok(None) };
+        // `<request fingerprint>:<credited>`
+        let credited = record.rsplit_once(':').and_then(|(_, credited)| credited.parse().ok());
+        credited.map(Some).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "incoming settlement record of {} is malformed: {record:?}",
+                account.id
+            ))
+        })
     }
 
     pub(super) async fn read_pending_settlements(
@@ -140,4 +205,8 @@ fn parse_leftover(text: &str, account: &str) -> Result<Quantity, StoreError> {
     parsed.ok_or_else(|| {
         StoreError::Corrupt(format!("settlement leftover of {account} is malformed: {text:?}"))
     })
+}
+
+fn malformed_claim(account: &Account, id: SettlementId, record: &str) -> StoreError {
+    StoreError::Corrupt(format!("settlement {id} of {} has a malformed claim record: {record:?}", account.id))
 }

@@ -8,7 +8,7 @@ use super::{
     AmountKind, CompletionReason, CreatedIncoming, CreatedOutgoing, DebitError, IncomingCredit,
     IncomingPayment, IncomingPaymentId, IncomingState, InvalidIncoming, InvalidOutgoing, NewIncomingPayment,
     NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId, OutgoingState, PacketId, PacketOutcome, Receipt,
-    ReceiveRefusal, ReplayKey, Reserved, SettlementEnd, Store, StoreError, Swept,
+    ReceiveRefusal, ReplayKey, Reserved, SettlementClaim, SettlementEnd, Store, StoreError, Swept,
 };
 use crate::account::{test_account, Account};
 use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
@@ -49,6 +49,7 @@ pub async fn run<S: Store>(store: &S, prefix: &str) {
     sweeping_releases_only_expired_reservations_once(store, prefix).await;
     a_release_past_the_int64_maximum_stays_reserved_and_is_reported(store, prefix).await;
     settlements_move_the_balance_and_end_once(store, prefix).await;
+    settlement_leases_keep_one_driver_and_one_reference(store, prefix).await;
     settlement_rules_agree_at_the_edges(store, prefix).await;
     incoming_settlements_credit_once_and_keep_remainders(store, prefix).await;
     incoming_payments_are_created_once_and_read_back(store, prefix).await;
@@ -288,6 +289,55 @@ async fn settlements_move_the_balance_and_end_once<S: Store>(store: &S, prefix: 
     assert_eq!(store.balance(&a.id).await, Ok(1100));
 }
 
+/// A pending settlement's lease is held by one owner at a time until it ends; the first
+/// reference kept is the one every holder sees; the end drops both; a settlement paid but for an
+/// unpaid part gives that part back in the same step.
+async fn settlement_leases_keep_one_driver_and_one_reference<S: Store>(store: &S, prefix: &str) {
+    let a = account(prefix, "settle-lease", None);
+    let now = SystemTime::now();
+    let later = |s: u64| now + Duration::from_secs(s);
+    let id = SettlementId::random();
+    assert_eq!(store.claim_settlement(&a, id, "one", now, later(10)).await, Ok(None), "not pending");
+    store.credit_fulfill(&a, 1000, PacketId::next()).await.unwrap();
+    assert_eq!(store.begin_settlement(&a, 500, 0, id).await, Ok(Some(1000)));
+    let free = SettlementClaim { reference: None };
+    assert_eq!(store.set_settlement_reference(&a, id, "one", "t-1").await, Ok(None), "no lease yet");
+    assert_eq!(store.claim_settlement(&a, id, "one", now, later(10)).await, Ok(Some(free.clone())));
+    assert_eq!(store.claim_settlement(&a, id, "two", later(5), later(15)).await, Ok(None), "held by one");
+    assert_eq!(store.set_settlement_reference(&a, id, "two", "t-2").await, Ok(None), "not two's");
+    assert_eq!(store.claim_settlement(&a, id, "one", later(1), later(11)).await, Ok(Some(free)), "renewed");
+    assert_eq!(store.set_settlement_reference(&a, id, "one", "t-1").await, Ok(Some("t-1".into())));
+    assert_eq!(
+        store.set_settlement_reference(&a, id, "one", "t-9").await,
+        Ok(Some("t-1".into())),
+        "first wins"
+    );
+    // The lease ended (at or before now): another owner takes it, with the reference.
+    let kept = SettlementClaim { reference: Some("t-1".into()) };
+    assert_eq!(store.claim_settlement(&a, id, "two", later(11), later(20)).await, Ok(Some(kept)));
+    assert_eq!(store.claim_settlement(&a, id, "one", later(12), later(22)).await, Ok(None), "two's now");
+    assert_eq!(
+        store.finish_settlement(&a, id, SettlementEnd::SettledBut { unpaid: 7 }).await,
+        Ok(Some(1000))
+    );
+    assert_eq!(store.balance(&a.id).await, Ok(7), "the unpaid part came back");
+    assert_eq!(store.claim_settlement(&a, id, "two", later(13), later(23)).await, Ok(None), "ended");
+    assert_eq!(store.finish_settlement(&a, id, SettlementEnd::Refunded).await, Ok(None), "ended once");
+    assert_eq!(store.balance(&a.id).await, Ok(7));
+    // A new settlement starts with no lease and no reference; an unpaid part is never more than
+    // the settlement.
+    let next = SettlementId::random();
+    store.credit_fulfill(&a, 993, PacketId::next()).await.unwrap();
+    assert_eq!(store.begin_settlement(&a, 500, 0, next).await, Ok(Some(1000)));
+    let fresh = SettlementClaim { reference: None };
+    assert_eq!(store.claim_settlement(&a, next, "two", later(14), later(24)).await, Ok(Some(fresh)));
+    assert_eq!(
+        store.finish_settlement(&a, next, SettlementEnd::SettledBut { unpaid: 5000 }).await,
+        Ok(Some(1000))
+    );
+    assert_eq!(store.balance(&a.id).await, Ok(1000));
+}
+
 /// [`crate::balance::begin_settlement`]'s rule, applied by every store: never a settlement that
 /// raises the balance or moves nothing, negative thresholds honoured, differences beyond one
 /// int64 change split, the i64 bounds exact. Each case starts from a fresh account.
@@ -383,6 +433,9 @@ async fn incoming_settlements_credit_once_and_keep_remainders<S: Store>(store: &
     );
     let other = Quantity::new(1, 9);
     assert_eq!(store.credit_settlement(&a, "k1", other).await, Ok(IncomingCredit::KeyReused));
+    assert_eq!(store.balance(&a.id).await, Ok(123));
+    assert_eq!(store.settlement_credited(&a, "k1").await, Ok(Some(123)), "read, nothing changed");
+    assert_eq!(store.settlement_credited(&a, "never").await, Ok(None));
     assert_eq!(store.balance(&a.id).await, Ok(123));
     // 0.004567890 left + 0.005432110 = one more cent, nothing left.
     let second = Quantity::new(5_432_110, 9);
