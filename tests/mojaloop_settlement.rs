@@ -1,0 +1,140 @@
+//! Settlement kind `mojaloop` between two ThitsaX nodes that are DFSPs of one scheme, through two
+//! real Mojaloop Connectors (`@mojaloop/sdk-scheme-adapter` 18.0.2) back to back, each in the
+//! two-step flow with its node as its backend. Node A and node B peer over ILP-over-HTTP in MXN
+//! (scale 4); each account of the relationship names the other's settlement party
+//! (`mojaloop_settlement`). Payments push A's balance with B over its threshold: A settles with
+//! one Mojaloop transfer, B credits it once; then the other way. The scheme carries 2 decimals:
+//! what it cannot carry stays on the balances, and both nodes' books agree to the unit.
+
+mod common;
+
+use common::mojaloop::{mojaloop_or_skip, Connector, ConnectorConfig};
+use common::{admin_call, client, reserve_port, TestNode};
+use hyper::StatusCode;
+use std::time::Duration;
+use thitsax::store::Store;
+
+const ADMIN: &str = "admin-token";
+
+/// One node of the pair: `me` and `peer` are "a" or "b".
+fn node(me: &str, peer: &str, listen: u16, peer_listen: u16, outbound_port: u16) -> String {
+    format!(
+        r#"
+[node]
+ilp_address = "test.{me}"
+[http]
+listen = "127.0.0.1:{listen}"
+[admin]
+token = "{ADMIN}"
+[settlement]
+scan_interval_ms = 200
+retry_first_ms = 100
+retry_max_ms = 1000
+[[accounts]]
+id = "mxn"
+relation = "local"
+asset_code = "MXN"
+asset_scale = 4
+min_balance = -1000000000000
+[[accounts]]
+id = "{peer}"
+relation = "peer"
+asset_code = "MXN"
+asset_scale = 4
+ilp_address = "test.{peer}"
+incoming_token = "{peer}-to-{me}"
+outgoing_url = "http://127.0.0.1:{peer_listen}/"
+outgoing_token = "{me}-to-{peer}"
+min_balance = -1000000000000
+settle_threshold = 100000
+settle_to = 0
+mojaloop_settlement = {{ peer_party = {{ id_type = "ACCOUNT_ID", id_value = "{me}-at-{peer}", fsp_id = "thitsax{peer}" }}, own_party = {{ id_type = "ACCOUNT_ID", id_value = "{peer}-at-{me}" }} }}
+[mojaloop]
+dfsp_id = "thitsax{me}"
+outbound_url = "http://127.0.0.1:{outbound_port}"
+party = {{ id_type = "BUSINESS", id_value = "thitsax-{me}" }}
+[[mojaloop.currencies]]
+code = "MXN"
+decimals = 2
+account = "mxn"
+"#
+    )
+}
+
+async fn pay(from: &TestNode, to: &TestNode, id: &str, amount: u64) {
+    let receiver = format!("http://{}/mxn", to.spsp_addr.unwrap());
+    let body = format!(
+        r#"{{"id": "{id}", "account": "mxn", "receiver": "{receiver}", "amount": "{amount}",
+            "amount_kind": "source", "deadline_in_s": 30}}"#
+    );
+    let admin = from.admin_addr.unwrap();
+    admin_call(&client(), admin, "POST", "/payments", Some(ADMIN), Some(&body))
+        .await
+        .json(StatusCode::CREATED);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let path = format!("/payments/{id}");
+        let p = admin_call(&client(), admin, "GET", &path, Some(ADMIN), None).await.json(StatusCode::OK);
+        if p["state"] != "sending" {
+            assert_eq!(p["state"], "completed", "{p}");
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "payment still sending: {p}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the node's balance of `account` is `expected` (settlements run in the background).
+async fn balance_becomes(node: &TestNode, account: &str, expected: i128, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let balance = node.balance(account).await;
+        if balance == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: balance of {account} is {balance}, not {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dfsp_nodes_settle_both_ways_with_one_mojaloop_transfer_each() {
+    let test = "two_dfsp_nodes_settle_both_ways_with_one_mojaloop_transfer_each";
+    let Some(mojaloop) = mojaloop_or_skip(test) else { return };
+    let (listen_a, listen_b) = (reserve_port(), reserve_port());
+    let mut connector_a = ConnectorConfig::new("thitsaxa", "127.0.0.1:9").auto_accept(false);
+    let mut connector_b = ConnectorConfig::new("thitsaxb", "127.0.0.1:9").auto_accept(false);
+    let a = TestNode::start_as_is(&node("a", "b", listen_a, listen_b, connector_a.ports.outbound)).await;
+    let b = TestNode::start_as_is(&node("b", "a", listen_b, listen_a, connector_b.ports.outbound)).await;
+    connector_a.backend_endpoint = a.mojaloop_addr.unwrap().to_string();
+    connector_b.backend_endpoint = b.mojaloop_addr.unwrap().to_string();
+    let (_connector_a, _connector_b): (Connector, Connector) =
+        Connector::start_pair(&mojaloop, connector_a, connector_b).await;
+
+    // A pays 12.3456 MXN to B's local account: A owes B 123456 units, over the 100000 threshold.
+    // A settles all of it that the scheme's 2 decimals carry, 12.34 MXN, in one transfer; the 56
+    // units below a cent stay on the balance. B credits the transfer to A's account.
+    pay(&a, &b, "a-to-b-1", 123_456).await;
+    balance_becomes(&a, "b", 56, "A settled 12.34 MXN").await;
+    balance_becomes(&b, "a", -56, "B credited A's 12.34 MXN").await;
+    assert_eq!(b.balance("mxn").await, 123_456);
+
+    // The other way: B pays 20 MXN; it owes A 200000 - 56 = 199944, and settles 19.99 MXN.
+    pay(&b, &a, "b-to-a-1", 200_000).await;
+    balance_becomes(&b, "a", 44, "B settled 19.99 MXN").await;
+    balance_becomes(&a, "b", -44, "A credited B's 19.99 MXN").await;
+
+    // One transfer each way, and nothing more comes: the settlements ended.
+    for (node, peer) in [(&a, "b"), (&b, "a")] {
+        let figures = &node.node.settlement.counters;
+        assert_eq!(figures.settled.load(std::sync::atomic::Ordering::Relaxed), 1, "{peer}");
+        assert_eq!(figures.refunded.load(std::sync::atomic::Ordering::Relaxed), 0, "{peer}");
+        let account = node.node.accounts.load().get(peer).unwrap().clone();
+        assert!(node.node.store.pending_settlements(&account).await.unwrap().is_empty());
+    }
+    a.stop().await;
+    b.stop().await;
+}
