@@ -72,7 +72,8 @@ const QUOTED_RECEIVE_AMOUNT: &str = "13.1707";
 
 /// Node B: peer "a" (MXN, scale 2) in, child "shop" (USD, scale 6; the JS receiver) out; it
 /// converts at MXN = 0.0537 USD with a 0.2 % spread.
-fn node_b(a_port: u16, shop_port: u16) -> String {
+fn node_b(a_port: u16, shop_port: u16, packet_mxn_units_max: Option<u64>) -> String {
+    let max_packet = packet_mxn_units_max.map(|m| format!("max_packet_amount = {m}")).unwrap_or_default();
     format!(
         r#"
 [node]
@@ -95,6 +96,7 @@ incoming_token = "a-to-b"
 outgoing_url = "http://127.0.0.1:{a_port}/"
 outgoing_token = "b-to-a"
 min_balance = -100000000
+{max_packet}
 [[accounts]]
 id = "shop"
 relation = "child"
@@ -175,13 +177,27 @@ async fn js_totals(spsp: SocketAddr) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mojaloop_payer_pays_a_js_stream_receiver_through_two_thitsax_hops_exactly_and_once() {
     let test = "a_mojaloop_payer_pays_a_js_stream_receiver_through_two_thitsax_hops_exactly_and_once";
+    through_two_hops(test, None).await;
+}
+
+/// The same with B taking at most 10 MXN per packet: 25 packets, each converted (and rounded
+/// down) on its own. The receiver's connection must stay up through all of them: it once closed
+/// after the first money arrived, because it could not probe back to the sender's address the
+/// node had sent (a local account's, which reaches no receiver), and the transfer failed with
+/// most of its money delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mojaloop_transfer_paid_in_many_packets_to_a_js_receiver_completes() {
+    through_two_hops("a_mojaloop_transfer_paid_in_many_packets_to_a_js_receiver_completes", Some(1000)).await;
+}
+
+async fn through_two_hops(test: &str, packet_mxn_units_max: Option<u64>) {
     let Some(mojaloop) = mojaloop_or_skip(test) else { return };
     let Some(node_js) = node_or_skip(test) else { return };
     // Every port a child process listens on, or a config names before its listener is bound.
     let (a_port, shop_port, spsp_port) = (reserve_port(), reserve_port(), reserve_port());
     let spsp = SocketAddr::from((Ipv4Addr::LOCALHOST, spsp_port));
 
-    let b = TestNode::start(&node_b(a_port, shop_port)).await;
+    let b = TestNode::start(&node_b(a_port, shop_port, packet_mxn_units_max)).await;
     let args = [
         "--port",
         &shop_port.to_string(),
@@ -257,8 +273,24 @@ async fn a_mojaloop_payer_pays_a_js_stream_receiver_through_two_thitsax_hops_exa
     assert_eq!(done.str("/fulfil/body/transferState"), "COMMITTED", "{}", done.text);
     // Read at once: the money was counted before the Fulfill went back, so before A answered.
     let received = js_totals(spsp).await;
-    assert_eq!(received["total"], DELIVERED_USD_UNITS.to_string(), "exactly 13.303827 USD: {received}");
-    assert_eq!(received["packets"], 1, "one packet, one rounding: {received}");
+    let delivered: u64 = received["total"].as_str().and_then(|t| t.parse().ok()).expect("a total");
+    let packets = match packet_mxn_units_max {
+        None => {
+            assert_eq!(delivered, DELIVERED_USD_UNITS, "exactly 13.303827 USD: {received}");
+            assert_eq!(received["packets"], 1, "one packet, one rounding: {received}");
+            1
+        }
+        Some(max) => {
+            // Each packet rounds down on its own: at most one unit of USD scale 6 each is lost.
+            let packets = PAID_ON_MXN_UNITS.unsigned_abs().div_ceil(u128::from(max)) as u64;
+            assert_eq!(received["packets"], packets, "{received}");
+            assert!(
+                delivered <= DELIVERED_USD_UNITS && delivered + packets >= DELIVERED_USD_UNITS,
+                "{received}"
+            );
+            packets
+        }
+    };
     let paying: Vec<(&String, &Value)> = received["connections"]
         .as_object()
         .expect("connections by query")
@@ -268,13 +300,17 @@ async fn a_mojaloop_payer_pays_a_js_stream_receiver_through_two_thitsax_hops_exa
     assert_eq!(paying.len(), 1, "one connection got the money (the quote's probe got none): {received}");
     // The quote's promise holds: what arrived is at least what the payer was told.
     let promised = FspiopAmount::parse(&quote("payeeReceiveAmount/amount")).unwrap().to_account(6).unwrap();
-    let delivered: u64 = received["total"].as_str().and_then(|t| t.parse().ok()).expect("a total");
     assert_eq!(promised, 13_170_700, "13.1707 USD at the receiver's scale 6");
     assert!(delivered >= promised, "delivered {delivered} < promised {promised}");
     // And in time: the JS receiver had the money before the payee's Connector completed the
     // transfer (its completedTimestamp is taken once A's backend answered; one machine, one clock).
-    let money = shop.event("money", JS_TIMEOUT).await;
-    assert_eq!(money["amount"], DELIVERED_USD_UNITS.to_string(), "{money}");
+    let mut money = shop.event("money", JS_TIMEOUT).await;
+    for _ in 1..packets {
+        money = shop.event("money", JS_TIMEOUT).await;
+    }
+    if packets == 1 {
+        assert_eq!(money["amount"], DELIVERED_USD_UNITS.to_string(), "{money}");
+    }
     let completed = done.str("/fulfil/body/completedTimestamp");
     let completed_ms = chrono::DateTime::parse_from_rfc3339(completed)
         .unwrap_or_else(|e| panic!("completedTimestamp {completed:?}: {e}"))
@@ -285,7 +321,7 @@ async fn a_mojaloop_payer_pays_a_js_stream_receiver_through_two_thitsax_hops_exa
     // Balances, in each account's own units: A paid 248.24 MXN on from the scheme's account and
     // kept the 2.51 fee (it never left "mxn"); B took 24 824 MXN units and paid 13 303 827 USD units.
     let after_a = map(&[("b", PAID_ON_MXN_UNITS), ("mxn", -PAID_ON_MXN_UNITS)]);
-    let after_b = map(&[("a", -PAID_ON_MXN_UNITS), ("shop", i128::from(DELIVERED_USD_UNITS))]);
+    let after_b = map(&[("a", -PAID_ON_MXN_UNITS), ("shop", i128::from(delivered))]);
     assert_eq!(balances(&a, A_ADMIN).await, after_a);
     assert_eq!(balances(&b, B_ADMIN).await, after_b);
 
@@ -306,12 +342,8 @@ async fn a_mojaloop_payer_pays_a_js_stream_receiver_through_two_thitsax_hops_exa
         .json(StatusCode::OK);
     assert_eq!(again["homeTransactionId"], transfer_id.as_str(), "{again}");
     let still = js_totals(spsp).await;
-    assert_eq!(
-        still["total"],
-        DELIVERED_USD_UNITS.to_string(),
-        "a replay paid the JS receiver again: {still}"
-    );
-    assert_eq!(still["packets"], 1, "{still}");
+    assert_eq!(still["total"], delivered.to_string(), "a replay paid the JS receiver again: {still}");
+    assert_eq!(still["packets"], packets, "{still}");
     assert_eq!(balances(&a, A_ADMIN).await, after_a, "a replay moved money at A");
     assert_eq!(balances(&b, B_ADMIN).await, after_b, "a replay moved money at B");
 

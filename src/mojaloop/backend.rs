@@ -335,7 +335,8 @@ async fn quote<S: Store>(
         destination: target.destination,
         shared_secret: target.shared_secret,
         source_asset: AssetDetails { code: account.asset_code.to_string(), scale: account.asset_scale },
-        source_address: account.ilp_address.clone(),
+        // Empty, as the transfer's payment sends it (see payments::outgoing).
+        source_address: None,
         amount: Amount::Source(source),
     };
     let rules = Rules { quote_only: true, ..Rules::new(tokio::time::Instant::now() + QUOTE_PROBE_TIMEOUT) };

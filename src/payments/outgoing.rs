@@ -190,7 +190,10 @@ async fn attempt<S: Store>(
         destination,
         shared_secret: SharedSecret::from_bytes(secret),
         source_asset: AssetDetails { code: account.asset_code.to_string(), scale: account.asset_scale },
-        source_address: account.ilp_address.clone(),
+        // Empty, as @interledger/pay sends it: the local account's own address reaches no
+        // receiver (packets to it are F02), and a receiver that learns it tries to probe back,
+        // fails, and closes the connection in the middle of the payment (ilp-protocol-stream).
+        source_address: None,
         amount,
     };
     let left = payment.deadline.duration_since(SystemTime::now()).unwrap_or_default();
