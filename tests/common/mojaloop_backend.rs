@@ -17,6 +17,10 @@
 //!   (e.g. 500 `{"statusCode": "5001", "message": "insufficient"}`).
 //! - anything else: 404.
 //!
+//! [`hold`](TestBackend::hold) makes the quote requests or the transfers wait, recorded (a held
+//! transfer is paid) but unanswered, until [`release`](TestBackend::release): a test kills a
+//! process while the request is in flight.
+//!
 //! It listens on 127.0.0.1 on a port the kernel picks, held for its whole life (the Connector is
 //! started after it, with [`endpoint`](TestBackend::endpoint)); dropped, it stops serving.
 
@@ -73,6 +77,15 @@ struct State {
     quote_requests: Vec<Value>,
     /// Every `GET /parties/...` path.
     party_lookups: Vec<String>,
+    /// Requests of these kinds wait, recorded, until released.
+    held: Vec<Held>,
+}
+
+/// Which requests [`TestBackend::hold`] makes wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    Quotes,
+    Transfers,
 }
 
 /// The backend API test double; see the module doc.
@@ -81,6 +94,8 @@ pub struct TestBackend {
     state: Arc<Mutex<State>>,
     /// Bumped after every request, so a test waits for a condition without polling on a timer.
     changed: watch::Receiver<u64>,
+    /// Wakes held requests when the held kinds change.
+    release: Arc<watch::Sender<u64>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -92,18 +107,19 @@ impl TestBackend {
         let state = Arc::new(Mutex::new(State::default()));
         let (bump, changed) = watch::channel(0u64);
         let bump = Arc::new(bump);
-        let served = state.clone();
+        let release = Arc::new(watch::channel(0u64).0);
+        let (served, released) = (state.clone(), release.clone());
         let task = tokio::spawn(async move {
             // Connection tasks live in this set, so aborting the accept loop closes them too.
             let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
-                let (state, bump) = (served.clone(), bump.clone());
+                let (state, bump, release) = (served.clone(), bump.clone(), released.clone());
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (state, bump) = (state.clone(), bump.clone());
+                        let (state, bump, release) = (state.clone(), bump.clone(), release.clone());
                         async move {
-                            let response = answer(req, &state).await;
+                            let response = answer(req, &state, &bump, &release).await;
                             bump.send_modify(|n| *n += 1);
                             Ok::<_, std::convert::Infallible>(response)
                         }
@@ -114,7 +130,7 @@ impl TestBackend {
                 });
             }
         });
-        TestBackend { addr, state, changed, task }
+        TestBackend { addr, state, changed, release, task }
     }
 
     /// `host:port`, as the Connector's `BACKEND_ENDPOINT` wants it (no scheme).
@@ -132,6 +148,18 @@ impl TestBackend {
     pub fn refuse_transfers(&self, status: StatusCode, status_code: &str, message: &str) {
         self.lock().refusal =
             Some(Refusal { status, status_code: status_code.into(), message: message.into() });
+    }
+
+    /// Requests of `kind` wait, recorded but unanswered, until [`release`](Self::release).
+    pub fn hold(&self, kind: Held) {
+        self.lock().held.push(kind);
+        self.release.send_modify(|n| *n += 1);
+    }
+
+    /// Held requests are answered, and no more are held.
+    pub fn release(&self) {
+        self.lock().held.clear();
+        self.release.send_modify(|n| *n += 1);
     }
 
     /// New transfers are paid again.
@@ -210,7 +238,36 @@ fn text(body: &Value, pointer: &str) -> String {
     body.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
-async fn answer(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<Bytes>> {
+async fn answer(
+    req: Request<Incoming>,
+    state: &Mutex<State>,
+    bump: &watch::Sender<u64>,
+    release: &watch::Sender<u64>,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let kind = match (req.method(), path.as_str()) {
+        (&Method::POST, "/quoterequests") => Some(Held::Quotes),
+        (&Method::POST, "/transfers") => Some(Held::Transfers),
+        _ => None,
+    };
+    let response = respond(req, state).await;
+    // Recorded (a held transfer is paid): the test sees it, then the answer waits.
+    let held = |s: &Mutex<State>| {
+        kind.is_some_and(|k| s.lock().unwrap_or_else(|e| e.into_inner()).held.contains(&k))
+    };
+    if held(state) {
+        let mut released = release.subscribe();
+        bump.send_modify(|n| *n += 1);
+        while held(state) {
+            if released.changed().await.is_err() {
+                break;
+            }
+        }
+    }
+    response
+}
+
+async fn respond(req: Request<Incoming>, state: &Mutex<State>) -> Response<Full<Bytes>> {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let bytes = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
