@@ -17,7 +17,7 @@
 //!   (e.g. 500 `{"statusCode": "5001", "message": "insufficient"}`).
 //! - anything else: 404.
 //!
-//! [`hold`](TestBackend::hold) makes the quote requests or the transfers wait, recorded (a held
+//! [`hold`](TestBackend::hold) makes the party lookups, the quote requests or the transfers wait, recorded (a held
 //! transfer is paid) but unanswered, until [`release`](TestBackend::release): a test kills a
 //! process while the request is in flight.
 //!
@@ -84,6 +84,7 @@ struct State {
 /// Which requests [`TestBackend::hold`] makes wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Held {
+    Parties,
     Quotes,
     Transfers,
 }
@@ -246,6 +247,7 @@ async fn answer(
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let kind = match (req.method(), path.as_str()) {
+        (&Method::GET, p) if p.starts_with("/parties/") => Some(Held::Parties),
         (&Method::POST, "/quoterequests") => Some(Held::Quotes),
         (&Method::POST, "/transfers") => Some(Held::Transfers),
         _ => None,
