@@ -3,13 +3,15 @@
 
 mod incoming;
 mod outgoing;
+mod payout;
 
 use super::incoming::millis;
 use super::{
-    settlement_fingerprint, CreatedIncoming, CreatedOutgoing, DebitError, IncomingCredit, IncomingPayment,
-    IncomingPaymentId, NewIncomingPayment, NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId,
-    OutgoingState, PacketId, PacketOutcome, PendingSettlement, Receipt, ReceiveRefusal, ReplayKey, Reserved,
-    SettlementClaim, SettlementEnd, Store, StoreError, Swept, INCOMING_KEY_RETENTION,
+    settlement_fingerprint, CreatedIncoming, CreatedOutgoing, CreatedPayout, DebitError, IncomingCredit,
+    IncomingPayment, IncomingPaymentId, NewIncomingPayment, NewOutgoingPayment, NewPayout, OutgoingPayment,
+    OutgoingPaymentId, OutgoingState, PacketId, PacketOutcome, Payout, PayoutAction, PayoutActionRefused,
+    PayoutEnd, PendingSettlement, Receipt, ReceiveRefusal, ReplayKey, Reserved, SettlementClaim,
+    SettlementEnd, Store, StoreError, Swept, INCOMING_KEY_RETENTION,
 };
 use crate::account::{Account, AccountId};
 use crate::balance::{self, Balance, AMOUNT_MAX};
@@ -18,6 +20,7 @@ use crate::quantity::Quantity;
 use crate::settlement_id::SettlementId;
 use incoming::{Admission, Payments, ReceivedMarks};
 use outgoing::OutgoingPayments;
+use payout::Payouts;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
@@ -45,6 +48,8 @@ struct AccountState {
     received: ReceivedMarks,
     /// The payments the node sends from this account (a local one).
     outgoing: OutgoingPayments,
+    /// Payouts from this account (a local one) into another network.
+    payouts: Payouts,
 }
 
 #[derive(Debug, Default)]
@@ -280,6 +285,83 @@ impl Store for MemoryStore {
                 .get(key)
                 .filter(|(_, _, at)| now.duration_since(*at).unwrap_or_default() < INCOMING_KEY_RETENTION)
                 .map(|(_, credited, _)| *credited))
+        })
+    }
+
+    async fn create_payout(
+        &self,
+        account: &Account,
+        new: &NewPayout,
+        now: SystemTime,
+    ) -> Result<CreatedPayout, StoreError> {
+        new.check()?;
+        self.with(&account.id, |state| {
+            if let Some(existing) = state.payouts.existing(&new.id, now) {
+                return Ok(existing);
+            }
+            state.balance = balance::debit(state.balance, new.amount, None)
+                .map_err(|_| StoreError::Overflow(account.id.to_string()))?;
+            Ok(CreatedPayout::Created(state.payouts.insert(&account.id, new, now)))
+        })
+    }
+
+    async fn payout(&self, account: &Account, id: &str) -> Result<Option<Payout>, StoreError> {
+        self.with(&account.id, |state| Ok(state.payouts.get(id, SystemTime::now())))
+    }
+
+    async fn open_payouts(&self, account: &Account, limit: usize) -> Result<Vec<Payout>, StoreError> {
+        self.with(&account.id, |state| Ok(state.payouts.open(limit)))
+    }
+
+    async fn claim_payout(
+        &self,
+        account: &Account,
+        id: &str,
+        owner: &str,
+        now: SystemTime,
+        until: SystemTime,
+    ) -> Result<Option<Payout>, StoreError> {
+        self.with(&account.id, |state| Ok(state.payouts.claim(id, owner, now, until)))
+    }
+
+    async fn set_payout_reference(
+        &self,
+        account: &Account,
+        id: &str,
+        owner: &str,
+        reference: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.with(&account.id, |state| Ok(state.payouts.set_reference(id, owner, reference)))
+    }
+
+    async fn finish_payout(
+        &self,
+        account: &Account,
+        id: &str,
+        owner: &str,
+        end: &PayoutEnd,
+        now: SystemTime,
+    ) -> Result<Option<Payout>, StoreError> {
+        self.with(&account.id, |state| Ok(state.payouts.finish(id, owner, end, now)))
+    }
+
+    async fn act_on_payout(
+        &self,
+        account: &Account,
+        id: &str,
+        action: PayoutAction,
+        now: SystemTime,
+    ) -> Result<Result<Payout, PayoutActionRefused>, StoreError> {
+        self.with(&account.id, |state| {
+            let payout = match state.payouts.check_action(id, now) {
+                Ok(payout) => payout,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            if action == PayoutAction::Refund {
+                state.balance = balance::credit(state.balance, payout.amount)
+                    .map_err(|_| StoreError::Overflow(account.id.to_string()))?;
+            }
+            Ok(Ok(state.payouts.acted(id, action, now)))
         })
     }
 

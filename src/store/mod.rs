@@ -21,6 +21,7 @@
 pub mod incoming;
 mod memory;
 pub mod outgoing;
+pub mod payout;
 mod redis;
 
 pub use incoming::{
@@ -34,6 +35,9 @@ pub use outgoing::{
 };
 
 pub use memory::MemoryStore;
+pub use payout::{
+    CreatedPayout, NewPayout, Payout, PayoutAction, PayoutActionRefused, PayoutEnd, PayoutState,
+};
 pub use redis::shared_config::{
     self, Change, ConfigSnapshot, ConfigStoreError, ConfigSyncRules, Entry, Precedence, RatesEntry, Seeded,
 };
@@ -80,6 +84,9 @@ pub enum StoreError {
     /// The same for a new outgoing payment ([`NewOutgoingPayment::check`]).
     #[error("refused: {0}")]
     InvalidOutgoing(#[from] InvalidOutgoing),
+    /// The same for a new payout ([`NewPayout::check`]).
+    #[error("refused: {0}")]
+    InvalidPayout(String),
 }
 
 /// A STREAM packet's own name, for [`Store::receive_stream`]: 128 bits of the SHA-256 of its
@@ -278,6 +285,71 @@ pub trait Store: Send + Sync + 'static {
         account: &Account,
         key: &str,
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Creates a payout on the (local) account once per id, taking its amount off the balance in
+    /// the same step; `Exists` with the stored one otherwise, nothing changed. A debit past the
+    /// int64 minimum is [`StoreError::Overflow`], nothing written.
+    fn create_payout(
+        &self,
+        account: &Account,
+        new: &NewPayout,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<CreatedPayout, StoreError>> + Send;
+
+    /// One payout, while it is open or within [`payout::PAYOUT_RETENTION`] of its end.
+    fn payout(
+        &self,
+        account: &Account,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Payout>, StoreError>> + Send;
+
+    /// The account's open payouts (pending and failed), oldest first, at most `limit`.
+    fn open_payouts(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Payout>, StoreError>> + Send;
+
+    /// Takes (or renews) a pending payout's lease for `owner` until `until`, as
+    /// [`Store::claim_settlement`] does; the payout as it is, or `None` (not pending, or held).
+    fn claim_payout(
+        &self,
+        account: &Account,
+        id: &str,
+        owner: &str,
+        now: SystemTime,
+        until: SystemTime,
+    ) -> impl Future<Output = Result<Option<Payout>, StoreError>> + Send;
+
+    /// Keeps the other network's id of the payout's current attempt, if none is kept yet; lease
+    /// holder only. The one kept (the first wins), or `None`.
+    fn set_payout_reference(
+        &self,
+        account: &Account,
+        id: &str,
+        owner: &str,
+        reference: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Ends the payout's current attempt; lease holder of a pending payout only. The payout
+    /// after, or `None` with nothing changed.
+    fn finish_payout(
+        &self,
+        account: &Account,
+        id: &str,
+        owner: &str,
+        end: &PayoutEnd,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Option<Payout>, StoreError>> + Send;
+
+    /// An operator's retry or refund of a failed payout (a refund credits its amount back).
+    fn act_on_payout(
+        &self,
+        account: &Account,
+        id: &str,
+        action: PayoutAction,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Result<Payout, PayoutActionRefused>, StoreError>> + Send;
 
     /// The account's current balance (0 for an account that never moved money).
     fn balance(&self, account_id: &str) -> impl Future<Output = Result<Balance, StoreError>> + Send;

@@ -13,6 +13,8 @@
 //! | `<prefix>:{<account>}:checkpoint` | hash | the journal entries folded away so far (older than `store.journal_retention_s`): `sum` of their changes, `entries`, `last` id |
 //! | `<prefix>:{<account>}:settlements` | hash | outgoing settlements begun and not finished: id (the Idempotency-Key) → `<amount>:<since ms>` |
 //! | `<prefix>:{<account>}:settlement-claims` | hash | pending settlements' leases and the settlement system's own ids: settlement id → `<lease end ms>\|<owner>\|<reference or empty>`; removed when the settlement ends |
+//! | `<prefix>:{<account>}:payout:<id>` | hash, [`PAYOUT_RETENTION`](crate::store::payout::PAYOUT_RETENTION) TTL once ended | one payout into another network: account, party (`id_type`, `id_value`, `fsp_id`), `currency`, `amount`, `state`, `attempt`, `reference`, `earlier` (earlier attempts' references), `error`, `created`/`updated` ms, and its lease (`owner`, `until` ms) |
+//! | `<prefix>:{<account>}:payouts-open` | sorted set | the account's pending and failed payouts by creation ms |
 //! | `<prefix>:{<account>}:settlement-leftover` | string | `<amount>:<scale>` incoming settlements left that the account's scale cannot hold |
 //! | `<prefix>:{<account>}:settlement-in:<sha256 of key>` | string, 48 h TTL | one incoming settlement's idempotency record: `<request fingerprint>:<credited>` |
 //! | `<prefix>:{<account>}:credited:<hour>` | hash, TTL `store.sweep_tombstone_retention_s` + 1 h ([`RedisConfig::credit_marker_ttl_s`]) after its last field | packet id → `1` for each credit applied in that hour (hours since the epoch, by the node's clock when it sent the credit): a retry of the credit (answer lost, or replayed after a restart) checks it in constant time. One field per fulfilled packet, kept for the TTL; no retry is sent once its first attempt is older than the TTL less a margin, and owed writes older than `store.sweep_tombstone_retention_s` are not replayed at start-up |
@@ -77,16 +79,18 @@ mod answers;
 mod audit;
 mod incoming;
 mod outgoing;
+mod payout;
 mod record;
 mod scripts;
 mod settlement;
 pub mod shared_config;
 
 use super::{
-    CreatedIncoming, CreatedOutgoing, DebitError, IncomingCredit, IncomingPayment, IncomingPaymentId,
-    NewIncomingPayment, NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId, OutgoingState, PacketId,
-    PacketOutcome, PendingSettlement, Receipt, ReplayKey, Reserved, SettlementClaim, SettlementEnd, Store,
-    StoreError, Swept,
+    CreatedIncoming, CreatedOutgoing, CreatedPayout, DebitError, IncomingCredit, IncomingPayment,
+    IncomingPaymentId, NewIncomingPayment, NewOutgoingPayment, NewPayout, OutgoingPayment, OutgoingPaymentId,
+    OutgoingState, PacketId, PacketOutcome, Payout, PayoutAction, PayoutActionRefused, PayoutEnd,
+    PendingSettlement, Receipt, ReplayKey, Reserved, SettlementClaim, SettlementEnd, Store, StoreError,
+    Swept,
 };
 use crate::account::Account;
 use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
@@ -152,6 +156,9 @@ struct Keys {
     settlements: String,
     /// Pending settlements' leases and references.
     settlement_claims: String,
+    /// Prefix of each payout's hash (`<this>:<id>`).
+    payout: String,
+    payouts_open: String,
     leftover: String,
     /// Prefix of each incoming settlement's key record (`<this>:<sha256 of the key>`).
     incoming: String,
@@ -234,6 +241,8 @@ impl RedisStore {
             checkpoint: format!("{base}:checkpoint"),
             settlements: format!("{base}:settlements"),
             settlement_claims: format!("{base}:settlement-claims"),
+            payout: format!("{base}:payout"),
+            payouts_open: format!("{base}:payouts-open"),
             leftover: format!("{base}:settlement-leftover"),
             incoming: format!("{base}:settlement-in"),
             credited: format!("{base}:credited"),
@@ -548,6 +557,65 @@ impl Store for RedisStore {
 
     async fn pending_settlements(&self, account: &Account) -> Result<Vec<PendingSettlement>, StoreError> {
         self.read_pending_settlements(account).await
+    }
+
+    async fn create_payout(
+        &self,
+        account: &Account,
+        new: &NewPayout,
+        now: SystemTime,
+    ) -> Result<CreatedPayout, StoreError> {
+        self.make_payout(account, new, now).await
+    }
+
+    async fn payout(&self, account: &Account, id: &str) -> Result<Option<Payout>, StoreError> {
+        self.read_payout(account, id).await
+    }
+
+    async fn open_payouts(&self, account: &Account, limit: usize) -> Result<Vec<Payout>, StoreError> {
+        self.read_open_payouts(account, limit).await
+    }
+
+    async fn claim_payout(
+        &self,
+        account: &Account,
+        id: &str,
+        owner: &str,
+        now: SystemTime,
+        until: SystemTime,
+    ) -> Result<Option<Payout>, StoreError> {
+        self.take_payout(account, id, owner, now, until).await
+    }
+
+    async fn set_payout_reference(
+        &self,
+        account: &Account,
+        id: &str,
+        owner: &str,
+        reference: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.keep_payout_reference(account, id, owner, reference).await
+    }
+
+    async fn finish_payout(
+        &self,
+        account: &Account,
+        id: &str,
+        owner: &str,
+        end: &PayoutEnd,
+        now: SystemTime,
+    ) -> Result<Option<Payout>, StoreError> {
+        self.end_payout(account, id, owner, end, now).await
+    }
+
+    async fn act_on_payout(
+        &self,
+        account: &Account,
+        id: &str,
+        action: PayoutAction,
+        now: SystemTime,
+    ) -> Result<Result<Payout, PayoutActionRefused>, StoreError> {
+        self.act_payout(account, id, action, now).await
     }
 
     async fn credit_settlement(

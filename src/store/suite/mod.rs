@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime};
 mod incoming;
 mod outgoing;
 
+mod payout;
 pub use incoming::concurrent_receives;
 use incoming::*;
 pub use outgoing::concurrent_outgoing_reservations;
@@ -50,6 +51,7 @@ pub async fn run<S: Store>(store: &S, prefix: &str) {
     a_release_past_the_int64_maximum_stays_reserved_and_is_reported(store, prefix).await;
     settlements_move_the_balance_and_end_once(store, prefix).await;
     settlement_leases_keep_one_driver_and_one_reference(store, prefix).await;
+    payout::payouts_are_created_once_driven_by_one_and_end_once(store, prefix).await;
     settlement_rules_agree_at_the_edges(store, prefix).await;
     incoming_settlements_credit_once_and_keep_remainders(store, prefix).await;
     incoming_payments_are_created_once_and_read_back(store, prefix).await;
