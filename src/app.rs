@@ -239,10 +239,15 @@ impl<S: Store> App<S> {
             sending: Sending::new(),
             mojaloop: config.mojaloop.clone().map(|scheme| {
                 let outbound = OutboundClient::new(&scheme.outbound_url, &scheme.outbound, &tls);
-                Arc::new(crate::mojaloop::Dfsp { scheme, outbound })
+                Arc::new(crate::mojaloop::Dfsp { scheme, outbound, payouts: Default::default() })
             }),
         });
         let tables = Arc::new(LocalTables::new(node.clone(), config.static_routes.clone()));
+        // With a scheme, a payout receiver's completed payment is paid out in it.
+        let completion_hook: Arc<dyn CompletionHook> = match node.mojaloop.is_some() {
+            true => Arc::new(crate::mojaloop::payouts::PayoutHook::new(node.clone())),
+            false => Arc::new(LogCompletions),
+        };
         Ok(App {
             node,
             listener,
@@ -255,7 +260,7 @@ impl<S: Store> App<S> {
             tls,
             spsp_listener,
             mojaloop_listener,
-            completion_hook: Arc::new(LogCompletions),
+            completion_hook,
         })
     }
 
@@ -380,6 +385,8 @@ impl<S: Store> App<S> {
         // a payment cut off by the shutdown keeps its lease until it expires, then any instance
         // resumes it with what is left.
         let paying = tokio::spawn(crate::payments::outgoing::run(node.clone()));
+        // Payouts into the Mojaloop scheme (none without `[mojaloop]`); stops once draining.
+        let paying_out = tokio::spawn(crate::mojaloop::payouts::run(node.clone()));
         // The sweeper stops by itself when the node starts draining; it is awaited below so that
         // no sweep is cut off half way.
         let sweeper = tokio::spawn(crate::sweeper::run(node.clone(), config.sweep.clone()));
@@ -408,6 +415,7 @@ impl<S: Store> App<S> {
         let _ = sweeper.await;
         let _ = completing.await;
         let _ = paying.await;
+        let _ = paying_out.await;
         if let Some(spsp) = spsp {
             let _ = spsp.await;
         }

@@ -125,6 +125,13 @@ pub const MOJALOOP_OUTBOUND_TIMEOUT_MS: u64 = 40_000;
 pub const MOJALOOP_OUTBOUND_RESPONSE_BYTES_MAX: usize = 65_536;
 /// The ILP leg of a Mojaloop → ILP transfer ends (delivered or abandoned) within this.
 pub const MOJALOOP_PAYMENT_TIMEOUT_MS: u64 = 10_000;
+/// How long an incoming payment opened for a Mojaloop payout (`GET /mojaloop/...` on the SPSP
+/// listener) takes money: one without a target is paid out when this ends.
+pub const MOJALOOP_PAYOUT_WINDOW_MS: u64 = 60_000;
+/// Payouts driven at once by one instance (more wait for the next scan).
+pub const MOJALOOP_PAYOUTS_IN_FLIGHT_MAX: usize = 8;
+/// How often open payouts are looked at (a new one wakes the worker at once).
+pub const MOJALOOP_PAYOUT_SCAN_INTERVAL_MS: u64 = 1_000;
 /// ...and never later than this: the payer's Connector gives up after 30 s, and a late success is
 /// money paid on the ILP side that the Mojaloop side has given up on. Also below an outgoing
 /// payment's lease (30 s), so that no instance resumes a transfer's payment after its node died

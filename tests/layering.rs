@@ -54,6 +54,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("settlement::incoming", 5),
     ("settlement::rails", 5),
     ("mojaloop::settlement", 5),
+    ("mojaloop::payouts", 5),
     ("sweeper", 5),
     ("reload", 5),
     // 6. the edges that receive traffic.

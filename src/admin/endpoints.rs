@@ -11,7 +11,7 @@ use crate::packet::IlpAddress;
 use crate::rates::RatesRecord;
 use crate::rules::{self, AccountInput};
 use crate::settlement::outgoing::SettleNowError;
-use crate::store::Store;
+use crate::store::{PayoutAction, Store};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use http_body_util::Full;
@@ -54,6 +54,15 @@ pub(super) async fn route<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> A
         (["payments"], _) => Err(AdminError::MethodNotAllowed("POST")),
         (["payments", id], Method::GET) => super::payments::get(gate, id, &query).await,
         (["payments", _], _) => Err(AdminError::MethodNotAllowed("GET")),
+        (["payouts"], Method::GET) => super::payouts::list(gate).await,
+        (["payouts"], _) => Err(AdminError::MethodNotAllowed("GET")),
+        (["payouts", id], Method::GET) => super::payouts::get(gate, id).await,
+        (["payouts", _], _) => Err(AdminError::MethodNotAllowed("GET")),
+        (["payouts", id, "retry"], Method::POST) => super::payouts::act(gate, id, PayoutAction::Retry).await,
+        (["payouts", id, "refund"], Method::POST) => {
+            super::payouts::act(gate, id, PayoutAction::Refund).await
+        }
+        (["payouts", _, "retry" | "refund"], _) => Err(AdminError::MethodNotAllowed("POST")),
         (["balances"], Method::GET) => balances(gate).await,
         (["balances"], _) => Err(AdminError::MethodNotAllowed("GET")),
         (["routes"], Method::GET) => routes(gate).await,

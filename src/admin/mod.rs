@@ -18,6 +18,7 @@
 mod endpoints;
 mod incoming;
 mod payments;
+mod payouts;
 pub mod tables;
 
 use crate::account::{constant_time_eq, hash_token, TokenHash};

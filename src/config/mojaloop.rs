@@ -39,6 +39,7 @@ pub(super) struct RawMojaloop {
     backend_body_bytes_max: Option<usize>,
     backend_shutdown_grace_ms: Option<u64>,
     payment_timeout_ms: Option<u64>,
+    payout_window_ms: Option<u64>,
     #[serde(default)]
     currencies: Vec<RawCurrency>,
     #[serde(default)]
@@ -127,6 +128,20 @@ impl Validator {
                 ),
             );
         }
+        let payout_window = self.positive_ms(
+            "mojaloop.payout_window_ms",
+            raw.payout_window_ms,
+            defaults::MOJALOOP_PAYOUT_WINDOW_MS,
+        );
+        if payout_window > Duration::from_secs(defaults::INCOMING_PAYMENT_EXPIRY_S_MAX) {
+            self.problem(
+                "mojaloop.payout_window_ms",
+                format!(
+                    "must be at most {} s, the longest an incoming payment lives",
+                    defaults::INCOMING_PAYMENT_EXPIRY_S_MAX
+                ),
+            );
+        }
         let currencies = self.scheme_currencies(raw.currencies, accounts);
         let parties = raw.parties.into_iter().enumerate().filter_map(|(i, p)| self.served(i, p)).collect();
         match (self.problems.len() == before, outbound_url, party, backend_listen) {
@@ -138,6 +153,7 @@ impl Validator {
                 backend_listen,
                 backend,
                 payment_timeout,
+                payout_window,
                 currencies,
                 parties,
             }),

@@ -10,11 +10,17 @@
 //! that does not exist, is not local or is no longer open gets 404 (the same answer for each, so
 //! the listener tells strangers nothing about the node's other accounts); a store outage 503.
 //!
+//! `GET /mojaloop/<idType>/<idValue>[?currency=<code>&amount=<FSPIOP amount>]`, with `[mojaloop]`:
+//! a new incoming payment paid out to that Mojaloop party once it completes (see
+//! [`crate::mojaloop::payouts`]); its credentials, as for any incoming payment. A bad query gets
+//! 400.
+//!
 //! Order of checks, cheapest first: method, path, `Accept`, a slot among the requests in flight
 //! (503 past `connections_max`), then the receiver (an incoming payment is read from the store).
 
 use super::listener::{accept_until_draining, drained, percent_decode, respond, text, Accepting, ApiLimits};
 use crate::account::{Account, Relation};
+use crate::mojaloop::payouts::{self, OpenRefusal};
 use crate::node::Node;
 use crate::store::{IncomingPaymentId, IncomingState, Store};
 use base64::Engine;
@@ -45,6 +51,8 @@ enum SpspError {
     Busy,
     #[error("receiver unavailable; retry")]
     Unavailable,
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 impl SpspError {
@@ -54,6 +62,7 @@ impl SpspError {
             SpspError::NotFound => StatusCode::NOT_FOUND,
             SpspError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             SpspError::Busy | SpspError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            SpspError::BadRequest(_) => StatusCode::BAD_REQUEST,
         };
         let mut response = text(status, self.to_string());
         match self {
@@ -107,11 +116,29 @@ async fn answer<S: Store>(
     if req.method() != Method::GET {
         return Err(SpspError::MethodNotAllowed);
     }
-    let receiver = Receiver::parse(req.uri().path()).ok_or(SpspError::NotFound)?;
+    let party = payout_party(req.uri().path());
+    let receiver = match &party {
+        Some(_) => None,
+        None => Some(Receiver::parse(req.uri().path()).ok_or(SpspError::NotFound)?),
+    };
     if !accepts_spsp4(&req) {
         return Err(SpspError::NotAcceptable);
     }
     let _slot = slots.try_acquire().map_err(|_| SpspError::Busy)?;
+    let receiver = match (receiver, party) {
+        (Some(receiver), _) => receiver,
+        // A Mojaloop party: a new incoming payment, paid out to it once complete.
+        (None, Some((id_type, id_value))) => {
+            let opened = payouts::open(node, &id_type, &id_value, req.uri().query()).await;
+            let (account, payment) = opened.map_err(|e| match e {
+                OpenRefusal::NotFound => SpspError::NotFound,
+                OpenRefusal::Invalid(why) => SpspError::BadRequest(why),
+                OpenRefusal::Unavailable => SpspError::Unavailable,
+            })?;
+            Receiver { account: account.id.to_string(), payment: Some(payment) }
+        }
+        (None, None) => return Err(SpspError::NotFound),
+    };
     let account = node.accounts.load().get(receiver.account.as_str()).cloned().ok_or(SpspError::NotFound)?;
     if account.relation != Relation::Local {
         return Err(SpspError::NotFound);
@@ -176,6 +203,16 @@ impl Receiver {
             }
             _ => None,
         }
+    }
+}
+
+/// The Mojaloop party a path names: `/mojaloop/<idType>/<idValue>` (see [`payouts::open`]).
+fn payout_party(path: &str) -> Option<(String, String)> {
+    let segments: Vec<String> =
+        path.strip_prefix('/')?.split('/').map(percent_decode).collect::<Option<_>>()?;
+    match segments.as_slice() {
+        [mojaloop, id_type, id_value] if mojaloop == "mojaloop" => Some((id_type.clone(), id_value.clone())),
+        _ => None,
     }
 }
 

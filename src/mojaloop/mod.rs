@@ -13,9 +13,13 @@
 //!   whether money may have moved;
 //! - [`scheme`]: the node's place in the scheme as `[mojaloop]` sets it (DFSP id, own party,
 //!   Connector, currencies and their accounts, the parties it answers for);
+//! - [`transfer`]: one transfer the node pays, exactly once whatever fails when (the steps a
+//!   settlement and a payout share);
 //! - [`settlement`]: settlement kind `mojaloop`, an account's settlements paid as Mojaloop
 //!   transfers exactly once, and the peer's transfers to the node credited once (layer 5: it
 //!   runs on the node);
+//! - [`payouts`]: ILP → Mojaloop, a party's SPSP receiver whose completed payments are paid out
+//!   in the scheme exactly once, and kept for an operator when refused (layer 5);
 //! - [`backend`]: the backend API the Connector calls when the scheme pays the node (layer 6,
 //!   with the other listeners: it runs on the node).
 //!
@@ -28,12 +32,15 @@ pub mod backend;
 pub mod error;
 pub mod outbound;
 pub mod party;
+pub mod payouts;
 pub mod scheme;
 pub mod settlement;
+pub mod transfer;
 
 /// The node as a DFSP of the scheme: its place in it and its client of the Connector.
 #[derive(Debug)]
 pub struct Dfsp {
     pub scheme: scheme::Scheme,
     pub outbound: outbound::OutboundClient,
+    pub payouts: payouts::PayoutSignals,
 }

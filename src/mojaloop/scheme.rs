@@ -28,6 +28,8 @@ pub struct Scheme {
     /// How long the ILP payment of a Mojaloop → ILP transfer may take before it is abandoned:
     /// well inside the payer's 30 s processing timeout and the transfer's expiry.
     pub payment_timeout: Duration,
+    /// How long an incoming payment opened for a payout takes money.
+    pub payout_window: Duration,
     pub currencies: Vec<SchemeCurrency>,
     pub parties: Vec<ServedParties>,
 }
@@ -134,6 +136,7 @@ mod tests {
                 shutdown_grace: Duration::from_secs(5),
             },
             payment_timeout: Duration::from_secs(10),
+            payout_window: Duration::from_secs(60),
             currencies: vec![SchemeCurrency {
                 code: "MXN".into(),
                 decimals: 2,

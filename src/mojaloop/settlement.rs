@@ -4,49 +4,32 @@
 //!
 //! **Outgoing, exactly once whatever fails when.** The settlement worker begins a settlement (the
 //! balance moved to `settle_to`, the amount recorded under a [`SettlementId`]) and calls
-//! [`settle`] until it ends, with the same id each time. Each call:
-//! 1. takes the settlement's lease in the store ([`Store::claim_settlement`]), so that no two
-//!    calls for one transfer are ever in flight, on any instance: two `acceptQuote` at once pay
-//!    twice and wedge the Connector. Every call to the Connector ends within its timeout, well
-//!    inside the lease;
-//! 2. without a kept transfer: `POST /transfers` (the party is looked up), `acceptParty` (the
-//!    payee quotes), the quote checked (exactly the amount, in the account's currency, no fees),
-//!    then the Connector's `transferId` kept in the store ([`Store::set_settlement_reference`]).
-//!    Nothing moves before `acceptQuote`, so a failure of these steps made nothing, and a
-//!    Connector transfer left behind is never accepted;
-//! 3. `acceptQuote` for the kept transfer, again after an unknown outcome (no answer, the
-//!    Connector killed): the Connector sends the same transfer again and the payee's duplicate
-//!    check answers it as the first time. The Connector's `GET /transfers/{id}` is never called:
-//!    it overwrites the Connector's record.
-//!
-//! `COMMITTED` is paid. A refusal with an FSPIOP code of the scheme (not 1xxx/2xxx), or a payee
-//! that answered `ABORTED`, refunds the settlement: for one transfer id the payee answers every
-//! repeat the same, so it holds for the earlier attempts too. Anything else is retried with the
-//! same transfer. What the currency's decimals cannot carry is not sent and goes back to the
-//! balance when the settlement ends ([`Paid::AllBut`]).
+//! [`settle`] until it ends, with the same id each time: each call is one step of
+//! [`transfer::pay_once`], with the settlement's lease and transfer id kept in its store record
+//! ([`Store::claim_settlement`], [`Store::set_settlement_reference`]). A refusal of the kept
+//! transfer refunds the settlement (it holds for every attempt under the id); one before anything
+//! was accepted does too. What the currency's decimals cannot carry is not sent and goes back to
+//! the balance when the settlement ends ([`Paid::AllBut`]).
 //!
 //! **Incoming, once per transfer.** A transfer whose payee is an account's own party credits that
 //! account ([`credit`]), keyed by the transfer id: a repeat is answered as the first time and
 //! credits nothing; the same id with another amount is refused (3106).
 
 use super::amount::{AmountError, FspiopAmount};
-use super::error::{FailureOutcome, FspiopCode};
-use super::outbound::{Answer, Finish, NewTransfer, OutboundError, Stage};
+use super::error::FspiopCode;
+use super::transfer::{self, Attempt, Claim, Outcome, Transfer};
 use super::Dfsp;
-use crate::account::{Account, MojaloopSettlement};
+use crate::account::Account;
 use crate::node::Node;
 use crate::quantity::Quantity;
 use crate::settlement::{Paid, SettleError, SettlementId};
 use crate::store::{IncomingCredit, SettlementClaim, Store, StoreError};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-use tracing::{error, info, warn};
+use std::time::SystemTime;
+use tracing::{info, warn};
 
-/// The lease outlasts one call to the Connector by this much: the call is bounded by the
-/// outbound timeout, so the next holder can only start once this one's call is over.
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
-
-/// Pays one settlement of `quantity` (the account's scale) for the account, as described above.
+/// Pays one settlement of `quantity` (the account's scale) for the account, one step of
+/// [`transfer::pay_once`] per call, as the worker calls it until it ends.
 pub async fn settle<S: Store>(
     node: &Node<S>,
     account: &Account,
@@ -70,49 +53,27 @@ pub async fn settle<S: Store>(
         .map_err(|e| {
             SettleError::Definitive(format!("{quantity} cannot be sent in {}: {e}", currency.code))
         })?;
-    let owner = node.sending.owner.as_str();
-    let transfer_id = match claim(node, dfsp, account, id).await? {
-        Claimed::Taken(SettlementClaim { reference: Some(kept) }) => kept,
-        Claimed::Taken(SettlementClaim { reference: None }) => {
-            let transfer = Transfer { dfsp, parties, currency: &currency.code, amount, id };
-            let Some(transfer_id) = transfer.quote().await? else {
-                // The Connector accepted by itself and it was committed: paid.
-                return Ok(paid(unpaid));
-            };
-            match node.store.set_settlement_reference(account, id, owner, &transfer_id).await {
-                Ok(Some(kept)) => kept,
-                Ok(None) => return Err(SettleError::NotMade("the settlement's lease was taken over".into())),
-                Err(e) => {
-                    return Err(SettleError::NotMade(format!("the transfer id could not be kept: {e}")))
-                }
-            }
-        }
-        Claimed::Ended => {
-            info!(account = %account.id, settlement = %id, "settlement ended by another instance");
-            return Ok(paid(unpaid));
-        }
+    let home = id.to_string();
+    let note = format!("ThitsaX settlement {home}");
+    let t = Transfer {
+        home_id: &home,
+        from: &parties.own,
+        to: &parties.peer,
+        currency: &currency.code,
+        amount,
+        note: &note,
     };
-    // The lease again, just before the one call that moves money: still ours, for its length.
-    if !matches!(claim(node, dfsp, account, id).await?, Claimed::Taken(_)) {
-        return Err(SettleError::NotMade("the settlement ended or was taken over".into()));
-    }
-    info!(account = %account.id, settlement = %id, transfer = %transfer_id, %amount, "Mojaloop settlement: accepting the quote");
-    match dfsp.outbound.accept_quote(&transfer_id).await {
-        Ok(Answer { stage: Stage::Finished(Finish::Committed), .. }) => Ok(paid(unpaid)),
-        Ok(Answer { stage: Stage::Finished(Finish::NotCommitted(state)), .. }) if state == "ABORTED" => {
-            Err(SettleError::RefusedThroughout(format!("the payee aborted transfer {transfer_id}")))
+    let attempt = SettlementAttempt { node, dfsp, account, id };
+    match transfer::pay_once(dfsp, &attempt, &t).await {
+        Outcome::Committed => Ok(paid(unpaid)),
+        Outcome::Ended => {
+            info!(account = %account.id, settlement = %id, "settlement ended by another instance");
+            Ok(paid(unpaid))
         }
-        Ok(answer) => Err(SettleError::Retryable(format!(
-            "transfer {transfer_id} is not committed: {:?}",
-            answer.stage
-        ))),
-        Err(OutboundError::NotSent(e)) => Err(SettleError::NotMade(e)),
-        Err(e @ OutboundError::Refused { code: Some(code), .. })
-            if code.outcome() == FailureOutcome::Refused =>
-        {
-            Err(SettleError::RefusedThroughout(format!("transfer {transfer_id}: {e}")))
-        }
-        Err(e) => Err(SettleError::Retryable(format!("transfer {transfer_id}: {e}"))),
+        Outcome::RefusedBeforeAcceptance(reason) => Err(SettleError::Definitive(reason)),
+        Outcome::RefusedThroughout(reason) => Err(SettleError::RefusedThroughout(reason)),
+        Outcome::NotMade(reason) => Err(SettleError::NotMade(reason)),
+        Outcome::Unknown(reason) => Err(SettleError::Retryable(reason)),
     }
 }
 
@@ -123,102 +84,34 @@ fn paid(unpaid: u64) -> Paid {
     }
 }
 
-enum Claimed {
-    Taken(SettlementClaim),
-    /// Not pending any more: another instance finished it.
-    Ended,
-}
-
-/// Takes the settlement's lease: `NotMade` while another instance holds it (it is driving it).
-async fn claim<S: Store>(
-    node: &Node<S>,
-    dfsp: &Dfsp,
-    account: &Account,
-    id: SettlementId,
-) -> Result<Claimed, SettleError> {
-    let now = SystemTime::now();
-    let until = now + dfsp.scheme.outbound.timeout + LEASE_MARGIN;
-    let store = |e: StoreError| SettleError::NotMade(format!("the store: {e}"));
-    let owner = node.sending.owner.as_str();
-    if let Some(claim) = node.store.claim_settlement(account, id, owner, now, until).await.map_err(store)? {
-        return Ok(Claimed::Taken(claim));
-    }
-    let pending = node.store.pending_settlements(account).await.map_err(store)?;
-    match pending.iter().any(|p| p.id == id) {
-        true => Err(SettleError::NotMade("another instance is driving this settlement".into())),
-        false => Ok(Claimed::Ended),
-    }
-}
-
-/// The steps before money can move.
-struct Transfer<'a> {
+/// A pending settlement's lease and transfer id, in the store's settlement records.
+struct SettlementAttempt<'a, S> {
+    node: &'a Node<S>,
     dfsp: &'a Dfsp,
-    parties: &'a MojaloopSettlement,
-    currency: &'a str,
-    amount: FspiopAmount,
+    account: &'a Account,
     id: SettlementId,
 }
 
-impl Transfer<'_> {
-    /// Begins the transfer and has it quoted: its Connector id once the quote is exactly what
-    /// the settlement pays, `None` when the Connector went on by itself and it was committed.
-    async fn quote(&self) -> Result<Option<String>, SettleError> {
-        let home = self.id.to_string();
-        let note = format!("ThitsaX settlement {home}");
-        let new = NewTransfer {
-            home_transaction_id: &home,
-            from: &self.parties.own,
-            to: &self.parties.peer,
-            currency: self.currency,
-            amount: self.amount,
-            note: Some(&note),
-        };
-        let begun = self.dfsp.outbound.begin(&new).await.map_err(|e| self.before_acceptance(e))?;
-        match begun.stage {
-            Stage::PartyToAccept => {}
-            Stage::Finished(Finish::Committed) => {
-                error!(settlement = %self.id, transfer = %begun.transfer_id, "the Mojaloop Connector accepted the transfer by itself: run it with AUTO_ACCEPT_PARTY=false and AUTO_ACCEPT_QUOTES=false");
-                return Ok(None);
-            }
-            other => {
-                return Err(SettleError::Retryable(format!(
-                    "transfer {} began at {other:?}; the Connector must wait for acceptances",
-                    begun.transfer_id
-                )))
-            }
+impl<S: Store> Attempt for SettlementAttempt<'_, S> {
+    async fn claim(&self) -> Result<Claim, String> {
+        let now = SystemTime::now();
+        let (store, owner) = (&self.node.store, self.node.sending.owner.as_str());
+        let until = now + transfer::lease(self.dfsp);
+        let claimed = store.claim_settlement(self.account, self.id, owner, now, until).await;
+        if let Some(SettlementClaim { reference }) = claimed.map_err(|e| e.to_string())? {
+            return Ok(Claim::Taken(reference));
         }
-        let quoted = self
-            .dfsp
-            .outbound
-            .accept_party(&begun.transfer_id)
-            .await
-            .map_err(|e| self.before_acceptance(e))?;
-        let Stage::QuoteToAccept(quote) = quoted.stage else {
-            return Err(SettleError::Retryable(format!(
-                "transfer {} was not quoted: {:?}",
-                quoted.transfer_id, quoted.stage
-            )));
-        };
-        // Nothing is accepted but exactly the settlement: a payee's fee would be paid on top.
-        if quote.transfer_amount != self.amount || quote.currency != self.currency {
-            return Err(SettleError::Definitive(format!(
-                "the payee quoted {} {} for a settlement of {} {}; not accepted",
-                quote.transfer_amount, quote.currency, self.amount, self.currency
-            )));
-        }
-        Ok(Some(quoted.transfer_id))
+        let pending = store.pending_settlements(self.account).await.map_err(|e| e.to_string())?;
+        Ok(match pending.iter().any(|p| p.id == self.id) {
+            true => Claim::Held,
+            false => Claim::Ended,
+        })
     }
 
-    /// A failure before `acceptQuote` moved nothing (the Connector waits for the acceptance):
-    /// the scheme's refusal is final, anything else is tried again from the start.
-    fn before_acceptance(&self, e: OutboundError) -> SettleError {
-        warn!(settlement = %self.id, error = %e, "Mojaloop settlement: the transfer could not be quoted");
-        match e {
-            OutboundError::Refused { code: Some(code), .. } if code.outcome() == FailureOutcome::Refused => {
-                SettleError::Definitive(e.to_string())
-            }
-            _ => SettleError::NotMade(e.to_string()),
-        }
+    async fn keep(&self, transfer_id: &str) -> Result<Option<String>, String> {
+        let owner = self.node.sending.owner.as_str();
+        let kept = self.node.store.set_settlement_reference(self.account, self.id, owner, transfer_id).await;
+        kept.map_err(|e| e.to_string())
     }
 }
 
