@@ -14,7 +14,9 @@
 //! - [`scheme`]: the node's place in the scheme as `[mojaloop]` sets it (DFSP id, own party,
 //!   Connector, currencies and their accounts, the parties it answers for);
 //! - [`backend`]: the backend API the Connector calls when the scheme pays the node (layer 6,
-//!   with the other listeners: it runs on the node).
+//!   with the other listeners: it runs on the node);
+//! - [`health`]: the Connector's health as a real request (a party lookup) finds it, for the
+//!   node's readiness: a wedged Connector answers `GET /` and hangs every lookup.
 //!
 //! Layer 3 but for [`backend`] (imports the packet codec's error codes and the HTTP client's
 //! pieces). Wire facts:
@@ -23,6 +25,7 @@
 pub mod amount;
 pub mod backend;
 pub mod error;
+pub mod health;
 pub mod outbound;
 pub mod party;
 pub mod scheme;
