@@ -7,6 +7,7 @@ use crate::account::Accounts;
 use crate::http::client::HttpClient;
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
+use crate::mojaloop::health::ConnectorHealth;
 use crate::packet::IlpAddress;
 use crate::pending::PendingCommits;
 use crate::rates::Rates;
@@ -55,6 +56,9 @@ pub struct Node<S> {
     pub receiving: Receiving,
     /// This instance as the sender of its local accounts' outgoing payments.
     pub sending: Sending,
+    /// The Mojaloop Connector's health as its watcher last found it, with `[mojaloop]`: the node
+    /// is not ready while the Connector is down.
+    pub mojaloop_health: Option<Arc<ConnectorHealth>>,
 }
 
 /// This instance's identity in the leases of outgoing payments, the payments it sends now, and
