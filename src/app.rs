@@ -8,6 +8,7 @@ use crate::http::tls::TlsConfig;
 use crate::http::{server, settlement_api};
 use crate::log_limit::{LogLimit, NEXT_HOP_WARNING_INTERVAL_MS};
 use crate::metrics::Metrics;
+use crate::mojaloop::health::{self, ConnectorHealth};
 use crate::mojaloop::outbound::OutboundClient;
 use crate::node::{Node, Receiving, Sending};
 use crate::owed::{OwedError, OwedFile};
@@ -221,6 +222,16 @@ impl<S: Store> App<S> {
         let shutdown = Shutdown::new().0;
         // One TLS configuration for every outgoing client (the system's roots are read here).
         let tls = TlsConfig::new(&config.tls);
+        let metrics = Metrics::new();
+        // With `[mojaloop]`, the Connector's health: written by its watcher (started in
+        // `run_until`), read by `GET /ready` and the gauge.
+        let mojaloop_health = config.mojaloop.as_ref().map(|scheme| {
+            Arc::new(ConnectorHealth::new(
+                &scheme.outbound_url,
+                &scheme.health,
+                metrics.mojaloop_connector_up(),
+            ))
+        });
         let node = Arc::new(Node {
             address: config.node_address.clone(),
             accounts: ArcSwap::from_pointee(accounts),
@@ -233,7 +244,7 @@ impl<S: Store> App<S> {
             pending,
             settlement: Default::default(),
             engines: EngineClient::new(&config.settlement.engine, &tls),
-            metrics: Metrics::new(),
+            metrics,
             next_hop_warnings: LogLimit::new(Duration::from_millis(NEXT_HOP_WARNING_INTERVAL_MS)),
             receiving: Receiving::new(secret, &public_url),
             sending: Sending::new(),
@@ -241,6 +252,7 @@ impl<S: Store> App<S> {
                 let outbound = OutboundClient::new(&scheme.outbound_url, &scheme.outbound, &tls);
                 Arc::new(crate::mojaloop::Dfsp { scheme, outbound, payouts: Default::default() })
             }),
+            mojaloop_health,
         });
         let tables = Arc::new(LocalTables::new(node.clone(), config.static_routes.clone()));
         // With a scheme, a payout receiver's completed payment is paid out in it.
@@ -345,7 +357,7 @@ impl<S: Store> App<S> {
             settlement_listener,
             admin_listener,
             tables,
-            tls: _,
+            tls,
             spsp_listener,
             mojaloop_listener,
             completion_hook,
@@ -376,6 +388,18 @@ impl<S: Store> App<S> {
         });
         let mojaloop = mojaloop_listener.zip(config.mojaloop.clone()).map(|(listener, scheme)| {
             tokio::spawn(crate::mojaloop::backend::serve(listener, node.clone(), Arc::new(scheme)))
+        });
+        // Probes the Connector with a real request until the node drains (a wedged Connector
+        // answers `GET /` but hangs every lookup): `GET /ready` reports it down. Moves no money.
+        let watching = node.mojaloop_health.clone().zip(config.mojaloop.as_ref()).map(|(state, scheme)| {
+            let probe = health::Probe::new(
+                &scheme.outbound_url,
+                &scheme.party,
+                &scheme.health,
+                &scheme.outbound,
+                &tls,
+            );
+            tokio::spawn(health::run(state, probe, scheme.health.clone(), shutdown.signal()))
         });
         // Stops by itself when the node starts draining; awaited below so that no completion is
         // cut off between the hook and its acknowledgement (it would only run again).
@@ -421,6 +445,9 @@ impl<S: Store> App<S> {
         }
         if let Some(mojaloop) = mojaloop {
             let _ = mojaloop.await;
+        }
+        if let Some(watching) = watching {
+            let _ = watching.await;
         }
         for task in background {
             let _ = task.await;

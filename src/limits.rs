@@ -137,6 +137,18 @@ pub const MOJALOOP_PAYOUT_SCAN_INTERVAL_MS: u64 = 1_000;
 /// payment's lease (30 s), so that no instance resumes a transfer's payment after its node died
 /// before the deadline (checked where `[mojaloop]` is read).
 pub const MOJALOOP_PAYMENT_TIMEOUT_MS_CEILING: u64 = 25_000;
+/// The Connector's health watcher (`mojaloop::health`): a party lookup of the node's own party
+/// this often. Each one is a real lookup in the scheme, so not much more often than this.
+pub const MOJALOOP_HEALTH_INTERVAL_MS: u64 = 5_000;
+/// ...and never less often than this, so that a wedged Connector is noticed within minutes.
+pub const MOJALOOP_HEALTH_INTERVAL_MS_CEILING: u64 = 300_000;
+/// A lookup between two Connectors on loopback answers in 10 to 150 ms (more through a hub);
+/// a wedged Connector never answers.
+pub const MOJALOOP_HEALTH_TIMEOUT_MS: u64 = 3_000;
+/// Failed probes in a row before the Connector is down: a wedged one fails every probe, one slow
+/// answer is not an outage. With the defaults a wedge is reported within 13 to 18 s.
+pub const MOJALOOP_HEALTH_DOWN_AFTER_FAILURES: u32 = 3;
+pub const MOJALOOP_HEALTH_DOWN_AFTER_FAILURES_MAX: u32 = 100;
 /// The STREAM server secret's length: credentials are derived from it with HMAC-SHA256.
 pub const STREAM_SECRET_BYTES: usize = 32;
 /// Expired incoming payments are completed, and completions not yet acknowledged by the hook are

@@ -19,6 +19,11 @@
 //!   was cut off (a panic, the runtime stopping) leaves this gauge but is counted in neither of
 //!   the above; a sender hanging up does not cut it off (the HTTP server runs it to the end).
 //!
+//! Set by the Mojaloop Connector's health watcher, with `[mojaloop]` only
+//! ([`Metrics::mojaloop_connector_up`]):
+//! - `thitsax_mojaloop_connector_up` (gauge): 1 while the Connector answers its probes, 0 before
+//!   its first answer and once it is down (as `GET /ready` reports it).
+//!
 //! Read at scrape time by the caller and handed to [`Metrics::render`] in a [`Scrape`]:
 //! - `thitsax_store_up` (gauge): 1 when the store could be read for this scrape, 0 when not (the
 //!   balance and pending lines are then left out, rather than reported as 0).
@@ -33,6 +38,7 @@
 
 use prometheus::{GaugeVec, Histogram, HistogramOpts, HistogramVec, TextEncoder};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 /// The upper bounds of the forward duration buckets: 1-2.5-5 steps from 100 µs, up to the 30 s a
@@ -67,6 +73,8 @@ pub struct Metrics {
     /// Outgoing payments ended, by state; units the node's own sender got fulfilled, by account.
     outgoing_ended: IntCounterVec,
     sent_amount: IntCounterVec,
+    /// Registered on first use, so that a node without `[mojaloop]` has no such series.
+    mojaloop_connector_up: OnceLock<IntGauge>,
     // No cache of per-account counters beside `packets`: `with_label_values` (a hash of the three
     // values and a read lock) took 64 ns, a `RwLock<HashMap>` of each account's counter 60 ns
     // (benches/packet_path.rs, `metrics/record_packet`); the two clock reads cost 100 ns.
@@ -280,7 +288,24 @@ impl Metrics {
             incoming_completed,
             outgoing_ended,
             sent_amount,
+            mojaloop_connector_up: OnceLock::new(),
         }
+    }
+
+    /// `thitsax_mojaloop_connector_up`, registered by the first call: a handle the Connector's
+    /// health watcher sets (the same gauge on every call).
+    pub fn mojaloop_connector_up(&self) -> IntGauge {
+        self.mojaloop_connector_up
+            .get_or_init(|| {
+                let gauge = IntGauge::new(
+                    "thitsax_mojaloop_connector_up",
+                    "Whether the Mojaloop Connector answers its health probes (a party lookup): 1 up, 0 not yet or down.",
+                )
+                .expect("valid metric options");
+                self.registry.register(Box::new(gauge.clone())).expect("names registered once");
+                gauge
+            })
+            .clone()
     }
 
     /// Counts an outgoing payment's end.
@@ -558,6 +583,17 @@ mod tests {
         assert!(!text.contains("thitsax_settlements_pending"), "{text}");
         // What the node counted itself is still there.
         assert_eq!(sample(&text, r#"thitsax_settlements_total{state="begun"}"#), Some(2.0));
+    }
+
+    #[test]
+    fn the_mojaloop_connector_gauge_shows_only_once_asked_for() {
+        let metrics = Metrics::new();
+        assert!(!metrics.render(&nothing_read()).contains("thitsax_mojaloop_connector_up"));
+        metrics.mojaloop_connector_up().set(1);
+        assert_eq!(sample(&metrics.render(&nothing_read()), "thitsax_mojaloop_connector_up"), Some(1.0));
+        // Every call hands out the same gauge.
+        metrics.mojaloop_connector_up().set(0);
+        assert_eq!(sample(&metrics.render(&nothing_read()), "thitsax_mojaloop_connector_up"), Some(0.0));
     }
 
     #[test]

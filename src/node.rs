@@ -7,6 +7,7 @@ use crate::account::Accounts;
 use crate::http::client::HttpClient;
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
+use crate::mojaloop::health::ConnectorHealth;
 use crate::packet::IlpAddress;
 use crate::pending::PendingCommits;
 use crate::rates::Rates;
@@ -57,6 +58,9 @@ pub struct Node<S> {
     pub sending: Sending,
     /// The node as a DFSP of a Mojaloop scheme, with `[mojaloop]`.
     pub mojaloop: Option<Arc<crate::mojaloop::Dfsp>>,
+    /// The Mojaloop Connector's health as its watcher last found it, with `[mojaloop]`: the node
+    /// is not ready while the Connector is down.
+    pub mojaloop_health: Option<Arc<ConnectorHealth>>,
 }
 
 /// This instance's identity in the leases of outgoing payments, the payments it sends now, and

@@ -5,6 +5,7 @@ use super::defaults;
 use crate::account::{Account, Relation};
 use crate::http::listener::ApiLimits;
 use crate::mojaloop::amount::FSPIOP_DECIMALS_MAX;
+use crate::mojaloop::health::HealthRules;
 use crate::mojaloop::outbound::OutboundLimits;
 use crate::mojaloop::party::{fsp_id_ok, id_value_ok, Party, ID_TYPES};
 use crate::mojaloop::scheme::{IdMatch, Scheme, SchemeCurrency, ServedParties, ID_VALUE_PLACEHOLDER};
@@ -33,6 +34,9 @@ pub(super) struct RawMojaloop {
     party: RawParty,
     outbound_timeout_ms: Option<u64>,
     outbound_response_bytes_max: Option<usize>,
+    health_interval_ms: Option<u64>,
+    health_timeout_ms: Option<u64>,
+    health_down_after_failures: Option<u32>,
     backend_listen: Option<String>,
     backend_connections_max: Option<usize>,
     backend_header_read_timeout_ms: Option<u64>,
@@ -94,6 +98,7 @@ impl Validator {
                 .unwrap_or(defaults::MOJALOOP_OUTBOUND_RESPONSE_BYTES_MAX),
         };
         self.bytes_in_bounds("mojaloop.outbound_response_bytes_max", outbound.response_bytes_max);
+        let health = self.mojaloop_health(&raw);
         let listen = raw.backend_listen.as_deref().unwrap_or(defaults::MOJALOOP_BACKEND_LISTEN);
         let backend_listen = self.check("mojaloop.backend_listen", listen.parse::<SocketAddr>());
         let backend = ApiLimits {
@@ -150,6 +155,7 @@ impl Validator {
                 party,
                 outbound_url,
                 outbound,
+                health,
                 backend_listen,
                 backend,
                 payment_timeout,
@@ -183,6 +189,53 @@ impl Validator {
                 None => {}
             }
         }
+    }
+
+    /// The Connector's health probe: positive times, the timeout below the interval (a probe ends
+    /// before the next is due), and bounds on the interval and the failures before down, so that
+    /// a typo cannot leave a wedged Connector unnoticed.
+    fn mojaloop_health(&mut self, raw: &RawMojaloop) -> HealthRules {
+        let interval = self.positive_ms(
+            "mojaloop.health_interval_ms",
+            raw.health_interval_ms,
+            defaults::MOJALOOP_HEALTH_INTERVAL_MS,
+        );
+        if interval > Duration::from_millis(defaults::MOJALOOP_HEALTH_INTERVAL_MS_CEILING) {
+            self.problem(
+                "mojaloop.health_interval_ms",
+                format!(
+                    "must be at most {}: a wedged Connector would go unnoticed longer",
+                    defaults::MOJALOOP_HEALTH_INTERVAL_MS_CEILING
+                ),
+            );
+        }
+        let timeout = self.positive_ms(
+            "mojaloop.health_timeout_ms",
+            raw.health_timeout_ms,
+            defaults::MOJALOOP_HEALTH_TIMEOUT_MS,
+        );
+        // Against a valid interval only: a zero interval is reported once, at its own key.
+        if !interval.is_zero() && timeout >= interval {
+            self.problem(
+                "mojaloop.health_timeout_ms",
+                format!(
+                    "must be below health_interval_ms ({} ms): a probe ends before the next is due",
+                    interval.as_millis()
+                ),
+            );
+        }
+        let down_after_failures = self.positive(
+            "mojaloop.health_down_after_failures",
+            raw.health_down_after_failures,
+            defaults::MOJALOOP_HEALTH_DOWN_AFTER_FAILURES,
+        );
+        if down_after_failures > defaults::MOJALOOP_HEALTH_DOWN_AFTER_FAILURES_MAX {
+            self.problem(
+                "mojaloop.health_down_after_failures",
+                format!("must be at most {}", defaults::MOJALOOP_HEALTH_DOWN_AFTER_FAILURES_MAX),
+            );
+        }
+        HealthRules { interval, timeout, down_after_failures }
     }
 
     /// An absolute http(s) URL with a host and no query, kept without a trailing `/`.
@@ -416,6 +469,9 @@ receiver = "https://wallet.example/spsp/{id_value}"
         assert_eq!(scheme.backend_listen.to_string(), crate::limits::MOJALOOP_BACKEND_LISTEN);
         assert_eq!(scheme.outbound.timeout.as_millis(), 40_000);
         assert_eq!(scheme.payment_timeout.as_millis(), 10_000);
+        let health = &scheme.health;
+        assert_eq!((health.interval.as_millis(), health.timeout.as_millis()), (5_000, 3_000));
+        assert_eq!(health.down_after_failures, 3);
         assert_eq!(scheme.currency("MXN").map(|c| (c.decimals, &*c.account)), Some((2, "mxn")));
         assert_eq!(
             scheme.receiver_for("MSISDN", "5215550001").as_deref(),
@@ -448,6 +504,38 @@ receiver = "https://wallet.example/spsp/{id_value}"
             "mojaloop.parties[0].receiver",
         ] {
             assert!(paths.contains(&path), "{path} not reported: {found:?}");
+        }
+    }
+
+    #[test]
+    fn the_health_probe_s_keys_are_checked_against_each_other_and_their_bounds() {
+        let with = |keys: &str| {
+            format!(
+                "{BASE}{}",
+                SECTION.replace("dfsp_id = \"thitsax\"", &format!("dfsp_id = \"thitsax\"\n{keys}"))
+            )
+        };
+        let scheme = Config::from_toml(&with(
+            "health_interval_ms = 250\nhealth_timeout_ms = 200\nhealth_down_after_failures = 1",
+        ))
+        .unwrap()
+        .mojaloop
+        .unwrap();
+        assert_eq!(scheme.health.interval.as_millis(), 250);
+        assert_eq!(scheme.health.timeout.as_millis(), 200);
+        assert_eq!(scheme.health.down_after_failures, 1);
+        let cases = [
+            ("health_interval_ms = 0", "mojaloop.health_interval_ms", "greater than 0"),
+            ("health_interval_ms = 300001", "mojaloop.health_interval_ms", "at most 300000"),
+            ("health_timeout_ms = 0", "mojaloop.health_timeout_ms", "greater than 0"),
+            ("health_timeout_ms = 5000", "mojaloop.health_timeout_ms", "below health_interval_ms (5000 ms)"),
+            ("health_interval_ms = 1000\nhealth_timeout_ms = 1500", "mojaloop.health_timeout_ms", "below"),
+            ("health_down_after_failures = 0", "mojaloop.health_down_after_failures", "greater than 0"),
+            ("health_down_after_failures = 101", "mojaloop.health_down_after_failures", "at most 100"),
+        ];
+        for (keys, path, message) in cases {
+            let found = problems(&with(keys));
+            assert!(found.iter().any(|(p, m)| p == path && m.contains(message)), "{keys}: {found:?}");
         }
     }
 

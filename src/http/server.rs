@@ -146,15 +146,21 @@ async fn handle<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> Response<Fu
 }
 
 /// `GET /health`: the process is alive. `GET /ready`: it can serve packets now (its store
-/// answers); 503 otherwise, so a load balancer takes the instance out while its store is away.
+/// answers, and with `[mojaloop]` its Connector answers its health probes); 503 otherwise, so a
+/// load balancer takes the instance out while its store or its Connector is away.
 /// Neither needs a token: they reveal nothing but up or down. `None` for any other path. The
 /// admin listener answers its probes with this too.
 pub async fn probe<S: Store>(node: &Node<S>, path: &str) -> Option<Response<Full<Bytes>>> {
     Some(match path {
         "/health" => text(StatusCode::OK, "ok"),
         "/ready" => match node.store.ready().await {
-            Ok(()) if node.shutdown.phase() == Phase::Running => text(StatusCode::OK, "ready"),
-            Ok(()) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+            Ok(()) if node.shutdown.phase() != Phase::Running => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+            }
+            Ok(()) => match node.mojaloop_health.as_ref().map(|h| h.ready()) {
+                Some(Err(connector)) => text(StatusCode::SERVICE_UNAVAILABLE, connector.to_string()),
+                _ => text(StatusCode::OK, "ready"),
+            },
             Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         },
         _ => return None,

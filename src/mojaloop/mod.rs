@@ -21,7 +21,9 @@
 //! - [`payouts`]: ILP → Mojaloop, a party's SPSP receiver whose completed payments are paid out
 //!   in the scheme exactly once, and kept for an operator when refused (layer 5);
 //! - [`backend`]: the backend API the Connector calls when the scheme pays the node (layer 6,
-//!   with the other listeners: it runs on the node).
+//!   with the other listeners: it runs on the node);
+//! - [`health`]: the Connector's health as a real request (a party lookup) finds it, for the
+//!   node's readiness: a wedged Connector answers `GET /` and hangs every lookup.
 //!
 //! Layer 3 but for [`backend`] (imports the packet codec's error codes and the HTTP client's
 //! pieces). Wire facts:
@@ -30,6 +32,7 @@
 pub mod amount;
 pub mod backend;
 pub mod error;
+pub mod health;
 pub mod outbound;
 pub mod party;
 pub mod payouts;

@@ -2,6 +2,7 @@
 //! id and the party it pays from), where its Connector is, which currencies it serves with which
 //! of its accounts, and which parties it answers for (each mapped to an Interledger receiver).
 
+use super::health::HealthRules;
 use super::outbound::OutboundLimits;
 use super::party::Party;
 use crate::http::listener::ApiLimits;
@@ -22,6 +23,8 @@ pub struct Scheme {
     /// The Connector's outbound API, without a trailing `/`.
     pub outbound_url: String,
     pub outbound: OutboundLimits,
+    /// How the Connector's health is probed (a party lookup of `party` on the outbound API).
+    pub health: HealthRules,
     /// The backend API the Connector calls (its `BACKEND_ENDPOINT`).
     pub backend_listen: SocketAddr,
     pub backend: ApiLimits,
@@ -127,6 +130,11 @@ mod tests {
             party: Party::new("BUSINESS", "thitsax", None).unwrap(),
             outbound_url: "http://127.0.0.1:4001".into(),
             outbound: OutboundLimits { timeout: Duration::from_secs(40), response_bytes_max: 65536 },
+            health: HealthRules {
+                interval: Duration::from_secs(5),
+                timeout: Duration::from_secs(3),
+                down_after_failures: 3,
+            },
             backend_listen: "127.0.0.1:7790".parse().unwrap(),
             backend: ApiLimits {
                 body_bytes_max: 65536,
