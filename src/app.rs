@@ -250,7 +250,12 @@ impl<S: Store> App<S> {
             sending: Sending::new(),
             mojaloop: config.mojaloop.clone().map(|scheme| {
                 let outbound = OutboundClient::new(&scheme.outbound_url, &scheme.outbound, &tls);
-                Arc::new(crate::mojaloop::Dfsp { scheme, outbound, payouts: Default::default() })
+                Arc::new(crate::mojaloop::Dfsp {
+                    scheme,
+                    outbound,
+                    payouts: Default::default(),
+                    parties: Default::default(),
+                })
             }),
             mojaloop_health,
         });

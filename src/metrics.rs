@@ -24,6 +24,13 @@
 //! - `thitsax_mojaloop_connector_up` (gauge): 1 while the Connector answers its probes, 0 before
 //!   its first answer and once it is down (as `GET /ready` reports it).
 //!
+//! Counted by the Mojaloop payouts ([`Metrics::mojaloop_payout`]), with `[mojaloop]` only:
+//! - `thitsax_mojaloop_payouts_total{state}` (counter): payouts into the scheme since the node
+//!   started, by `state`: `created`, `paid`, `failed` (refused for good; kept for an operator),
+//!   `retried` and `refunded` (an operator's call).
+//! - `thitsax_mojaloop_payout_attempts_retried_total` (counter): attempts tried again after an
+//!   unknown outcome or a Connector out of reach.
+//!
 //! Read at scrape time by the caller and handed to [`Metrics::render`] in a [`Scrape`]:
 //! - `thitsax_store_up` (gauge): 1 when the store could be read for this scrape, 0 when not (the
 //!   balance and pending lines are then left out, rather than reported as 0).
@@ -75,6 +82,8 @@ pub struct Metrics {
     sent_amount: IntCounterVec,
     /// Registered on first use, so that a node without `[mojaloop]` has no such series.
     mojaloop_connector_up: OnceLock<IntGauge>,
+    /// The same for the payouts.
+    mojaloop_payouts: OnceLock<(IntCounterVec, IntCounter)>,
     // No cache of per-account counters beside `packets`: `with_label_values` (a hash of the three
     // values and a read lock) took 64 ns, a `RwLock<HashMap>` of each account's counter 60 ns
     // (benches/packet_path.rs, `metrics/record_packet`); the two clock reads cost 100 ns.
@@ -289,7 +298,34 @@ impl Metrics {
             outgoing_ended,
             sent_amount,
             mojaloop_connector_up: OnceLock::new(),
+            mojaloop_payouts: OnceLock::new(),
         }
+    }
+
+    fn payouts(&self) -> &(IntCounterVec, IntCounter) {
+        self.mojaloop_payouts.get_or_init(|| {
+            let opts =
+                Opts::new("thitsax_mojaloop_payouts_total", "Payouts into the Mojaloop scheme, by state.");
+            let by_state = IntCounterVec::new(opts, &["state"]).expect("valid metric options");
+            let retried = IntCounter::new(
+                "thitsax_mojaloop_payout_attempts_retried_total",
+                "Payout attempts tried again after an unknown outcome or a Connector out of reach.",
+            )
+            .expect("valid metric options");
+            self.registry.register(Box::new(by_state.clone())).expect("names registered once");
+            self.registry.register(Box::new(retried.clone())).expect("names registered once");
+            (by_state, retried)
+        })
+    }
+
+    /// Counts a payout reaching `state` (`created`, `paid`, `failed`, `retried`, `refunded`).
+    pub fn mojaloop_payout(&self, state: &'static str) {
+        self.payouts().0.with_label_values(&[state]).inc();
+    }
+
+    /// Counts a payout attempt tried again.
+    pub fn mojaloop_payout_attempt_retried(&self) {
+        self.payouts().1.inc();
     }
 
     /// `thitsax_mojaloop_connector_up`, registered by the first call: a handle the Connector's
@@ -583,6 +619,20 @@ mod tests {
         assert!(!text.contains("thitsax_settlements_pending"), "{text}");
         // What the node counted itself is still there.
         assert_eq!(sample(&text, r#"thitsax_settlements_total{state="begun"}"#), Some(2.0));
+    }
+
+    #[test]
+    fn payout_counts_show_only_once_counted() {
+        let metrics = Metrics::new();
+        assert!(!metrics.render(&nothing_read()).contains("thitsax_mojaloop_payouts_total"));
+        metrics.mojaloop_payout("created");
+        metrics.mojaloop_payout("created");
+        metrics.mojaloop_payout("paid");
+        metrics.mojaloop_payout_attempt_retried();
+        let text = metrics.render(&nothing_read());
+        assert_eq!(sample(&text, r#"thitsax_mojaloop_payouts_total{state="created"}"#), Some(2.0));
+        assert_eq!(sample(&text, r#"thitsax_mojaloop_payouts_total{state="paid"}"#), Some(1.0));
+        assert_eq!(sample(&text, "thitsax_mojaloop_payout_attempts_retried_total"), Some(1.0));
     }
 
     #[test]

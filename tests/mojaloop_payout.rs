@@ -148,6 +148,13 @@ async fn interledger_pay_pays_a_mojaloop_party_out_exactly_once() {
         ("MSISDN", PARTY)
     );
     assert_eq!(view["transfer_id"].as_str(), Some(transfers[0].transfer_id.as_str()), "{view}");
+    let metrics = admin(&setup.node, "GET", "/metrics").await.text();
+    for line in [
+        r#"thitsax_mojaloop_payouts_total{state="created"} 1"#,
+        r#"thitsax_mojaloop_payouts_total{state="paid"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in:\n{metrics}");
+    }
     // The books: the child paid 12.34 MXN; the node's MXN account received it and paid it out.
     assert_eq!(setup.node.balance("sender").await, -1234);
     assert_eq!(setup.node.balance("mxn").await, 0);

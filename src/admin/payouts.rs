@@ -67,6 +67,10 @@ pub(super) async fn act<S: Store>(gate: &Gate<S>, id: &str, action: PayoutAction
         match gate.node.store.act_on_payout(&account, id, action, SystemTime::now()).await? {
             Ok(p) => {
                 info!(payout = id, ?action, amount = p.amount, "payout acted on by an operator");
+                gate.node.metrics.mojaloop_payout(match action {
+                    PayoutAction::Retry => "retried",
+                    PayoutAction::Refund => "refunded",
+                });
                 if let (PayoutAction::Retry, Some(dfsp)) = (action, gate.node.mojaloop.as_deref()) {
                     dfsp.payouts.wake.notify_one();
                 }

@@ -46,4 +46,6 @@ pub struct Dfsp {
     pub scheme: scheme::Scheme,
     pub outbound: outbound::OutboundClient,
     pub payouts: payouts::PayoutSignals,
+    /// One transfer at a time per payee party (see [`transfer::PartyLocks`]).
+    pub parties: transfer::PartyLocks,
 }

@@ -32,7 +32,6 @@ use crate::store::{
 };
 use futures::future::BoxFuture;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::task::JoinSet;
@@ -45,15 +44,10 @@ const SCAN_BATCH_MAX: usize = 100;
 const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
-/// The payout worker's wake-up and counts (for metrics).
+/// The payout worker's wake-up (a payout created or retried).
 #[derive(Debug, Default)]
 pub struct PayoutSignals {
     pub wake: tokio::sync::Notify,
-    pub created: AtomicU64,
-    pub paid: AtomicU64,
-    pub failed: AtomicU64,
-    /// Attempts tried again after an unknown outcome or a Connector out of reach.
-    pub retries: AtomicU64,
 }
 
 /// Why a payout receiver was not opened.
@@ -195,7 +189,7 @@ impl<S: Store> CompletionHook for PayoutHook<S> {
                 NewPayout { id: id.to_string(), id_type, id_value, fsp_id: None, currency: code, amount };
             match node.store.create_payout(&account, &new, SystemTime::now()).await {
                 Ok(CreatedPayout::Created(p)) => {
-                    dfsp.payouts.created.fetch_add(1, Ordering::Relaxed);
+                    node.metrics.mojaloop_payout("created");
                     info!(payout = %p.id, party = %format!("{}/{}", p.id_type, p.id_value), amount = p.amount, received = payment.received, "payout created");
                     dfsp.payouts.wake.notify_one();
                     Ok(())
@@ -270,7 +264,7 @@ async fn drive<S: Store>(node: &Node<S>, dfsp: &Dfsp, account: &Account, payout:
         (Ok(party), Some((amount, 0))) => (party, amount),
         _ => {
             let why = "the payout's party, currency or amount is not one the scheme takes";
-            finish(node, dfsp, account, id, PayoutEnd::Failed(why.into())).await;
+            finish(node, account, id, PayoutEnd::Failed(why.into())).await;
             return;
         }
     };
@@ -296,7 +290,7 @@ async fn drive<S: Store>(node: &Node<S>, dfsp: &Dfsp, account: &Account, payout:
             }
             Outcome::Ended => return,
             Outcome::NotMade(reason) | Outcome::Unknown(reason) => {
-                dfsp.payouts.retries.fetch_add(1, Ordering::Relaxed);
+                node.metrics.mojaloop_payout_attempt_retried();
                 warn!(payout = id, %reason, retry_in_ms = backoff.peek().as_millis() as u64, "payout attempt not finished; trying again with the same transfer");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff.next_wait()) => continue,
@@ -304,13 +298,13 @@ async fn drive<S: Store>(node: &Node<S>, dfsp: &Dfsp, account: &Account, payout:
                 }
             }
         };
-        finish(node, dfsp, account, id, end).await;
+        finish(node, account, id, end).await;
         return;
     }
 }
 
 /// Records the attempt's end (the lease holder's); the store may be out for a while.
-async fn finish<S: Store>(node: &Node<S>, dfsp: &Dfsp, account: &Account, id: &str, end: PayoutEnd) {
+async fn finish<S: Store>(node: &Node<S>, account: &Account, id: &str, end: PayoutEnd) {
     let owner = node.sending.owner.as_str();
     let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
     loop {
@@ -318,11 +312,11 @@ async fn finish<S: Store>(node: &Node<S>, dfsp: &Dfsp, account: &Account, id: &s
             Ok(Some(p)) => {
                 match &end {
                     PayoutEnd::Paid => {
-                        dfsp.payouts.paid.fetch_add(1, Ordering::Relaxed);
+                        node.metrics.mojaloop_payout("paid");
                         info!(payout = id, amount = p.amount, transfer = ?p.reference, "payout paid");
                     }
                     PayoutEnd::Failed(reason) => {
-                        dfsp.payouts.failed.fetch_add(1, Ordering::Relaxed);
+                        node.metrics.mojaloop_payout("failed");
                         error!(payout = id, amount = p.amount, %reason, "payout refused for good: kept with its money for an operator (admin API: retry or refund)");
                     }
                 }

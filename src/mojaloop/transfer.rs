@@ -25,7 +25,9 @@ use super::error::FailureOutcome;
 use super::outbound::{Answer, Finish, NewTransfer, OutboundError, Stage};
 use super::party::Party;
 use super::Dfsp;
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{error, info, warn};
 
@@ -87,8 +89,30 @@ pub enum Outcome {
     Ended,
 }
 
+/// Transfers to one payee party, one at a time in this process: two in flight to one party can
+/// wedge the Connector (seen on 18.0.2 with two `POST /transfers`, and with two lookups, of one
+/// party at once; two `acceptQuote` of one transfer always risk it, which the lease prevents).
+#[derive(Debug, Default)]
+pub struct PartyLocks {
+    locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl PartyLocks {
+    /// Waits until no other transfer of this process is in flight to `party`.
+    pub async fn one_at_a_time(&self, party: &Party) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            // Parties nobody pays now are forgotten: the map holds only those in flight.
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+            locks.entry(party.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
 /// Drives the attempt one step further, as described above.
 pub async fn pay_once(dfsp: &Dfsp, attempt: &impl Attempt, t: &Transfer<'_>) -> Outcome {
+    let _one_at_a_time = dfsp.parties.one_at_a_time(t.to).await;
     let transfer_id = match attempt.claim().await {
         Err(e) => return Outcome::NotMade(format!("the store: {e}")),
         Ok(Claim::Held) => return Outcome::NotMade("another instance is driving it".into()),
@@ -190,5 +214,27 @@ fn before_acceptance(t: &Transfer<'_>, e: OutboundError) -> Outcome {
             Outcome::RefusedBeforeAcceptance(e.to_string())
         }
         _ => Outcome::NotMade(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn transfers_to_one_party_wait_for_each_other_and_others_do_not() {
+        let locks = PartyLocks::default();
+        let (ana, ben) = (Party::new("MSISDN", "1", None).unwrap(), Party::new("MSISDN", "2", None).unwrap());
+        let first = locks.one_at_a_time(&ana).await;
+        let waiting = tokio::time::timeout(Duration::from_millis(50), locks.one_at_a_time(&ana)).await;
+        assert!(waiting.is_err(), "a second transfer to the same party waited");
+        let other = tokio::time::timeout(Duration::from_millis(50), locks.one_at_a_time(&ben)).await;
+        assert!(other.is_ok(), "another party's transfer did not wait");
+        drop((first, other));
+        let again = tokio::time::timeout(Duration::from_millis(50), locks.one_at_a_time(&ana)).await;
+        assert!(again.is_ok(), "free once the first ended");
+        drop(again);
+        locks.one_at_a_time(&ben).await;
+        assert!(locks.locks.lock().unwrap().len() <= 1, "parties nobody pays are forgotten");
     }
 }
