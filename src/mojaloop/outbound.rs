@@ -35,8 +35,8 @@ use tracing::debug;
 
 const CONTENT_TYPE_JSON: &str = "application/json";
 /// Idle pooled connections are closed after this, before the Connector's own idle timeout could
-/// close one under a request.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// close one under a request (Node's HTTP server closes idle connections after 5 s).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// Idle connections kept to the Connector: the node makes few calls, one at a time per transfer.
 const IDLE_CONNECTIONS_MAX: usize = 8;
 
