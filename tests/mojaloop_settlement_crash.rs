@@ -1,6 +1,7 @@
 //! Settlement kind `mojaloop` when the node's Mojaloop Connector is killed (kill -9) in the
-//! middle of a settlement and restarted: during the quote, before anything was accepted, and
-//! while the transfer is in flight at the payee. The payee is a DFSP of the scheme whose core
+//! middle of a settlement and restarted: during the quote, before anything was accepted; between
+//! the quote and its acceptance (the transfer quoted and its id kept, the acceptance sent to a
+//! Connector that just died); and while the transfer is in flight at the payee. The payee is a DFSP of the scheme whose core
 //! system is the test backend (a test double that deduplicates transfers on their id, as a real
 //! DFSP and a hub do), behind a real Connector back to back with the node's. Each time the
 //! settlement is paid exactly once, with one transfer id, and the node's books end where the
@@ -142,4 +143,109 @@ async fn a_connector_killed_with_the_transfer_in_flight_and_restarted_pays_the_s
     // answered the repeat as the first time.
     assert!(setup.payee_backend.transfer_requests() >= 2, "{}", setup.payee_backend.transfer_requests());
     setup.node.stop().await;
+}
+
+/// Stands between the node and its Connector's outbound API and forwards everything, except that
+/// the first `acceptQuote` it sees is held while the test kills the Connector, then answered 502
+/// (what a reverse proxy answers for a dead upstream): the node cannot know whether it arrived.
+struct AcceptGate {
+    port: u16,
+    /// Each held acceptance, to the test; the test answers once the Connector is dead.
+    held: tokio::sync::mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl AcceptGate {
+    async fn start(upstream: std::net::SocketAddr) -> AcceptGate {
+        use http_body_util::{BodyExt, Full};
+        let port = common::reserve_port();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let (tx, held) = tokio::sync::mpsc::unbounded_channel();
+        let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (tx, armed) = (tx.clone(), armed.clone());
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                            let (tx, armed) = (tx.clone(), armed.clone());
+                            async move {
+                                let (parts, body) = req.into_parts();
+                                let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                                let accepting = String::from_utf8_lossy(&bytes).contains("acceptQuote");
+                                if accepting && armed.swap(false, Ordering::SeqCst) {
+                                    let (done, killed) = tokio::sync::oneshot::channel();
+                                    let _ = tx.send(done);
+                                    let _ = killed.await;
+                                    let mut dead =
+                                        hyper::Response::new(Full::new(bytes::Bytes::from("bad gateway")));
+                                    *dead.status_mut() = hyper::StatusCode::BAD_GATEWAY;
+                                    return Ok::<_, std::convert::Infallible>(dead);
+                                }
+                                let mut forward = hyper::Request::from_parts(parts, Full::new(bytes));
+                                *forward.uri_mut() =
+                                    format!("http://{upstream}{}", forward.uri().path()).parse().unwrap();
+                                let client = hyper_util::client::legacy::Client::builder(
+                                    hyper_util::rt::TokioExecutor::new(),
+                                )
+                                .build_http::<Full<bytes::Bytes>>();
+                                Ok(match client.request(forward).await {
+                                    Ok(answer) => {
+                                        let (parts, body) = answer.into_parts();
+                                        let bytes =
+                                            body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                                        hyper::Response::from_parts(parts, Full::new(bytes))
+                                    }
+                                    Err(_) => {
+                                        let mut dead = hyper::Response::new(Full::new(bytes::Bytes::from(
+                                            "bad gateway",
+                                        )));
+                                        *dead.status_mut() = hyper::StatusCode::BAD_GATEWAY;
+                                        dead
+                                    }
+                                })
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        AcceptGate { port, held, _task: task }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_killed_between_the_quote_and_its_acceptance_pays_the_settlement_once() {
+    let test = "a_connector_killed_between_the_quote_and_its_acceptance_pays_the_settlement_once";
+    let Some(mojaloop) = mojaloop_or_skip(test) else { return };
+    // The gate forwards to the node's Connector, whose port is claimed by the setup: start the
+    // setup through a gate on a port of its own, pointing at the Connector once known.
+    let upstream_port = common::reserve_port();
+    let mut gate = AcceptGate::start(std::net::SocketAddr::from(([127, 0, 0, 1], upstream_port))).await;
+    let mut setup = setup_through_ports(&mojaloop, gate.port, upstream_port).await;
+    settle_12345(&setup.node).await;
+    // The transfer was quoted, its id kept, and the acceptance sent: the Connector dies before it
+    // gets there.
+    let answer = tokio::time::timeout(Duration::from_secs(60), gate.held.recv()).await.unwrap().unwrap();
+    assert!(setup.payee_backend.transfers().is_empty(), "nothing accepted yet");
+    setup.connector.kill();
+    let _ = answer.send(());
+    setup.connector.restart().await;
+    settled_once(&setup).await;
+    setup.node.stop().await;
+}
+
+/// The setup with the node's Connector on `connector_outbound` and the node calling `gate_port`.
+async fn setup_through_ports(mojaloop: &Mojaloop, gate_port: u16, connector_outbound: u16) -> Setup {
+    let mut payer = ConnectorConfig::new("thitsaxfsp", "127.0.0.1:9").auto_accept(false);
+    payer.ports.outbound = connector_outbound;
+    let node = TestNode::start(&node(gate_port)).await;
+    let payee_backend = TestBackend::start().await;
+    payee_backend.add_party("ACCOUNT_ID", PEER_PARTY, "ThitsaX's settlements");
+    let payee = ConnectorConfig::new("payeefsp", &payee_backend.endpoint()).auto_accept(false);
+    let (connector, payee) = Connector::start_pair(mojaloop, payer, payee).await;
+    Setup { node, connector, _payee: payee, payee_backend }
 }
