@@ -135,6 +135,15 @@ async fn two_dfsp_nodes_settle_both_ways_with_one_mojaloop_transfer_each() {
         let account = node.node.accounts.load().get(peer).unwrap().clone();
         assert!(node.node.store.pending_settlements(&account).await.unwrap().is_empty());
     }
+    // Another DFSP cannot pay into A's account's settlement party at B.
+    let intruder = r#"{"quoteId": "q-x", "transactionId": "t-x", "amountType": "SEND", "amount": "1",
+        "currency": "MXN", "to": {"idType": "ACCOUNT_ID", "idValue": "a-at-b"},
+        "from": {"idType": "ACCOUNT_ID", "idValue": "x", "fspId": "intruderfsp"}}"#;
+    let refused =
+        admin_call(&client(), b.mojaloop_addr.unwrap(), "POST", "/quoterequests", None, Some(intruder))
+            .await
+            .json(StatusCode::BAD_REQUEST);
+    assert_eq!(refused["statusCode"], "5100", "{refused}");
     a.stop().await;
     b.stop().await;
 }

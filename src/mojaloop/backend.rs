@@ -282,6 +282,8 @@ async fn party<S: Store>(
 struct QuoteRequest {
     quote_id: String,
     to: PartyIdInfo,
+    #[serde(default)]
+    from: Option<PayerInfo>,
     amount_type: String,
     amount: String,
     currency: String,
@@ -292,6 +294,14 @@ struct QuoteRequest {
 struct PartyIdInfo {
     id_type: String,
     id_value: String,
+}
+
+/// The payer as the Connector names it: its DFSP, when given.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PayerInfo {
+    #[serde(default)]
+    fsp_id: Option<String>,
 }
 
 /// How long a quote's probe may take: well inside the payer's wait for the quote.
@@ -305,6 +315,8 @@ async fn quote<S: Store>(
 ) -> Result<Response<Full<Bytes>>, Refusal> {
     let invalid = |why: String| Refusal::new(StatusCode::BAD_REQUEST, FspiopCode::VALIDATION_ERROR, why);
     if let Some(peer) = settlement::account_of(node, &request.to.id_type, &request.to.id_value) {
+        let payer = request.from.as_ref().and_then(|f| f.fsp_id.as_deref());
+        settlement::check_payer(&peer, payer).map_err(incoming_refusal)?;
         let amount = settlement::quote(&peer, &request.currency, &request.amount_type, &request.amount)
             .map_err(incoming_refusal)?;
         info!(quote = %request.quote_id, account = %peer.id, %amount, "Mojaloop settlement quoted");
@@ -385,6 +397,8 @@ struct TransferRequest {
     transfer_id: String,
     quote: TransferQuote,
     to: PartyIdInfo,
+    #[serde(default)]
+    from: Option<PayerInfo>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -415,6 +429,8 @@ async fn transfer<S: Store>(
     };
     if let Some(peer) = settlement::account_of(node, &request.to.id_type, &request.to.id_value) {
         let quote = &request.quote;
+        let payer = request.from.as_ref().and_then(|f| f.fsp_id.as_deref());
+        settlement::check_payer(&peer, payer).map_err(incoming_refusal)?;
         settlement::credit(
             node,
             &peer,

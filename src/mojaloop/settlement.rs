@@ -130,6 +130,8 @@ pub enum IncomingRefusal {
     TooLarge,
     #[error("the node's store is unavailable; retry")]
     Store,
+    #[error("this party takes settlements from DFSP {expected} only, not {payer}")]
+    NotThePeer { expected: String, payer: String },
 }
 
 impl IncomingRefusal {
@@ -141,6 +143,7 @@ impl IncomingRefusal {
             IncomingRefusal::Expired => FspiopCode::TRANSFER_EXPIRED,
             IncomingRefusal::TooLarge => FspiopCode::PAYEE_LIMIT_ERROR,
             IncomingRefusal::Store => FspiopCode::SERVICE_UNAVAILABLE,
+            IncomingRefusal::NotThePeer { .. } => FspiopCode::PAYEE_REJECTION,
         }
     }
 }
@@ -152,6 +155,18 @@ pub fn account_of<S>(node: &Node<S>, id_type: &str, id_value: &str) -> Option<Ar
         a.mojaloop_settlement.as_ref().is_some_and(|m| m.own.id_type == id_type && m.own.id_value == id_value)
     });
     found.cloned()
+}
+
+/// A settlement party takes transfers from its peer's DFSP alone, when the account names it and
+/// the Connector names the payer's.
+pub fn check_payer(account: &Account, payer_fsp: Option<&str>) -> Result<(), IncomingRefusal> {
+    let expected = account.mojaloop_settlement.as_ref().and_then(|m| m.peer.fsp_id.as_deref());
+    match (expected, payer_fsp) {
+        (Some(expected), Some(payer)) if expected != payer => {
+            Err(IncomingRefusal::NotThePeer { expected: expected.into(), payer: payer.into() })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A quote for a settlement to the account: exactly the amount, in the account's currency, no
@@ -213,5 +228,50 @@ pub async fn credit<S: Store>(
         }
         IncomingCredit::KeyReused => Err(IncomingRefusal::Modified(transfer_id.to_string())),
         IncomingCredit::TooLarge => Err(IncomingRefusal::TooLarge),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::{test_account, MojaloopSettlement};
+    use crate::mojaloop::party::Party;
+
+    fn settling() -> Account {
+        let parties = MojaloopSettlement {
+            peer: Party::new("ACCOUNT_ID", "us-at-peer", Some("peerfsp")).unwrap(),
+            own: Party::new("ACCOUNT_ID", "peer-at-us", None).unwrap(),
+        };
+        Account {
+            asset_code: "MXN".into(),
+            mojaloop_settlement: Some(Arc::new(parties)),
+            ..test_account("peer")
+        }
+    }
+
+    #[test]
+    fn a_settlement_is_quoted_at_exactly_its_amount_in_the_account_s_currency() {
+        let account = settling();
+        assert_eq!(quote(&account, "MXN", "SEND", "12.34").map(|a| a.to_string()), Ok("12.34".into()));
+        assert_eq!(quote(&account, "USD", "SEND", "1"), Err(IncomingRefusal::Currency("USD".into())));
+        assert!(matches!(quote(&account, "MXN", "RECEIVE", "1"), Err(IncomingRefusal::Invalid(_))));
+        for bad in ["0", "12.30", "-1", "1e2", ""] {
+            assert!(matches!(quote(&account, "MXN", "SEND", bad), Err(IncomingRefusal::Invalid(_))), "{bad}");
+        }
+        assert_eq!(IncomingRefusal::Currency("USD".into()).code(), FspiopCode::PAYEE_UNSUPPORTED_CURRENCY);
+        assert_eq!(IncomingRefusal::Expired.code(), FspiopCode::TRANSFER_EXPIRED);
+        assert_eq!(IncomingRefusal::Modified("t".into()).code(), FspiopCode::MODIFIED_REQUEST);
+    }
+
+    #[test]
+    fn only_the_peer_s_dfsp_pays_its_settlement_party() {
+        let account = settling();
+        assert_eq!(check_payer(&account, Some("peerfsp")), Ok(()));
+        assert_eq!(check_payer(&account, None), Ok(()), "a payer the Connector does not name");
+        let refused = check_payer(&account, Some("otherfsp")).unwrap_err();
+        assert_eq!(refused.code(), FspiopCode::PAYEE_REJECTION);
+        let mut open = settling();
+        Arc::make_mut(open.mojaloop_settlement.as_mut().unwrap()).peer.fsp_id = None;
+        assert_eq!(check_payer(&open, Some("otherfsp")), Ok(()), "no DFSP named for the peer");
     }
 }
