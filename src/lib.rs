@@ -8,7 +8,8 @@
 //!    default), [`backoff`] (retry waits),
 //!    [`shutdown`], [`metrics`] (Prometheus counters, rendered with figures read at scrape time),
 //!    [`log_limit`] (warnings rate-limited per account or remote address), [`http::origin`]
-//!    (where a URL connects: plain or TLS, `host:port`, the pool key);
+//!    (where a URL connects: plain or TLS, `host:port`, the pool key), [`mojaloop::party`]
+//!    (FSPIOP parties, which accounts name);
 //! 2. [`account`], [`reject`] (the one mapping from refusals to ILP codes), [`http::listener`]
 //!    (what the node's three listeners share: accepting, draining, bounded bodies);
 //! 3. [`routing`], [`rates`], [`rules`] (what an account, a route and the rates must follow,
@@ -16,7 +17,8 @@
 //!    for every client), [`http::client`], [`spsp`] (resolving payment pointers and SPSP URLs),
 //!    [`ildcp`], [`stream`] (STREAM: packets and frames, crypto, stateless receiver credentials,
 //!    the receiver's decision for one Prepare, the sender of one payment), [`mojaloop`] (the
-//!    scheme's value rules: FSPIOP amounts and error codes); and the handles the node
+//!    scheme's value rules: FSPIOP amounts and error codes; the Connector's outbound client,
+//!    one transfer paid exactly once, the Connector's health watcher); and the handles the node
 //!    holds: [`settlement`] (the one seam for every way of settling,
 //!    [`settlement::SettlementSystem`], its signals and the RFC 0038 engine client), [`pending`]
 //!    (writes owed after their Fulfill was relayed, kept durable in [`owed`], the owed-writes
@@ -25,11 +27,15 @@
 //! 5. what runs on it: [`forward`], the packet's path, top to bottom; [`payments`], what the
 //!    node sends and receives itself on its local accounts (the STREAM receiver a local
 //!    account's packets are handed to, and the completion worker); settlement's worker
-//!    ([`settlement::outgoing`]) and callbacks ([`settlement::incoming`]); [`sweeper`]: crash
+//!    ([`settlement::outgoing`]), the systems it pays through ([`settlement::rails`]) and the
+//!    engines' callbacks ([`settlement::incoming`]); settlement kind `mojaloop`
+//!    ([`mojaloop::settlement`]) and the payouts into the scheme ([`mojaloop::payouts`]);
+//!    [`sweeper`]: crash
 //!    recovery of reservations; [`reload`] keeps accounts, routes and rates in step with Redis;
 //! 6. the edges that receive traffic: [`http::server`] (calls `forward`),
 //!    [`http::settlement_api`] (settlement engines call back), [`http::spsp`] (senders query
-//!    SPSP, RFC 0009), [`admin`] (the operator's API);
+//!    SPSP, RFC 0009), [`mojaloop::backend`] (the Mojaloop Connector calls when the scheme pays the
+//!    node), [`admin`] (the operator's API);
 //! 7. [`config`] reads and validates the TOML file (its accounts, routes and rates with
 //!    [`rules`]); [`app`] wires everything; `main` runs it.
 
