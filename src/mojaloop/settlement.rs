@@ -1,6 +1,6 @@
 //! Settlement kind `mojaloop`: an account that is also a DFSP of the node's scheme settles with
 //! Mojaloop transfers, from the node's own party for that peer to the peer's party
-//! ([`MojaloopSettlement`]), instead of an RFC 0038 engine.
+//! ([`MojaloopSettlement`](crate::account::MojaloopSettlement)), instead of an RFC 0038 engine.
 //!
 //! **Outgoing, exactly once whatever fails when.** The settlement worker begins a settlement (the
 //! balance moved to `settle_to`, the amount recorded under a [`SettlementId`]) and calls
