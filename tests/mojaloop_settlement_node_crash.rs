@@ -119,7 +119,9 @@ async fn a_node_killed_at_every_step_of_a_mojaloop_settlement_pays_it_once() {
     let wait = Duration::from_secs(90);
 
     // 1. Killed while the payee's party is looked up.
-    backend.wait_until("asked for the party", wait, |b| !b.party_lookups().is_empty()).await;
+    // (The node's Connector health probe looks its own party up too: wait for the payee's.)
+    let peer_lookup = |b: &TestBackend| b.party_lookups().iter().any(|p| p.contains(PEER_PARTY));
+    backend.wait_until("asked for the payee's party", wait, peer_lookup).await;
     kill(node);
     assert_eq!(store.balance("coop").await, Ok(0), "begun: the balance moved to settle_to");
     assert_eq!(store.pending_settlements(&account).await.unwrap().len(), 1);
