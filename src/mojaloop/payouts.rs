@@ -16,7 +16,7 @@
 //!    refused for good is kept, failed, with its money, for an operator (admin API): paid again
 //!    (a new attempt, a new transfer) or refunded to the account.
 
-use super::amount::{FspiopAmount, FSPIOP_DECIMALS_MAX};
+use super::amount::FspiopAmount;
 use super::party::Party;
 use super::transfer::{self, Attempt, Claim, Outcome, Transfer};
 use super::Dfsp;
@@ -95,23 +95,16 @@ pub async fn open<S: Store>(
     let target = match amount {
         None => None,
         Some(text) => {
+            let not_carried = || {
+                let (code, decimals) = (&currency.code, currency.decimals);
+                OpenRefusal::Invalid(format!("{text} is not an amount of {code} ({decimals} decimals)"))
+            };
             let amount = FspiopAmount::parse(text).map_err(|e| OpenRefusal::Invalid(e.to_string()))?;
-            let exact = FspiopAmount::from_account(
-                amount.to_account(account.asset_scale).map_err(|e| OpenRefusal::Invalid(e.to_string()))?,
-                account.asset_scale,
-                currency.decimals,
-            );
+            let units = amount.to_account(account.asset_scale).map_err(|_| not_carried())?;
             // The currency must carry it as given: a payout of it is then exactly it.
-            match exact {
-                Ok((carried, 0)) if carried == amount => {
-                    Some(amount.to_account(account.asset_scale).expect("checked"))
-                }
-                _ => {
-                    return Err(OpenRefusal::Invalid(format!(
-                        "{text} is not an amount of {} ({} decimals)",
-                        currency.code, currency.decimals
-                    )))
-                }
+            match FspiopAmount::from_account(units, account.asset_scale, currency.decimals) {
+                Ok((carried, 0)) if carried == amount => Some(units),
+                _ => return Err(not_carried()),
             }
         }
     };
@@ -256,10 +249,10 @@ pub async fn run<S: Store>(node: Arc<Node<S>>) {
 async fn drive<S: Store>(node: &Node<S>, dfsp: &Dfsp, account: &Account, payout: Payout) {
     let id = payout.id.as_str();
     let party = Party::new(&payout.id_type, &payout.id_value, payout.fsp_id.as_deref());
-    let amount = dfsp.scheme.currency(&payout.currency).and_then(|c| {
-        FspiopAmount::from_account(payout.amount, account.asset_scale, c.decimals.min(FSPIOP_DECIMALS_MAX))
-            .ok()
-    });
+    let amount = dfsp
+        .scheme
+        .currency(&payout.currency)
+        .and_then(|c| FspiopAmount::from_account(payout.amount, account.asset_scale, c.decimals).ok());
     let (party, amount) = match (party, amount) {
         (Ok(party), Some((amount, 0))) => (party, amount),
         _ => {
