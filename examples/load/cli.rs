@@ -30,6 +30,9 @@ pub(crate) enum Cmd {
     /// One STREAM payment, ThitsaX (sender node -> node -> receiver node) vs ilp-protocol-stream
     /// through ilp-connector, in interleaved rounds, with the 10x check.
     Payment(PaymentArgs),
+    /// Mojaloop -> ILP transfers/s through ThitsaX vs the same Connector pair paying a backend
+    /// directly, and ThitsaX's own time per backend request, in interleaved rounds.
+    Mojaloop(MojaloopArgs),
 }
 
 #[derive(Args, Clone)]
@@ -208,6 +211,63 @@ pub(crate) struct PaymentArgs {
     #[arg(long, default_value_t = 60)]
     pub(crate) quiet_timeout_secs: u64,
     /// Also print one JSON line with the figures (the last line on stdout).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct MojaloopArgs {
+    /// ThitsaX binary, e.g. target/release/thitsax.
+    #[arg(long)]
+    pub(crate) thitsax: PathBuf,
+    /// The directory with guard.js and node_modules/@mojaloop/sdk-scheme-adapter 18.0.2
+    /// (`npm ci --prefix tests/mojaloop --no-audit --no-fund --ignore-scripts`).
+    #[arg(long, default_value = "tests/mojaloop")]
+    pub(crate) mojaloop_dir: PathBuf,
+    /// Measured transfers per side and round.
+    #[arg(short = 'n', long, default_value_t = 200)]
+    pub(crate) transfers: u64,
+    /// Transfers in flight, each on its own keep-alive connection to the payer's Connector.
+    #[arg(short = 'c', long, default_value_t = 10)]
+    pub(crate) concurrency: usize,
+    /// Transfers paid before each measurement (same processes, same concurrency), not counted.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) warmup: u64,
+    /// Rounds; each measures both sides once, on fresh processes. Figures are medians over rounds.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) rounds: usize,
+    /// Every transfer's amount (an FSPIOP amount in USD, at most 2 decimals).
+    #[arg(long, default_value = "1")]
+    pub(crate) amount: String,
+    /// `node.worker_threads` of both ThitsaX nodes.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) thitsax_worker_threads: usize,
+    /// `node.log_level` of both ThitsaX nodes (info, the product's default: a few lines per transfer).
+    #[arg(long, default_value = "info")]
+    pub(crate) thitsax_log_level: String,
+    /// `mojaloop.backend_connections_max` of node `dfsp` [default: the node's own default, 64].
+    #[arg(long)]
+    pub(crate) thitsax_backend_connections_max: Option<usize>,
+    /// `mojaloop.backend_header_read_timeout_ms` of node `dfsp` [default: the node's own, 10000].
+    /// It also closes idle keep-alive connections: the Connector leaves one per backend request.
+    #[arg(long)]
+    pub(crate) thitsax_backend_header_read_timeout_ms: Option<u64>,
+    /// The goal: thitsax transfers/s at least this times the direct side's.
+    #[arg(long, default_value_t = 0.8)]
+    pub(crate) ratio_min: f64,
+    /// The goal: ThitsaX's own time for POST /transfers (timing proxy), p99 under this many ms.
+    #[arg(long, default_value_t = 50.0)]
+    pub(crate) own_p99_ms_max: f64,
+    /// Before each measured phase, wait until the CPUs were at least this idle (%) over one second.
+    #[arg(long, default_value_t = 90.0)]
+    pub(crate) quiet_idle_pct: f64,
+    /// Give up waiting for a quiet machine after this long, warn, and measure anyway.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) quiet_timeout_secs: u64,
+    /// Keep the temp dir: configs, every process's log, timings.csv (each backend request's time).
+    #[arg(long)]
+    pub(crate) keep_dir: bool,
+    /// Also print one JSON line with every figure (the last line on stdout).
     #[arg(long)]
     pub(crate) json: bool,
 }

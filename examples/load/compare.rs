@@ -9,7 +9,7 @@
 mod checks;
 pub(crate) mod figures;
 pub(crate) mod lab;
-mod redis;
+pub(crate) mod redis;
 mod report;
 pub(crate) mod targets;
 

@@ -1,6 +1,6 @@
 //! Load tool for ThitsaX (and any ILP-over-HTTP connector).
 //!
-//! Four subcommands, all loopback-only:
+//! Six subcommands, all loopback-only:
 //!
 //! * `receiver` — ILP-over-HTTP (RFC 0035) endpoint that fulfils every Prepare
 //!   whose execution condition it can meet (see "Conditions" below).
@@ -14,6 +14,10 @@
 //!   reference connector as child processes, runs `send` against each in
 //!   interleaved rounds and prints medians, ratios and the pass/fail checks
 //!   (see "compare" below).
+//! * `payment` — one STREAM payment, ThitsaX against the JS reference.
+//! * `mojaloop` — Mojaloop → ILP transfers per second through ThitsaX against
+//!   the same pair of real Mojaloop Connectors paying a backend in the tool
+//!   directly, and ThitsaX's own time per backend request (see `mojaloop`).
 //!
 //! Conditions: by default (`--condition data`) every Prepare carries a unique
 //! 32-byte preimage as its data and the condition is SHA-256(preimage); the
@@ -99,6 +103,12 @@
 //! * `send` — the sender.
 //! * `payment` — one STREAM payment, ThitsaX against the JS reference (uses
 //!   `compare`'s lab, node lookup and quiet wait).
+//! * `mojaloop` — the Mojaloop comparison (uses `compare`'s lab, redis-server
+//!   and quiet wait, and `payment`'s admin call), with, in the same order:
+//!   `mojaloop/ports` (claimed ports for children), `mojaloop/payer` (the
+//!   load), `mojaloop/connector` (the Connectors), `mojaloop/backend` (the
+//!   direct side's payee), `mojaloop/timing` (the timing proxy),
+//!   `mojaloop/nodes` (the two ThitsaX nodes) and `mojaloop/report`.
 //! * `compare` — the comparison, with, in the same order: `compare/lab` (child
 //!   processes, temp dir), `compare/redis` (its own redis-server),
 //!   `compare/figures` (medians), `compare/checks` (pass/fail),
@@ -109,6 +119,7 @@ mod cli;
 mod compare;
 mod cpu;
 mod loopback;
+mod mojaloop;
 mod packet;
 mod payment;
 mod proxy;
@@ -122,6 +133,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Cmd};
 use crate::compare::run_compare;
+use crate::mojaloop::run_mojaloop;
 use crate::payment::run_payment;
 use crate::proxy::run_proxy;
 use crate::receiver::run_receiver;
@@ -134,7 +146,7 @@ fn main() {
         Cmd::Proxy(a) => a.common.threads,
         Cmd::Send(a) => a.threads,
         // The runtime only waits for the compare thread and for signals.
-        Cmd::Compare(_) | Cmd::Payment(_) => 1,
+        Cmd::Compare(_) | Cmd::Payment(_) | Cmd::Mojaloop(_) => 1,
     };
     let rt = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
@@ -149,6 +161,7 @@ fn main() {
             Cmd::Send(a) => run_send(a).await,
             Cmd::Compare(a) => run_compare(a).await,
             Cmd::Payment(a) => run_payment(a).await,
+            Cmd::Mojaloop(a) => run_mojaloop(a).await,
         }
     });
     if let Err(e) = result {

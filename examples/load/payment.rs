@@ -38,7 +38,7 @@ use crate::signal::shutdown_signal;
 const POLL_INTERVAL: Duration = Duration::from_millis(2);
 /// The longest either payment may take before the run is an error.
 const PAYMENT_TIMEOUT: Duration = Duration::from_secs(120);
-const ADMIN_TOKEN: &str = "bench-admin-token";
+pub(crate) const ADMIN_TOKEN: &str = "bench-admin-token";
 /// A limit far beyond any run, so that no balance limit takes part.
 const MIN_BALANCE: &str = "-1000000000000000";
 
@@ -120,7 +120,7 @@ fn thitsax_configs(s: &NodePorts, hub: &NodePorts, r: &NodePorts, max_packet: u6
 }
 
 /// One admin call over a fresh connection: the status and the JSON body.
-fn admin(port: u16, method: &str, path: &str, body: &str) -> Result<(u16, Value), String> {
+pub(crate) fn admin(port: u16, method: &str, path: &str, body: &str) -> Result<(u16, Value), String> {
     let mut stream =
         TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("admin API on port {port}: {e}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;

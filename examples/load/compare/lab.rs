@@ -57,6 +57,19 @@ impl Children {
         child.wait().map_err(|e| format!("wait for child {pid}: {e}"))
     }
 
+    /// Kills child `pid` (SIGKILL), waits for it and takes it out of the set: a process of one
+    /// run stopped before the next run starts. No-op when it is not a child (any more).
+    pub(crate) fn kill(&self, pid: u32) {
+        let child = {
+            let mut list = self.list.lock().unwrap();
+            list.iter().position(|c| c.id() == pid).map(|i| list.swap_remove(i))
+        };
+        if let Some(mut child) = child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Kills every child (SIGKILL) and refuses new ones. Whatever the compare
     /// thread is blocked on then ends: pipes close, waits return.
     pub(crate) fn stop(&self) {
@@ -84,12 +97,18 @@ impl Children {
 pub(crate) struct Lab {
     pub(crate) dir: PathBuf,
     pub(crate) children: Children,
+    /// Leave the dir in place when dropped (its logs and configs, to look into a run).
+    pub(crate) keep_dir: bool,
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
         self.children.stop_and_reap_all();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.keep_dir {
+            eprintln!("kept {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -98,7 +117,7 @@ impl Lab {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().subsec_nanos();
         let dir = std::env::temp_dir().join(format!("thitsax-compare-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        Ok(Lab { dir, children })
+        Ok(Lab { dir, children, keep_dir: false })
     }
 
     pub(crate) fn log_path(&self, name: &str) -> PathBuf {

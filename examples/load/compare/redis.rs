@@ -167,7 +167,21 @@ pub(crate) fn start_redis(lab: &Lab, version: String) -> Result<RedisServer, Str
             break port;
         }
     };
-    let dir = lab.dir.join("redis");
+    start_redis_at(lab, "redis-server", port, version)
+}
+
+/// The same on `port`, named `name` in the lab (its log `<name>.log`, its dir `<name>/`):
+/// `mojaloop` starts one per Connector on ports it claimed.
+pub(crate) fn start_redis_at(
+    lab: &Lab,
+    name: &str,
+    port: u16,
+    version: String,
+) -> Result<RedisServer, String> {
+    if port == SHARED_REDIS_PORT {
+        return Err(format!("never a redis-server on the shared Redis's port {SHARED_REDIS_PORT}"));
+    }
+    let dir = lab.dir.join(name);
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let mut cmd = Command::new("redis-server");
     cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"]).arg(&dir).args([
@@ -178,19 +192,15 @@ pub(crate) fn start_redis(lab: &Lab, version: String) -> Result<RedisServer, Str
         "--daemonize",
         "no",
     ]);
-    let pid = lab.start("redis-server", &mut cmd, false)?;
-    lab.wait_for(
-        "redis-server",
-        pid,
-        &format!("answering PING on 127.0.0.1:{port}"),
-        Duration::from_secs(20),
-        || redis_command(port, &["PING"]).is_ok_and(|r| r == "PONG"),
-    )?;
+    let pid = lab.start(name, &mut cmd, false)?;
+    lab.wait_for(name, pid, &format!("answering PING on 127.0.0.1:{port}"), Duration::from_secs(20), || {
+        redis_command(port, &["PING"]).is_ok_and(|r| r == "PONG")
+    })?;
     let info = redis_command(port, &["INFO", "server"])?;
     let serving = info_field(&info, "process_id");
     if serving.as_deref() != Some(pid.to_string().as_str()) {
         return Err(format!(
-            "127.0.0.1:{port} is served by redis-server pid {}, not by the one compare started ({pid})",
+            "127.0.0.1:{port} is served by redis-server pid {}, not by the one started here ({pid})",
             serving.as_deref().unwrap_or("?")
         ));
     }
