@@ -69,6 +69,9 @@ pub struct Sending {
     /// Unique per process: a restarted instance is a new owner (its old leases expire).
     pub owner: String,
     pub wake: tokio::sync::Notify,
+    /// Bumped each time a payment sent here ends, so that a waiter for one (a Mojaloop transfer
+    /// waiting for its payment) reads it at once rather than at its next poll.
+    pub ended: tokio::sync::watch::Sender<u64>,
     running: std::sync::Mutex<std::collections::HashSet<(String, OutgoingPaymentId)>>,
 }
 
@@ -77,7 +80,12 @@ impl Sending {
         let mut bytes = [0u8; 8];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
             .expect("the OS random source works");
-        Sending { owner: hex::encode(bytes), wake: tokio::sync::Notify::new(), running: Default::default() }
+        Sending {
+            owner: hex::encode(bytes),
+            wake: tokio::sync::Notify::new(),
+            ended: tokio::sync::watch::Sender::new(0),
+            running: Default::default(),
+        }
     }
 
     /// Marks a payment as sent here; false if it already is.

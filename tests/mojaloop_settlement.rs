@@ -144,6 +144,32 @@ async fn two_dfsp_nodes_settle_both_ways_with_one_mojaloop_transfer_each() {
             .await
             .json(StatusCode::BAD_REQUEST);
     assert_eq!(refused["statusCode"], "5100", "{refused}");
+
+    // A settlement transfer from A's DFSP sent to B's backend again (the Connector replays what
+    // reaches it) is answered as the first time and credited once, also after its quote expired;
+    // the same id with another amount is refused (3106), a new one past its expiration too (3303).
+    let transfer = |id: &str, amount: &str, expiration: &str| {
+        format!(
+            r#"{{"transferId": "{id}", "quote": {{"transferAmount": "{amount}", "transferAmountCurrency": "MXN",
+                "expiration": "{expiration}"}}, "to": {{"idType": "ACCOUNT_ID", "idValue": "a-at-b"}},
+                "from": {{"idType": "ACCOUNT_ID", "idValue": "b-at-a", "fspId": "thitsaxa"}},
+                "amountType": "SEND", "currency": "MXN", "amount": "{amount}"}}"#
+        )
+    };
+    let backend = b.mojaloop_addr.unwrap();
+    let post = |body: String| async move {
+        admin_call(&client(), backend, "POST", "/transfers", None, Some(&body)).await
+    };
+    let id = "1f0c2b4e-7d1a-4c2e-9b3f-5a6d7e8f9a0b";
+    let future = "2999-01-01T00:00:00.000Z";
+    let past = "2020-01-01T00:00:00.000Z";
+    post(transfer(id, "1.5", future)).await.json(StatusCode::OK);
+    balance_becomes(&b, "a", 44 + 15_000, "B credited 1.50 MXN").await;
+    assert_eq!(post(transfer(id, "1.5", past)).await.json(StatusCode::OK)["homeTransactionId"], id);
+    assert_eq!(post(transfer(id, "2", future)).await.json(StatusCode::BAD_REQUEST)["statusCode"], "3106");
+    let expired = post(transfer("5c4b3a29-1807-4f6e-8d5c-4b3a29180706", "1", past)).await;
+    assert_eq!(expired.json(StatusCode::BAD_REQUEST)["statusCode"], "3303");
+    assert_eq!(b.balance("a").await, 44 + 15_000, "credited once");
     a.stop().await;
     b.stop().await;
 }

@@ -179,6 +179,7 @@ pub async fn serve<S: Store>(
         connections_max: limits.connections_max,
         header_read_timeout: limits.header_read_timeout,
         nodelay: false,
+        keep_alive: true,
     };
     let gate = Arc::new(Gate {
         node,

@@ -54,6 +54,10 @@ pub struct Accepting {
     pub header_read_timeout: Duration,
     /// Disable Nagle (the packet path answers small bodies and is latency bound).
     pub nodelay: bool,
+    /// Keep a connection open for the client's next request. Off for a client that opens a new
+    /// connection per request and leaves the old one idle (the Mojaloop Connector does): held
+    /// idle until the header timeout, those would fill `connections_max`.
+    pub keep_alive: bool,
 }
 
 /// Accepts connections until `shutdown` reaches [`Phase::Draining`](crate::shutdown::Phase),
@@ -100,6 +104,7 @@ where
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
+            .keep_alive(accepting.keep_alive)
             .header_read_timeout(accepting.header_read_timeout)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);

@@ -108,6 +108,7 @@ pub async fn serve<S: Store>(
         connections_max: limits.connections_max,
         header_read_timeout: limits.header_read_timeout,
         nodelay: true,
+        keep_alive: true,
     };
     let refused_token_warnings = LogLimit::new(Duration::from_millis(REFUSED_TOKEN_WARNING_INTERVAL_MS));
     let gate = Arc::new(Gate { node, in_flight: in_flight.clone(), limits, refused_token_warnings });

@@ -170,6 +170,7 @@ pub async fn serve<C: Callbacks>(
         connections_max: limits.connections_max,
         header_read_timeout: limits.header_read_timeout,
         nodelay: false,
+        keep_alive: true,
     };
     let gate = Arc::new(Gate { callbacks, in_flight: in_flight.clone(), limits });
     let handler = gate.clone();

@@ -87,6 +87,7 @@ pub async fn serve<S: Store>(listener: TcpListener, node: Arc<Node<S>>, limits: 
         connections_max: limits.connections_max,
         header_read_timeout: limits.header_read_timeout,
         nodelay: true,
+        keep_alive: true,
     };
     let slots = in_flight.clone();
     let handle = move |req| {

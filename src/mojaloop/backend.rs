@@ -100,6 +100,8 @@ pub async fn serve<S: Store>(listener: TcpListener, node: Arc<Node<S>>, scheme: 
         connections_max: limits.connections_max,
         header_read_timeout: limits.header_read_timeout,
         nodelay: true,
+        // The Connector opens a new connection for every request and leaves the last one idle.
+        keep_alive: false,
     };
     let slots = in_flight.clone();
     let handle = move |req| {
@@ -409,7 +411,8 @@ struct TransferQuote {
     expiration: Option<String>,
 }
 
-/// How often a transfer's payment is read while the node waits for its end.
+/// How often a transfer's payment is read while the node waits for its end, when no end of a
+/// payment of this instance wakes it first.
 const TRANSFER_POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// `POST /transfers`: pays the party's receiver once per transfer id, and answers when done.
@@ -519,8 +522,14 @@ async fn transfer_answer<S: Store>(
     // Every packet's outcome is known by the deadline and the grace for its answer.
     let give_up =
         payment.deadline + Duration::from_millis(STREAM_OUTCOME_GRACE_MS) + TRANSFER_POLL_INTERVAL * 5;
+    // Woken as soon as a payment of this instance ends; the poll is for one another instance
+    // sends (its end is only seen in the store).
+    let mut ended = node.sending.ended.subscribe();
     while payment.state == OutgoingState::Sending && SystemTime::now() < give_up {
-        tokio::time::sleep(TRANSFER_POLL_INTERVAL).await;
+        if let Ok(Err(_)) = tokio::time::timeout(TRANSFER_POLL_INTERVAL, ended.changed()).await {
+            // No sender any more (the node is going away): poll only.
+            tokio::time::sleep(TRANSFER_POLL_INTERVAL).await;
+        }
         if let Ok(Some(read)) = node.store.outgoing_payment(account, &payment.id).await {
             payment = read;
         }

@@ -121,6 +121,7 @@ async fn send_payment<S: Store>(node: &Node<S>, account: &Account, id: &Outgoing
         Ok(true) => {
             node.metrics.outgoing_payment_ended(state == OutgoingState::Completed);
             info!(account = %account.id, payment = %id, ?state, %reason, "outgoing payment ended");
+            node.sending.ended.send_modify(|n| *n = n.wrapping_add(1));
         }
         Ok(false) => {}
         Err(e) => warn!(error = %e, payment = %id, "outgoing payment's end not recorded; it is resumed"),
