@@ -133,6 +133,9 @@ pub struct Account {
     /// Settlement kind `mojaloop`: the account settles with Mojaloop transfers instead of an
     /// engine (never both).
     pub mojaloop_settlement: Option<Arc<MojaloopSettlement>>,
+    /// The longest a Prepare sent to this account may be held, below the node's own maximum
+    /// (Rafiki books a Fulfill only within 5 s of its Prepare: its accounts are capped below).
+    pub hold_time_max: Option<std::time::Duration>,
 }
 
 /// How an account settles through the node's Mojaloop scheme: each settlement is one transfer
@@ -203,6 +206,8 @@ pub struct AccountRecord {
     pub settlement_engine_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mojaloop_settlement: Option<MojaloopSettlementRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_time_ms_max: Option<u64>,
 }
 
 /// `mojaloop_settlement` of an account's configured form: `[accounts.mojaloop_settlement]`.
@@ -278,6 +283,7 @@ impl Account {
                 peer_party: PartyRecord::of(&m.peer),
                 own_party: PartyRecord::of(&m.own),
             }),
+            hold_time_ms_max: self.hold_time_max.map(|d| d.as_millis() as u64),
         }
     }
 }
@@ -338,6 +344,7 @@ pub fn test_account(id: &str) -> Account {
         settle_to: 0,
         settlement_engine_url: None,
         mojaloop_settlement: None,
+        hold_time_max: None,
     }
 }
 

@@ -309,6 +309,13 @@ impl Validator {
             format!("accounts[{i}]")
         });
         self.rate_coverage(&accounts, rates.as_ref().map(|r| &r.1));
+        for (i, account) in accounts.iter().enumerate() {
+            let problem =
+                account.hold_time_max.zip(expiry.as_ref()).and_then(|(h, e)| e.account_hold_problem(h));
+            if let Some(problem) = problem {
+                self.problem(format!("accounts[{i}].hold_time_ms_max"), problem);
+            }
+        }
         let (routes, static_routes) = self.routes(&accounts, raw.routes, &|i, _| format!("routes[{i}]"));
         let settlement = self.settlement(raw.settlement);
         let admin = self.admin(raw.admin);

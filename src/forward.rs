@@ -184,7 +184,7 @@ impl<S: Store> Node<S> {
                 ConvertError::RoundsToZero => Refusal::RoundsToZero,
             })?;
         let incoming_expiry = prepare.expires_at();
-        let expires_at = self.outgoing_expiry(incoming_expiry, now)?;
+        let expires_at = self.outgoing_expiry(incoming_expiry, now, &to)?;
         prepare.set_amount_and_expiry(amount_out, expires_at);
         let left = expires_at.duration_since(now).unwrap_or_default();
         let relay_left = (incoming_expiry - self.expiry.margin / 2).duration_since(now).unwrap_or_default();
@@ -220,10 +220,17 @@ impl<S: Store> Node<S> {
         Ok(to.clone())
     }
 
-    /// The incoming expiry minus our margin, capped by the maximum hold time.
-    fn outgoing_expiry(&self, incoming: SystemTime, now: SystemTime) -> Result<SystemTime, Refusal> {
+    /// The incoming expiry minus our margin, capped by the maximum hold time, the next hop's own
+    /// when it has one (a Fulfill that came later would not be booked there, or not relayed here).
+    fn outgoing_expiry(
+        &self,
+        incoming: SystemTime,
+        now: SystemTime,
+        to: &Account,
+    ) -> Result<SystemTime, Refusal> {
         let shortened = incoming.checked_sub(self.expiry.margin).ok_or(Refusal::InsufficientTimeout)?;
-        let capped = shortened.min(now + self.expiry.hold_time_max);
+        let hold = to.hold_time_max.map_or(self.expiry.hold_time_max, |h| h.min(self.expiry.hold_time_max));
+        let capped = shortened.min(now + hold);
         match capped.duration_since(now) {
             Ok(left) if left >= self.expiry.outgoing_window_min => Ok(capped),
             _ => Err(Refusal::InsufficientTimeout),

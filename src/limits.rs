@@ -24,6 +24,9 @@ pub const EXPIRY_MARGIN_MS: u64 = 1_000;
 /// downstream and is not paid).
 pub const EXPIRY_MARGIN_MS_MIN: u64 = 200;
 pub const HOLD_TIME_MS_MAX: u64 = 30_000;
+/// The largest hold time an account may name (`hold_time_ms_max` of an account): a Prepare never
+/// waits longer than the 30 s ILP-over-HTTP clients give up after.
+pub const HOLD_TIME_MS_MAX_CEILING: u64 = 30_000;
 pub const MIN_OUTGOING_WINDOW_MS: u64 = 500;
 pub const SPREAD: &str = "0";
 pub const REDIS_PREFIX: &str = "thitsax";

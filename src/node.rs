@@ -32,6 +32,27 @@ pub struct ExpiryRules {
     pub outgoing_window_min: Duration,
 }
 
+impl ExpiryRules {
+    /// Why an account's own `hold_time_ms_max` cannot work with these rules: a hold below the
+    /// minimum outgoing window would refuse every packet to it (R02), one at or above the node's
+    /// own maximum would change nothing.
+    pub fn account_hold_problem(&self, hold: Duration) -> Option<String> {
+        if hold < self.outgoing_window_min {
+            return Some(format!(
+                "must be at least forwarding.min_outgoing_window_ms ({} ms): below it every packet to the account is refused",
+                self.outgoing_window_min.as_millis()
+            ));
+        }
+        if hold >= self.hold_time_max {
+            return Some(format!(
+                "must be below forwarding.hold_time_ms_max ({} ms), which holds already",
+                self.hold_time_max.as_millis()
+            ));
+        }
+        None
+    }
+}
+
 /// One connector node: its identity, tables, balances and the way out.
 pub struct Node<S> {
     pub address: IlpAddress,

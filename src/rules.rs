@@ -62,6 +62,7 @@ pub(crate) struct RawAccount {
     pub(crate) settle_to: Option<i64>,
     pub(crate) settlement_engine_url: Option<String>,
     pub(crate) mojaloop_settlement: Option<MojaloopSettlementRecord>,
+    pub(crate) hold_time_ms_max: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +188,14 @@ impl Validator {
                     );
                 }
             }
+            if let Some(hold) = raw.hold_time_ms_max {
+                if !(1..=defaults::HOLD_TIME_MS_MAX_CEILING).contains(&hold) {
+                    self.problem(
+                        at("hold_time_ms_max"),
+                        format!("must be 1 to {} ms", defaults::HOLD_TIME_MS_MAX_CEILING),
+                    );
+                }
+            }
             if let Some(0) = raw.max_packet_amount {
                 self.problem(at("max_packet_amount"), "must be greater than 0 (omit it for no limit)");
             }
@@ -215,6 +224,7 @@ impl Validator {
                     settle_to: raw.settle_to.unwrap_or(0).into(),
                     settlement_engine_url,
                     mojaloop_settlement,
+                    hold_time_max: raw.hold_time_ms_max.map(std::time::Duration::from_millis),
                 });
             }
         }
@@ -232,6 +242,7 @@ impl Validator {
             ("outgoing_token", raw.outgoing_token.is_some()),
             ("settlement_engine_url", raw.settlement_engine_url.is_some()),
             ("mojaloop_settlement", raw.mojaloop_settlement.is_some()),
+            ("hold_time_ms_max", raw.hold_time_ms_max.is_some()),
             ("settle_threshold", raw.settle_threshold.is_some()),
             ("settle_to", raw.settle_to.is_some()),
         ];
@@ -465,6 +476,7 @@ impl From<AccountRecord> for RawAccount {
             settle_to: r.settle_to,
             settlement_engine_url: r.settlement_engine_url,
             mojaloop_settlement: r.mojaloop_settlement,
+            hold_time_ms_max: r.hold_time_ms_max,
         }
     }
 }

@@ -615,3 +615,37 @@ async fn a_credit_the_store_refuses_after_a_fulfill_is_relayed_counted_and_logge
     let series = r#"thitsax_money_errors_total{kind="fulfill_write_refused"} 1"#;
     assert!(text.lines().any(|l| l == series), "{text}");
 }
+
+/// A peer with its own `hold_time_ms_max` (Rafiki books a Fulfill only within 5 s of its
+/// Prepare): its Prepares expire within it, and a next hop slower than that is given up on in
+/// time, R00, with the debit reversed, instead of a Fulfill relayed too late.
+#[tokio::test]
+async fn an_account_s_own_hold_time_caps_its_prepares_and_its_wait() {
+    let peer = |url: &str| {
+        format!(
+            "{}\n[[accounts]]\nid = \"rafiki\"\nrelation = \"peer\"\nasset_code = \"USD\"\nasset_scale = 9\n\
+             ilp_address = \"test.rafiki\"\noutgoing_url = \"{url}\"\noutgoing_token = \"to-rafiki\"\n\
+             hold_time_ms_max = 1500\n",
+            single_node(NOWHERE, "")
+        )
+    };
+    let fast = Downstream::always(Behaviour::Fulfill).await;
+    let node = TestNode::start(&peer(&fast.url())).await;
+    let long = prepare("test.rafiki.wallet", 1_000, Duration::from_secs(600));
+    send(&client(), &node.url(), "alice-token", &long).await.fulfill();
+    let left = fast.received()[0].expires_at.duration_since(SystemTime::now()).unwrap_or_default();
+    assert!(left <= Duration::from_millis(1500), "not capped by the account's hold time: {left:?}");
+    node.stop().await;
+
+    let slow = Downstream::always(Behaviour::Hang).await;
+    let node = TestNode::start(&peer(&slow.url())).await;
+    let started = std::time::Instant::now();
+    let reject = send(&client(), &node.url(), "alice-token", &long).await.reject();
+    assert_code(&reject, ErrorCode::R00_TRANSFER_TIMED_OUT);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "waited {:?}, not the account's 1.5 s",
+        started.elapsed()
+    );
+    assert_all_zero(&node).await;
+}

@@ -208,6 +208,10 @@ async fn put_account<S: Store>(gate: &Gate<S>, input: AccountInput) -> Result<Ac
     let set = rules::accounts_with(&node.address, &node.rates.load(), accounts.iter().map(|a| &**a), input)
         .map_err(|problems| AdminError::Invalid { what: "account", problems })?;
     let account = set.iter().find(|a| *a.id == *id).expect("the input is in the set").clone();
+    if let Some(message) = account.hold_time_max.and_then(|h| node.expiry.account_hold_problem(h)) {
+        let problem = rules::Problem { path: "account.hold_time_ms_max".into(), message };
+        return Err(AdminError::Invalid { what: "account", problems: rules::ConfigError(vec![problem]) });
+    }
     if account.mojaloop_settlement.is_some() {
         let problem = match node.mojaloop.as_deref() {
             None => Some(("mojaloop_settlement", "needs the node's [mojaloop] section".to_string())),

@@ -708,3 +708,16 @@ fn the_spsp_listener_and_the_stream_secret_have_safe_defaults_and_checked_values
     );
     assert!(found.iter().all(|p| !p.message.contains(&secret)), "the value is never echoed");
 }
+
+#[test]
+fn an_account_s_own_hold_time_is_checked_against_the_forwarding_rules() {
+    let with_hold = |hold: &str| {
+        MINIMAL.replace("asset_scale = 2", &format!("asset_scale = 2\nhold_time_ms_max = {hold}"))
+    };
+    let config = Config::from_toml(&with_hold("4500")).unwrap();
+    assert_eq!(config.accounts[0].hold_time_max, Some(std::time::Duration::from_millis(4500)));
+    assert_eq!(config.accounts[0].to_record().hold_time_ms_max, Some(4500));
+    for bad in ["0", "100", "30000", "40000"] {
+        assert_eq!(paths(&with_hold(bad)), ["accounts[0].hold_time_ms_max"], "{bad}");
+    }
+}
