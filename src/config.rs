@@ -86,6 +86,7 @@ struct RawHttp {
     outgoing_tls_handshake_timeout_ms: Option<u64>,
     tls_roots: Option<Roots>,
     tls_ca_file: Option<std::path::PathBuf>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -217,6 +218,8 @@ impl fmt::Debug for AdminConfig {
 #[derive(Debug)]
 pub struct Config {
     pub node_address: IlpAddress,
+    /// Where peers send the node's packets (`http.public_url`): what auto-peering tells a Rafiki.
+    pub public_url: Option<String>,
     pub log_level: String,
     /// Runtime threads running packets; `None` means one per available core.
     pub worker_threads: Option<usize>,
@@ -298,6 +301,7 @@ impl Validator {
         let store = self.store(raw.store, &sweep);
         let client = self.client(&raw.http);
         let tls = self.tls(&raw.http);
+        let public_url = raw.http.public_url.clone().and_then(|url| self.public_ilp_url(url));
         let (listen, server) = self.http(raw.http);
         let expiry = self.forwarding(raw.forwarding);
         let rates_in_file = raw.rates.is_some();
@@ -329,6 +333,7 @@ impl Validator {
             (true, Some(node_address), Some(listen), Some(expiry), Some((rates, _)), Some(store)) => {
                 Ok(Config {
                     node_address,
+                    public_url,
                     log_level,
                     worker_threads: raw.node.worker_threads,
                     listen,
@@ -354,6 +359,13 @@ impl Validator {
             }
             _ => Err(ConfigError(self.problems)),
         }
+    }
+
+    /// `http.public_url`: an absolute http(s) URL with a host, as a peer would post to it.
+    fn public_ilp_url(&mut self, url: String) -> Option<String> {
+        let uri = self.check("http.public_url", url.parse::<hyper::Uri>())?;
+        self.check("http.public_url", crate::http::origin::Origin::from_uri(&uri))?;
+        Some(url)
     }
 
     fn http(&mut self, raw: RawHttp) -> (Option<SocketAddr>, ServerLimits) {

@@ -16,7 +16,7 @@
 //!    wherever they come from), [`store`], [`http::tls`] (outgoing connections, plain or TLS,
 //!    for every client), [`http::client`], [`spsp`] (resolving payment pointers and SPSP URLs),
 //!    [`ildcp`], [`stream`] (STREAM: packets and frames, crypto, stateless receiver credentials,
-//!    the receiver's decision for one Prepare, the sender of one payment), [`mojaloop`] (the
+//!    the receiver's decision for one Prepare, the sender of one payment), [`rafiki`] (auto-peering with a Rafiki), [`mojaloop`] (the
 //!    scheme's value rules: FSPIOP amounts and error codes; the Connector's outbound client,
 //!    one transfer paid exactly once, the Connector's health watcher); and the handles the node
 //!    holds: [`settlement`] (the one seam for every way of settling,
@@ -58,6 +58,7 @@ pub mod packet;
 pub mod payments;
 pub mod pending;
 pub mod quantity;
+pub mod rafiki;
 pub mod rates;
 pub mod reject;
 pub mod reload;

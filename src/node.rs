@@ -56,6 +56,8 @@ impl ExpiryRules {
 /// One connector node: its identity, tables, balances and the way out.
 pub struct Node<S> {
     pub address: IlpAddress,
+    /// Where peers send the node's packets (`http.public_url`), when configured.
+    pub public_url: Option<String>,
     pub accounts: ArcSwap<Accounts>,
     pub router: Router,
     pub rates: ArcSwap<Rates>,

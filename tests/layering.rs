@@ -42,6 +42,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ildcp", 3),
     ("stream", 3),
     ("mojaloop", 3),
+    ("rafiki", 3),
     ("owed", 3),
     ("pending", 3),
     ("settlement", 3),

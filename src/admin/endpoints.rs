@@ -54,6 +54,8 @@ pub(super) async fn route<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> A
         (["payments"], _) => Err(AdminError::MethodNotAllowed("POST")),
         (["payments", id], Method::GET) => super::payments::get(gate, id, &query).await,
         (["payments", _], _) => Err(AdminError::MethodNotAllowed("GET")),
+        (["peers", "auto"], Method::POST) => super::peers::auto_peer(gate, req).await,
+        (["peers", "auto"], _) => Err(AdminError::MethodNotAllowed("POST")),
         (["payouts"], Method::GET) => super::payouts::list(gate).await,
         (["payouts"], _) => Err(AdminError::MethodNotAllowed("GET")),
         (["payouts", id], Method::GET) => super::payouts::get(gate, id).await,
@@ -103,7 +105,7 @@ struct AccountView {
     address: Option<String>,
 }
 
-fn view(account: &Account) -> serde_json::Value {
+pub(super) fn view(account: &Account) -> serde_json::Value {
     let mut record = account.to_record();
     let outgoing_token_set = record.outgoing_token.take().is_some();
     let view = AccountView {
@@ -201,7 +203,10 @@ async fn update_account<S: Store>(gate: &Gate<S>, id: &str, req: Request<Incomin
 
 /// Validates `input` with the whole set and applies it. An existing account's asset cannot
 /// change (409): its balance is counted in it. The caller holds the write lock.
-async fn put_account<S: Store>(gate: &Gate<S>, input: AccountInput) -> Result<Account, AdminError> {
+pub(super) async fn put_account<S: Store>(
+    gate: &Gate<S>,
+    input: AccountInput,
+) -> Result<Account, AdminError> {
     let node = &gate.node;
     let id = input.id().to_string();
     let accounts = node.accounts.load();

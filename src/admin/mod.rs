@@ -19,6 +19,7 @@ mod endpoints;
 mod incoming;
 mod payments;
 mod payouts;
+mod peers;
 pub mod tables;
 
 use crate::account::{constant_time_eq, hash_token, TokenHash};
@@ -60,6 +61,9 @@ pub enum AdminError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// Another system the call needed refused or could not be reached.
+    #[error("{0}")]
+    BadGateway(String),
     #[error("too many admin requests in flight; retry")]
     Busy,
     #[error("store unavailable; retry")]
@@ -81,6 +85,7 @@ impl AdminError {
             AdminError::Body(e) => e.status(),
             AdminError::Invalid { .. } | AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
+            AdminError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             AdminError::Busy | AdminError::Store(_) | AdminError::Uncertain(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

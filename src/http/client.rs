@@ -243,6 +243,26 @@ pub async fn get(
     body_bytes_max: usize,
     timeout: Duration,
 ) -> Result<Fetched, GetError> {
+    one_shot(connector, url, accept, None, body_bytes_max, timeout).await
+}
+
+/// A request to send with [`one_shot`]: POST with this content type and body.
+#[derive(Debug, Clone)]
+pub struct Posted<'a> {
+    pub content_type: &'a str,
+    pub body: Bytes,
+}
+
+/// One `GET` (no `post`) or `POST` on a connection of its own, as [`get`] describes: for calls
+/// made now and then to another system's API (Rafiki's auto-peering).
+pub async fn one_shot(
+    connector: &Connector,
+    url: &Uri,
+    accept: &str,
+    post: Option<Posted<'_>>,
+    body_bytes_max: usize,
+    timeout: Duration,
+) -> Result<Fetched, GetError> {
     let origin = Origin::from_uri(url)?;
     let accept = HeaderValue::from_str(accept).map_err(|e| GetError::Http(format!("Accept: {e}")))?;
     let exchange = async {
@@ -258,7 +278,14 @@ pub async fn get(
             futures::future::pending::<std::convert::Infallible>().await
         };
         let asking = async {
-            let mut request = hyper::Request::new(Full::new(Bytes::new()));
+            let mut request =
+                hyper::Request::new(Full::new(post.as_ref().map(|p| p.body.clone()).unwrap_or_default()));
+            if let Some(post) = &post {
+                *request.method_mut() = hyper::Method::POST;
+                let content_type =
+                    HeaderValue::from_str(post.content_type).map_err(|e| GetError::Http(e.to_string()))?;
+                request.headers_mut().insert(CONTENT_TYPE, content_type);
+            }
             *request.uri_mut() = url
                 .path_and_query()
                 .map(|p| p.as_str())

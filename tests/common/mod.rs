@@ -7,6 +7,7 @@ pub mod mojaloop;
 pub mod mojaloop_backend;
 pub mod ports;
 pub mod process;
+pub mod rafiki;
 pub mod redis;
 pub mod stream;
 pub mod tls;

@@ -1,0 +1,138 @@
+//! Auto-peering with a Rafiki (`POST /peers/auto` on the admin API), against the Rafiki test
+//! double of `tests/common/rafiki.rs` (a test double: Rafiki cannot run in CI), which refuses
+//! what Rafiki refuses. The node tells it its address, `http.public_url` and a new token; the
+//! peer account is written from the answer; packets then flow both ways with the right tokens
+//! and content type, within the 5 s Rafiki books a Fulfill in; peering again rotates both
+//! tokens.
+
+mod common;
+
+use common::rafiki::{RafikiDouble, RAFIKI_ADDRESS};
+use common::{admin_call, client, prepare, reserve_port, send, Behaviour, Downstream, TestNode};
+use hyper::StatusCode;
+use std::time::{Duration, SystemTime};
+use thitsax::packet::Response as IlpResponse;
+
+const ADMIN: &str = "admin-token";
+
+fn config(listen: u16, alice: &str, public: bool) -> String {
+    let public_url =
+        if public { format!("public_url = \"http://127.0.0.1:{listen}/\"") } else { String::new() };
+    format!(
+        r#"
+[node]
+ilp_address = "test.n"
+[http]
+listen = "127.0.0.1:{listen}"
+{public_url}
+[admin]
+token = "{ADMIN}"
+[[accounts]]
+id = "alice"
+relation = "child"
+asset_code = "USD"
+asset_scale = 9
+incoming_token = "alice-token"
+outgoing_url = "{alice}"
+outgoing_token = "to-alice"
+"#
+    )
+}
+
+async fn auto_peer(node: &TestNode, body: &str) -> common::HttpAnswer {
+    admin_call(&client(), node.admin_addr.unwrap(), "POST", "/peers/auto", Some(ADMIN), Some(body)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_auto_peers_with_rafiki_and_packets_flow_both_ways_with_rotated_tokens() {
+    let rafiki = RafikiDouble::start(("USD", 9)).await;
+    let alice = Downstream::always(Behaviour::Fulfill).await;
+    let listen = reserve_port();
+    let node = TestNode::start_as_is(&config(listen, &alice.url(), true)).await;
+    let request = format!(
+        r#"{{"id": "rafiki", "url": "{}", "asset_code": "USD", "asset_scale": 9}}"#,
+        rafiki.peering_url()
+    );
+
+    // Peered: the account from Rafiki's answer, capped below Rafiki's 5 s booking window.
+    let account = auto_peer(&node, &request).await.json(StatusCode::CREATED);
+    assert_eq!(account["ilp_address"], RAFIKI_ADDRESS, "{account}");
+    assert_eq!(account["hold_time_ms_max"], 4000, "{account}");
+    assert_eq!(account["outgoing_url"], format!("http://127.0.0.1:{}/", rafiki.connector_port), "{account}");
+    let told = rafiki.state();
+    assert_eq!(told.static_ilp_address.as_deref(), Some("test.n"));
+    assert_eq!(told.connector_url.as_deref(), Some(format!("http://127.0.0.1:{listen}/").as_str()));
+
+    // Node → Rafiki: with the token Rafiki accepts, as application/octet-stream, expiring
+    // within the account's hold time.
+    let to_wallet = prepare(&format!("{RAFIKI_ADDRESS}.wallet"), 1_000, Duration::from_secs(60));
+    send(&client(), &node.url(), "alice-token", &to_wallet).await.fulfill();
+    let got = rafiki.state().received;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, format!("Bearer {}", told.accepted_token.as_deref().unwrap()));
+    assert_eq!(got[0].1, "application/octet-stream");
+    let sent = thitsax::packet::Prepare::parse(&hex::decode(&got[0].2).unwrap()).unwrap();
+    let left = sent.expires_at().duration_since(SystemTime::now()).unwrap_or_default();
+    assert!(left <= Duration::from_secs(4), "held longer than Rafiki books: {left:?}");
+    assert_eq!(node.balance("rafiki").await, 1_000);
+
+    // Rafiki → node: with the token it answered.
+    let to_alice = prepare("test.n.alice", 500, Duration::from_secs(30));
+    let (status, body) = rafiki.send(&to_alice, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(matches!(IlpResponse::parse(body).unwrap(), IlpResponse::Fulfill(_)));
+    assert_eq!(node.balance("rafiki").await, 500);
+
+    // Peering again rotates both tokens: Rafiki's old one is refused, the new ones work.
+    let old = told.send_token.clone().unwrap();
+    let again = auto_peer(&node, &request).await.json(StatusCode::OK);
+    assert_eq!(again["hold_time_ms_max"], 4000, "{again}");
+    let rotated = rafiki.state();
+    assert_eq!(rotated.peerings, 2);
+    assert_ne!(rotated.send_token.as_deref(), Some(old.as_str()));
+    assert_ne!(rotated.accepted_token, told.accepted_token);
+    let (status, _) = rafiki.send(&prepare("test.n.alice", 1, Duration::from_secs(30)), Some(&old)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old token still works");
+    let (status, _) = rafiki.send(&prepare("test.n.alice", 1, Duration::from_secs(30)), None).await;
+    assert_eq!(status, StatusCode::OK);
+    send(&client(), &node.url(), "alice-token", &to_wallet).await.fulfill();
+    let last = rafiki.state().received.last().cloned().unwrap();
+    assert_eq!(last.0, format!("Bearer {}", rotated.accepted_token.unwrap()), "the node sends its new token");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rafiki_s_refusals_and_a_missing_public_url_are_clear_and_change_nothing() {
+    let rafiki = RafikiDouble::start(("USD", 9)).await;
+    let alice = Downstream::always(Behaviour::Fulfill).await;
+    let node = TestNode::start_as_is(&config(reserve_port(), &alice.url(), true)).await;
+    let eur = format!(
+        r#"{{"id": "rafiki", "url": "{}", "asset_code": "EUR", "asset_scale": 2}}"#,
+        rafiki.peering_url()
+    );
+    let refused = auto_peer(&node, &eur).await.json(StatusCode::BAD_GATEWAY);
+    assert!(refused["error"].as_str().unwrap().contains("Unknown asset (UnknownAsset)"), "{refused}");
+    let down = format!(
+        r#"{{"id": "rafiki", "url": "http://127.0.0.1:{}/", "asset_code": "USD", "asset_scale": 9}}"#,
+        reserve_port()
+    );
+    auto_peer(&node, &down).await.json(StatusCode::BAD_GATEWAY);
+    let alice_again =
+        r#"{"id": "alice", "url": "http://127.0.0.1:9/", "asset_code": "USD", "asset_scale": 9}"#;
+    auto_peer(&node, alice_again).await.json(StatusCode::CONFLICT);
+    let accounts = admin_call(&client(), node.admin_addr.unwrap(), "GET", "/accounts", Some(ADMIN), None)
+        .await
+        .json(StatusCode::OK);
+    assert_eq!(accounts.as_array().unwrap().len(), 1, "nothing was created: {accounts}");
+    node.stop().await;
+
+    let private = TestNode::start_as_is(&config(reserve_port(), &alice.url(), false)).await;
+    let usd = format!(
+        r#"{{"id": "rafiki", "url": "{}", "asset_code": "USD", "asset_scale": 9}}"#,
+        rafiki.peering_url()
+    );
+    let refused = auto_peer(&private, &usd).await.json(StatusCode::CONFLICT);
+    assert!(refused["error"].as_str().unwrap().contains("http.public_url"), "{refused}");
+    assert_eq!(rafiki.state().peerings, 0, "Rafiki was never asked");
+    private.stop().await;
+}
