@@ -41,6 +41,8 @@ pub struct App<S> {
     settlement_listener: Option<TcpListener>,
     /// The admin API's listener and the hash of its token: bound when a token is configured.
     admin_listener: Option<(TcpListener, TokenHash)>,
+    /// Rafiki's auto-peering endpoint, with `rafiki.peering_listen` (served with the admin API).
+    peering_listener: Option<(TcpListener, crate::config::rafiki::PeeringServer)>,
     /// Where admin changes go: the node's own tables, or Redis ([`App::bind_redis`]).
     tables: Arc<dyn Tables>,
     /// The outgoing clients' TLS configuration, kept for the start-up report of what it trusts.
@@ -62,6 +64,7 @@ pub enum Listener {
     SettlementCallbacks,
     Spsp,
     MojaloopBackend,
+    RafikiPeering,
 }
 
 impl std::fmt::Display for Listener {
@@ -72,6 +75,7 @@ impl std::fmt::Display for Listener {
             Listener::SettlementCallbacks => "settlement callbacks",
             Listener::Spsp => "SPSP",
             Listener::MojaloopBackend => "Mojaloop backend",
+            Listener::RafikiPeering => "Rafiki auto-peering",
         })
     }
 }
@@ -215,6 +219,10 @@ impl<S: Store> App<S> {
             Some(token_hash) => Some((bind(Listener::Admin, config.admin.listen).await?, token_hash)),
             None => None,
         };
+        let peering_listener = match &config.rafiki.peering {
+            Some(rules) => Some((bind(Listener::RafikiPeering, rules.listen).await?, rules.clone())),
+            None => None,
+        };
         let public_url = config.spsp.public_url.clone().unwrap_or_else(|| {
             let bound = spsp_listener.as_ref().and_then(|l| l.local_addr().ok());
             format!("http://{}", bound.unwrap_or(config.spsp.listen))
@@ -274,6 +282,7 @@ impl<S: Store> App<S> {
             background: Vec::new(),
             settlement_listener,
             admin_listener,
+            peering_listener,
             tables,
             tls,
             spsp_listener,
@@ -306,6 +315,11 @@ impl<S: Store> App<S> {
         self.admin_listener.as_ref().map(|(l, _)| l.local_addr().expect("bound listener has an address"))
     }
 
+    /// Where a Rafiki's `createOrUpdatePeerByUrl` peers with the node, with `rafiki.peering_listen`.
+    pub fn rafiki_peering_addr(&self) -> Option<SocketAddr> {
+        self.peering_listener.as_ref().map(|(l, _)| l.local_addr().expect("bound listener has an address"))
+    }
+
     /// What the operator needs to know once the node is bound: each listener's address (or why it
     /// is not bound), the store, what was loaded, and what outgoing TLS trusts. One line each, in
     /// this order.
@@ -319,6 +333,7 @@ impl<S: Store> App<S> {
             (Listener::SettlementCallbacks, self.settlement_addr(), settlement_why_not),
             (Listener::Spsp, self.spsp_addr(), "no local account at start-up and spsp.listen is not set"),
             (Listener::MojaloopBackend, self.mojaloop_backend_addr(), "no [mojaloop] section"),
+            (Listener::RafikiPeering, self.rafiki_peering_addr(), "rafiki.peering_listen is not set"),
         ];
         for (listener, address, why_not) in listeners {
             let name = match listener {
@@ -327,6 +342,7 @@ impl<S: Store> App<S> {
                 Listener::SettlementCallbacks => "settlement callbacks",
                 Listener::Spsp => "SPSP",
                 Listener::MojaloopBackend => "Mojaloop backend API",
+                Listener::RafikiPeering => "Rafiki auto-peering endpoint",
             };
             lines.push(match address {
                 Some(address) => format!("{name} on {address}"),
@@ -362,6 +378,7 @@ impl<S: Store> App<S> {
             background,
             settlement_listener,
             admin_listener,
+            peering_listener,
             tables,
             tls,
             spsp_listener,
@@ -387,7 +404,7 @@ impl<S: Store> App<S> {
         });
         let admin = admin_listener.map(|(listener, token_hash)| {
             let (node, limits) = (node.clone(), config.admin.limits.clone());
-            tokio::spawn(crate::admin::serve(listener, node, tables, token_hash, limits))
+            tokio::spawn(crate::admin::serve(listener, node, tables, token_hash, limits, peering_listener))
         });
         let spsp = spsp_listener.map(|listener| {
             tokio::spawn(crate::http::spsp::serve(listener, node.clone(), config.spsp.limits.clone()))

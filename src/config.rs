@@ -60,6 +60,8 @@ struct RawConfig {
     stream: RawStream,
     #[serde(default)]
     mojaloop: Option<mojaloop::RawMojaloop>,
+    #[serde(default)]
+    rafiki: rafiki::RawRafiki,
 }
 
 #[derive(Debug, Deserialize)]
@@ -249,6 +251,8 @@ pub struct Config {
     pub stream: StreamConfig,
     /// `[mojaloop]`: the node as a DFSP of a Mojaloop scheme; `None` when the section is absent.
     pub mojaloop: Option<crate::mojaloop::scheme::Scheme>,
+    /// `[rafiki]`: the auto-peering endpoint, when served.
+    pub rafiki: rafiki::RafikiConfig,
     /// The file has a `[rates]` section (without one, Redis's shared rates are never replaced).
     pub rates_in_file: bool,
 }
@@ -328,6 +332,19 @@ impl Validator {
         let mojaloop_given = raw.mojaloop.is_some();
         let mojaloop = raw.mojaloop.and_then(|m| self.mojaloop(m, &accounts));
         self.mojaloop_settlements(&accounts, mojaloop_given, mojaloop.as_ref());
+        let rafiki = self.rafiki(raw.rafiki);
+        if rafiki.peering.is_some() {
+            if admin.token_hash.is_none() {
+                let why = "needs admin.token: the endpoint writes accounts as the admin API does, and is served with it";
+                self.problem("rafiki.peering_listen", why);
+            }
+            if public_url.is_none() && !self.problems.iter().any(|p| p.path == "http.public_url") {
+                self.problem(
+                    "rafiki.peering_listen",
+                    "needs http.public_url: the answer tells Rafiki where to send packets",
+                );
+            }
+        }
 
         match (self.problems.is_empty(), node_address, listen, expiry, rates, store) {
             (true, Some(node_address), Some(listen), Some(expiry), Some((rates, _)), Some(store)) => {
@@ -354,6 +371,7 @@ impl Validator {
                     spsp,
                     stream,
                     mojaloop,
+                    rafiki,
                     rates_in_file,
                 })
             }
@@ -783,6 +801,7 @@ impl Validator {
 }
 mod mojaloop;
 mod payments;
+pub mod rafiki;
 mod schema;
 
 #[cfg(test)]

@@ -204,3 +204,8 @@ pub const OUTGOING_STOP_REASON_BYTES_MAX: usize = 256;
 pub const OUTGOING_DOUBT_BATCH_MAX: usize = 1_000;
 /// An outgoing payment created through the admin API without a deadline has a minute.
 pub const OUTGOING_PAYMENT_DEADLINE_S_DEFAULT: u64 = 60;
+
+/// Auto-peering requests the node's `[rafiki]` endpoint takes per minute, all callers together.
+pub const RAFIKI_PEERING_REQUESTS_PER_MINUTE_MAX: u32 = 10;
+/// Auto-peerings the admin API lists (`GET /peers/auto`), newest kept.
+pub const RAFIKI_PEERINGS_LISTED_MAX: usize = 100;

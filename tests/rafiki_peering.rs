@@ -136,3 +136,72 @@ async fn rafiki_s_refusals_and_a_missing_public_url_are_clear_and_change_nothing
     assert_eq!(rafiki.state().peerings, 0, "Rafiki was never asked");
     private.stop().await;
 }
+
+/// A Rafiki's `createOrUpdatePeerByUrl` peering with the node's own endpoint (`[rafiki]`,
+/// restricted by a secret path and an allow-list, rate-limited): the account `rafiki-<name>` is
+/// made from its request, and packets flow both ways with the tokens the two answers named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rafiki_peers_with_the_node_s_endpoint_only_through_its_secret_path_and_allow_list() {
+    let rafiki = RafikiDouble::start(("USD", 9)).await;
+    let alice = Downstream::always(Behaviour::Fulfill).await;
+    let (listen, peering) = (reserve_port(), reserve_port());
+    let text = config(listen, &alice.url(), true).replace(
+        "[admin]",
+        &format!(
+            "[rafiki]\npeering_listen = \"127.0.0.1:{peering}\"\npeering_secret = \"path-secret\"\n\
+             peering_allowed_urls = [\"http://127.0.0.1:{}/\"]\npeering_requests_per_minute_max = 5\n[admin]",
+            rafiki.connector_port
+        ),
+    );
+    let node = TestNode::start_as_is(&text).await;
+    let base = format!("http://127.0.0.1:{peering}");
+    // Without the secret path: not found, nothing written.
+    let (status, _) = rafiki.peer_by_url(&format!("{base}/"), ("USD", 9)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = rafiki.peer_by_url(&format!("{base}/wrong"), ("USD", 9)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // With it, from a connector URL outside the allow-list: refused.
+    let stranger = RafikiDouble::start(("USD", 9)).await;
+    let (status, answer) = stranger.peer_by_url(&format!("{base}/path-secret"), ("USD", 9)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(answer["error"]["type"], "InvalidPeeringRequest", "{answer}");
+    // With it, from the allowed one: peered.
+    let (status, answer) = rafiki.peer_by_url(&format!("{base}/path-secret"), ("USD", 9)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["staticIlpAddress"], "test.n");
+    assert_eq!(answer["ilpConnectorUrl"], format!("http://127.0.0.1:{listen}/"));
+    let account = admin_call(
+        &client(),
+        node.admin_addr.unwrap(),
+        "GET",
+        "/accounts/rafiki-rafiki-double",
+        Some(ADMIN),
+        None,
+    )
+    .await
+    .json(StatusCode::OK);
+    assert_eq!(
+        (account["ilp_address"].as_str(), account["hold_time_ms_max"].as_u64()),
+        (Some(RAFIKI_ADDRESS), Some(4000))
+    );
+    let to_wallet = prepare(&format!("{RAFIKI_ADDRESS}.wallet"), 1_000, Duration::from_secs(60));
+    send(&client(), &node.url(), "alice-token", &to_wallet).await.fulfill();
+    let (status, body) = rafiki.send(&prepare("test.n.alice", 500, Duration::from_secs(30)), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(matches!(IlpResponse::parse(body).unwrap(), IlpResponse::Fulfill(_)));
+    assert_eq!(node.balance("rafiki-rafiki-double").await, 500);
+    // Rate-limited: 5 requests a minute in all (the wrong paths were refused before it counts;
+    // the stranger's and the first peering count): 3 more pass, then 429.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(rafiki.peer_by_url(&format!("{base}/path-secret"), ("USD", 9)).await.0);
+    }
+    let ok = StatusCode::OK;
+    let limited = StatusCode::TOO_MANY_REQUESTS;
+    assert_eq!(statuses, [ok, ok, ok, limited, limited]);
+    // The last accepted peering's tokens work both ways.
+    send(&client(), &node.url(), "alice-token", &to_wallet).await.fulfill();
+    let (status, _) = rafiki.send(&prepare("test.n.alice", 1, Duration::from_secs(30)), None).await;
+    assert_eq!(status, StatusCode::OK);
+    node.stop().await;
+}

@@ -173,6 +173,7 @@ pub async fn serve<S: Store>(
     tables: Arc<dyn Tables>,
     token_hash: TokenHash,
     limits: ApiLimits,
+    peering: Option<(TcpListener, crate::config::rafiki::PeeringServer)>,
 ) {
     if listener.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
         warn!(addr = %listener.local_addr().expect("checked above"), "admin API listens beyond loopback: protect its token and network");
@@ -199,8 +200,16 @@ pub async fn serve<S: Store>(
         let gate = handler.clone();
         async move { handle(gate, req).await }
     };
+    // Rafiki's auto-peering endpoint writes accounts as the admin API does: one gate, one lock.
+    let peering = peering.map(|(listener, rules)| {
+        let (gate, shutdown) = (gate.clone(), shutdown.clone());
+        tokio::spawn(async move { peers::serve(listener, gate, rules, &shutdown).await })
+    });
     let graceful = accept_until_draining(listener, accepting, &shutdown, handle).await;
     info!("admin API draining: no new connections");
+    if let Some(peering) = peering {
+        let _ = peering.await;
+    }
     let grace = gate.limits.shutdown_grace;
     if tokio::time::timeout(grace, drained(graceful, in_flight, gate.limits.connections_max)).await.is_err() {
         warn!(grace_ms = grace.as_millis() as u64, "admin API grace period over");

@@ -93,3 +93,173 @@ pub(super) async fn auto_peer<S: Store>(
     body["rafiki_name"] = answer.name.into();
     Ok(respond(status, CONTENT_TYPE_JSON, body.to_string()))
 }
+
+/// The endpoint a Rafiki's `createOrUpdatePeerByUrl` posts to (`rafiki.peering_listen`), served
+/// until the node drains. `POST /` (or `POST /<peering_secret>`) with Rafiki's request
+/// `{ilpConnectorUrl, staticIlpAddress, asset: {code, scale}, httpToken, maxPacketAmount?,
+/// name?}`; the answer `{ilpConnectorUrl, staticIlpAddress, httpToken, name}` (the token is the
+/// one the node will send). The peer account is `rafiki-<name>`, written as `POST /peers/auto`
+/// writes it. Refusals are Rafiki's own error shape, `{"error": {"code", "message", "type"}}`.
+pub(super) async fn serve<S: Store>(
+    listener: tokio::net::TcpListener,
+    gate: std::sync::Arc<Gate<S>>,
+    rules: crate::config::rafiki::PeeringServer,
+    shutdown: &crate::shutdown::ShutdownSignal,
+) {
+    use crate::http::listener::{accept_until_draining, drained, Accepting};
+    let limits = gate.limits.clone();
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
+    let accepting = Accepting {
+        name: "rafiki peering",
+        connections_max: limits.connections_max,
+        header_read_timeout: limits.header_read_timeout,
+        nodelay: false,
+        keep_alive: false,
+    };
+    let rules = std::sync::Arc::new(rules);
+    let window = std::sync::Arc::new(std::sync::Mutex::new((tokio::time::Instant::now(), 0u32)));
+    let handle = move |req| {
+        let (gate, rules, window) = (gate.clone(), rules.clone(), window.clone());
+        async move {
+            match peer_request(&gate, &rules, &window, req).await {
+                Ok(response) => response,
+                Err((status, kind, message)) => {
+                    tracing::info!(%status, kind, %message, "Rafiki auto-peering refused");
+                    let body = serde_json::json!({"error": {"code": status.as_u16(), "message": message, "type": kind}});
+                    respond(status, CONTENT_TYPE_JSON, body.to_string())
+                }
+            }
+        }
+    };
+    let graceful = accept_until_draining(listener, accepting, shutdown, handle).await;
+    let _ = tokio::time::timeout(limits.shutdown_grace, drained(graceful, in_flight, limits.connections_max))
+        .await;
+}
+
+type Refused = (StatusCode, &'static str, String);
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RafikiRequest {
+    ilp_connector_url: String,
+    static_ilp_address: String,
+    asset: Asset,
+    http_token: String,
+    #[serde(default)]
+    max_packet_amount: Option<u64>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn peer_request<S: Store>(
+    gate: &Gate<S>,
+    rules: &crate::config::rafiki::PeeringServer,
+    window: &std::sync::Mutex<(tokio::time::Instant, u32)>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Refused> {
+    let not_found = || (StatusCode::NOT_FOUND, "NotFound", "not found".to_string());
+    if req.method() != hyper::Method::POST {
+        return Err(not_found());
+    }
+    // The secret path, compared as hashes in constant time.
+    let path = req.uri().path().trim_start_matches('/').to_string();
+    match &rules.secret_sha256 {
+        Some(secret) => {
+            let given = crate::account::hash_token(path.as_bytes());
+            if !crate::account::constant_time_eq(&given, secret) {
+                return Err(not_found());
+            }
+        }
+        None if !path.is_empty() => return Err(not_found()),
+        None => {}
+    }
+    {
+        let mut w = window.lock().unwrap_or_else(|e| e.into_inner());
+        if w.0.elapsed() >= std::time::Duration::from_secs(60) {
+            *w = (tokio::time::Instant::now(), 0);
+        }
+        if w.1 >= rules.requests_per_minute_max {
+            return Err((
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "too many peering requests; retry later".into(),
+            ));
+        }
+        w.1 += 1;
+    }
+    let body = crate::http::listener::read_body(
+        req,
+        peering::PEERING_ANSWER_BYTES_MAX,
+        gate.limits.body_read_timeout,
+    )
+    .await
+    .map_err(|e| (StatusCode::BAD_REQUEST, "InvalidPeeringRequest", e.to_string()))?;
+    let request: RafikiRequest = serde_json::from_slice(&body).map_err(|e| {
+        (StatusCode::BAD_REQUEST, "InvalidPeeringRequest", format!("not a peering request: {e}"))
+    })?;
+    let allowed = request.ilp_connector_url.trim_end_matches('/');
+    if !rules.allowed_urls.is_empty() && !rules.allowed_urls.iter().any(|u| u == allowed) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "InvalidPeeringRequest",
+            format!("{allowed} may not peer with this node"),
+        ));
+    }
+    let node = &gate.node;
+    let public_url = node.public_url.clone().ok_or_else(|| {
+        (StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "the node has no http.public_url".to_string())
+    })?;
+    let name = request.name.clone().unwrap_or_else(|| request.static_ilp_address.clone());
+    let segment: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '~' | '-') { c } else { '-' })
+        .take(48)
+        .collect();
+    let id = format!("rafiki-{segment}");
+    let _write = gate.writes.lock().await;
+    let existing = node.accounts.load().get(id.as_str()).cloned();
+    if let Some(existing) = &existing {
+        let same = existing.relation == Relation::Peer
+            && existing.ilp_address.as_ref().map(|a| a.to_string()).as_deref()
+                == Some(request.static_ilp_address.as_str());
+        if !same {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "InvalidPeeringRequest",
+                format!("account {id} is another peer"),
+            ));
+        }
+    }
+    let token = peering::new_token();
+    let mut record = match &existing {
+        Some(a) => serde_json::to_value(a.to_record()).expect("a record serializes"),
+        None => serde_json::json!({ "id": id, "relation": "peer", "hold_time_ms_max": RAFIKI_HOLD_TIME_MS }),
+    };
+    let fields = record.as_object_mut().expect("a record is an object");
+    fields.remove("incoming_token_sha256");
+    fields.insert("asset_code".into(), request.asset.code.clone().into());
+    fields.insert("asset_scale".into(), request.asset.scale.into());
+    fields.insert("ilp_address".into(), request.static_ilp_address.clone().into());
+    fields.insert("incoming_token".into(), request.http_token.clone().into());
+    fields.insert("outgoing_url".into(), request.ilp_connector_url.clone().into());
+    fields.insert("outgoing_token".into(), token.clone().into());
+    if let Some(max) = request.max_packet_amount {
+        fields.insert("max_packet_amount".into(), max.to_string().into());
+    }
+    let input = AccountInput::from_json(record.to_string().as_bytes())
+        .map_err(|problems| (StatusCode::BAD_REQUEST, "InvalidPeerIlpConfiguration", problems.to_string()))?;
+    let account = put_account(gate, input).await.map_err(|e| match e {
+        AdminError::Invalid { problems, .. } => {
+            (StatusCode::BAD_REQUEST, "InvalidPeerIlpConfiguration", problems.to_string())
+        }
+        e => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable", e.to_string()),
+    })?;
+    info!(account = %account.id, rafiki = %request.static_ilp_address, url = %request.ilp_connector_url, "a Rafiki auto-peered with the node; tokens rotated");
+    let answer = serde_json::json!({
+        "ilpConnectorUrl": public_url,
+        "staticIlpAddress": node.address.to_string(),
+        "httpToken": token,
+        "name": node.address.to_string(),
+    });
+    Ok(respond(StatusCode::OK, CONTENT_TYPE_JSON, answer.to_string()))
+}

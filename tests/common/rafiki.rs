@@ -111,6 +111,42 @@ impl RafikiDouble {
         self.state.lock().unwrap().clone()
     }
 
+    /// `createOrUpdatePeerByUrl`: posts Rafiki's peering request to `url` as Rafiki does (JSON,
+    /// no authentication, a new token it will send) and keeps what the answer says (the token it
+    /// will accept, where to send). The HTTP status and the answer's JSON.
+    pub async fn peer_by_url(&self, url: &str, asset: (&str, u8)) -> (StatusCode, Value) {
+        let send_token = thitsax::rafiki::peering::new_token();
+        let request = json!({
+            "ilpConnectorUrl": format!("http://127.0.0.1:{}/", self.connector_port),
+            "staticIlpAddress": RAFIKI_ADDRESS,
+            "asset": {"code": asset.0, "scale": asset.1},
+            "httpToken": send_token,
+            "maxPacketAmount": null,
+            "name": "rafiki-double",
+        });
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<Full<Bytes>>();
+        let mut req = Request::new(Full::new(Bytes::from(request.to_string())));
+        *req.method_mut() = hyper::Method::POST;
+        *req.uri_mut() = url.parse().unwrap();
+        req.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        let answer = client.request(req).await.expect("the peer answers");
+        let status = answer.status();
+        let body: Value = serde_json::from_slice(&answer.into_body().collect().await.unwrap().to_bytes())
+            .unwrap_or(Value::Null);
+        // Rafiki accepts any 2xx JSON with an address, a connector URL and a token.
+        if let (true, Some(url), Some(token)) =
+            (status.is_success(), body["ilpConnectorUrl"].as_str(), body["httpToken"].as_str())
+        {
+            let mut s = self.state.lock().unwrap();
+            s.connector_url = Some(url.to_string());
+            s.accepted_token = Some(token.to_string());
+            s.send_token = Some(send_token);
+            s.static_ilp_address = body["staticIlpAddress"].as_str().map(str::to_string);
+        }
+        (status, body)
+    }
+
     /// Sends `prepare` to the peer as Rafiki does, with `token` (its current one by default);
     /// the HTTP status and body.
     pub async fn send(&self, prepare: &Prepare, token: Option<&str>) -> (StatusCode, Bytes) {
