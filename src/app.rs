@@ -243,6 +243,7 @@ impl<S: Store> App<S> {
         let node = Arc::new(Node {
             address: config.node_address.clone(),
             public_url: config.public_url.clone(),
+            peerings: Default::default(),
             accounts: ArcSwap::from_pointee(accounts),
             router: Router::new(routes),
             rates: ArcSwap::from_pointee(config.rates.clone()),

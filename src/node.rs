@@ -58,6 +58,8 @@ pub struct Node<S> {
     pub address: IlpAddress,
     /// Where peers send the node's packets (`http.public_url`), when configured.
     pub public_url: Option<String>,
+    /// The latest auto-peerings with a Rafiki, both ways (`GET /peers/auto`).
+    pub peerings: crate::rafiki::peering::PeeringLog,
     pub accounts: ArcSwap<Accounts>,
     pub router: Router,
     pub rates: ArcSwap<Rates>,

@@ -91,6 +91,14 @@ async fn a_node_auto_peers_with_rafiki_and_packets_flow_both_ways_with_rotated_t
     assert_eq!(rotated.peerings, 2);
     assert_ne!(rotated.send_token.as_deref(), Some(old.as_str()));
     assert_ne!(rotated.accepted_token, told.accepted_token);
+    let listed = admin_call(&client(), node.admin_addr.unwrap(), "GET", "/peers/auto", Some(ADMIN), None)
+        .await
+        .json(StatusCode::OK);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(
+        (listed[1]["direction"].as_str(), listed[1]["rafiki_address"].as_str()),
+        (Some("outgoing"), Some(RAFIKI_ADDRESS))
+    );
     let (status, _) = rafiki.send(&prepare("test.n.alice", 1, Duration::from_secs(30)), Some(&old)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the old token still works");
     let (status, _) = rafiki.send(&prepare("test.n.alice", 1, Duration::from_secs(30)), None).await;
@@ -199,6 +207,16 @@ async fn rafiki_peers_with_the_node_s_endpoint_only_through_its_secret_path_and_
     let ok = StatusCode::OK;
     let limited = StatusCode::TOO_MANY_REQUESTS;
     assert_eq!(statuses, [ok, ok, ok, limited, limited]);
+    // Every accepted peering is listed (this instance's latest), the refused ones are not.
+    let listed = admin_call(&client(), node.admin_addr.unwrap(), "GET", "/peers/auto", Some(ADMIN), None)
+        .await
+        .json(StatusCode::OK);
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert!(
+        listed.iter().all(|p| p["direction"] == "incoming" && p["account"] == "rafiki-rafiki-double"),
+        "{listed:?}"
+    );
     // The last accepted peering's tokens work both ways.
     send(&client(), &node.url(), "alice-token", &to_wallet).await.fulfill();
     let (status, _) = rafiki.send(&prepare("test.n.alice", 1, Duration::from_secs(30)), None).await;

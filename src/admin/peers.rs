@@ -10,8 +10,9 @@
 use super::endpoints::{put_account, view};
 use super::{json_body, AdminError, Gate};
 use crate::account::Relation;
+use crate::admin::incoming::rfc3339;
 use crate::http::listener::{respond, CONTENT_TYPE_JSON};
-use crate::rafiki::peering::{self, Asset, PeeringRequest, RAFIKI_HOLD_TIME_MS};
+use crate::rafiki::peering::{self, Asset, PeeringRecord, PeeringRequest, RAFIKI_HOLD_TIME_MS};
 use crate::rules::AccountInput;
 use crate::store::Store;
 use bytes::Bytes;
@@ -88,6 +89,14 @@ pub(super) async fn auto_peer<S: Store>(
         .map_err(|problems| AdminError::Invalid { what: "account", problems })?;
     let account = put_account(gate, input_account).await?;
     info!(account = %account.id, rafiki = %answer.static_ilp_address, url = %input.url, name = ?answer.name, "auto-peered with a Rafiki; tokens rotated");
+    node.peerings.record(PeeringRecord {
+        at: rfc3339(std::time::SystemTime::now()),
+        direction: "outgoing",
+        account: account.id.to_string(),
+        rafiki_address: answer.static_ilp_address.clone(),
+        rafiki_url: input.url.clone(),
+        rafiki_name: answer.name.clone(),
+    });
     let status = if existing.is_some() { StatusCode::OK } else { StatusCode::CREATED };
     let mut body = view(&account);
     body["rafiki_name"] = answer.name.into();
@@ -255,6 +264,14 @@ async fn peer_request<S: Store>(
         e => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable", e.to_string()),
     })?;
     info!(account = %account.id, rafiki = %request.static_ilp_address, url = %request.ilp_connector_url, "a Rafiki auto-peered with the node; tokens rotated");
+    node.peerings.record(PeeringRecord {
+        at: rfc3339(std::time::SystemTime::now()),
+        direction: "incoming",
+        account: account.id.to_string(),
+        rafiki_address: request.static_ilp_address.clone(),
+        rafiki_url: request.ilp_connector_url.clone(),
+        rafiki_name: request.name.clone(),
+    });
     let answer = serde_json::json!({
         "ilpConnectorUrl": public_url,
         "staticIlpAddress": node.address.to_string(),
@@ -262,4 +279,10 @@ async fn peer_request<S: Store>(
         "name": node.address.to_string(),
     });
     Ok(respond(StatusCode::OK, CONTENT_TYPE_JSON, answer.to_string()))
+}
+
+/// `GET /peers/auto`: this instance's latest auto-peerings, both ways, oldest first.
+pub(super) fn list<S>(gate: &Gate<S>) -> Result<Response<Full<Bytes>>, AdminError> {
+    let body = serde_json::to_string(&gate.node.peerings.list()).expect("records serialize");
+    Ok(respond(StatusCode::OK, CONTENT_TYPE_JSON, body))
 }

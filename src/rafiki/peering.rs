@@ -175,3 +175,37 @@ mod tests {
         );
     }
 }
+
+/// One auto-peering, as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeeringRecord {
+    /// RFC 3339.
+    pub at: String,
+    /// `outgoing` (the node asked, `POST /peers/auto`) or `incoming` (a Rafiki asked).
+    pub direction: &'static str,
+    pub account: String,
+    pub rafiki_address: String,
+    pub rafiki_url: String,
+    pub rafiki_name: Option<String>,
+}
+
+/// The latest auto-peerings of this instance, at most
+/// [`RAFIKI_PEERINGS_LISTED_MAX`](crate::limits::RAFIKI_PEERINGS_LISTED_MAX), newest last.
+#[derive(Debug, Default)]
+pub struct PeeringLog {
+    entries: std::sync::Mutex<std::collections::VecDeque<PeeringRecord>>,
+}
+
+impl PeeringLog {
+    pub fn record(&self, record: PeeringRecord) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= crate::limits::RAFIKI_PEERINGS_LISTED_MAX {
+            entries.pop_front();
+        }
+        entries.push_back(record);
+    }
+
+    pub fn list(&self) -> Vec<PeeringRecord> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+}
