@@ -42,7 +42,7 @@ pub struct App<S> {
     /// The admin API's listener and the hash of its token: bound when a token is configured.
     admin_listener: Option<(TcpListener, TokenHash)>,
     /// Rafiki's auto-peering endpoint, with `rafiki.peering_listen` (served with the admin API).
-    peering_listener: Option<(TcpListener, crate::config::rafiki::PeeringServer)>,
+    peering_listener: Option<(TcpListener, crate::rafiki::peering::PeeringServer)>,
     /// Where admin changes go: the node's own tables, or Redis ([`App::bind_redis`]).
     tables: Arc<dyn Tables>,
     /// The outgoing clients' TLS configuration, kept for the start-up report of what it trusts.

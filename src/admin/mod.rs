@@ -173,7 +173,7 @@ pub async fn serve<S: Store>(
     tables: Arc<dyn Tables>,
     token_hash: TokenHash,
     limits: ApiLimits,
-    peering: Option<(TcpListener, crate::config::rafiki::PeeringServer)>,
+    peering: Option<(TcpListener, crate::rafiki::peering::PeeringServer)>,
 ) {
     if listener.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
         warn!(addr = %listener.local_addr().expect("checked above"), "admin API listens beyond loopback: protect its token and network");

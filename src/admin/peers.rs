@@ -112,7 +112,7 @@ pub(super) async fn auto_peer<S: Store>(
 pub(super) async fn serve<S: Store>(
     listener: tokio::net::TcpListener,
     gate: std::sync::Arc<Gate<S>>,
-    rules: crate::config::rafiki::PeeringServer,
+    rules: crate::rafiki::peering::PeeringServer,
     shutdown: &crate::shutdown::ShutdownSignal,
 ) {
     use crate::http::listener::{accept_until_draining, drained, Accepting};
@@ -162,7 +162,7 @@ struct RafikiRequest {
 
 async fn peer_request<S: Store>(
     gate: &Gate<S>,
-    rules: &crate::config::rafiki::PeeringServer,
+    rules: &crate::rafiki::peering::PeeringServer,
     window: &std::sync::Mutex<(tokio::time::Instant, u32)>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Refused> {

@@ -26,14 +26,7 @@ pub struct RafikiConfig {
     pub peering: Option<PeeringServer>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeeringServer {
-    pub listen: SocketAddr,
-    pub secret_sha256: Option<[u8; 32]>,
-    /// Without a trailing `/`.
-    pub allowed_urls: Vec<String>,
-    pub requests_per_minute_max: u32,
-}
+pub use crate::rafiki::peering::PeeringServer;
 
 impl Validator {
     pub(super) fn rafiki(&mut self, raw: RawRafiki) -> RafikiConfig {

@@ -20,6 +20,17 @@ pub const PEERING_ANSWER_BYTES_MAX: usize = 16 * 1024;
 /// within 5 s of its Prepare.
 pub const RAFIKI_HOLD_TIME_MS: u64 = 4_000;
 
+/// The node's own auto-peering endpoint, as `[rafiki]` configures it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeeringServer {
+    pub listen: std::net::SocketAddr,
+    /// The endpoint is `POST /<secret>`: its SHA-256.
+    pub secret_sha256: Option<[u8; 32]>,
+    /// The Rafiki connector URLs that may peer, without a trailing `/` (empty: any).
+    pub allowed_urls: Vec<String>,
+    pub requests_per_minute_max: u32,
+}
+
 /// What the node tells Rafiki.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
