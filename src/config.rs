@@ -332,19 +332,7 @@ impl Validator {
         let mojaloop_given = raw.mojaloop.is_some();
         let mojaloop = raw.mojaloop.and_then(|m| self.mojaloop(m, &accounts));
         self.mojaloop_settlements(&accounts, mojaloop_given, mojaloop.as_ref());
-        let rafiki = self.rafiki(raw.rafiki);
-        if rafiki.peering.is_some() {
-            if admin.token_hash.is_none() {
-                let why = "needs admin.token: the endpoint writes accounts as the admin API does, and is served with it";
-                self.problem("rafiki.peering_listen", why);
-            }
-            if public_url.is_none() && !self.problems.iter().any(|p| p.path == "http.public_url") {
-                self.problem(
-                    "rafiki.peering_listen",
-                    "needs http.public_url: the answer tells Rafiki where to send packets",
-                );
-            }
-        }
+        let rafiki = self.rafiki(raw.rafiki, admin.token_hash.is_some(), public_url.is_some());
 
         match (self.problems.is_empty(), node_address, listen, expiry, rates, store) {
             (true, Some(node_address), Some(listen), Some(expiry), Some((rates, _)), Some(store)) => {
@@ -377,13 +365,6 @@ impl Validator {
             }
             _ => Err(ConfigError(self.problems)),
         }
-    }
-
-    /// `http.public_url`: an absolute http(s) URL with a host, as a peer would post to it.
-    fn public_ilp_url(&mut self, url: String) -> Option<String> {
-        let uri = self.check("http.public_url", url.parse::<hyper::Uri>())?;
-        self.check("http.public_url", crate::http::origin::Origin::from_uri(&uri))?;
-        Some(url)
     }
 
     fn http(&mut self, raw: RawHttp) -> (Option<SocketAddr>, ServerLimits) {

@@ -29,7 +29,33 @@ pub struct RafikiConfig {
 pub use crate::rafiki::peering::PeeringServer;
 
 impl Validator {
-    pub(super) fn rafiki(&mut self, raw: RawRafiki) -> RafikiConfig {
+    /// `http.public_url`: an absolute http(s) URL with a host, as a peer would post to it.
+    pub(super) fn public_ilp_url(&mut self, url: String) -> Option<String> {
+        let uri = self.check("http.public_url", url.parse::<hyper::Uri>())?;
+        self.check("http.public_url", crate::http::origin::Origin::from_uri(&uri))?;
+        Some(url)
+    }
+
+    /// `[rafiki]`; the endpoint is served with the admin API (`admin_on`) and tells Rafiki the
+    /// node's `http.public_url` (`public_url_given`).
+    pub(super) fn rafiki(&mut self, raw: RawRafiki, admin_on: bool, public_url_given: bool) -> RafikiConfig {
+        let config = self.rafiki_section(raw);
+        if config.peering.is_some() {
+            if !admin_on {
+                let why = "needs admin.token: the endpoint writes accounts as the admin API does, and is served with it";
+                self.problem("rafiki.peering_listen", why);
+            }
+            if !public_url_given && !self.problems.iter().any(|p| p.path == "http.public_url") {
+                self.problem(
+                    "rafiki.peering_listen",
+                    "needs http.public_url: the answer tells Rafiki where to send packets",
+                );
+            }
+        }
+        config
+    }
+
+    fn rafiki_section(&mut self, raw: RawRafiki) -> RafikiConfig {
         let Some(listen) = raw.peering_listen else {
             let given = raw.peering_secret.is_some()
                 || raw.peering_secret_sha256.is_some()

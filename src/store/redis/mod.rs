@@ -13,7 +13,7 @@
 //! | `<prefix>:{<account>}:checkpoint` | hash | the journal entries folded away so far (older than `store.journal_retention_s`): `sum` of their changes, `entries`, `last` id |
 //! | `<prefix>:{<account>}:settlements` | hash | outgoing settlements begun and not finished: id (the Idempotency-Key) → `<amount>:<since ms>` |
 //! | `<prefix>:{<account>}:settlement-claims` | hash | pending settlements' leases and the settlement system's own ids: settlement id → `<lease end ms>\|<owner>\|<reference or empty>`; removed when the settlement ends |
-//! | `<prefix>:{<account>}:payout:<id>` | hash, [`PAYOUT_RETENTION`](crate::store::payout::PAYOUT_RETENTION) TTL once ended | one payout into another network: account, party (`id_type`, `id_value`, `fsp_id`), `currency`, `amount`, `state`, `attempt`, `reference`, `earlier` (earlier attempts' references), `error`, `created`/`updated` ms, and its lease (`owner`, `until` ms) |
+//! | `<prefix>:{<account>}:payout:<id>` | hash, TTL once ended | one payout: account, party, `currency`, `amount`, `state`, `attempt`, `reference`, `earlier`, `error`, `created`/`updated` ms, lease (`owner`, `until` ms) |
 //! | `<prefix>:{<account>}:payouts-open` | sorted set | the account's pending and failed payouts by creation ms |
 //! | `<prefix>:{<account>}:settlement-leftover` | string | `<amount>:<scale>` incoming settlements left that the account's scale cannot hold |
 //! | `<prefix>:{<account>}:settlement-in:<sha256 of key>` | string, 48 h TTL | one incoming settlement's idempotency record: `<request fingerprint>:<credited>` |
