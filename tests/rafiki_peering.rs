@@ -223,3 +223,35 @@ async fn rafiki_peers_with_the_node_s_endpoint_only_through_its_secret_path_and_
     assert_eq!(status, StatusCode::OK);
     node.stop().await;
 }
+
+/// Rafiki serves no ILDCP to its peers (`peer.config` is F02 there): a node peered with a Rafiki
+/// never depends on it. The node's address is its own configuration (it never asks a peer or a
+/// parent for one), and a child's `peer.config` is answered by the node itself, never relayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_peered_with_rafiki_never_depends_on_ildcp() {
+    let rafiki = RafikiDouble::start(("USD", 9)).await;
+    let alice = Downstream::always(Behaviour::Fulfill).await;
+    let listen = reserve_port();
+    let node = TestNode::start_as_is(&config(listen, &alice.url(), true)).await;
+    let request = format!(
+        r#"{{"id": "rafiki", "url": "{}", "asset_code": "USD", "asset_scale": 9}}"#,
+        rafiki.peering_url()
+    );
+    auto_peer(&node, &request).await.json(StatusCode::CREATED);
+    // The double really refuses ILDCP, as Rafiki does.
+    let (status, body) = rafiki.send(&prepare("peer.config", 0, Duration::from_secs(30)), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let answered = IlpResponse::parse(body).unwrap();
+    assert!(
+        matches!(answered, IlpResponse::Reject(_)),
+        "Rafiki's double must refuse peer.config to its peers"
+    );
+    // The node's child asks the node for its address: answered here, not sent to the Rafiki.
+    let asked = thitsax::ildcp::request();
+    let received_before = rafiki.state().received.len();
+    let answer = send(&client(), &node.url(), "alice-token", &asked).await.fulfill();
+    let info = thitsax::ildcp::parse_response(answer.data()).unwrap();
+    assert_eq!(info.address.to_string(), "test.n.alice");
+    assert_eq!(rafiki.state().received.len(), received_before, "peer.config went to the Rafiki");
+    node.stop().await;
+}
