@@ -79,7 +79,7 @@ pub(super) async fn route<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> A
         (["metrics"], Method::GET) => metrics(gate).await,
         (["metrics"], _) => Err(AdminError::MethodNotAllowed("GET")),
         _ => Err(AdminError::NotFound(
-            "see the README for the admin routes (/accounts, /balances, /routes, /rates, /metrics)".into(),
+            "see the README for the admin routes (/accounts, /balances, /routes, /rates, /payments, /payouts, /peers/auto, /metrics)".into(),
         )),
     }
 }
