@@ -253,11 +253,15 @@ async fn drive<S: Store>(node: &Node<S>, dfsp: &Dfsp, account: &Account, payout:
         .scheme
         .currency(&payout.currency)
         .and_then(|c| FspiopAmount::from_account(payout.amount, account.asset_scale, c.decimals).ok());
+    let attempt = PayoutAttempt { node, dfsp, account, id };
     let (party, amount) = match (party, amount) {
         (Ok(party), Some((amount, 0))) => (party, amount),
         _ => {
-            let why = "the payout's party, currency or amount is not one the scheme takes";
-            finish(node, account, id, PayoutEnd::Failed(why.into())).await;
+            // Failed for good, by the lease holder alone (only it may end an attempt).
+            if let Ok(Claim::Taken(_)) = attempt.claim().await {
+                let why = "the payout's party, currency or amount is not one the scheme takes";
+                finish(node, account, id, PayoutEnd::Failed(why.into())).await;
+            }
             return;
         }
     };
@@ -272,7 +276,6 @@ async fn drive<S: Store>(node: &Node<S>, dfsp: &Dfsp, account: &Account, payout:
         amount,
         note: &note,
     };
-    let attempt = PayoutAttempt { node, dfsp, account, id };
     let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
     loop {
         let outcome = transfer::pay_once(dfsp, &attempt, &t).await;
@@ -370,4 +373,58 @@ pub fn payout_accounts<S>(node: &Node<S>) -> Vec<Arc<Account>> {
         .filter_map(|c| accounts.get(&c.account).cloned())
         .filter(|a| a.relation == Relation::Local)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::App;
+    use crate::config::Config;
+
+    const CONFIG: &str = r#"
+[node]
+ilp_address = "test.node"
+[[accounts]]
+id = "mxn"
+relation = "local"
+asset_code = "MXN"
+asset_scale = 2
+[mojaloop]
+dfsp_id = "thitsax"
+outbound_url = "http://127.0.0.1:9"
+party = { id_type = "BUSINESS", id_value = "thitsax" }
+[[mojaloop.currencies]]
+code = "MXN"
+decimals = 2
+account = "mxn"
+"#;
+
+    #[tokio::test]
+    async fn a_payout_the_scheme_cannot_take_ends_failed_with_its_money_held() {
+        let mut config = Config::from_toml(CONFIG).unwrap();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.mojaloop.as_mut().unwrap().backend_listen = "127.0.0.1:0".parse().unwrap();
+        let node = App::bind(config).await.unwrap().node;
+        let account = node.accounts.load().get("mxn").cloned().unwrap();
+        // Its currency is no longer served (the configuration changed since it was created).
+        let new = NewPayout {
+            id: "p-eur".into(),
+            id_type: "MSISDN".into(),
+            id_value: "5215550001".into(),
+            fsp_id: None,
+            currency: "EUR".into(),
+            amount: 700,
+        };
+        let CreatedPayout::Created(payout) =
+            node.store.create_payout(&account, &new, SystemTime::now()).await.unwrap()
+        else {
+            panic!("not created")
+        };
+        let dfsp = node.mojaloop.clone().unwrap();
+        drive(&node, &dfsp, &account, payout).await;
+        let ended = node.store.payout(&account, "p-eur").await.unwrap().unwrap();
+        assert_eq!(ended.state, PayoutState::Failed, "{ended:?}");
+        assert!(ended.error.unwrap().contains("not one the scheme takes"));
+        assert_eq!(node.store.balance("mxn").await, Ok(-700), "the money stays with the payout");
+    }
 }
