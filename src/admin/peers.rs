@@ -22,6 +22,43 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use tracing::info;
 
+/// What a peering, either way, says of the Rafiki peer's account.
+struct Peered<'a> {
+    id: &'a str,
+    asset: Asset,
+    rafiki_address: &'a str,
+    rafiki_url: &'a str,
+    /// The token Rafiki sends (the account's incoming token; only its hash is kept).
+    rafiki_token: &'a str,
+    /// The token the node sends (the account's outgoing token).
+    node_token: &'a str,
+    max_packet_amount: Option<u64>,
+    hold_time_ms_max: u64,
+}
+
+impl Peered<'_> {
+    /// The account as it was, its limits and settlement keys kept, with what the peering says.
+    fn record(&self, existing: Option<&crate::account::Account>) -> serde_json::Value {
+        let mut record = match existing {
+            Some(a) => serde_json::to_value(a.to_record()).expect("a record serializes"),
+            None => serde_json::json!({ "id": self.id, "relation": "peer" }),
+        };
+        let fields = record.as_object_mut().expect("a record is an object");
+        fields.remove("incoming_token_sha256");
+        fields.insert("asset_code".into(), self.asset.code.clone().into());
+        fields.insert("asset_scale".into(), self.asset.scale.into());
+        fields.insert("ilp_address".into(), self.rafiki_address.into());
+        fields.insert("incoming_token".into(), self.rafiki_token.into());
+        fields.insert("outgoing_url".into(), self.rafiki_url.into());
+        fields.insert("outgoing_token".into(), self.node_token.into());
+        if let Some(max) = self.max_packet_amount {
+            fields.insert("max_packet_amount".into(), max.to_string().into());
+        }
+        fields.insert("hold_time_ms_max".into(), self.hold_time_ms_max.into());
+        record
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AutoPeering {
@@ -65,26 +102,20 @@ pub(super) async fn auto_peer<S: Store>(
     let answer = peering::peer_with(node.client.connector(), &input.url, &request)
         .await
         .map_err(|e| AdminError::BadGateway(e.to_string()))?;
-    // The account as it was (its limits and settlement keys kept), with what the peering says.
-    let mut record = match &existing {
-        Some(a) => serde_json::to_value(a.to_record()).expect("a record serializes"),
-        None => serde_json::json!({ "id": input.id, "relation": "peer" }),
-    };
-    let fields = record.as_object_mut().expect("a record is an object");
-    fields.remove("incoming_token_sha256");
-    fields.insert("asset_code".into(), input.asset_code.clone().into());
-    fields.insert("asset_scale".into(), input.asset_scale.into());
-    fields.insert("ilp_address".into(), answer.static_ilp_address.clone().into());
-    fields.insert("incoming_token".into(), answer.http_token.clone().into());
-    fields.insert("outgoing_url".into(), answer.ilp_connector_url.clone().into());
-    fields.insert("outgoing_token".into(), token.into());
-    if let Some(max) = input.max_packet_amount {
-        fields.insert("max_packet_amount".into(), max.to_string().into());
-    }
     let hold = input
         .hold_time_ms_max
         .or(existing.as_ref().and_then(|a| a.hold_time_max.map(|h| h.as_millis() as u64)));
-    fields.insert("hold_time_ms_max".into(), hold.unwrap_or(RAFIKI_HOLD_TIME_MS).into());
+    let peered = Peered {
+        id: &input.id,
+        asset: Asset { code: input.asset_code.clone(), scale: input.asset_scale },
+        rafiki_address: &answer.static_ilp_address,
+        rafiki_url: &answer.ilp_connector_url,
+        rafiki_token: &answer.http_token,
+        node_token: &token,
+        max_packet_amount: input.max_packet_amount,
+        hold_time_ms_max: hold.unwrap_or(RAFIKI_HOLD_TIME_MS),
+    };
+    let record = peered.record(existing.as_deref());
     let input_account = AccountInput::from_json(record.to_string().as_bytes())
         .map_err(|problems| AdminError::Invalid { what: "account", problems })?;
     let account = put_account(gate, input_account).await?;
@@ -240,21 +271,18 @@ async fn peer_request<S: Store>(
         }
     }
     let token = peering::new_token();
-    let mut record = match &existing {
-        Some(a) => serde_json::to_value(a.to_record()).expect("a record serializes"),
-        None => serde_json::json!({ "id": id, "relation": "peer", "hold_time_ms_max": RAFIKI_HOLD_TIME_MS }),
+    let hold = existing.as_ref().and_then(|a| a.hold_time_max.map(|h| h.as_millis() as u64));
+    let peered = Peered {
+        id: &id,
+        asset: request.asset.clone(),
+        rafiki_address: &request.static_ilp_address,
+        rafiki_url: &request.ilp_connector_url,
+        rafiki_token: &request.http_token,
+        node_token: &token,
+        max_packet_amount: request.max_packet_amount,
+        hold_time_ms_max: hold.unwrap_or(RAFIKI_HOLD_TIME_MS),
     };
-    let fields = record.as_object_mut().expect("a record is an object");
-    fields.remove("incoming_token_sha256");
-    fields.insert("asset_code".into(), request.asset.code.clone().into());
-    fields.insert("asset_scale".into(), request.asset.scale.into());
-    fields.insert("ilp_address".into(), request.static_ilp_address.clone().into());
-    fields.insert("incoming_token".into(), request.http_token.clone().into());
-    fields.insert("outgoing_url".into(), request.ilp_connector_url.clone().into());
-    fields.insert("outgoing_token".into(), token.clone().into());
-    if let Some(max) = request.max_packet_amount {
-        fields.insert("max_packet_amount".into(), max.to_string().into());
-    }
+    let record = peered.record(existing.as_deref());
     let input = AccountInput::from_json(record.to_string().as_bytes())
         .map_err(|problems| (StatusCode::BAD_REQUEST, "InvalidPeerIlpConfiguration", problems.to_string()))?;
     let account = put_account(gate, input).await.map_err(|e| match e {
