@@ -133,6 +133,10 @@ pub struct Account {
     /// Settlement kind `mojaloop`: the account settles with Mojaloop transfers instead of an
     /// engine (never both).
     pub mojaloop_settlement: Option<Arc<MojaloopSettlement>>,
+    /// Settlement kind `rafiki`: the account is a Rafiki peer whose books of the relationship
+    /// the node keeps in step with its own, through Rafiki's admin API. Its settlements are
+    /// top-ups of the node's liquidity there, paid through the rail above when one is given.
+    pub rafiki_liquidity: Option<Arc<RafikiLiquidity>>,
     /// The longest a Prepare sent to this account may be held, below the node's own maximum
     /// (Rafiki books a Fulfill only within 5 s of its Prepare: its accounts are capped below).
     pub hold_time_max: Option<std::time::Duration>,
@@ -149,6 +153,16 @@ pub struct MojaloopSettlement {
     pub own: Party,
 }
 
+/// How the node keeps a Rafiki's books of an account in step: Rafiki's liquidity for the node
+/// (what the node has prefunded there) is the account's balance with the opposite sign, so a
+/// settlement (the balance above its negative threshold) is a top-up recorded as a deposit, and
+/// money the peer pays back through the rail is recorded as a withdrawal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RafikiLiquidity {
+    /// The node's id as a peer in Rafiki (a UUID).
+    pub peer_id: Arc<str>,
+}
+
 /// The settlement system an account settles through, compared to tell that it changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SettlementRail {
@@ -160,7 +174,7 @@ impl Account {
     /// Whether the account settles through a settlement system: the one place that says so, for
     /// the packet path's signal, the worker and the metrics.
     pub fn settles(&self) -> bool {
-        self.settlement_rail().is_some()
+        self.settlement_rail().is_some() || self.rafiki_liquidity.is_some()
     }
 
     /// Its settlement system: an RFC 0038 engine or the Mojaloop scheme (validation allows one).
@@ -207,7 +221,16 @@ pub struct AccountRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mojaloop_settlement: Option<MojaloopSettlementRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rafiki_liquidity: Option<RafikiLiquidityRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_time_ms_max: Option<u64>,
+}
+
+/// `rafiki_liquidity` of an account's configured form: `rafiki_liquidity = { peer_id = "..." }`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RafikiLiquidityRecord {
+    pub peer_id: String,
 }
 
 /// `mojaloop_settlement` of an account's configured form: `[accounts.mojaloop_settlement]`.
@@ -252,6 +275,7 @@ impl fmt::Debug for AccountRecord {
             .field("min_balance", &self.min_balance)
             .field("settlement_engine_url", &self.settlement_engine_url)
             .field("mojaloop_settlement", &self.mojaloop_settlement)
+            .field("rafiki_liquidity", &self.rafiki_liquidity)
             .finish_non_exhaustive()
     }
 }
@@ -283,6 +307,10 @@ impl Account {
                 peer_party: PartyRecord::of(&m.peer),
                 own_party: PartyRecord::of(&m.own),
             }),
+            rafiki_liquidity: self
+                .rafiki_liquidity
+                .as_ref()
+                .map(|r| RafikiLiquidityRecord { peer_id: r.peer_id.to_string() }),
             hold_time_ms_max: self.hold_time_max.map(|d| d.as_millis() as u64),
         }
     }
@@ -344,6 +372,7 @@ pub fn test_account(id: &str) -> Account {
         settle_to: 0,
         settlement_engine_url: None,
         mojaloop_settlement: None,
+        rafiki_liquidity: None,
         hold_time_max: None,
     }
 }

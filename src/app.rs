@@ -240,6 +240,7 @@ impl<S: Store> App<S> {
                 metrics.mojaloop_connector_up(),
             ))
         });
+        let client = HttpClient::new(&config.client, &tls);
         let node = Arc::new(Node {
             address: config.node_address.clone(),
             public_url: config.public_url.clone(),
@@ -248,7 +249,7 @@ impl<S: Store> App<S> {
             router: Router::new(routes),
             rates: ArcSwap::from_pointee(config.rates.clone()),
             store,
-            client: HttpClient::new(&config.client, &tls),
+            client: client.clone(),
             expiry: config.expiry.clone(),
             shutdown: shutdown.signal(),
             pending,
@@ -268,6 +269,12 @@ impl<S: Store> App<S> {
                 })
             }),
             mojaloop_health,
+            rafiki: config.rafiki.admin.as_ref().map(|admin| {
+                Arc::new(crate::rafiki::admin_api::AdminApi::new(
+                    admin.api.clone(),
+                    client.connector().clone(),
+                ))
+            }),
         });
         let tables = Arc::new(LocalTables::new(node.clone(), config.static_routes.clone()));
         // With a scheme, a payout receiver's completed payment is paid out in it.
@@ -435,6 +442,12 @@ impl<S: Store> App<S> {
         let paying = tokio::spawn(crate::payments::outgoing::run(node.clone()));
         // Payouts into the Mojaloop scheme (none without `[mojaloop]`); stops once draining.
         let paying_out = tokio::spawn(crate::mojaloop::payouts::run(node.clone()));
+        // Reconciles the Rafiki peers' liquidity (none without `[rafiki.admin]`); stops once
+        // draining.
+        let reconciling =
+            config.rafiki.admin.as_ref().map(|admin| {
+                tokio::spawn(crate::rafiki::liquidity::run(node.clone(), admin.reconcile_interval))
+            });
         // The sweeper stops by itself when the node starts draining; it is awaited below so that
         // no sweep is cut off half way.
         let sweeper = tokio::spawn(crate::sweeper::run(node.clone(), config.sweep.clone()));
@@ -464,6 +477,9 @@ impl<S: Store> App<S> {
         let _ = completing.await;
         let _ = paying.await;
         let _ = paying_out.await;
+        if let Some(reconciling) = reconciling {
+            let _ = reconciling.await;
+        }
         if let Some(spsp) = spsp {
             let _ = spsp.await;
         }

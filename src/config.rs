@@ -332,7 +332,9 @@ impl Validator {
         let mojaloop_given = raw.mojaloop.is_some();
         let mojaloop = raw.mojaloop.and_then(|m| self.mojaloop(m, &accounts));
         self.mojaloop_settlements(&accounts, mojaloop_given, mojaloop.as_ref());
+        let rafiki_admin_given = raw.rafiki.admin.is_some();
         let rafiki = self.rafiki(raw.rafiki, admin.token_hash.is_some(), public_url.is_some());
+        self.rafiki_accounts(&accounts, rafiki_admin_given);
 
         match (self.problems.is_empty(), node_address, listen, expiry, rates, store) {
             (true, Some(node_address), Some(listen), Some(expiry), Some((rates, _)), Some(store)) => {

@@ -207,5 +207,11 @@ pub const OUTGOING_PAYMENT_DEADLINE_S_DEFAULT: u64 = 60;
 
 /// Auto-peering requests the node's `[rafiki]` endpoint takes per minute, all callers together.
 pub const RAFIKI_PEERING_REQUESTS_PER_MINUTE_MAX: u32 = 10;
+/// One call to a Rafiki's admin API, connecting and answering included.
+pub const RAFIKI_ADMIN_REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// Attempts of one admin API call in all, when the first ones meet an outage.
+pub const RAFIKI_ADMIN_ATTEMPTS_MAX: u32 = 3;
+/// How often the node compares its figure for each Rafiki peer with Rafiki's.
+pub const RAFIKI_RECONCILE_INTERVAL_MS: u64 = 60_000;
 /// Auto-peerings the admin API lists (`GET /peers/auto`), newest kept.
 pub const RAFIKI_PEERINGS_LISTED_MAX: usize = 100;

@@ -31,6 +31,17 @@
 //! - `thitsax_mojaloop_payout_attempts_retried_total` (counter): attempts tried again after an
 //!   unknown outcome or a Connector out of reach.
 //!
+//! Set by the Rafiki liquidity work, with `[rafiki.admin]` only ([`Metrics::rafiki`]):
+//! - `thitsax_rafiki_liquidity{account}` (gauge): the node's liquidity at the Rafiki as its last
+//!   reconciliation read it, in the account's units;
+//! - `thitsax_rafiki_liquidity_difference{account}` (gauge): that figure less the node's own
+//!   (minus the balance, less top-ups not yet recorded there); anything but 0 is also an error
+//!   in the log;
+//! - `thitsax_rafiki_webhooks_total{outcome}` (counter): Rafiki webhooks by outcome (`handled`,
+//!   `repeated`, `ignored`, `refused`);
+//! - `thitsax_rafiki_withdrawals_total{state}` (counter): incoming money recorded at the Rafiki
+//!   as withdrawals (`recorded`, `failed`).
+//!
 //! Read at scrape time by the caller and handed to [`Metrics::render`] in a [`Scrape`]:
 //! - `thitsax_store_up` (gauge): 1 when the store could be read for this scrape, 0 when not (the
 //!   balance and pending lines are then left out, rather than reported as 0).
@@ -44,7 +55,7 @@
 //!   as the store holds them (those of earlier runs included).
 
 use prometheus::{GaugeVec, Histogram, HistogramOpts, HistogramVec, TextEncoder};
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -84,6 +95,8 @@ pub struct Metrics {
     mojaloop_connector_up: OnceLock<IntGauge>,
     /// The same for the payouts.
     mojaloop_payouts: OnceLock<(IntCounterVec, IntCounter)>,
+    /// The same for the Rafiki liquidity series.
+    rafiki: OnceLock<RafikiMetrics>,
     // No cache of per-account counters beside `packets`: `with_label_values` (a hash of the three
     // values and a read lock) took 64 ns, a `RwLock<HashMap>` of each account's counter 60 ns
     // (benches/packet_path.rs, `metrics/record_packet`); the two clock reads cost 100 ns.
@@ -157,6 +170,14 @@ pub enum Outcome {
 /// [`InFlight::finished`] recorded how it ended.
 #[derive(Debug)]
 #[must_use = "the packet is counted in flight only while this lives"]
+/// The Rafiki liquidity series ([`Metrics::rafiki`]).
+pub struct RafikiMetrics {
+    pub liquidity: IntGaugeVec,
+    pub difference: IntGaugeVec,
+    pub webhooks: IntCounterVec,
+    pub withdrawals: IntCounterVec,
+}
+
 pub struct InFlight<'a> {
     metrics: &'a Metrics,
     started: Instant,
@@ -299,7 +320,46 @@ impl Metrics {
             sent_amount,
             mojaloop_connector_up: OnceLock::new(),
             mojaloop_payouts: OnceLock::new(),
+            rafiki: OnceLock::new(),
         }
+    }
+
+    /// The Rafiki liquidity series, registered by the first call.
+    pub fn rafiki(&self) -> &RafikiMetrics {
+        self.rafiki.get_or_init(|| {
+            let gauge = |name: &str, help: &str| {
+                let gauge =
+                    IntGaugeVec::new(Opts::new(name, help), &["account"]).expect("valid metric options");
+                self.registry.register(Box::new(gauge.clone())).expect("names registered once");
+                gauge
+            };
+            let counter = |name: &str, help: &str, label: &str| {
+                let counter =
+                    IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric options");
+                self.registry.register(Box::new(counter.clone())).expect("names registered once");
+                counter
+            };
+            RafikiMetrics {
+                liquidity: gauge(
+                    "thitsax_rafiki_liquidity",
+                    "The node's liquidity at the Rafiki as last reconciled, in the account's units.",
+                ),
+                difference: gauge(
+                    "thitsax_rafiki_liquidity_difference",
+                    "Rafiki's liquidity figure less the node's own for the relationship (0 when they agree).",
+                ),
+                webhooks: counter(
+                    "thitsax_rafiki_webhooks_total",
+                    "Rafiki webhooks received, by outcome.",
+                    "outcome",
+                ),
+                withdrawals: counter(
+                    "thitsax_rafiki_withdrawals_total",
+                    "Incoming money recorded at the Rafiki as liquidity withdrawals, by state.",
+                    "state",
+                ),
+            }
+        })
     }
 
     fn payouts(&self) -> &(IntCounterVec, IntCounter) {

@@ -86,6 +86,9 @@ pub struct Node<S> {
     /// The Mojaloop Connector's health as its watcher last found it, with `[mojaloop]`: the node
     /// is not ready while the Connector is down.
     pub mojaloop_health: Option<Arc<ConnectorHealth>>,
+    /// The Rafiki admin API the node records its Rafiki peers' liquidity through, with
+    /// `[rafiki.admin]`.
+    pub rafiki: Option<Arc<crate::rafiki::admin_api::AdminApi>>,
 }
 
 /// This instance's identity in the leases of outgoing payments, the payments it sends now, and

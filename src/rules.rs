@@ -6,7 +6,7 @@
 
 use crate::account::{
     hash_token, Account, AccountId, AccountRecord, MojaloopSettlement, MojaloopSettlementRecord, Outgoing,
-    OutgoingError, PartyRecord, Relation, Secret, TokenHash,
+    OutgoingError, PartyRecord, RafikiLiquidity, RafikiLiquidityRecord, Relation, Secret, TokenHash,
 };
 use crate::http::origin::Origin;
 use crate::limits as defaults;
@@ -62,6 +62,7 @@ pub(crate) struct RawAccount {
     pub(crate) settle_to: Option<i64>,
     pub(crate) settlement_engine_url: Option<String>,
     pub(crate) mojaloop_settlement: Option<MojaloopSettlementRecord>,
+    pub(crate) rafiki_liquidity: Option<RafikiLiquidityRecord>,
     pub(crate) hold_time_ms_max: Option<u64>,
 }
 
@@ -167,6 +168,7 @@ impl Validator {
             let outgoing = self.outgoing(&raw, &at);
             let settlement_engine_url = self.settlement_engine_url(&raw, &at);
             let mojaloop_settlement = self.mojaloop_settlement(&raw, &at);
+            let rafiki_liquidity = self.rafiki_liquidity(&raw, &at);
             if let Some(own) = mojaloop_settlement.as_ref().map(|m| &m.own) {
                 if let Some(other) = own_parties.insert(own.clone(), raw.id.clone()) {
                     self.problem(
@@ -224,6 +226,7 @@ impl Validator {
                     settle_to: raw.settle_to.unwrap_or(0).into(),
                     settlement_engine_url,
                     mojaloop_settlement,
+                    rafiki_liquidity,
                     hold_time_max: raw.hold_time_ms_max.map(std::time::Duration::from_millis),
                 });
             }
@@ -384,6 +387,35 @@ impl Validator {
         Some(Arc::new(MojaloopSettlement { peer, own }))
     }
 
+    /// Settlement kind `rafiki`: a Rafiki peer id (a UUID), on a peer or parent. Rafiki's
+    /// liquidity is what the node prefunded there, so the account's balance runs negative: a
+    /// threshold, if given, must be one (a top-up when the prefunded credit runs low). Whether
+    /// the node has a `[rafiki.admin]` section is the file's check (and the admin API's).
+    pub(crate) fn rafiki_liquidity(
+        &mut self,
+        raw: &RawAccount,
+        at: &dyn Fn(&str) -> String,
+    ) -> Option<Arc<RafikiLiquidity>> {
+        let record = raw.rafiki_liquidity.as_ref()?;
+        let mut fine = true;
+        if !is_uuid(&record.peer_id) {
+            self.problem(at("rafiki_liquidity.peer_id"), "must be the Rafiki peer's id, a UUID");
+            fine = false;
+        }
+        if !matches!(raw.relation, Relation::Peer | Relation::Parent) {
+            self.problem(at("rafiki_liquidity"), "only a peer or a parent can be a Rafiki peer");
+            fine = false;
+        }
+        if raw.settle_threshold.is_some_and(|t| t > 0) {
+            self.problem(
+                at("settle_threshold"),
+                "a Rafiki peer's balance mirrors the node's prefunded liquidity there with the opposite sign: its threshold is negative or zero (top up when the credit runs low)",
+            );
+            fine = false;
+        }
+        fine.then(|| Arc::new(RafikiLiquidity { peer_id: record.peer_id.to_ascii_lowercase().into() }))
+    }
+
     /// Packets between different asset codes need a price for both.
     pub(crate) fn rate_coverage(&mut self, accounts: &[Account], priced: Option<&HashSet<String>>) {
         let Some(priced) = priced else { return };
@@ -476,9 +508,20 @@ impl From<AccountRecord> for RawAccount {
             settle_to: r.settle_to,
             settlement_engine_url: r.settlement_engine_url,
             mojaloop_settlement: r.mojaloop_settlement,
+            rafiki_liquidity: r.rafiki_liquidity,
             hold_time_ms_max: r.hold_time_ms_max,
         }
     }
+}
+
+/// A UUID in its usual text form (8-4-4-4-12 hex digits).
+pub(crate) fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// One account read from a shared store (or given to the admin API), checked with the rules of

@@ -56,6 +56,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("settlement::rails", 5),
     ("mojaloop::settlement", 5),
     ("mojaloop::payouts", 5),
+    ("rafiki::liquidity", 5),
     ("sweeper", 5),
     ("reload", 5),
     // 6. the edges that receive traffic.

@@ -41,6 +41,8 @@ pub(super) async fn route<S: Store>(gate: &Gate<S>, req: Request<Incoming>) -> A
         (["accounts", _, "balance"], _) => Err(AdminError::MethodNotAllowed("GET")),
         (["accounts", id, "settle"], Method::POST) => settle_now(gate, id).await,
         (["accounts", _, "settle"], _) => Err(AdminError::MethodNotAllowed("POST")),
+        (["accounts", id, "rafiki", "liquidity"], Method::GET) => reconcile(gate, id).await,
+        (["accounts", _, "rafiki", "liquidity"], _) => Err(AdminError::MethodNotAllowed("GET")),
         (["accounts", id, "incoming-payments"], Method::GET) => super::incoming::list(gate, id).await,
         (["accounts", id, "incoming-payments"], Method::POST) => super::incoming::create(gate, id, req).await,
         (["accounts", _, "incoming-payments"], _) => Err(AdminError::MethodNotAllowed("GET, POST")),
@@ -229,6 +231,15 @@ pub(super) async fn put_account<S: Store>(
             return Err(AdminError::Invalid { what: "account", problems });
         }
     }
+    if account.rafiki_liquidity.is_some() && node.rafiki.is_none() {
+        let problem = rules::Problem {
+            path: "account.rafiki_liquidity".into(),
+            message:
+                "needs the node's [rafiki.admin] section (the Rafiki admin API it records liquidity through)"
+                    .into(),
+        };
+        return Err(AdminError::Invalid { what: "account", problems: rules::ConfigError(vec![problem]) });
+    }
     if let Some(before) = accounts.get(&id) {
         // Checked after validation so that a bad field is reported first.
         if (&*account.asset_code, account.asset_scale) != (&*before.asset_code, before.asset_scale) {
@@ -292,6 +303,29 @@ async fn balance<S: Store>(gate: &Gate<S>, id: &str) -> Answer {
     let account = served(gate, id)?;
     let balance = gate.node.store.balance(id).await?;
     Ok(json(StatusCode::OK, &balance_view(&account, balance)))
+}
+
+/// `GET /accounts/{id}/rafiki/liquidity`: reconciles a Rafiki peer now: Rafiki's figure of the
+/// node's liquidity, the node's own, and their difference.
+async fn reconcile<S: Store>(gate: &Gate<S>, id: &str) -> Answer {
+    use crate::rafiki::liquidity::ReconcileError;
+    let account = served(gate, id)?;
+    match crate::rafiki::liquidity::reconcile(&gate.node, &account).await {
+        Ok(r) => Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "account": account.id.to_string(),
+                "rafiki_liquidity": r.rafiki.to_string(),
+                "expected_liquidity": r.expected.to_string(),
+                "difference": r.difference.to_string(),
+                "top_ups_pending": r.pending.to_string(),
+                "agrees": r.difference == 0,
+            }),
+        )),
+        Err(e @ ReconcileError::NotRafiki(_)) => Err(AdminError::Conflict(e.to_string())),
+        Err(ReconcileError::Store(e)) => Err(e.into()),
+        Err(ReconcileError::Api(e)) => Err(AdminError::BadGateway(e.to_string())),
+    }
 }
 
 async fn read_balance<S: Store>(

@@ -251,6 +251,8 @@ pub async fn get(
 pub struct Posted<'a> {
     pub content_type: &'a str,
     pub body: Bytes,
+    /// More headers (a signature, a tenant): marked sensitive, so never logged by hyper.
+    pub headers: &'a [(&'static str, String)],
 }
 
 /// One `GET` (no `post`) or `POST` on a connection of its own, as [`get`] describes: for calls
@@ -285,6 +287,12 @@ pub async fn one_shot(
                 let content_type =
                     HeaderValue::from_str(post.content_type).map_err(|e| GetError::Http(e.to_string()))?;
                 request.headers_mut().insert(CONTENT_TYPE, content_type);
+                for (name, value) in post.headers {
+                    let mut value =
+                        HeaderValue::from_str(value).map_err(|e| GetError::Http(e.to_string()))?;
+                    value.set_sensitive(true);
+                    request.headers_mut().insert(*name, value);
+                }
             }
             *request.uri_mut() = url
                 .path_and_query()

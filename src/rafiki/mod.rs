@@ -6,7 +6,14 @@
 //! - [`signature`]: Rafiki's request signatures over RFC 8785 canonical JSON (its admin API's
 //!   requests, its webhooks).
 //!
-//! Layer 3: a client of the outside world.
+//! - [`admin_api`]: the client of Rafiki's admin GraphQL API (signed requests, refusals told
+//!   from outages);
+//! - [`liquidity`]: settlement kind `rafiki`, top-ups recorded as deposits, and reconciliation
+//!   (layer 5: it runs on the node).
+//!
+//! Layer 3 (but `liquidity`): clients of the outside world.
 
+pub mod admin_api;
+pub mod liquidity;
 pub mod peering;
 pub mod signature;

@@ -95,7 +95,7 @@ pub async fn peer_with(
 ) -> Result<PeeringAnswer, PeeringError> {
     let uri: Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| PeeringError::Url(e.to_string()))?;
     let body = Bytes::from(serde_json::to_vec(request).expect("a peering request serializes"));
-    let post = Posted { content_type: "application/json", body };
+    let post = Posted { content_type: "application/json", body, headers: &[] };
     let fetched =
         one_shot(connector, &uri, "application/json", Some(post), PEERING_ANSWER_BYTES_MAX, PEERING_TIMEOUT)
             .await

@@ -182,7 +182,10 @@ impl<S: Store, Sys: SettlementSystem> Worker<S, Sys> {
             .opened
             .values()
             .filter(|was| {
-                accounts.get(&was.id).is_none_or(|now| now.settlement_rail() != was.settlement_rail())
+                accounts.get(&was.id).is_none_or(|now| {
+                    now.settlement_rail() != was.settlement_rail()
+                        || now.rafiki_liquidity != was.rafiki_liquidity
+                })
             })
             .cloned()
             .collect();
