@@ -42,6 +42,15 @@ impl Secret {
     }
 }
 
+impl PartialEq for Secret {
+    /// In constant time, as every comparison of a secret.
+    fn eq(&self, other: &Self) -> bool {
+        constant_time_eq(self.0.as_bytes(), other.0.as_bytes())
+    }
+}
+
+impl Eq for Secret {}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")

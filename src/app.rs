@@ -43,6 +43,8 @@ pub struct App<S> {
     admin_listener: Option<(TcpListener, TokenHash)>,
     /// Rafiki's auto-peering endpoint, with `rafiki.peering_listen` (served with the admin API).
     peering_listener: Option<(TcpListener, crate::rafiki::peering::PeeringServer)>,
+    /// Rafiki's webhooks, with `rafiki.admin.webhook_listen`.
+    webhook_listener: Option<(TcpListener, crate::account::Secret)>,
     /// Where admin changes go: the node's own tables, or Redis ([`App::bind_redis`]).
     tables: Arc<dyn Tables>,
     /// The outgoing clients' TLS configuration, kept for the start-up report of what it trusts.
@@ -65,6 +67,7 @@ pub enum Listener {
     Spsp,
     MojaloopBackend,
     RafikiPeering,
+    RafikiWebhooks,
 }
 
 impl std::fmt::Display for Listener {
@@ -76,6 +79,7 @@ impl std::fmt::Display for Listener {
             Listener::Spsp => "SPSP",
             Listener::MojaloopBackend => "Mojaloop backend",
             Listener::RafikiPeering => "Rafiki auto-peering",
+            Listener::RafikiWebhooks => "Rafiki webhooks",
         })
     }
 }
@@ -223,6 +227,10 @@ impl<S: Store> App<S> {
             Some(rules) => Some((bind(Listener::RafikiPeering, rules.listen).await?, rules.clone())),
             None => None,
         };
+        let webhook_listener = match config.rafiki.admin.as_ref().and_then(|a| a.webhooks.as_ref()) {
+            Some((listen, secret)) => Some((bind(Listener::RafikiWebhooks, *listen).await?, secret.clone())),
+            None => None,
+        };
         let public_url = config.spsp.public_url.clone().unwrap_or_else(|| {
             let bound = spsp_listener.as_ref().and_then(|l| l.local_addr().ok());
             format!("http://{}", bound.unwrap_or(config.spsp.listen))
@@ -291,6 +299,7 @@ impl<S: Store> App<S> {
             settlement_listener,
             admin_listener,
             peering_listener,
+            webhook_listener,
             tables,
             tls,
             spsp_listener,
@@ -328,6 +337,11 @@ impl<S: Store> App<S> {
         self.peering_listener.as_ref().map(|(l, _)| l.local_addr().expect("bound listener has an address"))
     }
 
+    /// Where Rafiki's webhooks arrive, with `rafiki.admin.webhook_listen`.
+    pub fn rafiki_webhooks_addr(&self) -> Option<SocketAddr> {
+        self.webhook_listener.as_ref().map(|(l, _)| l.local_addr().expect("bound listener has an address"))
+    }
+
     /// What the operator needs to know once the node is bound: each listener's address (or why it
     /// is not bound), the store, what was loaded, and what outgoing TLS trusts. One line each, in
     /// this order.
@@ -342,6 +356,7 @@ impl<S: Store> App<S> {
             (Listener::Spsp, self.spsp_addr(), "no local account at start-up and spsp.listen is not set"),
             (Listener::MojaloopBackend, self.mojaloop_backend_addr(), "no [mojaloop] section"),
             (Listener::RafikiPeering, self.rafiki_peering_addr(), "rafiki.peering_listen is not set"),
+            (Listener::RafikiWebhooks, self.rafiki_webhooks_addr(), "rafiki.admin.webhook_listen is not set"),
         ];
         for (listener, address, why_not) in listeners {
             let name = match listener {
@@ -351,6 +366,7 @@ impl<S: Store> App<S> {
                 Listener::Spsp => "SPSP",
                 Listener::MojaloopBackend => "Mojaloop backend API",
                 Listener::RafikiPeering => "Rafiki auto-peering endpoint",
+                Listener::RafikiWebhooks => "Rafiki webhook receiver",
             };
             lines.push(match address {
                 Some(address) => format!("{name} on {address}"),
@@ -387,6 +403,7 @@ impl<S: Store> App<S> {
             settlement_listener,
             admin_listener,
             peering_listener,
+            webhook_listener,
             tables,
             tls,
             spsp_listener,
@@ -413,6 +430,10 @@ impl<S: Store> App<S> {
         let admin = admin_listener.map(|(listener, token_hash)| {
             let (node, limits) = (node.clone(), config.admin.limits.clone());
             tokio::spawn(crate::admin::serve(listener, node, tables, token_hash, limits, peering_listener))
+        });
+        let webhooks = webhook_listener.map(|(listener, secret)| {
+            let webhooks = Arc::new(crate::rafiki::webhooks::Webhooks::new(secret));
+            tokio::spawn(crate::rafiki::webhooks::serve(listener, node.clone(), webhooks))
         });
         let spsp = spsp_listener.map(|listener| {
             tokio::spawn(crate::http::spsp::serve(listener, node.clone(), config.spsp.limits.clone()))
@@ -482,6 +503,9 @@ impl<S: Store> App<S> {
         }
         if let Some(spsp) = spsp {
             let _ = spsp.await;
+        }
+        if let Some(webhooks) = webhooks {
+            let _ = webhooks.await;
         }
         if let Some(mojaloop) = mojaloop {
             let _ = mojaloop.await;

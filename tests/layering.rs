@@ -65,6 +65,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("http::spsp", 6),
     ("mojaloop::backend", 6),
     ("admin", 6),
+    ("rafiki::webhooks", 6),
     // 7. configuration, reloads, wiring.
     ("config", 7),
     ("app", 7),

@@ -34,6 +34,9 @@ pub(super) struct RawRafikiAdmin {
     request_timeout_ms: Option<u64>,
     attempts_max: Option<u32>,
     reconcile_interval_ms: Option<u64>,
+    webhook_listen: Option<String>,
+    /// Rafiki's webhook signing secret: an HMAC key, kept as given.
+    webhook_secret: Option<String>,
 }
 
 /// The validated `[rafiki]` section.
@@ -49,6 +52,8 @@ pub struct RafikiAdmin {
     pub api: AdminApiSettings,
     /// How often each Rafiki peer's liquidity is compared with the node's figure.
     pub reconcile_interval: Duration,
+    /// Where Rafiki's webhooks arrive, and the secret they are signed with.
+    pub webhooks: Option<(SocketAddr, crate::account::Secret)>,
 }
 
 pub use crate::rafiki::admin_api::AdminApiSettings;
@@ -166,7 +171,25 @@ impl Validator {
         if reconcile < 1_000 {
             self.problem("rafiki.admin.reconcile_interval_ms", "must be at least 1000 ms");
         }
+        let webhooks = match (raw.webhook_listen, raw.webhook_secret) {
+            (Some(listen), Some(secret)) if !secret.is_empty() => self
+                .check("rafiki.admin.webhook_listen", listen.parse::<SocketAddr>())
+                .map(|listen| (listen, crate::account::Secret::new(secret))),
+            (Some(_), _) => {
+                self.problem(
+                    "rafiki.admin.webhook_secret",
+                    "required with webhook_listen: every webhook's signature is checked",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.problem("rafiki.admin.webhook_listen", "required with webhook_secret");
+                None
+            }
+            (None, None) => None,
+        };
         (self.problems.len() == before).then(|| RafikiAdmin {
+            webhooks,
             api: AdminApiSettings {
                 url: raw.url,
                 secret: crate::account::Secret::new(raw.secret),

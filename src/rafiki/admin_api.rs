@@ -27,7 +27,7 @@ use tracing::warn;
 pub const ANSWER_BYTES_MAX: usize = 64 * 1024;
 
 /// Where and as whom the node calls a Rafiki's admin API (`[rafiki.admin]`).
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct AdminApiSettings {
     /// `http[s]://host:port/graphql`.
     pub url: String,
@@ -41,29 +41,6 @@ pub struct AdminApiSettings {
     /// First wait after an outage; doubles from there.
     pub retry_first: Duration,
 }
-
-impl PartialEq for AdminApiSettings {
-    /// For telling a reloaded configuration from the running one (not a secret check).
-    fn eq(&self, other: &Self) -> bool {
-        (
-            &self.url,
-            self.secret.expose(),
-            &self.tenant_id,
-            self.request_timeout,
-            self.attempts_max,
-            self.retry_first,
-        ) == (
-            &other.url,
-            other.secret.expose(),
-            &other.tenant_id,
-            other.request_timeout,
-            other.attempts_max,
-            other.retry_first,
-        )
-    }
-}
-
-impl Eq for AdminApiSettings {}
 
 impl fmt::Debug for AdminApiSettings {
     /// Everything but the secret.

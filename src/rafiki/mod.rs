@@ -9,7 +9,8 @@
 //! - [`admin_api`]: the client of Rafiki's admin GraphQL API (signed requests, refusals told
 //!   from outages);
 //! - [`liquidity`]: settlement kind `rafiki`, top-ups recorded as deposits, and reconciliation
-//!   (layer 5: it runs on the node).
+//!   (layer 5: it runs on the node);
+//! - [`webhooks`]: the receiver of Rafiki's signed webhooks (layer 6: an edge).
 //!
 //! Layer 3 (but `liquidity`): clients of the outside world.
 
@@ -17,3 +18,4 @@ pub mod admin_api;
 pub mod liquidity;
 pub mod peering;
 pub mod signature;
+pub mod webhooks;
