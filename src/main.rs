@@ -290,11 +290,50 @@ async fn audit(config: Config) -> ExitCode {
             }
         }
     }
+    all_agree &= audit_rafiki(&config, &store).await;
     if all_agree {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// With `[rafiki.admin]`: each Rafiki peer of the file, Rafiki's figure of the node's liquidity
+/// beside the node's own. True when every one agrees.
+async fn audit_rafiki(config: &Config, store: &RedisStore) -> bool {
+    use thitsax::rafiki::{admin_api::AdminApi, liquidity};
+    let Some(admin) = &config.rafiki.admin else { return true };
+    let tls = thitsax::http::tls::TlsConfig::new(&config.tls);
+    let client = thitsax::http::client::HttpClient::new(&config.client, &tls);
+    let api = AdminApi::new(admin.api.clone(), client.connector().clone());
+    let mut agree = true;
+    let peers: Vec<_> = config.accounts.iter().filter(|a| a.rafiki_liquidity.is_some()).collect();
+    if peers.is_empty() {
+        return true;
+    }
+    println!();
+    println!(
+        "{:<24} {:>22} {:>22} {:>22}  verdict",
+        "rafiki peer", "rafiki liquidity", "node's figure", "difference"
+    );
+    for account in peers {
+        let rafiki = account.rafiki_liquidity.as_ref().expect("filtered");
+        match liquidity::compare(store, &api, account, rafiki).await {
+            Ok(r) => {
+                let verdict = if r.difference == 0 { "ok" } else { "MISMATCH" };
+                agree &= r.difference == 0;
+                println!(
+                    "{:<24} {:>22} {:>22} {:>22}  {verdict}",
+                    account.id, r.rafiki, r.expected, r.difference
+                );
+            }
+            Err(e) => {
+                agree = false;
+                println!("{:<24} error: {e}", account.id);
+            }
+        }
+    }
+    agree
 }
 
 /// The file's accounts and, when accounts are shared through Redis, every account there too (an

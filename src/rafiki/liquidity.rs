@@ -102,19 +102,11 @@ pub enum ReconcileError {
     Store(#[from] crate::store::StoreError),
 }
 
-/// Reads the account's liquidity at Rafiki and compares it with the node's books. Packets in
-/// flight move one figure before the other: a difference is read again a few times before it
-/// is reported. Sets the gauges; a difference is an error in the log.
+/// Reads the account's liquidity at Rafiki and compares it with the node's books ([`compare`]).
+/// Sets the gauges; a difference is an error in the log.
 pub async fn reconcile<S: Store>(node: &Node<S>, account: &Account) -> Result<Reconciled, ReconcileError> {
     let (api, rafiki) = api(node, account).map_err(|_| ReconcileError::NotRafiki(account.id.to_string()))?;
-    let mut reading = read(node, account, &api, &rafiki).await?;
-    for _ in 0..3 {
-        if reading.difference == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        reading = read(node, account, &api, &rafiki).await?;
-    }
+    let reading = compare(&node.store, &api, account, &rafiki).await?;
     let metrics = node.metrics.rafiki();
     let id = account.id.to_string();
     metrics.liquidity.with_label_values(&[&id]).set(i64::try_from(reading.rafiki).unwrap_or(i64::MAX));
@@ -126,16 +118,35 @@ pub async fn reconcile<S: Store>(node: &Node<S>, account: &Account) -> Result<Re
     Ok(reading)
 }
 
-async fn read<S: Store>(
-    node: &Node<S>,
-    account: &Account,
+/// Rafiki's figure and the store's, compared (also `thitsax audit`'s). Packets in flight move
+/// one figure before the other: a difference is read again a few times before it stands.
+pub async fn compare<S: Store>(
+    store: &S,
     api: &AdminApi,
+    account: &Account,
+    rafiki: &RafikiLiquidity,
+) -> Result<Reconciled, ReconcileError> {
+    let mut reading = read(store, api, account, rafiki).await?;
+    for _ in 0..3 {
+        if reading.difference == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        reading = read(store, api, account, rafiki).await?;
+    }
+    Ok(reading)
+}
+
+async fn read<S: Store>(
+    store: &S,
+    api: &AdminApi,
+    account: &Account,
     rafiki: &RafikiLiquidity,
 ) -> Result<Reconciled, ReconcileError> {
     let liquidity = api.liquidity(&rafiki.peer_id).await?;
-    let balance = node.store.balance(&account.id).await?;
+    let balance = store.balance(&account.id).await?;
     let pending: u64 =
-        node.store.pending_settlements(account).await?.iter().map(|p| p.amount).fold(0, u64::saturating_add);
+        store.pending_settlements(account).await?.iter().map(|p| p.amount).fold(0, u64::saturating_add);
     let expected = -balance - i128::from(pending);
     Ok(Reconciled { rafiki: liquidity, expected, difference: i128::from(liquidity) - expected, pending })
 }
