@@ -291,10 +291,10 @@ async fn withdrawals_are_two_phase_posted_voided_or_expired() {
     let r = refusal(&graphql(&rafiki, POST, settle_input(&new_uuid())).await);
     assert_eq!(r, ("NOT_FOUND".to_string(), "Unknown transfer".to_string()));
 
-    // Reserved for 1 s and left: given back at its timeout, then too late to post or void.
+    // Reserved for 2 s and left: given back at its timeout, then too late to post or void.
     let expiring = new_uuid();
     success(
-        &graphql(&rafiki, WITHDRAW, withdraw_input("500", &expiring, 1)).await,
+        &graphql(&rafiki, WITHDRAW, withdraw_input("500", &expiring, 2)).await,
         "createPeerLiquidityWithdrawal",
     );
     assert_eq!(rafiki.node_liquidity(), 200);
@@ -619,12 +619,19 @@ async fn spoiled_webhooks_are_refused_by_a_checking_receiver_and_bursts_are_all_
     }
     assert!(rafiki.webhooks.deliveries().is_empty(), "spoiled webhooks are not recorded as deliveries");
 
-    // A burst: distinct events, all delivered at the first attempt, all verified.
-    let ids = rafiki.fire_liquidity_low_burst(200).await;
+    // A burst of 1,000: distinct events, all delivered, all verified.
+    let ids = rafiki.fire_liquidity_low_burst(1000).await;
     let mut distinct = ids.clone();
     distinct.sort();
     distinct.dedup();
-    assert_eq!(distinct.len(), 200);
-    assert!(ids.iter().all(|id| rafiki.webhooks.outcome(id) == Some(Outcome::Delivered(1))));
-    assert_eq!(receiver.received().len(), 206);
+    assert_eq!(distinct.len(), 1000);
+    // (At the first attempt unless one took over 2 s on a busy machine: then retried.)
+    assert!(ids.iter().all(|id| matches!(rafiki.webhooks.outcome(id), Some(Outcome::Delivered(_)))));
+    let mut got: Vec<String> = receiver.received()[6..]
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["id"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(got, distinct, "every event reached the receiver");
 }
