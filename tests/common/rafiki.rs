@@ -387,7 +387,7 @@ async fn connect(req: Request<Incoming>, shared: &Connector) -> Response<Full<By
     let amount = prepare.amount();
     if amount > 0 {
         let left = shared.ledger.lock().unwrap().debit_packet(NODE_PEER_ID, amount);
-        let Ok(left) = left else {
+        let Some(left) = left else {
             let by = IlpAddress::parse(RAFIKI_ADDRESS).expect("a valid address");
             let reject =
                 Reject::build(ErrorCode::T04_INSUFFICIENT_LIQUIDITY, &by, "InsufficientBalance", &[]);

@@ -245,13 +245,13 @@ impl Ledger {
     }
 
     /// A Prepare from `peer_id` through Rafiki: debited if the liquidity covers it (fulfilled:
-    /// the double's two phases collapse into one post); `Err` leaves everything unchanged.
-    /// The liquidity left.
-    pub fn debit_packet(&mut self, peer_id: &str, amount: u64) -> Result<u64, ()> {
+    /// the double's two phases collapse into one post). The liquidity left; `None` (an unknown
+    /// peer, or too little liquidity: T04) leaves everything unchanged.
+    pub fn debit_packet(&mut self, peer_id: &str, amount: u64) -> Option<u64> {
         self.expire();
-        let peer = self.peers.get_mut(peer_id).ok_or(())?;
-        peer.liquidity = peer.liquidity.checked_sub(amount).ok_or(())?;
-        Ok(peer.liquidity)
+        let peer = self.peers.get_mut(peer_id)?;
+        peer.liquidity = peer.liquidity.checked_sub(amount)?;
+        Some(peer.liquidity)
     }
 
     /// A fulfilled Prepare Rafiki sent to `peer_id`: credited, with no cap.
