@@ -8,6 +8,7 @@ pub mod mojaloop_backend;
 pub mod ports;
 pub mod process;
 pub mod rafiki;
+pub mod rafiki_admin;
 pub mod redis;
 pub mod stream;
 pub mod tls;

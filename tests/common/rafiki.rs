@@ -10,10 +10,17 @@
 //! - its **connector** (ILP-over-HTTP, any path): `Authorization: Bearer` required (401 `Bearer
 //!   token required in Authorization header`, or `Access Denied - Invalid Token`),
 //!   `Content-Type` exactly `application/octet-stream` (400 otherwise), an unparseable Prepare
-//!   500; `peer.config` is F02 (Rafiki serves no ILDCP to peers); any other Prepare is fulfilled
-//!   with the preimage the tests put in its data;
+//!   500; `peer.config` is F02 (Rafiki serves no ILDCP to peers); a Prepare more than the
+//!   node peer's liquidity is T04 `InsufficientBalance` with nothing changed; any other is
+//!   fulfilled with the preimage the tests put in its data and debited from that liquidity
+//!   (a fulfilled packet leaving it at or below the threshold fires `peer.liquidity_low` ~100 ms
+//!   later); zero-amount packets change nothing;
 //! - and it **sends** Prepares to its peer's connector URL with the token it answered, as Rafiki
-//!   does (`Content-Type: application/octet-stream`, `Authorization: Bearer`).
+//!   does (`Content-Type: application/octet-stream`, `Authorization: Bearer`); a Fulfill credits
+//!   the node peer's liquidity, with no cap.
+//!
+//! Its ledger, admin GraphQL API and webhooks are in `rafiki_admin.rs` ([`Options`] turns them
+//! on).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -22,8 +29,14 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
-use thitsax::packet::{ErrorCode, Fulfill, IlpAddress, Prepare, Reject};
+use thitsax::packet::{ErrorCode, Fulfill, IlpAddress, Prepare, Reject, Response as IlpResponse};
 use tokio::net::TcpListener;
+
+pub use super::rafiki_admin::NODE_PEER_ID;
+use super::rafiki_admin::{
+    AdminDouble, AdminOptions, Asset, Ledger, PeerAccount, SharedLedger, WebhookOptions, Webhooks, ASSET_ID,
+    AUTO_PEERING_LIQUIDITY, LIQUIDITY_LOW_DELAY,
+};
 
 /// Rafiki's own address, as its auto-peering answers it.
 pub const RAFIKI_ADDRESS: &str = "test.rafiki";
@@ -43,10 +56,38 @@ pub struct PeerState {
     pub received: Vec<(String, String, String)>,
 }
 
+/// How a [`RafikiDouble`] starts; [`Options::default`] is Rafiki's auto-peering default (the
+/// node's peer with 2^53 - 1 liquidity and no threshold), no admin API, no webhook URL.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The admin GraphQL API, on its own port, when set.
+    pub admin: Option<AdminOptions>,
+    /// The node peer's liquidity at start.
+    pub initial_liquidity: u64,
+    /// The node peer's `liquidityThreshold`.
+    pub liquidity_threshold: Option<u64>,
+    pub webhook: WebhookOptions,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            admin: None,
+            initial_liquidity: AUTO_PEERING_LIQUIDITY,
+            liquidity_threshold: None,
+            webhook: WebhookOptions::default(),
+        }
+    }
+}
+
 pub struct RafikiDouble {
     pub peering_port: u16,
     pub connector_port: u16,
     pub state: Arc<Mutex<PeerState>>,
+    /// The peer liquidity ledger, shared by the connector and the admin API.
+    pub ledger: SharedLedger,
+    pub webhooks: Arc<Webhooks>,
+    admin: Option<AdminDouble>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -55,7 +96,16 @@ impl Drop for RafikiDouble {
         for task in &self.tasks {
             task.abort();
         }
+        self.webhooks.stop();
     }
+}
+
+/// What the connector's requests need: the peer, its ledger, the webhook sender.
+#[derive(Clone)]
+struct Connector {
+    state: Arc<Mutex<PeerState>>,
+    ledger: SharedLedger,
+    webhooks: Arc<Webhooks>,
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
@@ -81,26 +131,80 @@ fn octets(body: Bytes) -> Response<Full<Bytes>> {
 impl RafikiDouble {
     /// Starts both endpoints on claimed loopback ports; it holds `asset` (code, scale).
     pub async fn start(asset: (&str, u8)) -> RafikiDouble {
+        Self::start_with(asset, Options::default()).await
+    }
+
+    /// Starts the double as `options` say: the peering endpoint and the connector always, the
+    /// admin API when `options.admin` is set.
+    pub async fn start_with(asset: (&str, u8), options: Options) -> RafikiDouble {
         let (peering_port, connector_port) = (super::ports::claim(), super::ports::claim());
         let state = Arc::new(Mutex::new(PeerState::default()));
+        let mut ledger =
+            Ledger::new(Asset { id: ASSET_ID.to_string(), code: asset.0.to_string(), scale: asset.1 });
+        let node_peer =
+            PeerAccount { liquidity: options.initial_liquidity, threshold: options.liquidity_threshold };
+        ledger.add_peer(NODE_PEER_ID, node_peer);
+        let ledger = ledger.shared();
+        let webhooks = Webhooks::new(options.webhook.clone(), ledger.clone());
+        let tenant =
+            options.admin.as_ref().map_or_else(|| AdminOptions::default().tenant_id, |a| a.tenant_id.clone());
         let asset = (asset.0.to_string(), asset.1);
         let peering = {
             let state = state.clone();
             serve(peering_port, move |req| {
-                let (state, asset) = (state.clone(), asset.clone());
-                async move { peer(req, &state, &asset, connector_port).await }
+                let (state, asset, tenant) = (state.clone(), asset.clone(), tenant.clone());
+                async move { peer(req, &state, &asset, connector_port, &tenant).await }
             })
             .await
         };
         let connector = {
-            let state = state.clone();
+            let shared =
+                Connector { state: state.clone(), ledger: ledger.clone(), webhooks: webhooks.clone() };
             serve(connector_port, move |req| {
-                let state = state.clone();
-                async move { connect(req, &state).await }
+                let shared = shared.clone();
+                async move { connect(req, &shared).await }
             })
             .await
         };
-        RafikiDouble { peering_port, connector_port, state, tasks: vec![peering, connector] }
+        let admin = match options.admin {
+            Some(admin) => Some(AdminDouble::start(admin, ledger.clone()).await),
+            None => None,
+        };
+        RafikiDouble {
+            peering_port,
+            connector_port,
+            state,
+            ledger,
+            webhooks,
+            admin,
+            tasks: vec![peering, connector],
+        }
+    }
+
+    /// The admin GraphQL API; panics when [`Options::admin`] was not set.
+    pub fn admin(&self) -> &AdminDouble {
+        self.admin.as_ref().expect("the Rafiki double was started without its admin API")
+    }
+
+    /// The node peer's liquidity now.
+    pub fn node_liquidity(&self) -> u64 {
+        self.ledger.lock().unwrap().liquidity(NODE_PEER_ID).expect("the node's peer")
+    }
+
+    pub fn set_node_liquidity(&self, liquidity: u64) {
+        self.ledger.lock().unwrap().set_liquidity(NODE_PEER_ID, liquidity);
+    }
+
+    /// Fires `peer.liquidity_low` for the node's peer now (delivered in the background); the
+    /// event id.
+    pub fn fire_liquidity_low(&self) -> String {
+        self.webhooks.fire_liquidity_low(NODE_PEER_ID)
+    }
+
+    /// `n` distinct `peer.liquidity_low` events at once; returns when all were delivered or
+    /// given up. Their ids.
+    pub async fn fire_liquidity_low_burst(&self, n: usize) -> Vec<String> {
+        self.webhooks.fire_liquidity_low_burst(NODE_PEER_ID, n).await
     }
 
     pub fn peering_url(&self) -> String {
@@ -164,7 +268,14 @@ impl RafikiDouble {
         req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
         let answer = client.request(req).await.expect("the peer answers");
         let status = answer.status();
-        (status, answer.into_body().collect().await.unwrap().to_bytes())
+        let body = answer.into_body().collect().await.unwrap().to_bytes();
+        // A packet to a peer credits its liquidity once fulfilled, with no cap.
+        if status == StatusCode::OK {
+            if let Ok(IlpResponse::Fulfill(_)) = IlpResponse::parse(body.clone()) {
+                self.ledger.lock().unwrap().credit_packet(NODE_PEER_ID, prepare.amount());
+            }
+        }
+        (status, body)
     }
 }
 
@@ -196,6 +307,7 @@ async fn peer(
     state: &Mutex<PeerState>,
     asset: &(String, u8),
     connector_port: u16,
+    tenant: &str,
 ) -> Response<Full<Bytes>> {
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
@@ -237,12 +349,13 @@ async fn peer(
             "staticIlpAddress": RAFIKI_ADDRESS,
             "httpToken": send_token,
             "name": "rafiki-double",
-            "tenantId": "8e1db008-ab2f-4f1d-8c44-593bf2d54d1a",
+            "tenantId": tenant,
         }),
     )
 }
 
-async fn connect(req: Request<Incoming>, state: &Mutex<PeerState>) -> Response<Full<Bytes>> {
+async fn connect(req: Request<Incoming>, shared: &Connector) -> Response<Full<Bytes>> {
+    let state = &shared.state;
     let header =
         |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let (authorization, content_type) = (header("authorization"), header("content-type"));
@@ -268,6 +381,22 @@ async fn connect(req: Request<Incoming>, state: &Mutex<PeerState>) -> Response<F
         let by = IlpAddress::parse(RAFIKI_ADDRESS).expect("a valid address");
         let reject = Reject::build(ErrorCode::F02_UNREACHABLE, &by, "unknown destination account", &[]);
         return octets(reject.as_bytes().clone());
+    }
+    // A packet from the peer debits its liquidity (posted at once: this double fulfils it);
+    // more than the liquidity is T04 with nothing changed.
+    let amount = prepare.amount();
+    if amount > 0 {
+        let left = shared.ledger.lock().unwrap().debit_packet(NODE_PEER_ID, amount);
+        let Some(left) = left else {
+            let by = IlpAddress::parse(RAFIKI_ADDRESS).expect("a valid address");
+            let reject =
+                Reject::build(ErrorCode::T04_INSUFFICIENT_LIQUIDITY, &by, "InsufficientBalance", &[]);
+            return octets(reject.as_bytes().clone());
+        };
+        let threshold = shared.ledger.lock().unwrap().peer(NODE_PEER_ID).and_then(|p| p.threshold);
+        if threshold.is_some_and(|t| left <= t) {
+            shared.webhooks.fire_liquidity_low_after(NODE_PEER_ID, LIQUIDITY_LOW_DELAY);
+        }
     }
     octets(Fulfill::build(&super::preimage_of(&prepare), b"").as_bytes().clone())
 }
