@@ -183,7 +183,11 @@ impl Account {
     /// Whether the account settles through a settlement system: the one place that says so, for
     /// the packet path's signal, the worker and the metrics.
     pub fn settles(&self) -> bool {
-        self.settlement_rail().is_some() || self.rafiki_liquidity.is_some()
+        // Called after every Fulfill: reads the fields rather than building the rail (an Arc
+        // clone each).
+        self.settlement_engine_url.is_some()
+            || self.mojaloop_settlement.is_some()
+            || self.rafiki_liquidity.is_some()
     }
 
     /// Its settlement system: an RFC 0038 engine or the Mojaloop scheme (validation allows one).

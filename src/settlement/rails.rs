@@ -53,6 +53,9 @@ impl<S: Store> SettlementSystem for Rails<S> {
         quantity: Quantity,
         id: SettlementId,
     ) -> Result<Paid, SettleError> {
+        // Checked before anything is paid: a refusal after the rail paid must not refund.
+        let amount =
+            u64::try_from(quantity.amount).map_err(|_| SettleError::Definitive("amount over u64".into()))?;
         let paid = match account.settlement_rail() {
             Some(SettlementRail::Engine(_)) => {
                 Some(SettlementSystem::settle(&self.engines, account, quantity, id).await?)
@@ -70,8 +73,6 @@ impl<S: Store> SettlementSystem for Rails<S> {
         }
         // A retry pays through the rail again with the same id, which the rail does once; what
         // it paid is what Rafiki records.
-        let amount =
-            u64::try_from(quantity.amount).map_err(|_| SettleError::Definitive("amount over u64".into()))?;
         let recorded = match paid {
             Some(Paid::AllBut { unpaid }) => amount.saturating_sub(unpaid),
             _ => amount,
