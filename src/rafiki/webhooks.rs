@@ -23,7 +23,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::net::TcpListener;
@@ -33,11 +33,12 @@ use tracing::{info, warn};
 /// Event ids remembered as handled, newest kept: Rafiki retries an event for about 7 minutes.
 pub const WEBHOOK_IDS_REMEMBERED_MAX: usize = 100_000;
 
-/// The receiver's state: its secret, the events handled, the peers with a top-up starting.
+/// The receiver's state: its secret, the events handled, and one lock per peer under which a
+/// top-up is looked for and begun.
 pub struct Webhooks {
     secret: crate::account::Secret,
     handled: Mutex<Handled>,
-    starting: Mutex<HashSet<String>>,
+    peers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Default)]
@@ -114,7 +115,7 @@ impl WebhookError {
 
 impl Webhooks {
     pub fn new(secret: crate::account::Secret) -> Self {
-        Webhooks { secret, handled: Default::default(), starting: Default::default() }
+        Webhooks { secret, handled: Default::default(), peers: Default::default() }
     }
 
     /// Checks and handles one event (its signature header and body as received).
@@ -148,8 +149,9 @@ impl Webhooks {
         self.handled.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts a top-up of the peer's account unless one is in flight (begun and not settled, or
-    /// being begun by another event now).
+    /// Starts a top-up of the peer's account unless one is in flight. Events for one peer take
+    /// turns: those of a burst behind the first find its top-up pending, and are answered only
+    /// then (if the first failed, the next tries itself).
     async fn liquidity_low<S: Store>(
         &self,
         node: &Node<S>,
@@ -165,33 +167,27 @@ impl Webhooks {
             return Ok(Outcome::Ignored);
         };
         let id = account.id.to_string();
-        // One event at a time per peer: the others of a burst find the top-up in flight.
-        if !self.starting.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone()) {
-            return Ok(Outcome::Handled);
+        let lock =
+            self.peers.lock().unwrap_or_else(|e| e.into_inner()).entry(id.clone()).or_default().clone();
+        let _turn = lock.lock().await;
+        let unavailable = |e: crate::store::StoreError| {
+            warn!(error = %e, account = %id, "Rafiki webhook: store unavailable");
+            WebhookError::Unavailable
+        };
+        if !node.store.pending_settlements(account).await.map_err(unavailable)?.is_empty() {
+            return Ok(Outcome::Handled); // A top-up is in flight.
         }
-        let result = async {
-            let unavailable = |e: crate::store::StoreError| {
-                warn!(error = %e, account = %id, "Rafiki webhook: store unavailable");
-                WebhookError::Unavailable
-            };
-            if !node.store.pending_settlements(account).await.map_err(unavailable)?.is_empty() {
-                return Ok(Outcome::Handled); // A top-up is in flight.
+        match node.settle_now(&id).await {
+            Ok(Some((settlement, amount))) => {
+                info!(account = %id, event, %settlement, amount, "peer.liquidity_low: top-up begun")
             }
-            match node.settle_now(&id).await {
-                Ok(Some((settlement, amount))) => {
-                    info!(account = %id, event, %settlement, amount, "peer.liquidity_low: top-up begun");
-                }
-                Ok(None) => {
-                    info!(account = %id, event, "peer.liquidity_low: the balance is at settle_to already")
-                }
-                Err(crate::settlement::outgoing::SettleNowError::Store(e)) => return Err(unavailable(e)),
-                Err(e) => warn!(error = %e, account = %id, event, "peer.liquidity_low: no top-up"),
+            Ok(None) => {
+                info!(account = %id, event, "peer.liquidity_low: the balance is at settle_to already")
             }
-            Ok(Outcome::Handled)
+            Err(crate::settlement::outgoing::SettleNowError::Store(e)) => return Err(unavailable(e)),
+            Err(e) => warn!(error = %e, account = %id, event, "peer.liquidity_low: no top-up"),
         }
-        .await;
-        self.starting.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        result
+        Ok(Outcome::Handled)
     }
 }
 
