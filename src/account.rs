@@ -164,8 +164,7 @@ pub struct MojaloopSettlement {
 
 /// How the node keeps a Rafiki's books of an account in step: Rafiki's liquidity for the node
 /// (what the node has prefunded there) is the account's balance with the opposite sign, so a
-/// settlement (the balance above its negative threshold) is a top-up recorded as a deposit, and
-/// money the peer pays back through the rail is recorded as a withdrawal.
+/// settlement (the balance above its negative threshold) is a top-up recorded as a deposit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RafikiLiquidity {
     /// The node's id as a peer in Rafiki (a UUID).

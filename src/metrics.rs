@@ -38,9 +38,7 @@
 //!   (minus the balance, less top-ups not yet recorded there); anything but 0 is also an error
 //!   in the log;
 //! - `thitsax_rafiki_webhooks_total{outcome}` (counter): Rafiki webhooks by outcome (`handled`,
-//!   `repeated`, `ignored`, `refused`);
-//! - `thitsax_rafiki_withdrawals_total{state}` (counter): incoming money recorded at the Rafiki
-//!   as withdrawals (`recorded`, `failed`).
+//!   `repeated`, `ignored`, `refused`).
 //!
 //! Read at scrape time by the caller and handed to [`Metrics::render`] in a [`Scrape`]:
 //! - `thitsax_store_up` (gauge): 1 when the store could be read for this scrape, 0 when not (the
@@ -175,7 +173,6 @@ pub struct RafikiMetrics {
     pub liquidity: IntGaugeVec,
     pub difference: IntGaugeVec,
     pub webhooks: IntCounterVec,
-    pub withdrawals: IntCounterVec,
 }
 
 pub struct InFlight<'a> {
@@ -352,11 +349,6 @@ impl Metrics {
                     "thitsax_rafiki_webhooks_total",
                     "Rafiki webhooks received, by outcome.",
                     "outcome",
-                ),
-                withdrawals: counter(
-                    "thitsax_rafiki_withdrawals_total",
-                    "Incoming money recorded at the Rafiki as liquidity withdrawals, by state.",
-                    "state",
                 ),
             }
         })
@@ -693,6 +685,17 @@ mod tests {
         assert_eq!(sample(&text, r#"thitsax_mojaloop_payouts_total{state="created"}"#), Some(2.0));
         assert_eq!(sample(&text, r#"thitsax_mojaloop_payouts_total{state="paid"}"#), Some(1.0));
         assert_eq!(sample(&text, "thitsax_mojaloop_payout_attempts_retried_total"), Some(1.0));
+    }
+
+    #[test]
+    fn the_rafiki_series_show_only_once_used() {
+        let metrics = Metrics::new();
+        assert!(!metrics.render(&nothing_read()).contains("thitsax_rafiki"));
+        metrics.rafiki().difference.with_label_values(&["rafiki"]).set(-5);
+        metrics.rafiki().webhooks.with_label_values(&["handled"]).inc();
+        let text = metrics.render(&nothing_read());
+        assert_eq!(sample(&text, r#"thitsax_rafiki_liquidity_difference{account="rafiki"}"#), Some(-5.0));
+        assert_eq!(sample(&text, r#"thitsax_rafiki_webhooks_total{outcome="handled"}"#), Some(1.0));
     }
 
     #[test]

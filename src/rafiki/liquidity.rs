@@ -110,7 +110,8 @@ pub async fn reconcile<S: Store>(node: &Node<S>, account: &Account) -> Result<Re
     let metrics = node.metrics.rafiki();
     let id = account.id.to_string();
     metrics.liquidity.with_label_values(&[&id]).set(i64::try_from(reading.rafiki).unwrap_or(i64::MAX));
-    let difference = i64::try_from(reading.difference).unwrap_or(i64::MAX);
+    // A gauge is an i64: a difference beyond it shows as its bound.
+    let difference = reading.difference.clamp(i64::MIN.into(), i64::MAX.into()) as i64;
     metrics.difference.with_label_values(&[&id]).set(difference);
     if reading.difference != 0 {
         error!(account = %account.id, rafiki = reading.rafiki, expected = %reading.expected, difference = %reading.difference, pending = reading.pending, "the Rafiki's liquidity figure and the node's differ");
