@@ -405,7 +405,7 @@ async fn settle_now<S: Store>(gate: &Gate<S>, id: &str) -> Answer {
     let begun = gate.node.settle_now(id).await.map_err(|e| match e {
         SettleNowError::UnknownAccount(_) => unknown_account(id),
         SettleNowError::NoEngine(_) => AdminError::Conflict(format!(
-            "account {id:?} does not settle: it has no settlement_engine_url or mojaloop_settlement"
+            "account {id:?} does not settle: it has no settlement_engine_url, mojaloop_settlement or rafiki_liquidity"
         )),
         SettleNowError::Store(e) => AdminError::from(e),
     })?;

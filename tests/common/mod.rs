@@ -9,6 +9,7 @@ pub mod ports;
 pub mod process;
 pub mod rafiki;
 pub mod rafiki_admin;
+pub mod rafiki_wallets;
 pub mod redis;
 pub mod stream;
 pub mod tls;

@@ -20,7 +20,9 @@
 //!   the node peer's liquidity, with no cap.
 //!
 //! Its ledger, admin GraphQL API and webhooks are in `rafiki_admin.rs` ([`Options`] turns them
-//! on).
+//! on); its wallet addresses (SPSP, a STREAM receiver and sender) in `rafiki_wallets.rs`: a
+//! Prepare to a wallet's STREAM address debits the peer's liquidity as any other, and is credited
+//! back when the wallet's receiver rejects it.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -30,6 +32,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use thitsax::packet::{ErrorCode, Fulfill, IlpAddress, Prepare, Reject, Response as IlpResponse};
+use thitsax::stream::sender;
 use tokio::net::TcpListener;
 
 pub use super::rafiki_admin::NODE_PEER_ID;
@@ -37,6 +40,7 @@ use super::rafiki_admin::{
     AdminDouble, AdminOptions, Asset, Ledger, PeerAccount, SharedLedger, WebhookOptions, Webhooks, ASSET_ID,
     AUTO_PEERING_LIQUIDITY, LIQUIDITY_LOW_DELAY,
 };
+use super::rafiki_wallets::{Answer, Wallets};
 
 /// Rafiki's own address, as its auto-peering answers it.
 pub const RAFIKI_ADDRESS: &str = "test.rafiki";
@@ -83,6 +87,9 @@ impl Default for Options {
 pub struct RafikiDouble {
     pub peering_port: u16,
     pub connector_port: u16,
+    /// Wallet addresses: `http://127.0.0.1:<wallet_port>/<wallet>` (SPSP).
+    pub wallet_port: u16,
+    pub wallets: Arc<Wallets>,
     pub state: Arc<Mutex<PeerState>>,
     /// The peer liquidity ledger, shared by the connector and the admin API.
     pub ledger: SharedLedger,
@@ -106,6 +113,7 @@ struct Connector {
     state: Arc<Mutex<PeerState>>,
     ledger: SharedLedger,
     webhooks: Arc<Webhooks>,
+    wallets: Arc<Wallets>,
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
@@ -137,7 +145,9 @@ impl RafikiDouble {
     /// Starts the double as `options` say: the peering endpoint and the connector always, the
     /// admin API when `options.admin` is set.
     pub async fn start_with(asset: (&str, u8), options: Options) -> RafikiDouble {
-        let (peering_port, connector_port) = (super::ports::claim(), super::ports::claim());
+        let (peering_port, connector_port, wallet_port) =
+            (super::ports::claim(), super::ports::claim(), super::ports::claim());
+        let wallets = Arc::new(Wallets::new(RAFIKI_ADDRESS, asset));
         let state = Arc::new(Mutex::new(PeerState::default()));
         let mut ledger =
             Ledger::new(Asset { id: ASSET_ID.to_string(), code: asset.0.to_string(), scale: asset.1 });
@@ -158,11 +168,23 @@ impl RafikiDouble {
             .await
         };
         let connector = {
-            let shared =
-                Connector { state: state.clone(), ledger: ledger.clone(), webhooks: webhooks.clone() };
+            let shared = Connector {
+                state: state.clone(),
+                ledger: ledger.clone(),
+                webhooks: webhooks.clone(),
+                wallets: wallets.clone(),
+            };
             serve(connector_port, move |req| {
                 let shared = shared.clone();
                 async move { connect(req, &shared).await }
+            })
+            .await
+        };
+        let spsp = {
+            let wallets = wallets.clone();
+            serve(wallet_port, move |req| {
+                let wallets = wallets.clone();
+                async move { wallets.spsp(req).await }
             })
             .await
         };
@@ -173,11 +195,13 @@ impl RafikiDouble {
         RafikiDouble {
             peering_port,
             connector_port,
+            wallet_port,
+            wallets,
             state,
             ledger,
             webhooks,
             admin,
-            tasks: vec![peering, connector],
+            tasks: vec![peering, connector, spsp],
         }
     }
 
@@ -205,6 +229,28 @@ impl RafikiDouble {
     /// given up. Their ids.
     pub async fn fire_liquidity_low_burst(&self, n: usize) -> Vec<String> {
         self.webhooks.fire_liquidity_low_burst(NODE_PEER_ID, n).await
+    }
+
+    /// `createPeer` by its operator, with no auto-peering: Rafiki sends to `connector_url` with
+    /// `send_token` and accepts `accepted_token` from the peer at `address`.
+    pub fn create_peer(&self, address: &str, connector_url: &str, send_token: &str, accepted_token: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.static_ilp_address = Some(address.to_string());
+        s.connector_url = Some(connector_url.to_string());
+        s.send_token = Some(send_token.to_string());
+        s.accepted_token = Some(accepted_token.to_string());
+    }
+
+    /// Wallet `name`'s address (its SPSP URL), as Rafiki serves it.
+    pub fn wallet_url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.wallet_port)
+    }
+
+    /// Pays `amount` from wallet `from` to the SPSP receiver at `spsp_url` over STREAM, through
+    /// the peer (the node), as Rafiki's outgoing payments do.
+    pub async fn pay_from_wallet(&self, from: &str, spsp_url: &str, amount: u64) -> sender::Outcome {
+        let link = Link { state: self.state.clone(), ledger: self.ledger.clone() };
+        self.wallets.pay(&link, from, spsp_url, amount).await
     }
 
     pub fn peering_url(&self) -> String {
@@ -254,29 +300,61 @@ impl RafikiDouble {
     /// Sends `prepare` to the peer as Rafiki does, with `token` (its current one by default);
     /// the HTTP status and body.
     pub async fn send(&self, prepare: &Prepare, token: Option<&str>) -> (StatusCode, Bytes) {
-        let (url, current) = {
-            let s = self.state.lock().unwrap();
-            (s.connector_url.clone().expect("peered"), s.send_token.clone().expect("peered"))
-        };
-        let token = token.map(str::to_string).unwrap_or(current);
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http::<Full<Bytes>>();
-        let mut req = Request::new(Full::new(prepare.to_bytes()));
-        *req.method_mut() = hyper::Method::POST;
-        *req.uri_mut() = url.parse().unwrap();
-        req.headers_mut().insert("content-type", "application/octet-stream".parse().unwrap());
-        req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let answer = client.request(req).await.expect("the peer answers");
-        let status = answer.status();
-        let body = answer.into_body().collect().await.unwrap().to_bytes();
-        // A packet to a peer credits its liquidity once fulfilled, with no cap.
-        if status == StatusCode::OK {
-            if let Ok(IlpResponse::Fulfill(_)) = IlpResponse::parse(body.clone()) {
-                self.ledger.lock().unwrap().credit_packet(NODE_PEER_ID, prepare.amount());
+        send_to_peer(&self.state, &self.ledger, prepare, token).await.expect("the peer answers")
+    }
+}
+
+/// The double's link to its peer, for its STREAM sender: a Prepare sent as [`send_to_peer`]
+/// does; a failed exchange is the T00 Rafiki's sender sees.
+struct Link {
+    state: Arc<Mutex<PeerState>>,
+    ledger: SharedLedger,
+}
+
+impl sender::Transport for Link {
+    async fn send(&self, prepare: Prepare) -> IlpResponse {
+        let sent = send_to_peer(&self.state, &self.ledger, &prepare, None).await;
+        match sent.map(|(status, body)| (status, IlpResponse::parse(body))) {
+            Ok((StatusCode::OK, Ok(answer))) => answer,
+            _ => {
+                let by = IlpAddress::parse(RAFIKI_ADDRESS).expect("a valid address");
+                let code = ErrorCode::T00_INTERNAL_ERROR;
+                IlpResponse::Reject(Reject::build(code, &by, "unexpected internal error", &[]))
             }
         }
-        (status, body)
     }
+}
+
+/// `prepare` to the peer's connector with `token` (the current one by default), as Rafiki sends;
+/// a Fulfill credits the peer's liquidity. The HTTP status and body, or why none came.
+async fn send_to_peer(
+    state: &Mutex<PeerState>,
+    ledger: &SharedLedger,
+    prepare: &Prepare,
+    token: Option<&str>,
+) -> Result<(StatusCode, Bytes), String> {
+    let (url, current) = {
+        let s = state.lock().unwrap();
+        (s.connector_url.clone().expect("peered"), s.send_token.clone().expect("peered"))
+    };
+    let token = token.map(str::to_string).unwrap_or(current);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut req = Request::new(Full::new(prepare.to_bytes()));
+    *req.method_mut() = hyper::Method::POST;
+    *req.uri_mut() = url.parse().unwrap();
+    req.headers_mut().insert("content-type", "application/octet-stream".parse().unwrap());
+    req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let answer = client.request(req).await.map_err(|e| format!("the peer did not answer: {e}"))?;
+    let status = answer.status();
+    let body = answer.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    // A packet to a peer credits its liquidity once fulfilled, with no cap.
+    if status == StatusCode::OK {
+        if let Ok(IlpResponse::Fulfill(_)) = IlpResponse::parse(body.clone()) {
+            ledger.lock().unwrap().credit_packet(NODE_PEER_ID, prepare.amount());
+        }
+    }
+    Ok((status, body))
 }
 
 async fn serve<F, Fut>(port: u16, handle: F) -> tokio::task::JoinHandle<()>
@@ -382,21 +460,35 @@ async fn connect(req: Request<Incoming>, shared: &Connector) -> Response<Full<By
         let reject = Reject::build(ErrorCode::F02_UNREACHABLE, &by, "unknown destination account", &[]);
         return octets(reject.as_bytes().clone());
     }
-    // A packet from the peer debits its liquidity (posted at once: this double fulfils it);
-    // more than the liquidity is T04 with nothing changed.
+    // A packet from the peer debits its liquidity (the pending phase); more than the liquidity
+    // is T04 with nothing changed.
     let amount = prepare.amount();
+    let mut left = None;
     if amount > 0 {
-        let left = shared.ledger.lock().unwrap().debit_packet(NODE_PEER_ID, amount);
-        let Some(left) = left else {
+        left = shared.ledger.lock().unwrap().debit_packet(NODE_PEER_ID, amount);
+        if left.is_none() {
             let by = IlpAddress::parse(RAFIKI_ADDRESS).expect("a valid address");
             let reject =
                 Reject::build(ErrorCode::T04_INSUFFICIENT_LIQUIDITY, &by, "InsufficientBalance", &[]);
             return octets(reject.as_bytes().clone());
-        };
-        let threshold = shared.ledger.lock().unwrap().peer(NODE_PEER_ID).and_then(|p| p.threshold);
-        if threshold.is_some_and(|t| left <= t) {
-            shared.webhooks.fire_liquidity_low_after(NODE_PEER_ID, LIQUIDITY_LOW_DELAY);
         }
     }
-    octets(Fulfill::build(&super::preimage_of(&prepare), b"").as_bytes().clone())
+    let fulfill = match shared.wallets.receive(&prepare) {
+        Some(Answer::Fulfilled(fulfill)) => fulfill,
+        // Voided: the debit goes back, and no webhook (rejected packets never fire one).
+        Some(Answer::Rejected(reject)) => {
+            if amount > 0 {
+                shared.ledger.lock().unwrap().credit_packet(NODE_PEER_ID, amount);
+            }
+            return octets(reject);
+        }
+        // Not a wallet's: fulfilled with the preimage the tests put in its data.
+        None => Fulfill::build(&super::preimage_of(&prepare), b"").as_bytes().clone(),
+    };
+    // Posted: a fulfilled packet leaving the liquidity at or below the threshold fires the event.
+    let threshold = shared.ledger.lock().unwrap().peer(NODE_PEER_ID).and_then(|p| p.threshold);
+    if left.zip(threshold).is_some_and(|(left, t)| left <= t) {
+        shared.webhooks.fire_liquidity_low_after(NODE_PEER_ID, LIQUIDITY_LOW_DELAY);
+    }
+    octets(fulfill)
 }
