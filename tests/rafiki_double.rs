@@ -4,7 +4,9 @@
 //! never-replayed requests for its tenant; its liquidity mutations answer as Rafiki's do
 //! (idempotency, DUPLICATE, BAD_USER_INPUT, FORBIDDEN, two-phase withdrawals); its connector
 //! debits and credits the same ledger; its webhooks are signed over the canonical form of a body
-//! sent in another order, and retried until an HTTP 200.
+//! sent in another order, and retried until an HTTP 200; its wallet addresses answer SPSP and
+//! take STREAM money only when fulfilled, its connector refuses with R02, F08 and T04 as Rafiki
+//! does, and a Fulfill later than its 5 s booking window is relayed but not booked.
 
 mod common;
 
@@ -13,6 +15,7 @@ use common::rafiki::{Options, RafikiDouble, NODE_PEER_ID, RAFIKI_ADDRESS};
 use common::rafiki_admin::{
     eventually, new_uuid, AdminOptions, Outage, Outcome, Tamper, WebhookOptions, ASSET_ID, TENANT_ID,
 };
+use common::rafiki_wallets::{spsp_get, spsp_query};
 use common::{assert_code, client, prepare, send, Behaviour, Downstream};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -23,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use thitsax::packet::ErrorCode;
 use thitsax::rafiki::signature::{canonical, sign, verify};
+use thitsax::stream::sender::Outcome as PaymentOutcome;
 use tokio::net::TcpListener;
 
 const DEPOSIT: &str =
@@ -634,4 +638,131 @@ async fn spoiled_webhooks_are_refused_by_a_checking_receiver_and_bursts_are_all_
     got.sort();
     got.dedup();
     assert_eq!(got, distinct, "every event reached the receiver");
+}
+
+/// Sends Prepares to the double's connector as its peer (the node) would, with `token`.
+struct AsThePeer {
+    connector: String,
+    token: &'static str,
+}
+
+impl thitsax::stream::sender::Transport for AsThePeer {
+    async fn send(&self, prepare: thitsax::packet::Prepare) -> thitsax::packet::Response {
+        send(&client(), &self.connector, self.token, &prepare).await.packet()
+    }
+}
+
+/// A STREAM payment of `amount` from the peer to `wallet`'s address, as the node sends one.
+async fn pay_wallet(rafiki: &RafikiDouble, peer: &AsThePeer, wallet: &str, amount: u64) -> PaymentOutcome {
+    use thitsax::stream::sender::{pay, Amount, AssetDetails, Payment, Progress, Rules};
+    let (destination, shared_secret) = spsp_query(&rafiki.wallet_url(wallet)).await;
+    let payment = Payment {
+        destination,
+        shared_secret,
+        source_asset: AssetDetails { code: "USD".into(), scale: 9 },
+        source_address: None,
+        amount: Amount::Source(amount),
+    };
+    let rules = Rules::new(tokio::time::Instant::now() + PATIENCE);
+    pay(peer, &payment, &rules, Progress::default(), |_| async {}).await.expect("valid rules")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wallet_addresses_answer_spsp_and_take_stream_money_only_when_fulfilled() {
+    let rafiki =
+        RafikiDouble::start_with(("USD", 9), Options { initial_liquidity: 10_000, ..Options::default() })
+            .await;
+    let downstream = Downstream::always(Behaviour::Fulfill).await;
+    peer_directly(&rafiki, "node-token", &downstream).await;
+    rafiki.wallets.add("alice", 0);
+    let connector = format!("http://127.0.0.1:{}/", rafiki.connector_port);
+    let peer = AsThePeer { connector: connector.clone(), token: "node-token" };
+
+    // SPSP: only for its media type, only for a wallet it holds; one segment per query.
+    let url = rafiki.wallet_url("alice");
+    let plain = common::http_call(&client(), wallet_addr(&rafiki), "GET", "/alice", None, None).await;
+    assert_eq!(plain.status, StatusCode::NOT_ACCEPTABLE);
+    let (destination, _) = spsp_query(&url).await;
+    let token = destination.as_str().strip_prefix("test.rafiki.").expect("under Rafiki's address");
+    assert!(!token.is_empty() && !token.contains('.'), "{destination}");
+    assert_eq!(rafiki.wallets.queries("alice"), 1);
+    let (unknown, _) = spsp_get(&rafiki.wallet_url("nobody")).await;
+    assert_eq!(unknown, StatusCode::NOT_FOUND, "no such wallet");
+
+    // Money: what the wallet's receiver fulfils is credited and debited from the peer, exactly;
+    // the sender's rate probes (F99 from the receiver) move nothing.
+    let paid = pay_wallet(&rafiki, &peer, "alice", 2_500).await;
+    assert!(paid.is_completed(), "{paid:?}");
+    assert_eq!(paid.delivered, 2_500);
+    assert!(paid.rejects_by_code.get("F99").copied().unwrap_or(0) >= 1, "the probe: {paid:?}");
+    assert_eq!((rafiki.wallets.balance("alice"), rafiki.node_liquidity()), (Some(2_500), 7_500));
+    assert_eq!(rafiki.wallets.credits().iter().map(|c| c.amount).sum::<u64>(), 2_500);
+
+    // Past the peer's liquidity: T04 before the wallet sees it; nothing moves.
+    let short = pay_wallet(&rafiki, &peer, "alice", 8_000).await;
+    assert!(!short.is_completed(), "{short:?}");
+    assert!(short.rejects_by_code.contains_key("T04"), "{short:?}");
+    assert_eq!((rafiki.wallets.balance("alice"), rafiki.node_liquidity()), (Some(2_500), 7_500));
+
+    // The peer's maxPacketAmount: F08 with what arrived and the maximum; a sender splits.
+    rafiki.set_max_packet_amount(Some(1_000));
+    let big = prepare("test.rafiki.x", 1_001, Duration::from_secs(30));
+    let reject = send(&client(), &connector, "node-token", &big).await.reject();
+    assert_code(&reject, ErrorCode::F08_AMOUNT_TOO_LARGE);
+    assert_eq!(reject.data(), [1_001u64.to_be_bytes(), 1_000u64.to_be_bytes()].concat());
+    let split = pay_wallet(&rafiki, &peer, "alice", 2_000).await;
+    assert!(split.is_completed(), "{split:?}");
+    assert!(split.packets_fulfilled >= 2, "{split:?}");
+    assert_eq!((rafiki.wallets.balance("alice"), rafiki.node_liquidity()), (Some(4_500), 5_500));
+
+    // Expiring in less than ~2 s: R02, nothing debited.
+    let hurried = prepare("test.rafiki.x", 10, Duration::from_millis(1_500));
+    assert_code(
+        &send(&client(), &connector, "node-token", &hurried).await.reject(),
+        ErrorCode::R02_INSUFFICIENT_TIMEOUT,
+    );
+    assert_eq!(rafiki.node_liquidity(), 5_500);
+}
+
+fn wallet_addr(rafiki: &RafikiDouble) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], rafiki.wallet_port))
+}
+
+/// A peer that fulfils every Prepare after `delay`.
+async fn slow_peer(delay: Duration) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| async move {
+                    let body = req.into_body().collect().await.unwrap().to_bytes();
+                    let prepare = thitsax::packet::Prepare::parse(&body).unwrap();
+                    tokio::time::sleep(delay).await;
+                    let fulfill = thitsax::packet::Fulfill::build(&common::preimage_of(&prepare), b"");
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(fulfill.as_bytes().clone())))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fulfill_later_than_the_booking_window_is_relayed_but_not_booked() {
+    let rafiki =
+        RafikiDouble::start_with(("USD", 9), Options { initial_liquidity: 1_000, ..Options::default() })
+            .await;
+    let (url, task) = slow_peer(common::rafiki::BOOKING_WINDOW + Duration::from_millis(300)).await;
+    rafiki.create_peer("test.n", &url, "rafiki-to-n", "n-to-rafiki");
+    let (status, body) = rafiki.send(&prepare("test.n.alice", 300, Duration::from_secs(30)), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(matches!(thitsax::packet::Response::parse(body), Ok(thitsax::packet::Response::Fulfill(_))));
+    assert_eq!(rafiki.node_liquidity(), 1_000, "not booked: the pending transfer had timed out");
+    assert_eq!(rafiki.state().unbooked, 1);
+    task.abort();
 }

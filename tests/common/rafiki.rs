@@ -10,14 +10,17 @@
 //! - its **connector** (ILP-over-HTTP, any path): `Authorization: Bearer` required (401 `Bearer
 //!   token required in Authorization header`, or `Access Denied - Invalid Token`),
 //!   `Content-Type` exactly `application/octet-stream` (400 otherwise), an unparseable Prepare
-//!   500; `peer.config` is F02 (Rafiki serves no ILDCP to peers); a Prepare more than the
+//!   500; `peer.config` is F02 (Rafiki serves no ILDCP to peers); a Prepare expiring less than
+//!   2 s from now is R02; one above the peer's `maxPacketAmount` (when set) F08 with what
+//!   arrived and the maximum; a Prepare more than the
 //!   node peer's liquidity is T04 `InsufficientBalance` with nothing changed; any other is
 //!   fulfilled with the preimage the tests put in its data and debited from that liquidity
 //!   (a fulfilled packet leaving it at or below the threshold fires `peer.liquidity_low` ~100 ms
 //!   later); zero-amount packets change nothing;
 //! - and it **sends** Prepares to its peer's connector URL with the token it answered, as Rafiki
 //!   does (`Content-Type: application/octet-stream`, `Authorization: Bearer`); a Fulfill credits
-//!   the node peer's liquidity, with no cap.
+//!   the node peer's liquidity, with no cap, when it came within the 5 s booking window (a
+//!   later one is relayed and not booked).
 //!
 //! Its ledger, admin GraphQL API and webhooks are in `rafiki_admin.rs` ([`Options`] turns them
 //! on); its wallet addresses (SPSP, a STREAM receiver and sender) in `rafiki_wallets.rs`: a
@@ -31,6 +34,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 use thitsax::packet::{ErrorCode, Fulfill, IlpAddress, Prepare, Reject, Response as IlpResponse};
 use thitsax::stream::sender;
 use tokio::net::TcpListener;
@@ -44,6 +48,11 @@ use super::rafiki_wallets::{Answer, Wallets};
 
 /// Rafiki's own address, as its auto-peering answers it.
 pub const RAFIKI_ADDRESS: &str = "test.rafiki";
+/// A Fulfill from the peer later than this after Rafiki sent the Prepare is relayed but not
+/// booked: the pending ledger transfer timed out (TIGERBEETLE_TWO_PHASE_TIMEOUT_SECONDS).
+pub const BOOKING_WINDOW: Duration = Duration::from_secs(5);
+/// A Prepare expiring sooner than this from now is R02 (Rafiki's "~2 s").
+pub const EXPIRY_LEFT_MIN: Duration = Duration::from_secs(2);
 
 /// What the double knows of its one peer (the node).
 #[derive(Debug, Default, Clone)]
@@ -58,6 +67,10 @@ pub struct PeerState {
     pub peerings: usize,
     /// Prepares its connector received, with the Authorization and Content-Type they came with.
     pub received: Vec<(String, String, String)>,
+    /// The peer's `maxPacketAmount`: a Prepare from it above this is F08.
+    pub max_packet_amount: Option<u64>,
+    /// Fulfills from the peer that came after [`BOOKING_WINDOW`]: relayed, not booked.
+    pub unbooked: usize,
 }
 
 /// How a [`RafikiDouble`] starts; [`Options::default`] is Rafiki's auto-peering default (the
@@ -215,6 +228,11 @@ impl RafikiDouble {
         self.ledger.lock().unwrap().liquidity(NODE_PEER_ID).expect("the node's peer")
     }
 
+    /// The node peer's `maxPacketAmount` (`None`: no limit, the default).
+    pub fn set_max_packet_amount(&self, max: Option<u64>) {
+        self.state.lock().unwrap().max_packet_amount = max;
+    }
+
     pub fn set_node_liquidity(&self, liquidity: u64) {
         self.ledger.lock().unwrap().set_liquidity(NODE_PEER_ID, liquidity);
     }
@@ -345,13 +363,19 @@ async fn send_to_peer(
     *req.uri_mut() = url.parse().unwrap();
     req.headers_mut().insert("content-type", "application/octet-stream".parse().unwrap());
     req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let sent = Instant::now();
     let answer = client.request(req).await.map_err(|e| format!("the peer did not answer: {e}"))?;
     let status = answer.status();
     let body = answer.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-    // A packet to a peer credits its liquidity once fulfilled, with no cap.
+    // A packet to a peer credits its liquidity once fulfilled, with no cap, if the Fulfill came
+    // within the booking window.
     if status == StatusCode::OK {
         if let Ok(IlpResponse::Fulfill(_)) = IlpResponse::parse(body.clone()) {
-            ledger.lock().unwrap().credit_packet(NODE_PEER_ID, prepare.amount());
+            if sent.elapsed() <= BOOKING_WINDOW {
+                ledger.lock().unwrap().credit_packet(NODE_PEER_ID, prepare.amount());
+            } else {
+                state.lock().unwrap().unbooked += 1;
+            }
         }
     }
     Ok((status, body))
@@ -460,14 +484,26 @@ async fn connect(req: Request<Incoming>, shared: &Connector) -> Response<Full<By
         let reject = Reject::build(ErrorCode::F02_UNREACHABLE, &by, "unknown destination account", &[]);
         return octets(reject.as_bytes().clone());
     }
+    let by = IlpAddress::parse(RAFIKI_ADDRESS).expect("a valid address");
+    let too_soon = SystemTime::now() + EXPIRY_LEFT_MIN;
+    if prepare.expires_at() < too_soon {
+        let reject = Reject::build(ErrorCode::R02_INSUFFICIENT_TIMEOUT, &by, "packet expired", &[]);
+        return octets(reject.as_bytes().clone());
+    }
+    // Above the incoming peer's maxPacketAmount: F08 with what arrived and the maximum.
+    let amount = prepare.amount();
+    let max_packet_amount = state.lock().unwrap().max_packet_amount;
+    if let Some(max) = max_packet_amount.filter(|max| amount > *max) {
+        let data = [amount.to_be_bytes(), max.to_be_bytes()].concat();
+        let reject = Reject::build(ErrorCode::F08_AMOUNT_TOO_LARGE, &by, "amount too large", &data);
+        return octets(reject.as_bytes().clone());
+    }
     // A packet from the peer debits its liquidity (the pending phase); more than the liquidity
     // is T04 with nothing changed.
-    let amount = prepare.amount();
     let mut left = None;
     if amount > 0 {
         left = shared.ledger.lock().unwrap().debit_packet(NODE_PEER_ID, amount);
         if left.is_none() {
-            let by = IlpAddress::parse(RAFIKI_ADDRESS).expect("a valid address");
             let reject =
                 Reject::build(ErrorCode::T04_INSUFFICIENT_LIQUIDITY, &by, "InsufficientBalance", &[]);
             return octets(reject.as_bytes().clone());

@@ -164,7 +164,7 @@ impl Wallets {
             let balance = inner.balances.get(from).copied().unwrap_or(0);
             assert!(balance >= amount, "wallet {from} holds {balance}, less than {amount}");
         }
-        let target = query(spsp_url).await;
+        let target = spsp_query(spsp_url).await;
         let payment = Payment {
             destination: target.0,
             shared_secret: target.1,
@@ -185,8 +185,8 @@ impl Wallets {
     }
 }
 
-/// An SPSP query, as Rafiki's sender makes it: the destination and the shared secret.
-async fn query(url: &str) -> (IlpAddress, SharedSecret) {
+/// `GET url` with SPSP's `Accept`: the status and the body.
+pub async fn spsp_get(url: &str) -> (StatusCode, Bytes) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
     let mut req = Request::new(Full::new(Bytes::new()));
@@ -194,9 +194,15 @@ async fn query(url: &str) -> (IlpAddress, SharedSecret) {
     req.headers_mut().insert("accept", SPSP_CONTENT_TYPE.parse().unwrap());
     let answer = client.request(req).await.unwrap_or_else(|e| panic!("SPSP query {url}: {e}"));
     let status = answer.status();
-    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    (status, answer.into_body().collect().await.unwrap().to_bytes())
+}
+
+/// An SPSP query, as Rafiki's sender makes it: the destination and the shared secret.
+pub async fn spsp_query(url: &str) -> (IlpAddress, SharedSecret) {
+    let (status, body) = spsp_get(url).await;
     assert_eq!(status, StatusCode::OK, "SPSP query {url}: {}", String::from_utf8_lossy(&body));
     let answer: serde_json::Value = serde_json::from_slice(&body).expect("SPSP JSON");
+    assert_eq!(answer["receipts_enabled"], false, "{answer}");
     let destination = IlpAddress::parse(answer["destination_account"].as_str().expect("destination_account"))
         .expect("an ILP address");
     use base64::Engine;
