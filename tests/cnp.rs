@@ -209,10 +209,15 @@ async fn money_crosses_between_a_mojaloop_scheme_and_rafiki_wallets_both_ways_an
     let credits = rafiki.wallets.credits();
     assert_eq!(credits.len(), 1, "one packet: {credits:?}");
     let completed = done.str("/fulfil/body/completedTimestamp");
-    let completed: SystemTime = chrono::DateTime::parse_from_rfc3339(completed)
+    let completed_ms = chrono::DateTime::parse_from_rfc3339(completed)
         .unwrap_or_else(|e| panic!("completedTimestamp {completed:?}: {e}"))
-        .into();
-    assert!(credits[0].at <= completed, "the wallet was credited after the commit");
+        .timestamp_millis();
+    // The Connector's timestamp has milliseconds: the credit's, truncated alike (one clock).
+    let credited_ms = credits[0].at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!(
+        credited_ms <= completed_ms,
+        "the wallet was credited at {credited_ms}, after the commit at {completed_ms}"
+    );
 
     // ---- Liquidity: Rafiki's webhook, the node's top-up ----------------------------------
     eventually("the webhook's top-up", WAIT, || deposits(&rafiki).len() == 2).await;
