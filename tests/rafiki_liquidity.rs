@@ -135,7 +135,14 @@ async fn top_ups_keep_rafikis_liquidity_in_step_once_each_and_a_webhook_burst_ca
     // webhooks then causes exactly one top-up, and every event is answered 200.
     pay_rafiki(&node, 200).await;
     assert_eq!(rafiki.node_liquidity(), 800);
+    let burst = std::time::Instant::now();
     let ids = rafiki.fire_liquidity_low_burst(1000).await;
+    // The figure, printed (`-- --nocapture`), not asserted: a busy machine may need retries.
+    let retried = rafiki.webhooks.deliveries().iter().filter(|d| d.attempt > 1).count();
+    eprintln!(
+        "1,000 webhooks at once: all answered 200 in {:?}, {retried} attempts retried",
+        burst.elapsed()
+    );
     for id in &ids {
         assert!(matches!(rafiki.webhooks.outcome(id), Some(Outcome::Delivered(_))), "{id}");
     }
