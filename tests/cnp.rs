@@ -96,17 +96,6 @@ async fn admin(node: &TestNode, method: &str, path: &str) -> common::HttpAnswer 
     admin_call(&client(), node.admin_addr.unwrap(), method, path, Some(ADMIN), None).await
 }
 
-/// Deposits the double applied, in order.
-fn deposits(rafiki: &RafikiDouble) -> Vec<u64> {
-    let ledger = rafiki.ledger.lock().unwrap();
-    ledger
-        .mutations()
-        .into_iter()
-        .filter(|m| m.operation == "depositPeerLiquidity")
-        .map(|m| m.input["amount"].as_str().unwrap().parse().unwrap())
-        .collect()
-}
-
 /// Waits until the Rafiki account's balance is `want` with no top-up pending.
 async fn settled_at(node: &TestNode, want: i128) {
     use thitsax::store::Store;
@@ -174,7 +163,7 @@ async fn money_crosses_between_a_mojaloop_scheme_and_rafiki_wallets_both_ways_an
     // Prefunding: the first top-up, recorded at Rafiki.
     eventually("the prefunding", WAIT, || rafiki.node_liquidity() == PREFUNDING).await;
     settled_at(&node, -(PREFUNDING as i128)).await;
-    assert_eq!(deposits(&rafiki), [PREFUNDING]);
+    assert_eq!(rafiki.deposits(), [PREFUNDING]);
 
     // ---- Mojaloop → Rafiki ---------------------------------------------------------------
     let posted = mfi
@@ -220,10 +209,10 @@ async fn money_crosses_between_a_mojaloop_scheme_and_rafiki_wallets_both_ways_an
     );
 
     // ---- Liquidity: Rafiki's webhook, the node's top-up ----------------------------------
-    eventually("the webhook's top-up", WAIT, || deposits(&rafiki).len() == 2).await;
+    eventually("the webhook's top-up", WAIT, || rafiki.deposits().len() == 2).await;
     eventually("Rafiki's liquidity restored", WAIT, || rafiki.node_liquidity() == PREFUNDING).await;
     settled_at(&node, -(PREFUNDING as i128)).await;
-    assert_eq!(deposits(&rafiki), [PREFUNDING, WALLET_CREDITED], "one top-up of what the payment spent");
+    assert_eq!(rafiki.deposits(), [PREFUNDING, WALLET_CREDITED], "one top-up of what the payment spent");
     let events = rafiki.webhooks.events();
     assert_eq!(events.len(), 1, "one liquidity_low event, for the one packet: {events:?}");
     eventually("the event delivered", WAIT, || {
@@ -269,6 +258,6 @@ async fn money_crosses_between_a_mojaloop_scheme_and_rafiki_wallets_both_ways_an
     assert_eq!(reconciled["rafiki_liquidity"], liquidity.to_string(), "{reconciled}");
     assert_eq!(reconciled["difference"], "0", "{reconciled}");
     assert_eq!(reconciled["agrees"], true, "{reconciled}");
-    assert_eq!(deposits(&rafiki), [PREFUNDING, WALLET_CREDITED], "no more top-ups");
+    assert_eq!(rafiki.deposits(), [PREFUNDING, WALLET_CREDITED], "no more top-ups");
     node.stop().await;
 }

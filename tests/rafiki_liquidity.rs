@@ -71,17 +71,6 @@ async fn balance(node: &TestNode) -> i128 {
     node.node.store.balance("rafiki").await.unwrap()
 }
 
-/// Deposits the double applied (replays answered from its idempotency cache are not counted).
-fn deposits(rafiki: &RafikiDouble) -> Vec<u64> {
-    let ledger = rafiki.ledger.lock().unwrap();
-    ledger
-        .mutations()
-        .into_iter()
-        .filter(|m| m.operation == "depositPeerLiquidity")
-        .map(|m| m.input["amount"].as_str().unwrap().parse().unwrap())
-        .collect()
-}
-
 async fn pay_rafiki(node: &TestNode, amount: u64) {
     let packet = prepare(&format!("{RAFIKI_ADDRESS}.wallet"), amount, Duration::from_secs(10));
     let answer = send(&client(), &format!("http://{}/", node.addr), "alice-token", &packet).await;
@@ -110,7 +99,7 @@ async fn top_ups_keep_rafikis_liquidity_in_step_once_each_and_a_webhook_burst_ca
     // The first top-up deposits the prefunding: the balance 0 is above -300, so it is topped up
     // to -1000, and Rafiki holds 1000 for the node.
     eventually("the first top-up", wait, || rafiki.node_liquidity() == 1000).await;
-    assert_eq!(deposits(&rafiki), [1000]);
+    assert_eq!(rafiki.deposits(), [1000]);
     let transfer = rafiki.ledger.lock().unwrap().mutations()[0].input["id"].as_str().unwrap().to_string();
     assert!(common::rafiki_admin::is_uuid_v4(&transfer), "{transfer}");
     eventually_balance(&node, -1000).await;
@@ -123,7 +112,7 @@ async fn top_ups_keep_rafikis_liquidity_in_step_once_each_and_a_webhook_burst_ca
     pay_rafiki(&node, 800).await;
     eventually("the second top-up", wait, || rafiki.node_liquidity() == 1000).await;
     eventually_balance(&node, -1000).await;
-    assert_eq!(deposits(&rafiki), [1000, 800], "each top-up recorded once");
+    assert_eq!(rafiki.deposits(), [1000, 800], "each top-up recorded once");
     let requests = rafiki.admin().requests();
     assert!(
         requests.iter().all(|r| r.signature_valid && r.tenant_valid),
@@ -158,7 +147,7 @@ async fn top_ups_keep_rafikis_liquidity_in_step_once_each_and_a_webhook_burst_ca
             .all(|e| matches!(rafiki.webhooks.outcome(&e.id), Some(Outcome::Delivered(_))))
     })
     .await;
-    assert_eq!(deposits(&rafiki), [1000, 800, 200], "one top-up for the whole burst");
+    assert_eq!(rafiki.deposits(), [1000, 800, 200], "one top-up for the whole burst");
 
     // Webhooks Rafiki did not sign as it does are refused, and do nothing.
     for tamper in [

@@ -116,10 +116,7 @@ async fn a_top_up_paid_through_mojaloop_is_paid_once_and_recorded_once_through_l
     assert_eq!((paid[0].amount.as_str(), paid[0].currency.as_str()), ("10", "MXN"));
     assert_eq!(paid[0].payee_id_value, OPERATOR_PARTY);
     // Recorded once at Rafiki, under one id and key.
-    let ledger = rafiki.ledger.lock().unwrap().mutations();
-    let deposits: Vec<_> = ledger.iter().filter(|m| m.operation == "depositPeerLiquidity").collect();
-    assert_eq!(deposits.len(), 1, "{deposits:?}");
-    assert_eq!(deposits[0].input["amount"], "1000");
+    assert_eq!(rafiki.deposits(), [1000]);
     assert_eq!(node.balance("rafiki").await, -1000);
 
     // And the books agree.

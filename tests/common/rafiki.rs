@@ -228,6 +228,14 @@ impl RafikiDouble {
         self.ledger.lock().unwrap().liquidity(NODE_PEER_ID).expect("the node's peer")
     }
 
+    /// The amounts of the deposits the ledger applied, in order (replays answered from its
+    /// idempotency cache are not counted).
+    pub fn deposits(&self) -> Vec<u64> {
+        let ledger = self.ledger.lock().unwrap();
+        let deposits = ledger.mutations().into_iter().filter(|m| m.operation == "depositPeerLiquidity");
+        deposits.map(|m| m.input["amount"].as_str().unwrap().parse().unwrap()).collect()
+    }
+
     /// The node peer's `maxPacketAmount` (`None`: no limit, the default).
     pub fn set_max_packet_amount(&self, max: Option<u64>) {
         self.state.lock().unwrap().max_packet_amount = max;
