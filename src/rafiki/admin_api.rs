@@ -1,6 +1,5 @@
 //! The node's client of a Rafiki's admin GraphQL API, for what it keeps in step there: the
-//! node's liquidity as a peer (deposits) and reading it back. (Withdrawals come with the
-//! recording of money paid back through the rail.)
+//! node's liquidity as a peer (deposits, two-phase withdrawals) and reading it back.
 //!
 //! Every request is signed as Rafiki asks (`signature: t=<ms>, v1=<HMAC>` over `"<t>." +` the
 //! body's RFC 8785 canonical JSON, plus `tenant-id`), and the bytes sent are exactly the
@@ -90,6 +89,8 @@ impl fmt::Debug for AdminApi {
 }
 
 const DEPOSIT: &str = "mutation DepositPeerLiquidity($input: DepositPeerLiquidityInput!) { depositPeerLiquidity(input: $input) { success } }";
+const WITHDRAW: &str = "mutation CreatePeerLiquidityWithdrawal($input: CreatePeerLiquidityWithdrawalInput!) { createPeerLiquidityWithdrawal(input: $input) { success } }";
+const POST_WITHDRAWAL: &str = "mutation PostLiquidityWithdrawal($input: PostLiquidityWithdrawalInput!) { postLiquidityWithdrawal(input: $input) { success } }";
 const PEER: &str = "query Peer($id: String!) { peer(id: $id) { id liquidity } }";
 
 impl AdminApi {
@@ -102,6 +103,30 @@ impl AdminApi {
     pub async fn deposit(&self, peer_id: &str, amount: u64, id: &str, key: &str) -> Result<(), ApiError> {
         let input = json!({"peerId": peer_id, "amount": amount.to_string(), "id": id, "idempotencyKey": key});
         self.mutate(DEPOSIT, "depositPeerLiquidity", input).await
+    }
+
+    /// Reserves a withdrawal of `amount` (the peer's asset scale) from the node's liquidity as
+    /// transfer `id` (a UUID v4), once per `key`; Rafiki releases it after `timeout_s` unless it
+    /// is posted.
+    pub async fn create_withdrawal(
+        &self,
+        peer_id: &str,
+        amount: u64,
+        id: &str,
+        key: &str,
+        timeout_s: u64,
+    ) -> Result<(), ApiError> {
+        let input = json!({
+            "peerId": peer_id, "amount": amount.to_string(), "id": id,
+            "idempotencyKey": key, "timeoutSeconds": timeout_s,
+        });
+        self.mutate(WITHDRAW, "createPeerLiquidityWithdrawal", input).await
+    }
+
+    /// Posts a reserved withdrawal, once per `key`: the liquidity is then gone for good.
+    pub async fn post_withdrawal(&self, withdrawal_id: &str, key: &str) -> Result<(), ApiError> {
+        let input = json!({"withdrawalId": withdrawal_id, "idempotencyKey": key});
+        self.mutate(POST_WITHDRAWAL, "postLiquidityWithdrawal", input).await
     }
 
     /// The node's liquidity at Rafiki now (the peer's asset scale).
