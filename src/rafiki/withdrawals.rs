@@ -25,15 +25,26 @@
 //!
 //! **Who retries.** An engine's callback is answered only once the withdrawal is recorded: on
 //! failure the engine is answered 503 and calls again with the same key (see
-//! `settlement::incoming`).
+//! `settlement::incoming`). A Mojaloop transfer cannot wait, so its credit keeps the withdrawal
+//! owed in the store in the same step ([`Store::credit_settlement_owing_withdrawal`]), and
+//! [`run`] drives it to the Rafiki with bounded backoff, on every instance, until it is recorded.
 //!
 //! Layer 5: runs on the node.
 
 use crate::account::{Account, AccountId};
-use crate::limits::{RAFIKI_WITHDRAWAL_GENERATIONS_MAX, RAFIKI_WITHDRAWAL_TIMEOUT_S};
+use crate::backoff::Backoff;
+use crate::limits::{
+    RAFIKI_WITHDRAWALS_PER_PASS_MAX, RAFIKI_WITHDRAWAL_GENERATIONS_MAX, RAFIKI_WITHDRAWAL_POLL_INTERVAL_MS,
+    RAFIKI_WITHDRAWAL_RETRY_FIRST_MS, RAFIKI_WITHDRAWAL_RETRY_MAX_MS, RAFIKI_WITHDRAWAL_TIMEOUT_S,
+};
 use crate::node::Node;
 use crate::rafiki::admin_api::{uuid_v4, AdminApi, ApiError};
+use crate::shutdown::Phase;
 use crate::store::Store;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 /// The ids one generation of a credit's withdrawal is recorded under at the Rafiki.
@@ -199,6 +210,80 @@ async fn walk(
         }
     }
     Err(WithdrawalError::Expired(RAFIKI_WITHDRAWAL_GENERATIONS_MAX))
+}
+
+/// When an owed withdrawal that failed is tried next.
+struct Retry {
+    backoff: Backoff,
+    due: Instant,
+}
+
+/// Drives the withdrawals owed in the store to the Rafiki until the node drains: each pass reads
+/// every Rafiki peer's (at most [`RAFIKI_WITHDRAWALS_PER_PASS_MAX`] each), records those due and
+/// forgets each once recorded. Woken by each new one, and every
+/// [`RAFIKI_WITHDRAWAL_POLL_INTERVAL_MS`] for those left by a crash or another instance. Several
+/// instances may drive the same one at once: they send the same ids and keys, so Rafiki records
+/// it once (a concurrent call with one key is refused and retried by the client), and no lease is
+/// needed.
+pub async fn run<S: Store>(node: Arc<Node<S>>) {
+    // Without `[rafiki.admin]` nothing can be recorded: what is owed waits in the store for an
+    // instance that has it.
+    if node.rafiki.is_none() {
+        return;
+    }
+    let poll = Duration::from_millis(RAFIKI_WITHDRAWAL_POLL_INTERVAL_MS);
+    let mut retries: HashMap<(AccountId, String), Retry> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = node.rafiki_withdrawals.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+            _ = node.shutdown.reached(Phase::Draining) => return,
+        }
+        pass(&node, &mut retries).await;
+    }
+}
+
+async fn pass<S: Store>(node: &Node<S>, retries: &mut HashMap<(AccountId, String), Retry>) {
+    let accounts = node.accounts.load();
+    let mut seen = Vec::new();
+    for account in accounts.iter().filter(|a| a.rafiki_liquidity.is_some()) {
+        let owed = match node.store.withdrawals_owed(account, RAFIKI_WITHDRAWALS_PER_PASS_MAX).await {
+            Ok(owed) => owed,
+            Err(e) => {
+                warn!(error = %e, account = %account.id, "cannot read the withdrawals owed at the Rafiki; tried again");
+                continue;
+            }
+        };
+        for owed in owed {
+            let name = (account.id.clone(), owed.key.clone());
+            seen.push(name.clone());
+            if retries.get(&name).is_some_and(|r| r.due > Instant::now()) {
+                continue;
+            }
+            match record(node, account, &owed.key, owed.amount).await {
+                Ok(_) => {
+                    retries.remove(&name);
+                    // Forgotten only once recorded: a crash before this records it again, the
+                    // same withdrawal, which Rafiki answers as done.
+                    if let Err(e) = node.store.finish_withdrawal(account, &owed.key).await {
+                        warn!(error = %e, account = %account.id, key = owed.key, "a withdrawal recorded at the Rafiki is still owed in the store; finished on the next pass");
+                    }
+                }
+                Err(e) => {
+                    let first = Duration::from_millis(RAFIKI_WITHDRAWAL_RETRY_FIRST_MS);
+                    let max = Duration::from_millis(RAFIKI_WITHDRAWAL_RETRY_MAX_MS);
+                    let retry = retries
+                        .entry(name)
+                        .or_insert_with(|| Retry { backoff: Backoff::new(first, max), due: Instant::now() });
+                    // A refusal waits the longest: only an operator's fix at the Rafiki helps.
+                    let wait = if e.is_refusal() { max } else { retry.backoff.next_wait() };
+                    retry.due = Instant::now() + wait;
+                }
+            }
+        }
+    }
+    // Finished elsewhere (another instance), or their account is gone: nothing to retry.
+    retries.retain(|name, _| seen.contains(name));
 }
 
 #[cfg(test)]
