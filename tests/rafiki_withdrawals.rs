@@ -257,9 +257,30 @@ rafiki_liquidity = {{ peer_id = "{NODE_PEER_ID}" }}
     let reconciled = reconcile(&node).await;
     assert_eq!(reconciled["difference"], "0", "{reconciled}");
 
-    // The engine paid back 500 in all: exactly what the node's balance rose by, and Rafiki's
+    // A withdrawal reserved and posted by earlier attempts whose keys Rafiki no longer remembers
+    // (made by hand here under the derived id, with other keys): the node's reservation is a
+    // DUPLICATE, its post "already posted", and nothing is withdrawn a second time.
+    let key = engine_credit_key("rafiki-pays-back-3");
+    let done = thitsax::rafiki::withdrawals::withdrawal_ids("rafiki", &key, 0);
+    let reserve = json!({"peerId": NODE_PEER_ID, "amount": "50", "id": done.id, "idempotencyKey": "forgotten-1", "timeoutSeconds": 60});
+    let post = json!({"withdrawalId": done.id, "idempotencyKey": "forgotten-2"});
+    {
+        let mut ledger = rafiki.ledger.lock().unwrap();
+        ledger.mutate("createPeerLiquidityWithdrawal", &reserve).unwrap();
+        ledger.mutate("postLiquidityWithdrawal", &post).unwrap();
+    }
+    assert_eq!(rafiki.node_liquidity(), 450);
+    engine.receive("rafiki", 50, "rafiki-pays-back-3").await;
+    eventually("the repeat is recognized", WAIT, || withdrawals_counted(&node, "repeated") == 1).await;
+    eventually_settled(&node, -450).await;
+    assert_eq!(rafiki.node_liquidity(), 450, "withdrawn once");
+    assert_eq!(applied(&rafiki, "createPeerLiquidityWithdrawal").len(), 4, "2 by the node, 2 by hand");
+    let reconciled = reconcile(&node).await;
+    assert_eq!(reconciled["difference"], "0", "{reconciled}");
+
+    // The engine paid back 550 in all: exactly what the node's balance rose by, and Rafiki's
     // figure fell by.
-    assert_eq!(node.balance("rafiki").await, -500);
+    assert_eq!(node.balance("rafiki").await, -450);
     node.stop().await;
 }
 
@@ -278,7 +299,8 @@ async fn eventually_settled<S: Store>(node: &TestNode<S>, want: i128) {
 }
 
 /// A node whose Rafiki peer settles through Mojaloop: its own settlement party for the peer is
-/// `rafiki-at-node`. The Connector (`outbound_url`) is not there: nothing is paid out here.
+/// `rafiki-at-node`. The Connector (`outbound_url`) is not there: nothing is paid out here. Each
+/// call names its own backend port (a node on Redis binds it as configured).
 fn mojaloop_node(rafiki_admin: &str, rafiki: &RafikiDouble, redis: Option<&str>) -> String {
     let store = match redis {
         Some(url) => format!("[store]\nkind = \"redis\"\nurl = \"{url}\"\nprefix = \"withdrawals\"\n"),
@@ -312,6 +334,7 @@ mojaloop_settlement = {{ peer_party = {{ id_type = "ACCOUNT_ID", id_value = "nod
 [mojaloop]
 dfsp_id = "thitsax"
 outbound_url = "http://127.0.0.1:{closed}"
+backend_listen = "127.0.0.1:{backend}"
 party = {{ id_type = "BUSINESS", id_value = "thitsax" }}
 [[mojaloop.currencies]]
 code = "USD"
@@ -320,6 +343,7 @@ account = "usd"
 "#,
         connector = rafiki.connector_port,
         closed = reserve_port(),
+        backend = reserve_port(),
     )
 }
 
@@ -468,4 +492,59 @@ async fn a_withdrawal_owed_survives_a_restart_and_the_next_instance_records_it_o
     let reconciled = reconcile(&next).await;
     assert_eq!(reconciled["difference"], "0", "{reconciled}");
     next.stop().await;
+}
+
+/// Two instances on one Redis both find the withdrawal owed and drive it (no lease: they send the
+/// same ids and keys) while every answer is lost; once the Rafiki answers again, it is reserved
+/// once and posted once, and both forget it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_drive_one_owed_withdrawal_and_rafiki_records_it_once() {
+    use thitsax::config::{Config, StoreConfig};
+    use thitsax::store::RedisStore;
+    if !common::redis::redis_or_skip("two_instances_drive_one_owed_withdrawal_and_rafiki_records_it_once") {
+        return;
+    }
+    let redis = common::redis::RedisServer::start();
+    let rafiki = RafikiDouble::start_with(
+        ("USD", 2),
+        Options { admin: Some(AdminOptions::default()), initial_liquidity: 0, ..Options::default() },
+    )
+    .await;
+    let (toml_a, toml_b) = (
+        mojaloop_node(&rafiki_admin_section(&rafiki), &rafiki, Some(&redis.url())),
+        mojaloop_node(&rafiki_admin_section(&rafiki), &rafiki, Some(&redis.url())),
+    );
+    let StoreConfig::Redis(redis_config) = Config::from_toml(&toml_a).unwrap().store else { panic!("redis") };
+    rafiki.admin().fail_next(10_000, Outage::DropAfterApplying);
+    let a = TestNode::start_redis(&toml_a, RedisStore::connect(&redis_config).await.unwrap()).await;
+    let b = TestNode::start_redis(&toml_b, RedisStore::connect(&redis_config).await.unwrap()).await;
+    prefund(&a, &rafiki).await;
+    mojaloop_transfer(&a, "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b", "3").await;
+    assert_eq!(b.balance("rafiki").await, -700, "one credit, seen by both");
+    eventually("both instances tried", WAIT, || {
+        withdrawals_counted(&a, "failed") >= 1 && withdrawals_counted(&b, "failed") >= 1
+    })
+    .await;
+    rafiki.admin().recover();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !owed(&a).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "still owed: {:?}", owed(&a).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let the other instance's pass (if one was under way) end: it finds nothing more to do.
+    eventually("both instances done", WAIT, || {
+        let done = |n: &TestNode<RedisStore>| {
+            withdrawals_counted(n, "recorded") + withdrawals_counted(n, "repeated")
+        };
+        done(&a) + done(&b) >= 1
+    })
+    .await;
+    let created = applied(&rafiki, "createPeerLiquidityWithdrawal");
+    assert_eq!(created.len(), 1, "reserved once: {created:?}");
+    assert_eq!(applied(&rafiki, "postLiquidityWithdrawal").len(), 1, "posted once");
+    assert_eq!(rafiki.node_liquidity(), 700);
+    assert_eq!(reconcile(&a).await["difference"], "0");
+    assert_eq!(reconcile(&b).await["difference"], "0");
+    a.stop().await;
+    b.stop().await;
 }
