@@ -41,7 +41,7 @@ use crate::node::Node;
 use crate::rafiki::admin_api::{uuid_v4, AdminApi, ApiError};
 use crate::shutdown::Phase;
 use crate::store::Store;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -245,7 +245,7 @@ pub async fn run<S: Store>(node: Arc<Node<S>>) {
 
 async fn pass<S: Store>(node: &Node<S>, retries: &mut HashMap<(AccountId, String), Retry>) {
     let accounts = node.accounts.load();
-    let mut seen = Vec::new();
+    let mut seen = HashSet::new();
     for account in accounts.iter().filter(|a| a.rafiki_liquidity.is_some()) {
         let owed = match node.store.withdrawals_owed(account, RAFIKI_WITHDRAWALS_PER_PASS_MAX).await {
             Ok(owed) => owed,
@@ -256,7 +256,7 @@ async fn pass<S: Store>(node: &Node<S>, retries: &mut HashMap<(AccountId, String
         };
         for owed in owed {
             let name = (account.id.clone(), owed.key.clone());
-            seen.push(name.clone());
+            seen.insert(name.clone());
             if retries.get(&name).is_some_and(|r| r.due > Instant::now()) {
                 continue;
             }
