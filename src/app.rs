@@ -283,6 +283,7 @@ impl<S: Store> App<S> {
                     client.connector().clone(),
                 ))
             }),
+            rafiki_withdrawals: tokio::sync::Notify::new(),
         });
         let tables = Arc::new(LocalTables::new(node.clone(), config.static_routes.clone()));
         // With a scheme, a payout receiver's completed payment is paid out in it.
@@ -469,6 +470,9 @@ impl<S: Store> App<S> {
             config.rafiki.admin.as_ref().map(|admin| {
                 tokio::spawn(crate::rafiki::liquidity::run(node.clone(), admin.reconcile_interval))
             });
+        // Records the withdrawals owed at the Rafiki peers (none without `[rafiki.admin]`); stops
+        // once draining, and what is still owed stays in the store for the next start.
+        let withdrawing = tokio::spawn(crate::rafiki::withdrawals::run(node.clone()));
         // The sweeper stops by itself when the node starts draining; it is awaited below so that
         // no sweep is cut off half way.
         let sweeper = tokio::spawn(crate::sweeper::run(node.clone(), config.sweep.clone()));
@@ -501,6 +505,7 @@ impl<S: Store> App<S> {
         if let Some(reconciling) = reconciling {
             let _ = reconciling.await;
         }
+        let _ = withdrawing.await;
         if let Some(spsp) = spsp {
             let _ = spsp.await;
         }

@@ -30,6 +30,8 @@
 //!    ([`settlement::outgoing`]), the systems it pays through ([`settlement::rails`]) and the
 //!    engines' callbacks ([`settlement::incoming`]); settlement kind `mojaloop`
 //!    ([`mojaloop::settlement`]) and the payouts into the scheme ([`mojaloop::payouts`]);
+//!    settlement kind `rafiki` ([`rafiki::liquidity`]: top-ups, reconciliation) and the money
+//!    paid back recorded as withdrawals ([`rafiki::withdrawals`], with its worker);
 //!    [`sweeper`]: crash
 //!    recovery of reservations; [`reload`] keeps accounts, routes and rates in step with Redis;
 //! 6. the edges that receive traffic: [`http::server`] (calls `forward`),

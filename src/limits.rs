@@ -215,3 +215,17 @@ pub const RAFIKI_ADMIN_ATTEMPTS_MAX: u32 = 3;
 pub const RAFIKI_RECONCILE_INTERVAL_MS: u64 = 60_000;
 /// Auto-peerings the admin API lists (`GET /peers/auto`), newest kept.
 pub const RAFIKI_PEERINGS_LISTED_MAX: usize = 100;
+/// How long a withdrawal recorded at a Rafiki stays reserved before Rafiki releases it unless
+/// posted: the node posts it at once, so only an outage longer than this leaves one to expire.
+pub const RAFIKI_WITHDRAWAL_TIMEOUT_S: u64 = 300;
+/// Withdrawal ids one recording walks through when the earlier ones' reservations expired (each
+/// walk starts from the first: see `rafiki::withdrawals`).
+pub const RAFIKI_WITHDRAWAL_GENERATIONS_MAX: u32 = 16;
+/// How often the withdrawals worker looks for withdrawals owed (also woken by each new one).
+pub const RAFIKI_WITHDRAWAL_POLL_INTERVAL_MS: u64 = 1_000;
+/// First wait before an owed withdrawal that failed is tried again; doubles from there.
+pub const RAFIKI_WITHDRAWAL_RETRY_FIRST_MS: u64 = 500;
+/// The longest wait between attempts of an owed withdrawal (a refusal waits this long).
+pub const RAFIKI_WITHDRAWAL_RETRY_MAX_MS: u64 = 60_000;
+/// Owed withdrawals of one account the worker reads per pass.
+pub const RAFIKI_WITHDRAWALS_PER_PASS_MAX: usize = 100;

@@ -35,10 +35,14 @@
 //! - `thitsax_rafiki_liquidity{account}` (gauge): the node's liquidity at the Rafiki as its last
 //!   reconciliation read it, in the account's units;
 //! - `thitsax_rafiki_liquidity_difference{account}` (gauge): that figure less the node's own
-//!   (minus the balance, less top-ups not yet recorded there); anything but 0 is also an error
-//!   in the log;
+//!   (minus the balance, less top-ups not yet recorded there, plus withdrawals owed and not yet
+//!   recorded there); anything but 0 is also an error in the log;
 //! - `thitsax_rafiki_webhooks_total{outcome}` (counter): Rafiki webhooks by outcome (`handled`,
-//!   `repeated`, `ignored`, `refused`).
+//!   `repeated`, `ignored`, `refused`);
+//! - `thitsax_rafiki_withdrawals_total{outcome}` (counter): money the Rafiki's side paid the node
+//!   through the account's rail, recorded at the Rafiki as liquidity withdrawals, by outcome of
+//!   each attempt: `recorded` (now), `repeated` (an earlier attempt had), `refused` (Rafiki said
+//!   no: kept owed, for an operator), `failed` (an outage or a refused signature: retried).
 //!
 //! Read at scrape time by the caller and handed to [`Metrics::render`] in a [`Scrape`]:
 //! - `thitsax_store_up` (gauge): 1 when the store could be read for this scrape, 0 when not (the
@@ -173,6 +177,7 @@ pub struct RafikiMetrics {
     pub liquidity: IntGaugeVec,
     pub difference: IntGaugeVec,
     pub webhooks: IntCounterVec,
+    pub withdrawals: IntCounterVec,
 }
 
 pub struct InFlight<'a> {
@@ -348,6 +353,11 @@ impl Metrics {
                 webhooks: counter(
                     "thitsax_rafiki_webhooks_total",
                     "Rafiki webhooks received, by outcome.",
+                    "outcome",
+                ),
+                withdrawals: counter(
+                    "thitsax_rafiki_withdrawals_total",
+                    "Attempts to record money paid back through the rail as Rafiki liquidity withdrawals, by outcome.",
                     "outcome",
                 ),
             }
@@ -693,7 +703,9 @@ mod tests {
         assert!(!metrics.render(&nothing_read()).contains("thitsax_rafiki"));
         metrics.rafiki().difference.with_label_values(&["rafiki"]).set(-5);
         metrics.rafiki().webhooks.with_label_values(&["handled"]).inc();
+        metrics.rafiki().withdrawals.with_label_values(&["recorded"]).inc_by(2);
         let text = metrics.render(&nothing_read());
+        assert_eq!(sample(&text, r#"thitsax_rafiki_withdrawals_total{outcome="recorded"}"#), Some(2.0));
         assert_eq!(sample(&text, r#"thitsax_rafiki_liquidity_difference{account="rafiki"}"#), Some(-5.0));
         assert_eq!(sample(&text, r#"thitsax_rafiki_webhooks_total{outcome="handled"}"#), Some(1.0));
     }

@@ -89,6 +89,9 @@ pub struct Node<S> {
     /// The Rafiki admin API the node records its Rafiki peers' liquidity through, with
     /// `[rafiki.admin]`.
     pub rafiki: Option<Arc<crate::rafiki::admin_api::AdminApi>>,
+    /// Wakes the Rafiki withdrawals worker when a credit leaves a withdrawal owed in the store
+    /// (it also polls, for those a crash or another instance left).
+    pub rafiki_withdrawals: tokio::sync::Notify,
 }
 
 /// This instance's identity in the leases of outgoing payments, the payments it sends now, and

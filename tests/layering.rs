@@ -57,6 +57,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("mojaloop::settlement", 5),
     ("mojaloop::payouts", 5),
     ("rafiki::liquidity", 5),
+    ("rafiki::withdrawals", 5),
     ("sweeper", 5),
     ("reload", 5),
     // 6. the edges that receive traffic.

@@ -98,6 +98,9 @@ impl ApiError {
             }
             // The store's own error stays in the log: the engine only needs to know to retry.
             ApiError::Incoming(IncomingError::Store(_)) => plain(status, "store unavailable; retry"),
+            ApiError::Incoming(IncomingError::WithdrawalUnrecorded(_)) => {
+                plain(status, "credited; its record at the Rafiki is not made yet; retry with the same key")
+            }
             _ => plain(status, self.to_string()),
         };
         *response.status_mut() = status;
@@ -124,6 +127,8 @@ fn incoming_status(e: &IncomingError) -> StatusCode {
         IncomingError::TooLarge(_) => StatusCode::UNPROCESSABLE_ENTITY,
         // Nothing was credited and the engine retries with the same key (RFC 0038).
         IncomingError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        // Credited once already: the retry with the same key records the withdrawal.
+        IncomingError::WithdrawalUnrecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -195,6 +200,8 @@ async fn handle<C: Callbacks>(gate: &Gate<C>, req: Request<Incoming>) -> Respons
                 ApiError::Incoming(IncomingError::Store(inner)) => {
                     warn!(error = %inner, "incoming settlement not credited: store unavailable")
                 }
+                // Logged where it failed, with the account and the amount.
+                ApiError::Incoming(IncomingError::WithdrawalUnrecorded(_)) => {}
                 ApiError::Internal => {}
                 _ => debug!(error = %e, "settlement API request refused"),
             }

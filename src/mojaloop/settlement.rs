@@ -13,7 +13,9 @@
 //!
 //! **Incoming, once per transfer.** A transfer whose payee is an account's own party credits that
 //! account ([`credit`]), keyed by the transfer id: a repeat is answered as the first time and
-//! credits nothing; the same id with another amount is refused (3106).
+//! credits nothing; the same id with another amount is refused (3106). For a Rafiki peer the
+//! credit also keeps, in the same store step, the withdrawal it owes at the Rafiki
+//! ([`crate::rafiki::withdrawals`]).
 
 use super::amount::{AmountError, FspiopAmount};
 use super::error::FspiopCode;
@@ -216,10 +218,21 @@ pub async fn credit<S: Store>(
     // FSPIOP amounts are ten-thousandths: what the account's scale cannot hold is kept and added
     // to the next settlement, as for an engine's.
     let quantity = Quantity::new(amount.ten_thousandths(), super::amount::FSPIOP_DECIMALS_MAX);
-    match node.store.credit_settlement(account, &key, quantity).await.map_err(store)? {
+    // A Rafiki peer's money coming back: the Connector is answered as soon as it is credited
+    // (failing the answer after the credit would break the transfer), so the withdrawal it owes
+    // at the Rafiki is kept in the store in the same step, and the withdrawals worker records it.
+    let rafiki = account.rafiki_liquidity.is_some();
+    let credit = match rafiki {
+        true => node.store.credit_settlement_owing_withdrawal(account, &key, quantity).await,
+        false => node.store.credit_settlement(account, &key, quantity).await,
+    };
+    match credit.map_err(store)? {
         IncomingCredit::Credited { credited } => {
             info!(account = %account.id, transfer = transfer_id, %amount, credited, "Mojaloop settlement received and credited");
             node.settlement.check(account);
+            if rafiki {
+                node.rafiki_withdrawals.notify_one();
+            }
             Ok(credited)
         }
         IncomingCredit::Repeated { credited } => {

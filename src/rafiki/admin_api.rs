@@ -1,6 +1,5 @@
 //! The node's client of a Rafiki's admin GraphQL API, for what it keeps in step there: the
-//! node's liquidity as a peer (deposits) and reading it back. (Withdrawals come with the
-//! recording of money paid back through the rail.)
+//! node's liquidity as a peer (deposits, two-phase withdrawals) and reading it back.
 //!
 //! Every request is signed as Rafiki asks (`signature: t=<ms>, v1=<HMAC>` over `"<t>." +` the
 //! body's RFC 8785 canonical JSON, plus `tenant-id`), and the bytes sent are exactly the
@@ -21,7 +20,8 @@ use bytes::Bytes;
 use hyper::{StatusCode, Uri};
 use serde_json::{json, Value};
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::warn;
 
 /// Larger answers are refused.
@@ -90,6 +90,8 @@ impl fmt::Debug for AdminApi {
 }
 
 const DEPOSIT: &str = "mutation DepositPeerLiquidity($input: DepositPeerLiquidityInput!) { depositPeerLiquidity(input: $input) { success } }";
+const WITHDRAW: &str = "mutation CreatePeerLiquidityWithdrawal($input: CreatePeerLiquidityWithdrawalInput!) { createPeerLiquidityWithdrawal(input: $input) { success } }";
+const POST_WITHDRAWAL: &str = "mutation PostLiquidityWithdrawal($input: PostLiquidityWithdrawalInput!) { postLiquidityWithdrawal(input: $input) { success } }";
 const PEER: &str = "query Peer($id: String!) { peer(id: $id) { id liquidity } }";
 
 impl AdminApi {
@@ -102,6 +104,30 @@ impl AdminApi {
     pub async fn deposit(&self, peer_id: &str, amount: u64, id: &str, key: &str) -> Result<(), ApiError> {
         let input = json!({"peerId": peer_id, "amount": amount.to_string(), "id": id, "idempotencyKey": key});
         self.mutate(DEPOSIT, "depositPeerLiquidity", input).await
+    }
+
+    /// Reserves a withdrawal of `amount` (the peer's asset scale) from the node's liquidity as
+    /// transfer `id` (a UUID v4), once per `key`; Rafiki releases it after `timeout_s` unless it
+    /// is posted.
+    pub async fn create_withdrawal(
+        &self,
+        peer_id: &str,
+        amount: u64,
+        id: &str,
+        key: &str,
+        timeout_s: u64,
+    ) -> Result<(), ApiError> {
+        let input = json!({
+            "peerId": peer_id, "amount": amount.to_string(), "id": id,
+            "idempotencyKey": key, "timeoutSeconds": timeout_s,
+        });
+        self.mutate(WITHDRAW, "createPeerLiquidityWithdrawal", input).await
+    }
+
+    /// Posts a reserved withdrawal, once per `key`: the liquidity is then gone for good.
+    pub async fn post_withdrawal(&self, withdrawal_id: &str, key: &str) -> Result<(), ApiError> {
+        let input = json!({"withdrawalId": withdrawal_id, "idempotencyKey": key});
+        self.mutate(POST_WITHDRAWAL, "postLiquidityWithdrawal", input).await
     }
 
     /// The node's liquidity at Rafiki now (the peer's asset scale).
@@ -162,7 +188,7 @@ impl AdminApi {
     async fn attempt(&self, canonical: &str) -> Result<Value, ApiError> {
         let signature = crate::rafiki::signature::sign(
             self.settings.secret.expose().as_bytes(),
-            SystemTime::now(),
+            signing_time(),
             canonical,
         );
         let headers = [("signature", signature), ("tenant-id", self.settings.tenant_id.clone())];
@@ -200,6 +226,23 @@ impl AdminApi {
             .map_err(|e| ApiError::Outage(format!("the answer is not JSON ({e}): {}", text())))?;
         answer_data(answer)
     }
+}
+
+/// When an attempt is signed: now, or 1 ms after the last attempt of this process when that is
+/// later. Rafiki refuses a signature it saw before, and two identical bodies signed in the same
+/// millisecond (a periodic reconciliation and one asked for, both reading the peer) would carry
+/// one signature: so no two attempts share a `t`. Under more than 1,000 attempts a second `t`
+/// runs ahead of the clock, which Rafiki accepts (it bounds only the past).
+fn signing_time() -> SystemTime {
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    let previous = LAST_MS.fetch_max(now_ms, Ordering::Relaxed);
+    let t_ms = match previous < now_ms {
+        true => now_ms,
+        // Taken by an earlier attempt in this millisecond or later: the next free one.
+        false => LAST_MS.fetch_add(1, Ordering::Relaxed) + 1,
+    };
+    UNIX_EPOCH + Duration::from_millis(t_ms)
 }
 
 /// A GraphQL answer's `data`, or its first error as a refusal.
@@ -250,6 +293,25 @@ mod tests {
             json!({"errors": [{"message": "db down", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]});
         assert!(matches!(answer_data(failing), Err(ApiError::Outage(_))));
         assert!(matches!(answer_data(json!({"hello": 1})), Err(ApiError::Outage(_))));
+    }
+
+    #[test]
+    fn no_two_attempts_are_signed_at_the_same_millisecond() {
+        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    let at = |_| signing_time().duration_since(UNIX_EPOCH).unwrap().as_millis();
+                    (0..500).map(at).collect::<Vec<u128>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<u128> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        assert!(all.iter().all(|t| *t >= before), "never before the clock");
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "every attempt its own millisecond");
     }
 
     #[test]

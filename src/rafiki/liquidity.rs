@@ -9,6 +9,7 @@
 //! settlement's id, which the store keeps from before the first attempt: every retry records the
 //! same deposit, and Rafiki does it once.
 //!
+//! Money coming back the other way is recorded as withdrawals ([`crate::rafiki::withdrawals`]).
 //! [`reconcile`] reads the liquidity back and compares it with the node's figure.
 //!
 //! Layer 5: runs on the node.
@@ -83,12 +84,17 @@ pub struct Reconciled {
     /// The node's liquidity as Rafiki reports it.
     pub rafiki: u64,
     /// What the node's books say it should be: minus the balance, less top-ups begun and not
-    /// yet settled (their deposit may not be recorded yet).
+    /// yet settled (their deposit may not be recorded yet), plus withdrawals owed (money the
+    /// peer's side paid back and the node credited, not yet recorded at the Rafiki).
     pub expected: i128,
     /// `rafiki - expected`: 0 when the books agree.
     pub difference: i128,
     /// Top-ups pending, which make the figure uncertain by their amount.
     pub pending: u64,
+    /// Withdrawals owed, which make it uncertain by theirs (one may be reserved at the Rafiki
+    /// already, and is then in Rafiki's figure). Those of an engine's callbacks are not kept (the
+    /// engine retries until one is recorded): while one is retried, it shows as a difference.
+    pub withdrawals_owed: u64,
 }
 
 /// Why a reconciliation has no figure.
@@ -114,7 +120,7 @@ pub async fn reconcile<S: Store>(node: &Node<S>, account: &Account) -> Result<Re
     let difference = reading.difference.clamp(i64::MIN.into(), i64::MAX.into()) as i64;
     metrics.difference.with_label_values(&[&id]).set(difference);
     if reading.difference != 0 {
-        error!(account = %account.id, rafiki = reading.rafiki, expected = %reading.expected, difference = %reading.difference, pending = reading.pending, "the Rafiki's liquidity figure and the node's differ");
+        error!(account = %account.id, rafiki = reading.rafiki, expected = %reading.expected, difference = %reading.difference, pending = reading.pending, withdrawals_owed = reading.withdrawals_owed, "the Rafiki's liquidity figure and the node's differ");
     }
     Ok(reading)
 }
@@ -148,8 +154,20 @@ async fn read<S: Store>(
     let balance = store.balance(&account.id).await?;
     let pending: u64 =
         store.pending_settlements(account).await?.iter().map(|p| p.amount).fold(0, u64::saturating_add);
-    let expected = -balance - i128::from(pending);
-    Ok(Reconciled { rafiki: liquidity, expected, difference: i128::from(liquidity) - expected, pending })
+    let withdrawals_owed: u64 = store
+        .withdrawals_owed(account, usize::MAX)
+        .await?
+        .iter()
+        .map(|w| w.amount)
+        .fold(0, u64::saturating_add);
+    let expected = -balance - i128::from(pending) + i128::from(withdrawals_owed);
+    Ok(Reconciled {
+        rafiki: liquidity,
+        expected,
+        difference: i128::from(liquidity) - expected,
+        pending,
+        withdrawals_owed,
+    })
 }
 
 /// Reconciles every Rafiki peer every `interval`, until the node drains.

@@ -10,12 +10,15 @@
 //!   from outages);
 //! - [`liquidity`]: settlement kind `rafiki`, top-ups recorded as deposits, and reconciliation
 //!   (layer 5: it runs on the node);
+//! - [`withdrawals`]: money paid back through the rail recorded as withdrawals, once each, and
+//!   the worker that drives those owed (layer 5);
 //! - [`webhooks`]: the receiver of Rafiki's signed webhooks (layer 6: an edge).
 //!
-//! Layer 3 (but `liquidity`): clients of the outside world.
+//! Layer 3 (but `liquidity`, `withdrawals` and `webhooks`): clients of the outside world.
 
 pub mod admin_api;
 pub mod liquidity;
 pub mod peering;
 pub mod signature;
 pub mod webhooks;
+pub mod withdrawals;

@@ -40,17 +40,29 @@ impl<S: Store> Callbacks for Node<S> {
             Missing::Account(id) => IncomingError::UnknownAccount(id),
             Missing::Engine(id) => IncomingError::NoEngine(id),
         })?;
-        match self.store.credit_settlement(&account, idempotency_key, quantity).await? {
+        let credited = match self.store.credit_settlement(&account, idempotency_key, quantity).await? {
             IncomingCredit::Credited { credited } => {
                 tracing::info!(account = %account.id, %quantity, credited, "incoming settlement credited");
                 // The credit may have taken the balance above the threshold.
                 self.settlement.check(&account);
-                Ok(quantity)
+                credited
             }
-            IncomingCredit::Repeated { .. } => Ok(quantity),
-            IncomingCredit::KeyReused => Err(IncomingError::KeyReused),
-            IncomingCredit::TooLarge => Err(IncomingError::TooLarge(account.id.to_string())),
+            IncomingCredit::Repeated { credited } => credited,
+            IncomingCredit::KeyReused => return Err(IncomingError::KeyReused),
+            IncomingCredit::TooLarge => return Err(IncomingError::TooLarge(account.id.to_string())),
+        };
+        if account.rafiki_liquidity.is_some() {
+            // Money from a Rafiki peer's side: the Rafiki's figure of the node's liquidity drops
+            // by what was credited. Recorded before the engine is answered, with ids derived from
+            // the engine's key, and on a repeat too (an earlier call may have credited and then
+            // failed to record): no store record is needed, because until the answer is 2xx the
+            // engine calls again with the same key (RFC 0038), the credit above is not repeated,
+            // and the withdrawal is recorded then, once.
+            crate::rafiki::withdrawals::record(self, &account, idempotency_key, credited)
+                .await
+                .map_err(|e| IncomingError::WithdrawalUnrecorded(e.to_string()))?;
         }
+        Ok(quantity)
     }
 
     async fn send_message(&self, account: &str, message: Bytes) -> Result<Bytes, MessageError> {

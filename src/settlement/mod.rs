@@ -35,7 +35,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
 
-/// Why an incoming settlement was not credited (nothing changed).
+/// Why an incoming settlement was not credited (nothing changed), or, for a Rafiki peer, not yet
+/// recorded at the Rafiki.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IncomingError {
     #[error("no account {0:?}")]
@@ -50,6 +51,10 @@ pub enum IncomingError {
     TooLarge(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// Credited (once, by its key), but the withdrawal it owes at the Rafiki is not recorded yet:
+    /// the engine calls again with the same key, which credits nothing more and records it.
+    #[error("credited, but not yet recorded at the Rafiki: {0}")]
+    WithdrawalUnrecorded(String),
 }
 
 /// Why an engine's message could not be relayed to the peer.

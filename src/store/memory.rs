@@ -9,9 +9,9 @@ use super::incoming::millis;
 use super::{
     settlement_fingerprint, CreatedIncoming, CreatedOutgoing, CreatedPayout, DebitError, IncomingCredit,
     IncomingPayment, IncomingPaymentId, NewIncomingPayment, NewOutgoingPayment, NewPayout, OutgoingPayment,
-    OutgoingPaymentId, OutgoingState, PacketId, PacketOutcome, Payout, PayoutAction, PayoutActionRefused,
-    PayoutEnd, PendingSettlement, Receipt, ReceiveRefusal, ReplayKey, Reserved, SettlementClaim,
-    SettlementEnd, Store, StoreError, Swept, INCOMING_KEY_RETENTION,
+    OutgoingPaymentId, OutgoingState, OwedWithdrawal, PacketId, PacketOutcome, Payout, PayoutAction,
+    PayoutActionRefused, PayoutEnd, PendingSettlement, Receipt, ReceiveRefusal, ReplayKey, Reserved,
+    SettlementClaim, SettlementEnd, Store, StoreError, Swept, INCOMING_KEY_RETENTION,
 };
 use crate::account::{Account, AccountId};
 use crate::balance::{self, Balance, AMOUNT_MAX};
@@ -42,6 +42,8 @@ struct AccountState {
     /// Incoming settlements' keys → (request fingerprint, credited, when), kept for
     /// [`INCOMING_KEY_RETENTION`].
     incoming: HashMap<String, (String, u64, SystemTime)>,
+    /// Withdrawals owed at the Rafiki: the incoming credit's key → (amount, since).
+    withdrawals_owed: HashMap<String, (u64, SystemTime)>,
     /// The incoming payments received on this account (a local one).
     payments: Payments,
     /// The packets `receive` credited lately, so that a retry changes nothing.
@@ -76,6 +78,56 @@ impl MemoryStore {
         // its checks pass, so the state is consistent and serving can go on.
         let mut state = cell.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut state)
+    }
+}
+
+/// Whether an incoming credit also owes a withdrawal at the Rafiki.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Owing {
+    Nothing,
+    Withdrawal,
+}
+
+impl MemoryStore {
+    /// One incoming settlement, once per key, and (`Owing::Withdrawal`) the withdrawal it owes
+    /// in the same step.
+    fn credit_incoming(
+        &self,
+        account: &Account,
+        key: &str,
+        quantity: Quantity,
+        owing: Owing,
+    ) -> IncomingCredit {
+        let fingerprint = settlement_fingerprint(&quantity);
+        let now = SystemTime::now();
+        self.with(&account.id, |state| {
+            state
+                .incoming
+                .retain(|_, (_, _, at)| now.duration_since(*at).unwrap_or_default() < INCOMING_KEY_RETENTION);
+            if let Some((seen, credited, _)) = state.incoming.get(key) {
+                return if *seen == fingerprint {
+                    IncomingCredit::Repeated { credited: *credited }
+                } else {
+                    IncomingCredit::KeyReused
+                };
+            }
+            let Some((whole, rest)) = split_incoming(state.leftover, quantity, account.asset_scale) else {
+                return IncomingCredit::TooLarge;
+            };
+            let Ok(credited) = u64::try_from(whole) else { return IncomingCredit::TooLarge };
+            let Ok(balance) = balance::credit(state.balance, credited) else {
+                return IncomingCredit::TooLarge;
+            };
+            state.balance = balance;
+            state.leftover = rest;
+            state.incoming.insert(key.to_string(), (fingerprint, credited, now));
+            // Nothing to withdraw when the whole amount went to the leftover: it is owed by the
+            // credit that takes the leftover in.
+            if owing == Owing::Withdrawal && credited > 0 {
+                state.withdrawals_owed.insert(key.to_string(), (credited, now));
+            }
+            IncomingCredit::Credited { credited }
+        })
     }
 }
 
@@ -383,31 +435,41 @@ impl Store for MemoryStore {
         key: &str,
         quantity: Quantity,
     ) -> Result<IncomingCredit, StoreError> {
-        let fingerprint = settlement_fingerprint(&quantity);
-        let now = SystemTime::now();
+        Ok(self.credit_incoming(account, key, quantity, Owing::Nothing))
+    }
+
+    async fn credit_settlement_owing_withdrawal(
+        &self,
+        account: &Account,
+        key: &str,
+        quantity: Quantity,
+    ) -> Result<IncomingCredit, StoreError> {
+        Ok(self.credit_incoming(account, key, quantity, Owing::Withdrawal))
+    }
+
+    async fn withdrawals_owed(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> Result<Vec<OwedWithdrawal>, StoreError> {
         self.with(&account.id, |state| {
-            state
-                .incoming
-                .retain(|_, (_, _, at)| now.duration_since(*at).unwrap_or_default() < INCOMING_KEY_RETENTION);
-            if let Some((seen, credited, _)) = state.incoming.get(key) {
-                return Ok(if *seen == fingerprint {
-                    IncomingCredit::Repeated { credited: *credited }
-                } else {
-                    IncomingCredit::KeyReused
-                });
-            }
-            let Some((whole, rest)) = split_incoming(state.leftover, quantity, account.asset_scale) else {
-                return Ok(IncomingCredit::TooLarge);
-            };
-            let Ok(credited) = u64::try_from(whole) else { return Ok(IncomingCredit::TooLarge) };
-            let Ok(balance) = balance::credit(state.balance, credited) else {
-                return Ok(IncomingCredit::TooLarge);
-            };
-            state.balance = balance;
-            state.leftover = rest;
-            state.incoming.insert(key.to_string(), (fingerprint, credited, now));
-            Ok(IncomingCredit::Credited { credited })
+            let mut owed: Vec<OwedWithdrawal> = state
+                .withdrawals_owed
+                .iter()
+                .map(|(key, (amount, since))| OwedWithdrawal {
+                    key: key.clone(),
+                    amount: *amount,
+                    since: *since,
+                })
+                .collect();
+            owed.sort_by(|a, b| (a.since, &a.key).cmp(&(b.since, &b.key)));
+            owed.truncate(limit);
+            Ok(owed)
         })
+    }
+
+    async fn finish_withdrawal(&self, account: &Account, key: &str) -> Result<bool, StoreError> {
+        self.with(&account.id, |state| Ok(state.withdrawals_owed.remove(key).is_some()))
     }
 
     async fn balance(&self, account_id: &str) -> Result<Balance, StoreError> {

@@ -286,6 +286,36 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 
+    /// [`credit_settlement`](Self::credit_settlement) for money a Rafiki peer's side paid the
+    /// node through a rail that cannot wait for the Rafiki to record it (the node answers a
+    /// Mojaloop transfer as soon as it is credited): in the same atomic step as the credit, a
+    /// withdrawal owed at the Rafiki of what it credited is kept under `key` (none when it
+    /// credited 0: the leftover goes with a later credit, which then owes it). A repeat, a reused
+    /// key or a refused amount changes nothing, as for `credit_settlement`. The withdrawals
+    /// worker records it at the Rafiki and then [`finish_withdrawal`](Self::finish_withdrawal)s
+    /// it; until then it survives restarts (Redis) and every instance sees it.
+    fn credit_settlement_owing_withdrawal(
+        &self,
+        account: &Account,
+        key: &str,
+        quantity: Quantity,
+    ) -> impl Future<Output = Result<IncomingCredit, StoreError>> + Send;
+
+    /// The account's withdrawals owed at the Rafiki, oldest first (then by key), at most `limit`.
+    fn withdrawals_owed(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OwedWithdrawal>, StoreError>> + Send;
+
+    /// The withdrawal owed under `key` is recorded at the Rafiki: forgotten. `true` when it was
+    /// owed; of any number of callers, on any instances, one gets `true`.
+    fn finish_withdrawal(
+        &self,
+        account: &Account,
+        key: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Creates a payout on the (local) account once per id, taking its amount off the balance in
     /// the same step; `Exists` with the stored one otherwise, nothing changed. A debit past the
     /// int64 minimum is [`StoreError::Overflow`], nothing written.
@@ -645,6 +675,18 @@ pub enum SettlementEnd {
     SettledBut { unpaid: u64 },
     /// The settlement system refused it for good: the amount goes back to the balance.
     Refunded,
+}
+
+/// Money a Rafiki peer's side paid the node through the account's rail, credited, and not yet
+/// recorded at the Rafiki as a withdrawal ([`Store::credit_settlement_owing_withdrawal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwedWithdrawal {
+    /// The incoming credit's own key (`mojaloop:<transferId>`): the withdrawal's ids at the
+    /// Rafiki are derived from it, so every attempt records the same one.
+    pub key: String,
+    /// What the credit credited, in the account's scale (never 0).
+    pub amount: u64,
+    pub since: SystemTime,
 }
 
 /// What an incoming settlement did.

@@ -500,6 +500,11 @@ impl AdminDouble {
         self.state.outages.lock().unwrap().extend(std::iter::repeat_n(outage, n));
     }
 
+    /// The outages still queued are dropped: the API answers again from the next request.
+    pub fn recover(&self) {
+        self.state.outages.lock().unwrap().clear();
+    }
+
     /// Every GraphQL request received, in order.
     pub fn requests(&self) -> Vec<AdminRequest> {
         self.state.requests.lock().unwrap().clone()

@@ -17,6 +17,7 @@
 //! | `<prefix>:{<account>}:payouts-open` | sorted set | the account's pending and failed payouts by creation ms |
 //! | `<prefix>:{<account>}:settlement-leftover` | string | `<amount>:<scale>` incoming settlements left that the account's scale cannot hold |
 //! | `<prefix>:{<account>}:settlement-in:<sha256 of key>` | string, 48 h TTL | one incoming settlement's idempotency record: `<request fingerprint>:<credited>` |
+//! | `<prefix>:{<account>}:withdrawals-owed` | hash | a Rafiki peer's money paid back through a rail that cannot wait for the Rafiki (Mojaloop), credited and not yet recorded at the Rafiki as a withdrawal: the incoming credit's key → `<amount>:<since ms>`, written by the credit's own script, removed once recorded |
 //! | `<prefix>:{<account>}:credited:<hour>` | hash, TTL `store.sweep_tombstone_retention_s` + 1 h ([`RedisConfig::credit_marker_ttl_s`]) after its last field | packet id → `1` for each credit applied in that hour (hours since the epoch, by the node's clock when it sent the credit): a retry of the credit (answer lost, or replayed after a restart) checks it in constant time. One field per fulfilled packet, kept for the TTL; no retry is sent once its first attempt is older than the TTL less a margin, and owed writes older than `store.sweep_tombstone_retention_s` are not replayed at start-up |
 //! | `<prefix>:{<account>}:swept` | sorted set | packet id scored by when the sweeper released its reservation (ms), so a late commit charges it once; kept for `store.sweep_tombstone_retention_s` |
 //! | `<prefix>:{<account>}:incoming:<id>` | hash | one incoming payment received on the (local) account: `target` (absent for none), `received` (the total so far, int64), `expires_ms`, `created_ms`, `state` (`open` or `completed`), `completed_ms` and `reason` (`target` or `expired`) once completed, `metadata` (JSON text), `handled` (`1` once its completion hook acknowledged). Deleted [`INCOMING_PAYMENT_RETENTION_S`](crate::limits::INCOMING_PAYMENT_RETENTION_S) after it completed, once handled |
@@ -88,9 +89,9 @@ pub mod shared_config;
 use super::{
     CreatedIncoming, CreatedOutgoing, CreatedPayout, DebitError, IncomingCredit, IncomingPayment,
     IncomingPaymentId, NewIncomingPayment, NewOutgoingPayment, NewPayout, OutgoingPayment, OutgoingPaymentId,
-    OutgoingState, PacketId, PacketOutcome, Payout, PayoutAction, PayoutActionRefused, PayoutEnd,
-    PendingSettlement, Receipt, ReplayKey, Reserved, SettlementClaim, SettlementEnd, Store, StoreError,
-    Swept,
+    OutgoingState, OwedWithdrawal, PacketId, PacketOutcome, Payout, PayoutAction, PayoutActionRefused,
+    PayoutEnd, PendingSettlement, Receipt, ReplayKey, Reserved, SettlementClaim, SettlementEnd, Store,
+    StoreError, Swept,
 };
 use crate::account::Account;
 use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
@@ -160,6 +161,8 @@ struct Keys {
     payout: String,
     payouts_open: String,
     leftover: String,
+    /// Withdrawals owed at the Rafiki: incoming credit key → `<amount>:<since ms>`.
+    withdrawals_owed: String,
     /// Prefix of each incoming settlement's key record (`<this>:<sha256 of the key>`).
     incoming: String,
     /// Prefix of each hour's credit marks (`<this>:<hour>`).
@@ -244,6 +247,7 @@ impl RedisStore {
             payout: format!("{base}:payout"),
             payouts_open: format!("{base}:payouts-open"),
             leftover: format!("{base}:settlement-leftover"),
+            withdrawals_owed: format!("{base}:withdrawals-owed"),
             incoming: format!("{base}:settlement-in"),
             credited: format!("{base}:credited"),
             payment_prefix: format!("{base}:incoming:"),
@@ -624,7 +628,28 @@ impl Store for RedisStore {
         key: &str,
         quantity: Quantity,
     ) -> Result<IncomingCredit, StoreError> {
-        self.credit_incoming_settlement(account, key, quantity).await
+        self.credit_incoming_settlement(account, key, quantity, false).await
+    }
+
+    async fn credit_settlement_owing_withdrawal(
+        &self,
+        account: &Account,
+        key: &str,
+        quantity: Quantity,
+    ) -> Result<IncomingCredit, StoreError> {
+        self.credit_incoming_settlement(account, key, quantity, true).await
+    }
+
+    async fn withdrawals_owed(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> Result<Vec<OwedWithdrawal>, StoreError> {
+        self.read_withdrawals_owed(account, limit).await
+    }
+
+    async fn finish_withdrawal(&self, account: &Account, key: &str) -> Result<bool, StoreError> {
+        self.forget_withdrawal(account, key).await
     }
 
     async fn balance(&self, account_id: &str) -> Result<Balance, StoreError> {

@@ -11,8 +11,8 @@ use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
 use crate::quantity::{split_incoming, Quantity};
 use crate::settlement_id::SettlementId;
 use crate::store::{
-    settlement_fingerprint, IncomingCredit, PendingSettlement, SettlementClaim, SettlementEnd, StoreError,
-    INCOMING_KEY_RETENTION,
+    settlement_fingerprint, IncomingCredit, OwedWithdrawal, PendingSettlement, SettlementClaim,
+    SettlementEnd, StoreError, INCOMING_KEY_RETENTION,
 };
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -155,11 +155,14 @@ impl RedisStore {
         Ok(pending)
     }
 
+    /// One incoming settlement, once per key; `owing_withdrawal`: with the withdrawal it owes
+    /// at the Rafiki kept in the same script.
     pub(super) async fn credit_incoming_settlement(
         &self,
         account: &Account,
         key: &str,
         quantity: Quantity,
+        owing_withdrawal: bool,
     ) -> Result<IncomingCredit, StoreError> {
         let k = self.keys(&account.id);
         let key_hash = hex::encode(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()));
@@ -178,10 +181,14 @@ impl RedisStore {
                 _ => return Ok(IncomingCredit::TooLarge),
             };
             let mut invocation = self.scripts.settlement_incoming.key(&k.balance);
-            invocation.key(&k.leftover).key(&record).key(&k.journal);
+            invocation.key(&k.leftover).key(&record).key(&k.journal).key(&k.withdrawals_owed);
             invocation.arg(&fingerprint).arg(stored.unwrap_or_default());
             invocation.arg(rest.map(|r| format!("{}:{}", r.amount, r.scale)).unwrap_or_default());
             invocation.arg(credited).arg(INCOMING_KEY_RETENTION.as_secs()).arg(format!("in:{key_hash}"));
+            match owing_withdrawal {
+                true => invocation.arg(millis(SystemTime::now())).arg(key),
+                false => invocation.arg("").arg(""),
+            };
             match Incoming::read(self.script::<Answer>(&invocation).await?, &account.id)? {
                 Incoming::Credited => return Ok(IncomingCredit::Credited { credited }),
                 Incoming::Repeated(before) => return Ok(IncomingCredit::Repeated { credited: before }),
@@ -195,6 +202,43 @@ impl RedisStore {
             "incoming settlements for {} kept racing; try again",
             account.id
         )))
+    }
+}
+
+impl RedisStore {
+    pub(super) async fn read_withdrawals_owed(
+        &self,
+        account: &Account,
+        limit: usize,
+    ) -> Result<Vec<OwedWithdrawal>, StoreError> {
+        // One HGETALL: withdrawals are owed only while the Rafiki cannot be reached, so the hash
+        // stays small; the limit bounds what one pass of the worker takes on.
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(&self.keys(&account.id).withdrawals_owed);
+        let entries: Vec<(String, String)> = self.cmd(&cmd).await?;
+        let malformed = |value: &str| {
+            StoreError::Corrupt(format!("owed withdrawal of {} is malformed: {value:?}", account.id))
+        };
+        let mut owed = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            let (amount, since) = value.split_once(':').ok_or_else(|| malformed(&value))?;
+            owed.push(OwedWithdrawal {
+                key,
+                amount: amount.parse().map_err(|_| malformed(&value))?,
+                since: UNIX_EPOCH + Duration::from_millis(since.parse().map_err(|_| malformed(&value))?),
+            });
+        }
+        owed.sort_by(|a, b| (a.since, &a.key).cmp(&(b.since, &b.key)));
+        owed.truncate(limit);
+        Ok(owed)
+    }
+
+    pub(super) async fn forget_withdrawal(&self, account: &Account, key: &str) -> Result<bool, StoreError> {
+        // HDEL is atomic and says whether the field was there: one caller gets 1.
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(&self.keys(&account.id).withdrawals_owed).arg(key);
+        let removed: i64 = self.cmd(&cmd).await?;
+        Ok(removed == 1)
     }
 }
 

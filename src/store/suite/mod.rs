@@ -7,8 +7,9 @@ use super::incoming::{from_millis, millis};
 use super::{
     AmountKind, CompletionReason, CreatedIncoming, CreatedOutgoing, DebitError, IncomingCredit,
     IncomingPayment, IncomingPaymentId, IncomingState, InvalidIncoming, InvalidOutgoing, NewIncomingPayment,
-    NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId, OutgoingState, PacketId, PacketOutcome, Receipt,
-    ReceiveRefusal, ReplayKey, Reserved, SettlementClaim, SettlementEnd, Store, StoreError, Swept,
+    NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId, OutgoingState, OwedWithdrawal, PacketId,
+    PacketOutcome, Receipt, ReceiveRefusal, ReplayKey, Reserved, SettlementClaim, SettlementEnd, Store,
+    StoreError, Swept,
 };
 use crate::account::{test_account, Account};
 use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
@@ -54,6 +55,7 @@ pub async fn run<S: Store>(store: &S, prefix: &str) {
     payout::payouts_are_created_once_driven_by_one_and_end_once(store, prefix).await;
     settlement_rules_agree_at_the_edges(store, prefix).await;
     incoming_settlements_credit_once_and_keep_remainders(store, prefix).await;
+    a_credit_owing_a_withdrawal_keeps_it_in_the_same_step_until_finished(store, prefix).await;
     incoming_payments_are_created_once_and_read_back(store, prefix).await;
     receive_credits_each_packet_once(store, prefix).await;
     a_payment_completes_exactly_at_its_target_once(store, prefix).await;
@@ -456,6 +458,58 @@ async fn incoming_settlements_credit_once_and_keep_remainders<S: Store>(store: &
     assert_eq!(store.credit_settlement(&a, "huge", huge).await, Ok(IncomingCredit::TooLarge));
     assert_eq!(store.credit_settlement(&a, "huge", huge).await, Ok(IncomingCredit::TooLarge));
     assert_eq!(store.balance(&a.id).await, Ok(134));
+}
+
+/// A Rafiki peer's money paid back through Mojaloop: the credit keeps the withdrawal it owes (of
+/// what it credited, in the account's scale) in the same step; a repeat, a reused key and a
+/// refused amount keep nothing more; a credit of 0 owes nothing; finishing forgets it once.
+async fn a_credit_owing_a_withdrawal_keeps_it_in_the_same_step_until_finished<S: Store>(
+    store: &S,
+    prefix: &str,
+) {
+    let a = account(prefix, "owing", None);
+    assert_eq!(store.withdrawals_owed(&a, 10).await, Ok(vec![]));
+    let before = SystemTime::now() - Duration::from_secs(1);
+    let first = Quantity::new(1_234_567_890, 9);
+    let credited = store.credit_settlement_owing_withdrawal(&a, "mojaloop:t1", first).await;
+    assert_eq!(credited, Ok(IncomingCredit::Credited { credited: 123 }));
+    let repeated = store.credit_settlement_owing_withdrawal(&a, "mojaloop:t1", first).await;
+    assert_eq!(repeated, Ok(IncomingCredit::Repeated { credited: 123 }));
+    let reused = store.credit_settlement_owing_withdrawal(&a, "mojaloop:t1", Quantity::new(1, 9)).await;
+    assert_eq!(reused, Ok(IncomingCredit::KeyReused));
+    let huge = Quantity::new(10u128.pow(30), 0);
+    let refused = store.credit_settlement_owing_withdrawal(&a, "mojaloop:huge", huge).await;
+    assert_eq!(refused, Ok(IncomingCredit::TooLarge));
+    // 0.004567890 is left over: a credit of 0.001 adds to it and credits nothing, so owes nothing.
+    let tiny =
+        store.credit_settlement_owing_withdrawal(&a, "mojaloop:tiny", Quantity::new(1_000_000, 9)).await;
+    assert_eq!(tiny, Ok(IncomingCredit::Credited { credited: 0 }));
+    // An engine's credit (the node records its withdrawal before answering) keeps none.
+    let engine = store.credit_settlement(&a, "engine-key", Quantity::new(5_000_000_000, 9)).await;
+    assert_eq!(engine, Ok(IncomingCredit::Credited { credited: 500 }));
+    // Amounts past 2^53 are kept exactly.
+    let big = Quantity::new(u128::from(AMOUNT_MAX / 2), 2);
+    let big_credit = store.credit_settlement_owing_withdrawal(&a, "mojaloop:t2", big).await;
+    assert_eq!(big_credit, Ok(IncomingCredit::Credited { credited: AMOUNT_MAX / 2 }));
+    assert_eq!(store.balance(&a.id).await, Ok(123 + 500 + i128::from(AMOUNT_MAX / 2)));
+
+    let owed = store.withdrawals_owed(&a, 10).await.unwrap();
+    let keys: Vec<(&str, u64)> = owed.iter().map(|o| (o.key.as_str(), o.amount)).collect();
+    assert_eq!(keys, [("mojaloop:t1", 123), ("mojaloop:t2", AMOUNT_MAX / 2)], "oldest first");
+    let after = SystemTime::now() + Duration::from_secs(1);
+    assert!(owed.iter().all(|o: &OwedWithdrawal| o.since > before && o.since < after), "{owed:?}");
+    assert_eq!(store.withdrawals_owed(&a, 1).await.unwrap().len(), 1, "at most the limit");
+
+    assert_eq!(store.finish_withdrawal(&a, "mojaloop:t1").await, Ok(true));
+    assert_eq!(store.finish_withdrawal(&a, "mojaloop:t1").await, Ok(false), "once");
+    assert_eq!(store.finish_withdrawal(&a, "never").await, Ok(false));
+    let left = store.withdrawals_owed(&a, 10).await.unwrap();
+    assert_eq!(left.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["mojaloop:t2"]);
+    // Finishing moves no money; a repeat of the finished credit still keeps nothing.
+    let again = store.credit_settlement_owing_withdrawal(&a, "mojaloop:t1", first).await;
+    assert_eq!(again, Ok(IncomingCredit::Repeated { credited: 123 }));
+    assert_eq!(store.withdrawals_owed(&a, 10).await.unwrap().len(), 1);
+    assert_eq!(store.balance(&a.id).await, Ok(123 + 500 + i128::from(AMOUNT_MAX / 2)));
 }
 
 /// Many tasks (standing in for many instances) see the same crossing at once: one settles.
