@@ -319,6 +319,7 @@ async fn reconcile<S: Store>(gate: &Gate<S>, id: &str) -> Answer {
                 "expected_liquidity": r.expected.to_string(),
                 "difference": r.difference.to_string(),
                 "top_ups_pending": r.pending.to_string(),
+                "withdrawals_owed": r.withdrawals_owed.to_string(),
                 "agrees": r.difference == 0,
             }),
         )),
