@@ -215,6 +215,16 @@ pub(crate) struct PaymentArgs {
     pub(crate) json: bool,
 }
 
+/// Whom ThitsaX node `dfsp` pays each transfer to, on the thitsax side of `mojaloop`.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub(crate) enum Payee {
+    /// Local account `ana` of a second ThitsaX node, `wallet` (Mojaloop -> ILP).
+    ThitsaxWallet,
+    /// A wallet address of a Rafiki test double in the tool, through peer account `rafiki`
+    /// (Mojaloop -> Rafiki: the cross-network provider).
+    Rafiki,
+}
+
 #[derive(Args)]
 pub(crate) struct MojaloopArgs {
     /// ThitsaX binary, e.g. target/release/thitsax.
@@ -227,6 +237,9 @@ pub(crate) struct MojaloopArgs {
     /// Measured transfers per side and round.
     #[arg(short = 'n', long, default_value_t = 200)]
     pub(crate) transfers: u64,
+    /// Whom node `dfsp` pays on the thitsax side.
+    #[arg(long, value_enum, default_value_t = Payee::ThitsaxWallet)]
+    pub(crate) payee: Payee,
     /// Transfers in flight, each on its own keep-alive connection to the payer's Connector.
     #[arg(short = 'c', long, default_value_t = 10)]
     pub(crate) concurrency: usize,

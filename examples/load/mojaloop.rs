@@ -8,7 +8,9 @@
 //! to
 //! - `direct`: the tool's minimal payee backend (`backend`);
 //! - `thitsax`: ThitsaX node `dfsp`'s `[mojaloop]` backend API, which pays every transfer over
-//!   STREAM through ILP-over-HTTP to node `wallet` (`nodes`).
+//!   STREAM through ILP-over-HTTP (`nodes`) to `--payee`: node `wallet` (`thitsax-wallet`, the
+//!   default), or a wallet address of the Rafiki test double in this process (`rafiki`, the
+//!   cross-network provider's case), through peer account `rafiki`.
 //!
 //! The payer (`payer`) sends `--warmup` transfers, then, once the machine is quiet, the
 //! `--transfers` measured ones, `--concurrency` in flight, each one `POST /transfers` on the
@@ -16,8 +18,9 @@
 //! second, the payer's time per transfer, the timing proxy's time per backend request (request
 //! received to answer sent) by kind, the CPU of every process. Sides alternate which goes first
 //! from round to round, so that drift of the machine hits both alike. After each run the books
-//! are checked: the direct backend paid each transferId once; ThitsaX's `ana` got exactly what
-//! the committed transfers sent and `usd` paid exactly that.
+//! are checked: the direct backend paid each transferId once; ThitsaX's `ana` (or the double's
+//! wallet) got exactly what the committed transfers sent, `usd` paid exactly that, and (rafiki)
+//! the node's prefunded liquidity at the double fell by exactly that.
 //!
 //! Exit status 0 when every check passes (`report::checks`), 1 when a goal is missed, 2 on an
 //! error, a failed transfer or books that do not add up (the figures are printed first).
@@ -27,6 +30,7 @@ mod connector;
 mod nodes;
 mod payer;
 mod ports;
+mod rafiki;
 mod report;
 mod timing;
 
@@ -36,7 +40,7 @@ use std::time::Duration;
 
 use ::thitsax::mojaloop::amount::FspiopAmount;
 
-use crate::cli::MojaloopArgs;
+use crate::cli::{MojaloopArgs, Payee};
 use crate::compare::lab::{Children, Lab};
 use crate::compare::redis::redis_server_version;
 use crate::compare::wait_quiet;
@@ -44,9 +48,10 @@ use crate::cpu::process_cpu_seconds;
 use crate::signal::shutdown_signal;
 use backend::Backend;
 use connector::{ConnectorPorts, ConnectorSpec, Js};
-use nodes::{NodeSettings, Nodes, NodesPorts, CURRENCY_DECIMALS, WALLET_SCALE};
+use nodes::{NodeSettings, Nodes, NodesPorts, PayeeNode, CURRENCY_DECIMALS, WALLET_SCALE};
 use payer::{Plan, CURRENCY};
 use ports::Ports;
+use rafiki::{RafikiDouble, PREFUNDED_LIQUIDITY};
 use report::{checks, report_json, report_text, summarize, Goals, Setup, Side, SideRun};
 use timing::{Sample, TimingProxy};
 
@@ -62,6 +67,10 @@ struct Bench<'a> {
     servers: tokio::runtime::Runtime,
     /// The payer's runtime, driven from the comparison's thread.
     payer: tokio::runtime::Runtime,
+    /// `--payee rafiki`: the Rafiki double's runtime, one thread of its own as node `wallet` is a
+    /// process of its own (so that it neither delays the timing proxy nor is delayed by it), and
+    /// that thread's `/proc` path for its CPU time.
+    rafiki: Option<(tokio::runtime::Runtime, String)>,
     /// The transfer's amount in the scheme currency's decimals, and in `ana`'s scale.
     units: (u64, u64),
 }
@@ -88,11 +97,11 @@ fn run_side(b: &Bench, side: Side, round: usize) -> Result<SideRun, String> {
     let payee_ports = ConnectorPorts::claim(&b.ports)?;
     let payer_backend = Backend::start(servers)?;
     // The payee's real backend, which the timing proxy forwards to.
-    let (direct, nodes, target) = match side {
+    let (direct, nodes, double, target) = match side {
         Side::Direct => {
             let backend = Backend::start(servers)?;
             let addr = backend.addr;
-            (Some(backend), None, addr)
+            (Some(backend), None, None, addr)
         }
         Side::Thitsax => {
             let settings = NodeSettings {
@@ -101,9 +110,17 @@ fn run_side(b: &Bench, side: Side, round: usize) -> Result<SideRun, String> {
                 backend_connections_max: a.thitsax_backend_connections_max,
                 backend_header_read_timeout_ms: a.thitsax_backend_header_read_timeout_ms,
             };
-            let ports = NodesPorts::claim(&b.ports)?;
-            let nodes = nodes::start(lab, &a.thitsax, &tag, ports, &settings, payee_ports.outbound)?;
-            (None, Some(nodes), SocketAddr::from(([127, 0, 0, 1], ports.dfsp_backend)))
+            let double = match &b.rafiki {
+                Some((rt, _)) => Some(RafikiDouble::start(rt.handle(), PREFUNDED_LIQUIDITY)?),
+                None => None,
+            };
+            let payee = match &double {
+                Some(d) => PayeeNode::Rafiki { connector: d.connector, wallet_url: d.wallet_url() },
+                None => PayeeNode::Wallet,
+            };
+            let ports = NodesPorts::claim(&b.ports, &payee)?;
+            let nodes = nodes::start(lab, &a.thitsax, &tag, ports, &settings, payee_ports.outbound, &payee)?;
+            (None, Some(nodes), double, SocketAddr::from(([127, 0, 0, 1], ports.dfsp_backend)))
         }
     };
     let proxy = TimingProxy::start(servers, target)?;
@@ -137,14 +154,23 @@ fn run_side(b: &Bench, side: Side, round: usize) -> Result<SideRun, String> {
     let _ = proxy.take();
     let quiet =
         wait_quiet(&lab.children, a.quiet_idle_pct / 100.0, Duration::from_secs(a.quiet_timeout_secs))?;
-    let mut processes = vec![("payer Connector", payer.pid), ("payee Connector", payee.pid)];
+    // Each one's /proc/<path>/stat: a process, or the double's thread in this one.
+    let mut processes =
+        vec![("payer Connector", payer.pid.to_string()), ("payee Connector", payee.pid.to_string())];
     if let Some(n) = &nodes {
-        processes.extend([("ThitsaX dfsp", n.dfsp_pid), ("ThitsaX wallet", n.wallet_pid)]);
+        processes.push(("ThitsaX dfsp", n.dfsp_pid.to_string()));
+        if let Some(pid) = n.wallet_pid {
+            processes.push(("ThitsaX wallet", pid.to_string()));
+        }
     }
-    let cpu = || processes.iter().map(|(_, pid)| process_cpu_seconds(&pid.to_string())).collect::<Vec<_>>();
-    let cpu0 = cpu();
+    if let (Some(_), Some((_, thread))) = (&double, &b.rafiki) {
+        processes.push(("Rafiki double (tool thread)", thread.clone()));
+    }
+    let cpu = || processes.iter().map(|(_, path)| process_cpu_seconds(path)).collect::<Vec<_>>();
+    let prepares = || double.as_ref().map(|d| d.counts().prepares.load(std::sync::atomic::Ordering::Relaxed));
+    let (cpu0, prepares0) = (cpu(), prepares());
     let batch = plan(&format!("{tag}-measured"), a.transfers, a.warmup);
-    let cpu1 = cpu();
+    let (cpu1, prepares1) = (cpu(), prepares());
     let (samples, connections) = proxy.take();
     write_samples(lab, &tag, &samples);
     if lab.children.stopped() {
@@ -161,7 +187,18 @@ fn run_side(b: &Bench, side: Side, round: usize) -> Result<SideRun, String> {
         .collect();
     run.problems.extend(warmup.failures.iter().map(|f| format!("failed warm-up transfer {f}")));
     let committed = (a.warmup - warmup.failures.len() as u64) + run.committed;
-    run.problems.extend(books(&direct, &nodes, committed, b.units));
+    run.problems.extend(books(&direct, &nodes, double.as_ref(), committed, b.units));
+    if let (Some(p0), Some(p1)) = (prepares0, prepares1) {
+        // Rafiki limits a peer to 10,000 packets per minute by default; the double counts them.
+        let packets = p1 - p0;
+        eprintln!(
+            "mojaloop: round {round} {}: the Rafiki double got {packets} Prepares in the measured phase: \
+             {:.1} per transfer, {:.0} per minute",
+            side.name(),
+            packets as f64 / a.transfers as f64,
+            packets as f64 * 60.0 / batch.elapsed.as_secs_f64()
+        );
+    }
     payer.stop(lab);
     payee.stop(lab);
     if let Some(n) = &nodes {
@@ -171,7 +208,13 @@ fn run_side(b: &Bench, side: Side, round: usize) -> Result<SideRun, String> {
 }
 
 /// What the payee's books say against `committed` transfers of `units`: each paid once.
-fn books(direct: &Option<Backend>, nodes: &Option<Nodes>, committed: u64, units: (u64, u64)) -> Vec<String> {
+fn books(
+    direct: &Option<Backend>,
+    nodes: &Option<Nodes>,
+    double: Option<&RafikiDouble>,
+    committed: u64,
+    units: (u64, u64),
+) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(d) = direct {
         let (paid, requests) =
@@ -183,14 +226,30 @@ fn books(direct: &Option<Backend>, nodes: &Option<Nodes>, committed: u64, units:
         }
     }
     if let Some(n) = nodes {
-        let want = (-(committed as i128 * units.0 as i128), committed as i128 * units.1 as i128);
-        match n.books() {
-            Ok(got) if got == want => {}
-            Ok((usd, ana)) => problems.push(format!(
-                "ThitsaX's books: usd {usd} (expected {}), ana {ana} (expected {}) for {committed} committed transfers",
-                want.0, want.1
-            )),
-            Err(e) => problems.push(format!("ThitsaX's books not read: {e}")),
+        let (paid, delivered) = (-(committed as i128 * units.0 as i128), committed as i128 * units.1 as i128);
+        match n.usd() {
+            Ok(usd) if usd == paid => {}
+            Ok(usd) => problems
+                .push(format!("ThitsaX's usd: {usd} (expected {paid}) for {committed} committed transfers")),
+            Err(e) => problems.push(format!("ThitsaX's usd not read: {e}")),
+        }
+        match double {
+            None => match n.ana() {
+                Ok(ana) if ana == delivered => {}
+                Ok(ana) => problems.push(format!(
+                    "ThitsaX's ana: {ana} (expected {delivered}) for {committed} committed transfers"
+                )),
+                Err(e) => problems.push(format!("ThitsaX's ana not read: {e}")),
+            },
+            Some(d) => {
+                let (wallet, spent) = (d.wallet_balance(), PREFUNDED_LIQUIDITY - d.liquidity());
+                if i128::from(wallet) != delivered || i128::from(spent) != delivered {
+                    problems.push(format!(
+                        "the Rafiki double: wallet {wallet}, liquidity spent {spent} (both expected \
+                         {delivered}) for {committed} committed transfers"
+                    ));
+                }
+            }
         }
     }
     problems
@@ -238,7 +297,12 @@ fn bench(a: MojaloopArgs, children: Children) -> Result<Outcome, String> {
         js.node.display(),
         lab.dir.display()
     );
-    let b = Bench { a: &a, lab: &lab, js, redis_version, ports: Ports::default(), servers, payer, units };
+    let rafiki = match a.payee {
+        Payee::ThitsaxWallet => None,
+        Payee::Rafiki => Some(rafiki_runtime()?),
+    };
+    let b =
+        Bench { a: &a, lab: &lab, js, redis_version, ports: Ports::default(), servers, payer, rafiki, units };
     let mut runs = Vec::new();
     for round in 1..=a.rounds {
         // Alternated: neither side always runs first (or last) in a round.
@@ -255,6 +319,7 @@ fn bench(a: MojaloopArgs, children: Children) -> Result<Outcome, String> {
     let goals = Goals { ratio_min: a.ratio_min, own_p99_ms_max: a.own_p99_ms_max };
     let checks = checks(&sides[0], &sides[1], goals, problems);
     let setup = Setup {
+        payee: a.payee,
         transfers: a.transfers,
         concurrency: a.concurrency,
         warmup: a.warmup,
@@ -280,6 +345,26 @@ fn bench(a: MojaloopArgs, children: Children) -> Result<Outcome, String> {
         println!("{}", report_json(&setup, &sides, &checks, &runs));
     }
     Ok(Outcome { pass: checks.iter().all(|c| c.pass), problems })
+}
+
+/// The Rafiki double's runtime and its one worker's `/proc` path (`<pid>/task/<tid>`, read
+/// on that thread from `/proc/thread-self`).
+fn rafiki_runtime() -> Result<(tokio::runtime::Runtime, String), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("load-rafiki")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("Rafiki double runtime: {e}"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    rt.spawn(async move {
+        let _ = tx.send(std::fs::read_link("/proc/thread-self"));
+    });
+    let path = rx
+        .recv_timeout(Duration::from_secs(5))
+        .map_err(|e| format!("Rafiki double runtime: {e}"))?
+        .map_err(|e| format!("/proc/thread-self: {e}"))?;
+    Ok((rt, path.display().to_string()))
 }
 
 /// Runs the comparison on a blocking thread, stopped (children killed) on SIGINT/SIGTERM.

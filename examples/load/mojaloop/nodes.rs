@@ -1,29 +1,35 @@
-//! The thitsax side's payee: two ThitsaX nodes (the release binary, in-memory store, configs
-//! written to the lab's dir), so that the transfer's ILP leg is real: STREAM over
-//! ILP-over-HTTP through a second node.
+//! The thitsax side's payee: ThitsaX node `dfsp` (the release binary, in-memory store, configs
+//! written to the lab's dir) and whom it pays, so that the transfer's ILP leg is real: STREAM
+//! over ILP-over-HTTP to
+//! - `--payee thitsax-wallet`: a second node, `wallet`;
+//! - `--payee rafiki`: the Rafiki test double in this process (`rafiki`), the cross-network
+//!   provider's case.
 //!
 //! - node `dfsp` serves the payee Connector's backend API (`[mojaloop]`, DFSP id `payeefsp` like
 //!   the direct side's Connector). The scheme's USD (2 decimals) is held by its local account
 //!   `usd` (a negative `min_balance`: the node pays out what the scheme pays it), and every payee
-//!   party (MSISDN `PAYEE_PREFIX...`, one per transfer: see `payer`) is the SPSP URL of local
-//!   account `ana` on node `wallet`.
-//!   Its peer `wallet` (USD, scale 9) is reached over ILP-over-HTTP.
+//!   party (MSISDN `PAYEE_PREFIX...`, one per transfer: see `payer`) is one receiver's SPSP URL:
+//!   local account `ana` on node `wallet`, or the double's wallet address.
+//!   Its peer (`wallet` or `rafiki`, USD, scale 9) is reached over ILP-over-HTTP; `rafiki` has
+//!   the `hold_time_ms_max` a Rafiki peer needs (Rafiki books a Fulfill only within 5 s).
 //! - node `wallet` holds `ana` (USD, scale 9) and answers SPSP for it; its peer `dfsp` may owe
 //!   it (a negative `min_balance`).
 //!
-//! A Mojaloop transfer then makes: `GET /parties` → an SPSP query to `wallet`; `POST
-//! /quoterequests` → an SPSP query and a STREAM rate probe (test packets through `wallet`);
+//! A Mojaloop transfer then makes: `GET /parties` → an SPSP query of the receiver; `POST
+//! /quoterequests` → an SPSP query and a STREAM rate probe (test packets through the peer);
 //! `POST /transfers` → an outgoing payment of the node (recorded in its store, sent by its
 //! sending worker: SPSP query, probe, the money packet, close), answered once delivered.
-//! After a run the books say whether every transfer was paid once: `ana` holds exactly what the
-//! transfers delivered and `usd` is short by exactly as much.
+//! After a run the books say whether every transfer was paid once: the receiver holds exactly
+//! what the transfers delivered and `usd` is short by exactly as much.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
 use crate::compare::lab::Lab;
 use crate::mojaloop::payer::{CURRENCY, PAYEE_PREFIX};
 use crate::mojaloop::ports::Ports;
+use crate::mojaloop::rafiki::{NODE_TO_RAFIKI_TOKEN, RAFIKI_ADDRESS, RAFIKI_TO_NODE_TOKEN};
 use crate::payment::{admin, ADMIN_TOKEN};
 
 /// The Mojaloop currency's decimals, and the scale of its local account at node `dfsp`.
@@ -32,6 +38,20 @@ pub(crate) const CURRENCY_DECIMALS: u8 = 2;
 pub(crate) const WALLET_SCALE: u8 = 9;
 /// A limit far beyond any run, so that no balance limit takes part.
 const MIN_BALANCE: &str = "-1000000000000000000";
+/// The outgoing hold time of peer account `rafiki`: Rafiki books a packet only if its Fulfill
+/// arrives within 5 s, so the node must reject in time rather than fulfil too late (as
+/// `examples/cnp/cnp.toml` has it).
+pub(crate) const RAFIKI_HOLD_TIME_MS_MAX: u64 = 4000;
+
+/// Whom node `dfsp` pays every transfer to.
+#[derive(Clone, Debug)]
+pub(crate) enum PayeeNode {
+    /// Local account `ana` of node `wallet`, through peer account `wallet`.
+    Wallet,
+    /// A wallet address of the Rafiki test double (`wallet_url`, its SPSP URL), through peer
+    /// account `rafiki` whose `outgoing_url` is the double's connector.
+    Rafiki { connector: SocketAddr, wallet_url: String },
+}
 
 /// The listeners of both nodes.
 #[derive(Clone, Copy, Debug)]
@@ -41,21 +61,31 @@ pub(crate) struct NodesPorts {
     /// Bound because `usd` is a local account; never asked.
     pub(crate) dfsp_spsp: u16,
     pub(crate) dfsp_backend: u16,
-    pub(crate) wallet_ilp: u16,
-    pub(crate) wallet_admin: u16,
-    pub(crate) wallet_spsp: u16,
+    /// Node `wallet`'s, when it runs.
+    pub(crate) wallet: Option<WalletPorts>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WalletPorts {
+    pub(crate) ilp: u16,
+    pub(crate) admin: u16,
+    pub(crate) spsp: u16,
 }
 
 impl NodesPorts {
-    pub(crate) fn claim(ports: &Ports) -> Result<NodesPorts, String> {
+    /// `dfsp`'s ports, and `wallet`'s when `payee` is node `wallet`.
+    pub(crate) fn claim(ports: &Ports, payee: &PayeeNode) -> Result<NodesPorts, String> {
         Ok(NodesPorts {
             dfsp_ilp: ports.claim()?,
             dfsp_admin: ports.claim()?,
             dfsp_spsp: ports.claim()?,
             dfsp_backend: ports.claim()?,
-            wallet_ilp: ports.claim()?,
-            wallet_admin: ports.claim()?,
-            wallet_spsp: ports.claim()?,
+            wallet: match payee {
+                PayeeNode::Wallet => {
+                    Some(WalletPorts { ilp: ports.claim()?, admin: ports.claim()?, spsp: ports.claim()? })
+                }
+                PayeeNode::Rafiki { .. } => None,
+            },
         })
     }
 }
@@ -92,8 +122,57 @@ fn listeners(address: &str, s: &NodeSettings, ilp: u16, admin: u16, spsp: u16) -
     )
 }
 
-/// The two configs: `dfsp` (the payee DFSP, `payee_outbound` its Connector's outbound port), `wallet`.
-pub(crate) fn configs(p: &NodesPorts, s: &NodeSettings, payee_outbound: u16) -> [String; 2] {
+/// Node `dfsp`'s peer account for `payee`, and the URL every payee party is.
+fn payee_peer(p: &NodesPorts, payee: &PayeeNode) -> Result<(String, String), String> {
+    Ok(match payee {
+        PayeeNode::Wallet => {
+            let w = p.wallet.ok_or("payee node `wallet` without its ports")?;
+            (
+                format!(
+                    r#"[[accounts]]
+id = "wallet"
+relation = "peer"
+asset_code = "{CURRENCY}"
+asset_scale = {WALLET_SCALE}
+ilp_address = "test.wallet"
+incoming_token = "wallet-to-dfsp"
+outgoing_url = "http://127.0.0.1:{}/"
+outgoing_token = "dfsp-to-wallet"
+"#,
+                    w.ilp
+                ),
+                format!("http://127.0.0.1:{}/ana", w.spsp),
+            )
+        }
+        // No ILDCP: the node has its own address, and Rafiki serves none to its peers.
+        PayeeNode::Rafiki { connector, wallet_url } => (
+            format!(
+                r#"[[accounts]]
+id = "rafiki"
+relation = "peer"
+asset_code = "{CURRENCY}"
+asset_scale = {WALLET_SCALE}
+ilp_address = "{RAFIKI_ADDRESS}"
+incoming_token = "{RAFIKI_TO_NODE_TOKEN}"
+outgoing_url = "http://{connector}/"
+outgoing_token = "{NODE_TO_RAFIKI_TOKEN}"
+hold_time_ms_max = {RAFIKI_HOLD_TIME_MS_MAX}
+"#
+            ),
+            wallet_url.clone(),
+        ),
+    })
+}
+
+/// The configs: `dfsp` (the payee DFSP, `payee_outbound` its Connector's outbound port), and
+/// `wallet` when `payee` is that node.
+pub(crate) fn configs(
+    p: &NodesPorts,
+    s: &NodeSettings,
+    payee_outbound: u16,
+    payee: &PayeeNode,
+) -> Result<(String, Option<String>), String> {
+    let (peer, receiver) = payee_peer(p, payee)?;
     let dfsp = format!(
         r#"{}
 [[accounts]]
@@ -103,16 +182,7 @@ asset_code = "{CURRENCY}"
 asset_scale = {CURRENCY_DECIMALS}
 min_balance = {MIN_BALANCE}
 
-[[accounts]]
-id = "wallet"
-relation = "peer"
-asset_code = "{CURRENCY}"
-asset_scale = {WALLET_SCALE}
-ilp_address = "test.wallet"
-incoming_token = "wallet-to-dfsp"
-outgoing_url = "http://127.0.0.1:{}/"
-outgoing_token = "dfsp-to-wallet"
-
+{peer}
 [mojaloop]
 dfsp_id = "payeefsp"
 outbound_url = "http://127.0.0.1:{payee_outbound}"
@@ -127,16 +197,15 @@ account = "usd"
 [[mojaloop.parties]]
 id_type = "MSISDN"
 id_value_prefix = "{PAYEE_PREFIX}"
-receiver = "http://127.0.0.1:{}/ana"
+receiver = "{receiver}"
 "#,
         listeners("test.dfsp", s, p.dfsp_ilp, p.dfsp_admin, p.dfsp_spsp),
-        p.wallet_ilp,
         p.dfsp_backend,
         s.backend_limits(),
-        p.wallet_spsp,
     );
-    let wallet = format!(
-        r#"{}
+    let wallet = p.wallet.filter(|_| matches!(payee, PayeeNode::Wallet)).map(|w| {
+        format!(
+            r#"{}
 [[accounts]]
 id = "dfsp"
 relation = "peer"
@@ -154,21 +223,24 @@ relation = "local"
 asset_code = "{CURRENCY}"
 asset_scale = {WALLET_SCALE}
 "#,
-        listeners("test.wallet", s, p.wallet_ilp, p.wallet_admin, p.wallet_spsp),
-        p.dfsp_ilp,
-    );
-    [dfsp, wallet]
+            listeners("test.wallet", s, w.ilp, w.admin, w.spsp),
+            p.dfsp_ilp,
+        )
+    });
+    Ok((dfsp, wallet))
 }
 
-/// The two running nodes.
+/// The running nodes.
 pub(crate) struct Nodes {
     pub(crate) ports: NodesPorts,
     pub(crate) dfsp_pid: u32,
-    pub(crate) wallet_pid: u32,
+    /// Node `wallet`'s, when it runs.
+    pub(crate) wallet_pid: Option<u32>,
 }
 
-/// Writes the configs as `<tag>-dfsp.toml` and `<tag>-wallet.toml`, starts both nodes (logs
-/// `<tag>-dfsp.log`, `<tag>-wallet.log`) and waits until every listener answers.
+/// Writes the configs as `<tag>-dfsp.toml` (and `<tag>-wallet.toml`), starts the nodes (logs
+/// `<tag>-dfsp.log`, `<tag>-wallet.log`), the payee first, and waits until every listener
+/// answers.
 pub(crate) fn start(
     lab: &Lab,
     bin: &Path,
@@ -176,13 +248,16 @@ pub(crate) fn start(
     ports: NodesPorts,
     settings: &NodeSettings,
     payee_outbound: u16,
+    payee: &PayeeNode,
 ) -> Result<Nodes, String> {
-    let [dfsp, wallet] = configs(&ports, settings, payee_outbound);
+    let (dfsp, wallet) = configs(&ports, settings, payee_outbound, payee)?;
+    let mut nodes = Vec::new();
+    if let (Some(toml), Some(w)) = (wallet, ports.wallet) {
+        nodes.push(("wallet", toml, vec![w.ilp, w.admin, w.spsp]));
+    }
+    nodes.push(("dfsp", dfsp, vec![ports.dfsp_ilp, ports.dfsp_admin, ports.dfsp_backend]));
     let mut pids = Vec::new();
-    for (node, toml, listening) in [
-        ("wallet", wallet, vec![ports.wallet_ilp, ports.wallet_admin, ports.wallet_spsp]),
-        ("dfsp", dfsp, vec![ports.dfsp_ilp, ports.dfsp_admin, ports.dfsp_backend]),
-    ] {
+    for (node, toml, listening) in nodes {
         let name = format!("{tag}-{node}");
         let file = lab.dir.join(format!("{name}.toml"));
         std::fs::write(&file, toml).map_err(|e| format!("write {}: {e}", file.display()))?;
@@ -194,25 +269,36 @@ pub(crate) fn start(
         }
         pids.push(pid);
     }
-    Ok(Nodes { ports, wallet_pid: pids[0], dfsp_pid: pids[1] })
+    let dfsp_pid = pids.pop().expect("dfsp was started");
+    Ok(Nodes { ports, dfsp_pid, wallet_pid: pids.pop() })
+}
+
+/// An account's balance in its own scale, from a node's admin API.
+fn balance(admin_port: u16, account: &str) -> Result<i128, String> {
+    let (status, v) = admin(admin_port, "GET", &format!("/accounts/{account}/balance"), "")?;
+    v["balance"]
+        .as_str()
+        .and_then(|b| b.parse().ok())
+        .ok_or_else(|| format!("GET /accounts/{account}/balance answered {status}: {v}"))
 }
 
 impl Nodes {
     pub(crate) fn stop(&self, lab: &Lab) {
         lab.children.kill(self.dfsp_pid);
-        lab.children.kill(self.wallet_pid);
+        if let Some(pid) = self.wallet_pid {
+            lab.children.kill(pid);
+        }
     }
 
-    /// The balances of `usd` at `dfsp` and `ana` at `wallet`, in their own scales.
-    pub(crate) fn books(&self) -> Result<(i128, i128), String> {
-        let read = |port: u16, account: &str| -> Result<i128, String> {
-            let (status, v) = admin(port, "GET", &format!("/accounts/{account}/balance"), "")?;
-            v["balance"]
-                .as_str()
-                .and_then(|b| b.parse().ok())
-                .ok_or_else(|| format!("GET /accounts/{account}/balance answered {status}: {v}"))
-        };
-        Ok((read(self.ports.dfsp_admin, "usd")?, read(self.ports.wallet_admin, "ana")?))
+    /// The balance of `usd` at `dfsp`, in its scale.
+    pub(crate) fn usd(&self) -> Result<i128, String> {
+        balance(self.ports.dfsp_admin, "usd")
+    }
+
+    /// The balance of `ana` at `wallet`, in its scale.
+    pub(crate) fn ana(&self) -> Result<i128, String> {
+        let w = self.ports.wallet.ok_or("no node `wallet` in this run")?;
+        balance(w.admin, "ana")
     }
 }
 
@@ -220,26 +306,34 @@ impl Nodes {
 mod tests {
     use super::*;
 
-    #[test]
-    fn configs_are_accepted_by_thitsax_and_name_the_party_at_the_wallet() {
-        let p = NodesPorts {
-            dfsp_ilp: 20001,
-            dfsp_admin: 20002,
-            dfsp_spsp: 20003,
-            dfsp_backend: 20004,
-            wallet_ilp: 20005,
-            wallet_admin: 20006,
-            wallet_spsp: 20007,
-        };
-        let settings = |connections_max, timeout_ms| NodeSettings {
+    fn settings(connections_max: Option<usize>, timeout_ms: Option<u64>) -> NodeSettings<'static> {
+        NodeSettings {
             worker_threads: 1,
             log_level: "info",
             backend_connections_max: connections_max,
             backend_header_read_timeout_ms: timeout_ms,
-        };
-        let [dfsp, wallet] = configs(&p, &settings(None, None), 20010);
-        let parse = |t: &str| ::thitsax::config::Config::from_toml(t).unwrap_or_else(|e| panic!("{e}\n{t}"));
-        let (dfsp, wallet) = (parse(&dfsp), parse(&wallet));
+        }
+    }
+
+    fn ports(wallet: bool) -> NodesPorts {
+        NodesPorts {
+            dfsp_ilp: 20001,
+            dfsp_admin: 20002,
+            dfsp_spsp: 20003,
+            dfsp_backend: 20004,
+            wallet: wallet.then_some(WalletPorts { ilp: 20005, admin: 20006, spsp: 20007 }),
+        }
+    }
+
+    fn parse(t: &str) -> ::thitsax::config::Config {
+        ::thitsax::config::Config::from_toml(t).unwrap_or_else(|e| panic!("{e}\n{t}"))
+    }
+
+    #[test]
+    fn configs_are_accepted_by_thitsax_and_name_the_party_at_the_wallet() {
+        let p = ports(true);
+        let (dfsp, wallet) = configs(&p, &settings(None, None), 20010, &PayeeNode::Wallet).unwrap();
+        let (dfsp, wallet) = (parse(&dfsp), parse(&wallet.expect("node wallet's config")));
         let scheme = dfsp.mojaloop.as_ref().expect("[mojaloop]");
         assert_eq!(scheme.dfsp_id, "payeefsp");
         assert_eq!(scheme.backend_listen.port(), 20004);
@@ -250,10 +344,40 @@ mod tests {
         assert!(wallet.accounts.iter().any(|a| &*a.id == "ana"));
         assert_eq!(wallet.worker_threads, Some(1));
         // The backend listener's limits, when given, reach the node.
-        let [tuned, _] = configs(&p, &settings(Some(1024), Some(500)), 20010);
+        let (tuned, _) = configs(&p, &settings(Some(1024), Some(500)), 20010, &PayeeNode::Wallet).unwrap();
         let tuned = parse(&tuned);
         let backend = &tuned.mojaloop.as_ref().expect("[mojaloop]").backend;
         assert_eq!(backend.connections_max, 1024);
         assert_eq!(backend.header_read_timeout, std::time::Duration::from_millis(500));
+        // Node wallet's ports are claimed only when it runs.
+        assert!(configs(&ports(false), &settings(None, None), 20010, &PayeeNode::Wallet).is_err());
+    }
+
+    #[test]
+    fn the_rafiki_payee_is_a_peer_with_a_short_hold_time_and_every_party_its_wallet_address() {
+        let payee = PayeeNode::Rafiki {
+            connector: "127.0.0.1:20020".parse().unwrap(),
+            wallet_url: "http://127.0.0.1:20021/load-payee".into(),
+        };
+        let (dfsp, wallet) = configs(&ports(false), &settings(None, None), 20010, &payee).unwrap();
+        assert!(wallet.is_none(), "no node wallet beside the Rafiki double");
+        let dfsp = parse(&dfsp);
+        let scheme = dfsp.mojaloop.as_ref().expect("[mojaloop]");
+        for n in [0, 7, 199] {
+            assert_eq!(
+                scheme.receiver_for("MSISDN", &crate::mojaloop::payer::payee_msisdn(n)).as_deref(),
+                Some("http://127.0.0.1:20021/load-payee")
+            );
+        }
+        let ids: Vec<&str> = dfsp.accounts.iter().map(|a| &*a.id).collect();
+        assert_eq!(ids, ["usd", "rafiki"]);
+        let rafiki = dfsp.accounts.iter().find(|a| &*a.id == "rafiki").unwrap().to_record();
+        assert_eq!(rafiki.ilp_address.as_deref(), Some(RAFIKI_ADDRESS));
+        assert_eq!(rafiki.outgoing_url.as_deref(), Some("http://127.0.0.1:20020/"));
+        assert_eq!(rafiki.outgoing_token.as_deref(), Some(NODE_TO_RAFIKI_TOKEN));
+        assert_eq!(rafiki.hold_time_ms_max, Some(RAFIKI_HOLD_TIME_MS_MAX));
+        assert_eq!((rafiki.asset_code.as_str(), rafiki.asset_scale), (CURRENCY, WALLET_SCALE));
+        // A peer account has both tokens, though the double sends nothing in a run.
+        assert!(rafiki.incoming_token_sha256.is_some());
     }
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::cli::Payee;
 use crate::compare::figures::median;
 use crate::mojaloop::payer::Batch;
 use crate::mojaloop::timing::{Kind, Sample};
@@ -33,14 +34,19 @@ impl Side {
         }
     }
 
-    pub(crate) fn path(self) -> &'static str {
-        match self {
-            Side::Direct => {
+    pub(crate) fn path(self, payee: Payee) -> &'static str {
+        match (self, payee) {
+            (Side::Direct, _) => {
                 "payer Connector -> payee Connector -> timing proxy -> the tool's payee backend (no ILP leg)"
             }
-            Side::Thitsax => {
+            (Side::Thitsax, Payee::ThitsaxWallet) => {
                 "payer Connector -> payee Connector -> timing proxy -> ThitsaX node `dfsp` (backend API) \
                  -> STREAM over ILP-over-HTTP -> ThitsaX node `wallet` (local account `ana`, found by SPSP)"
+            }
+            (Side::Thitsax, Payee::Rafiki) => {
+                "payer Connector -> payee Connector -> timing proxy -> ThitsaX node `dfsp` (backend API) \
+                 -> STREAM over ILP-over-HTTP -> peer `rafiki`: the Rafiki test double in the tool \
+                 (prefunded liquidity ledger, a wallet address found by SPSP)"
             }
         }
     }
@@ -278,6 +284,7 @@ pub(crate) fn checks(
 
 /// What the run was, for the header and the JSON.
 pub(crate) struct Setup<'a> {
+    pub(crate) payee: Payee,
     pub(crate) transfers: u64,
     pub(crate) concurrency: usize,
     pub(crate) warmup: u64,
@@ -306,19 +313,20 @@ pub(crate) fn report_text(
 ) -> String {
     let mut out = format!(
         "mojaloop: {} transfers of {} {} per side and round, {} in flight, {} warm-up, {} rounds (medians); \
-         ThitsaX nodes: worker_threads = {}, log_level = {}, backend listener: {}\n",
+         payee {}; ThitsaX nodes: worker_threads = {}, log_level = {}, backend listener: {}\n",
         setup.transfers,
         setup.amount,
         setup.currency,
         setup.concurrency,
         setup.warmup,
         setup.rounds,
+        payee_name(setup.payee),
         setup.thitsax_worker_threads,
         setup.thitsax_log_level,
         setup.thitsax_backend_limits
     );
     for s in sides {
-        out += &format!("  {:<8} {}\n", s.side.name(), s.side.path());
+        out += &format!("  {:<8} {}\n", s.side.name(), s.side.path(setup.payee));
     }
     out += &format!(
         "\n{:<8} {:>12} {:>13} {:>13} {:>7}\n",
@@ -391,7 +399,15 @@ pub(crate) fn report_text(
     out
 }
 
-fn side_json(s: &SideSummary) -> Value {
+/// `--payee`'s value, as given.
+pub(crate) fn payee_name(payee: Payee) -> &'static str {
+    match payee {
+        Payee::ThitsaxWallet => "thitsax-wallet",
+        Payee::Rafiki => "rafiki",
+    }
+}
+
+fn side_json(s: &SideSummary, payee: Payee) -> Value {
     let backend: serde_json::Map<String, Value> = s
         .backend
         .iter()
@@ -402,7 +418,7 @@ fn side_json(s: &SideSummary) -> Value {
     let cpu: serde_json::Map<String, Value> =
         s.cpu_ms_per_transfer.iter().map(|(n, v)| (n.to_string(), json!(v))).collect();
     json!({
-        "path": s.side.path(),
+        "path": s.side.path(payee),
         "rounds": s.rounds,
         "transfers_per_s": s.transfers_per_s,
         "payer_p50_ms": s.payer_p50_ms,
@@ -416,7 +432,7 @@ fn side_json(s: &SideSummary) -> Value {
 
 pub(crate) fn report_json(setup: &Setup, sides: &[SideSummary], checks: &[Check], runs: &[SideRun]) -> Value {
     let by_side: serde_json::Map<String, Value> =
-        sides.iter().map(|s| (s.side.name().to_string(), side_json(s))).collect();
+        sides.iter().map(|s| (s.side.name().to_string(), side_json(s, setup.payee))).collect();
     let runs: Vec<Value> = runs
         .iter()
         .map(|r| {
@@ -436,6 +452,7 @@ pub(crate) fn report_json(setup: &Setup, sides: &[SideSummary], checks: &[Check]
     let ratio = checks.first().map_or(f64::NAN, |c| c.value);
     json!({
         "transfers": setup.transfers,
+        "payee": payee_name(setup.payee),
         "concurrency": setup.concurrency,
         "warmup": setup.warmup,
         "rounds": setup.rounds,
@@ -529,6 +546,7 @@ mod tests {
         let c = checks(&d, &t, Goals { own_p99_ms_max: 40.0, ..goals }, 1);
         assert_eq!(c.iter().map(|c| c.pass).collect::<Vec<_>>(), [true, false, false]);
         let setup = Setup {
+            payee: Payee::Rafiki,
             transfers: 100,
             concurrency: 10,
             warmup: 0,
@@ -541,9 +559,11 @@ mod tests {
         };
         let text = report_text(&setup, &[d.clone(), t.clone()], &c, &runs);
         assert!(text.contains("POST /quoterequests") && text.contains("FAIL"), "{text}");
+        assert!(text.contains("payee rafiki") && text.contains("Rafiki test double"), "{text}");
         let j = report_json(&setup, &[d, t], &c, &runs);
         assert_eq!(j["ratio"], 1.0);
         assert_eq!(j["sides"]["thitsax"]["backend"]["transfers"]["p50_ms"], 40.0);
         assert_eq!(j["pass"], false);
+        assert_eq!(j["payee"], "rafiki");
     }
 }
