@@ -79,6 +79,7 @@
 mod answers;
 mod audit;
 mod incoming;
+mod keys;
 mod outgoing;
 mod payout;
 mod record;
@@ -98,6 +99,7 @@ use crate::balance::{Balance, BalanceError, AMOUNT_MAX};
 use crate::quantity::Quantity;
 use crate::settlement_id::SettlementId;
 use answers::{Commit, Credit, CreditAgain, Prepare, Release};
+use keys::Keys;
 use redis::{Script, ScriptInvocation};
 use scripts::Scripts;
 use shared_config::{ConfigKeys, ConfigScripts};
@@ -145,39 +147,6 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore").field("prefix", &self.prefix).finish()
     }
-}
-
-/// The keys of one account.
-struct Keys {
-    balance: String,
-    reservations: String,
-    journal: String,
-    swept: String,
-    checkpoint: String,
-    settlements: String,
-    /// Pending settlements' leases and references.
-    settlement_claims: String,
-    /// Prefix of each payout's hash (`<this>:<id>`).
-    payout: String,
-    payouts_open: String,
-    leftover: String,
-    /// Withdrawals owed at the Rafiki: incoming credit key → `<amount>:<since ms>`.
-    withdrawals_owed: String,
-    /// Prefix of each incoming settlement's key record (`<this>:<sha256 of the key>`).
-    incoming: String,
-    /// Prefix of each hour's credit marks (`<this>:<hour>`).
-    credited: String,
-    /// Prefix of each incoming payment's record (`<this><id>`).
-    payment_prefix: String,
-    payments_all: String,
-    payments_open: String,
-    payments_unhandled: String,
-    payments_handled: String,
-    /// Prefix of each outgoing payment's keys (`<this><id>`, `<this><id>:packets`, ...).
-    outgoing_prefix: String,
-    outgoing_all: String,
-    outgoing_sending: String,
-    outgoing_ended: String,
 }
 
 /// What a script answered: its code and the balance after it, exactly.
@@ -235,31 +204,7 @@ impl RedisStore {
         if let Some(keys) = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(account) {
             return keys.clone();
         }
-        let base = format!("{}:{{{}}}", self.prefix, account);
-        let keys = Arc::new(Keys {
-            balance: format!("{base}:balance"),
-            reservations: format!("{base}:reservations"),
-            journal: format!("{base}:journal"),
-            swept: format!("{base}:swept"),
-            checkpoint: format!("{base}:checkpoint"),
-            settlements: format!("{base}:settlements"),
-            settlement_claims: format!("{base}:settlement-claims"),
-            payout: format!("{base}:payout"),
-            payouts_open: format!("{base}:payouts-open"),
-            leftover: format!("{base}:settlement-leftover"),
-            withdrawals_owed: format!("{base}:withdrawals-owed"),
-            incoming: format!("{base}:settlement-in"),
-            credited: format!("{base}:credited"),
-            payment_prefix: format!("{base}:incoming:"),
-            payments_all: format!("{base}:incoming-all"),
-            payments_open: format!("{base}:incoming-open"),
-            payments_unhandled: format!("{base}:incoming-unhandled"),
-            payments_handled: format!("{base}:incoming-handled"),
-            outgoing_prefix: format!("{base}:outgoing:"),
-            outgoing_all: format!("{base}:outgoing-all"),
-            outgoing_sending: format!("{base}:outgoing-sending"),
-            outgoing_ended: format!("{base}:outgoing-ended"),
-        });
+        let keys = Arc::new(Keys::new(&self.prefix, account));
         let mut cache = self.keys.write().unwrap_or_else(|e| e.into_inner());
         cache.entry(Arc::from(account)).or_insert(keys).clone()
     }
