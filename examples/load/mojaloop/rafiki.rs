@@ -314,7 +314,6 @@ mod tests {
     use super::*;
     use ::thitsax::packet::Response as IlpResponse;
     use ::thitsax::stream::sender::{self, Amount, AssetDetails, Payment, Progress, Rules, Transport};
-    use ::thitsax::stream::SharedSecret;
 
     const OCTETS: Option<&str> = Some("application/octet-stream");
     const BEARER: Option<&str> = Some("Bearer dfsp-to-rafiki");
@@ -406,28 +405,8 @@ mod tests {
         }
     }
 
-    /// An SPSP query of the double's wallet address, as the node makes it.
-    async fn query(double: &RafikiDouble) -> (IlpAddress, SharedSecret) {
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http::<Full<Bytes>>();
-        let mut req = Request::new(Full::new(Bytes::new()));
-        *req.uri_mut() = double.wallet_url().parse().unwrap();
-        req.headers_mut().insert("accept", "application/spsp4+json".parse().unwrap());
-        let answer = client.request(req).await.unwrap();
-        assert_eq!(answer.status(), StatusCode::OK);
-        let v: serde_json::Value =
-            serde_json::from_slice(&answer.into_body().collect().await.unwrap().to_bytes()).unwrap();
-        use base64::Engine;
-        let secret =
-            base64::engine::general_purpose::STANDARD.decode(v["shared_secret"].as_str().unwrap()).unwrap();
-        (
-            IlpAddress::parse(v["destination_account"].as_str().unwrap()).unwrap(),
-            SharedSecret::from_bytes(secret.try_into().unwrap()),
-        )
-    }
-
     async fn pay(double: &RafikiDouble, amount: u64, deadline: Duration) -> sender::Outcome {
-        let (destination, shared_secret) = query(double).await;
+        let (destination, shared_secret) = super::rafiki_wallets::spsp_query(&double.wallet_url()).await;
         assert!(destination.as_str().starts_with("test.rafiki."), "{destination:?}");
         let payment = Payment {
             destination,
@@ -455,7 +434,7 @@ mod tests {
         assert_eq!(c.refused.load(Ordering::Relaxed), 0);
 
         // A packet the wallet's receiver refuses (not a STREAM packet of its token) is voided.
-        let (destination, _) = query(&double).await;
+        let (destination, _) = super::rafiki_wallets::spsp_query(&double.wallet_url()).await;
         let p = prepare(destination.as_str(), 10, later(30));
         let (_, answer) = body(double.shared.answer(BEARER, OCTETS, &p.to_bytes(), SystemTime::now())).await;
         assert!(matches!(IlpResponse::parse(answer), Ok(IlpResponse::Reject(_))));
