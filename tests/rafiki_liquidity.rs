@@ -9,9 +9,7 @@
 mod common;
 
 use common::rafiki::{Options, RafikiDouble, RAFIKI_ADDRESS};
-use common::rafiki_admin::{
-    eventually, AdminOptions, Outage, Outcome, Tamper, WebhookOptions, ADMIN_SECRET, NODE_PEER_ID, TENANT_ID,
-};
+use common::rafiki_admin::{eventually, AdminOptions, Outage, Outcome, Tamper, WebhookOptions, NODE_PEER_ID};
 use common::{admin_call, client, prepare, reserve_port, send, Behaviour, Downstream, TestNode};
 use hyper::StatusCode;
 use std::time::Duration;
@@ -31,13 +29,7 @@ token = "{ADMIN}"
 scan_interval_ms = 200
 retry_first_ms = 100
 retry_max_ms = 1000
-[rafiki.admin]
-url = "{graphql}"
-secret = "{secret}"
-tenant_id = "{TENANT_ID}"
-request_timeout_ms = 2000
-attempts_max = 2
-webhook_listen = "127.0.0.1:{webhook_port}"
+{admin}webhook_listen = "127.0.0.1:{webhook_port}"
 webhook_secret = "{WEBHOOK_SECRET}"
 [[accounts]]
 id = "alice"
@@ -60,8 +52,7 @@ settle_threshold = -300
 settle_to = -1000
 rafiki_liquidity = {{ peer_id = "{NODE_PEER_ID}" }}
 "#,
-        graphql = rafiki.admin().url(),
-        secret = std::str::from_utf8(ADMIN_SECRET).unwrap(),
+        admin = rafiki.admin_section(),
         connector = rafiki.connector_port,
     )
 }

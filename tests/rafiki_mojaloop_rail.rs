@@ -22,7 +22,7 @@ mod common;
 use common::mojaloop::{mojaloop_or_skip, Connector, ConnectorConfig};
 use common::mojaloop_backend::TestBackend;
 use common::rafiki::{Options, RafikiDouble, RAFIKI_ADDRESS};
-use common::rafiki_admin::{eventually, AdminOptions, Outage, ADMIN_SECRET, NODE_PEER_ID, TENANT_ID};
+use common::rafiki_admin::{eventually, AdminOptions, Outage, NODE_PEER_ID};
 use common::{admin_call, client, TestNode};
 use hyper::StatusCode;
 use std::time::Duration;
@@ -53,13 +53,7 @@ party = {{ id_type = "BUSINESS", id_value = "thitsax" }}
 code = "MXN"
 decimals = 2
 account = "mxn"
-[rafiki.admin]
-url = "{graphql}"
-secret = "{secret}"
-tenant_id = "{TENANT_ID}"
-request_timeout_ms = 2000
-attempts_max = 2
-[[accounts]]
+{admin}[[accounts]]
 id = "mxn"
 relation = "local"
 asset_code = "MXN"
@@ -78,8 +72,7 @@ settle_to = -1000
 rafiki_liquidity = {{ peer_id = "{NODE_PEER_ID}" }}
 mojaloop_settlement = {{ peer_party = {{ id_type = "ACCOUNT_ID", id_value = "{OPERATOR_PARTY}", fsp_id = "rafikifsp" }}, own_party = {{ id_type = "ACCOUNT_ID", id_value = "rafiki-at-thitsax" }} }}
 "#,
-        graphql = rafiki.admin().url(),
-        secret = std::str::from_utf8(ADMIN_SECRET).unwrap(),
+        admin = rafiki.admin_section(),
         connector = rafiki.connector_port,
     )
 }

@@ -16,9 +16,7 @@
 mod common;
 
 use common::rafiki::{Options, RafikiDouble, RAFIKI_ADDRESS};
-use common::rafiki_admin::{
-    eventually, AdminOptions, Outage, WithdrawalState, ADMIN_SECRET, NODE_PEER_ID, TENANT_ID,
-};
+use common::rafiki_admin::{eventually, AdminOptions, Outage, WithdrawalState, NODE_PEER_ID};
 use common::{admin_call, client, reserve_port, TempDir, TestNode};
 use hyper::StatusCode;
 use serde_json::json;
@@ -84,20 +82,6 @@ impl Drop for Engine {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn rafiki_admin_section(rafiki: &RafikiDouble) -> String {
-    format!(
-        r#"[rafiki.admin]
-url = "{graphql}"
-secret = "{secret}"
-tenant_id = "{TENANT_ID}"
-request_timeout_ms = 2000
-attempts_max = 2
-"#,
-        graphql = rafiki.admin().url(),
-        secret = std::str::from_utf8(ADMIN_SECRET).unwrap(),
-    )
 }
 
 /// What the double's ledger applied of one mutation (replays answered from its idempotency cache
@@ -169,7 +153,7 @@ settle_to = -1000
 settlement_engine_url = "{engine}"
 rafiki_liquidity = {{ peer_id = "{NODE_PEER_ID}" }}
 "#,
-        admin = rafiki_admin_section(&rafiki),
+        admin = rafiki.admin_section(),
         connector = rafiki.connector_port,
         engine = engine.url,
         listen = reserve_port(),
@@ -394,7 +378,7 @@ async fn money_paid_back_through_mojaloop_is_answered_at_once_and_withdrawn_once
         Options { admin: Some(AdminOptions::default()), initial_liquidity: 0, ..Options::default() },
     )
     .await;
-    let node = TestNode::start(&mojaloop_node(&rafiki_admin_section(&rafiki), &rafiki, None)).await;
+    let node = TestNode::start(&mojaloop_node(&rafiki.admin_section(), &rafiki, None)).await;
     prefund(&node, &rafiki).await;
     assert_eq!(reconcile(&node).await["difference"], "0");
 
@@ -458,7 +442,7 @@ async fn a_withdrawal_owed_survives_a_restart_and_the_next_instance_records_it_o
         Options { admin: Some(AdminOptions::default()), initial_liquidity: 0, ..Options::default() },
     )
     .await;
-    let toml = mojaloop_node(&rafiki_admin_section(&rafiki), &rafiki, Some(&redis.url()));
+    let toml = mojaloop_node(&rafiki.admin_section(), &rafiki, Some(&redis.url()));
     let StoreConfig::Redis(redis_config) = Config::from_toml(&toml).unwrap().store else { panic!("redis") };
     rafiki.admin().fail_next(10_000, Outage::DropAfterApplying);
     let first = TestNode::start_redis(&toml, RedisStore::connect(&redis_config).await.unwrap()).await;
@@ -511,8 +495,8 @@ async fn two_instances_drive_one_owed_withdrawal_and_rafiki_records_it_once() {
     )
     .await;
     let (toml_a, toml_b) = (
-        mojaloop_node(&rafiki_admin_section(&rafiki), &rafiki, Some(&redis.url())),
-        mojaloop_node(&rafiki_admin_section(&rafiki), &rafiki, Some(&redis.url())),
+        mojaloop_node(&rafiki.admin_section(), &rafiki, Some(&redis.url())),
+        mojaloop_node(&rafiki.admin_section(), &rafiki, Some(&redis.url())),
     );
     let StoreConfig::Redis(redis_config) = Config::from_toml(&toml_a).unwrap().store else { panic!("redis") };
     rafiki.admin().fail_next(10_000, Outage::DropAfterApplying);

@@ -228,6 +228,20 @@ impl RafikiDouble {
         self.ledger.lock().unwrap().liquidity(NODE_PEER_ID).expect("the node's peer")
     }
 
+    /// The node's `[rafiki.admin]` section for this double's admin API (its URL, secret and
+    /// tenant), with short timeouts and two attempts per call; more keys of the section may
+    /// follow it.
+    pub fn admin_section(&self) -> String {
+        let admin = self.admin();
+        let options = admin.options();
+        format!(
+            "[rafiki.admin]\nurl = \"{}\"\nsecret = \"{}\"\ntenant_id = \"{}\"\nrequest_timeout_ms = 2000\nattempts_max = 2\n",
+            admin.url(),
+            std::str::from_utf8(&options.secret).expect("a UTF-8 secret"),
+            options.tenant_id,
+        )
+    }
+
     /// The amounts of the deposits the ledger applied, in order (replays answered from its
     /// idempotency cache are not counted).
     pub fn deposits(&self) -> Vec<u64> {
