@@ -127,7 +127,13 @@ async fn a_connector_down_at_the_acceptance_is_not_sent_to_and_the_transfer_comp
     client.accept_party(&begun.transfer_id).await.unwrap();
 
     pair.payer.kill();
+    // The connection the client pooled may not have been seen closed yet: a request written to
+    // it gets no answer, and the client cannot know whether the Connector read it. So it says
+    // the outcome is unknown (the bridge then retries with the same id), never that nothing moved.
     let e = client.accept_quote(&begun.transfer_id).await.unwrap_err();
+    assert!(matches!(e, OutboundError::NotSent(_) | OutboundError::Unknown(_)), "{e}");
+    // A new connection to the dead Connector is refused: surely not sent.
+    let e = self::client(&pair).accept_quote(&begun.transfer_id).await.unwrap_err();
     assert!(matches!(e, OutboundError::NotSent(_)), "{e}");
     assert!(!e.money_may_have_moved());
 
