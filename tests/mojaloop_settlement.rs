@@ -130,6 +130,13 @@ async fn two_dfsp_nodes_settle_both_ways_with_one_mojaloop_transfer_each() {
     // One transfer each way, and nothing more comes: the settlements ended.
     for (node, peer) in [(&a, "b"), (&b, "a")] {
         let figures = &node.node.settlement.counters;
+        // A settlement ends when the payer's Connector answers, which may be after the payee's
+        // node credited it.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while figures.settled.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the settlement with {peer} did not end");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert_eq!(figures.settled.load(std::sync::atomic::Ordering::Relaxed), 1, "{peer}");
         assert_eq!(figures.refunded.load(std::sync::atomic::Ordering::Relaxed), 0, "{peer}");
         let account = node.node.accounts.load().get(peer).unwrap().clone();

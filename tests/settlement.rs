@@ -207,12 +207,14 @@ async fn a_balance_past_its_threshold_is_settled_and_credited_by_the_peer() {
     // to A's account; the last 2 stay as credit. Both books then agree: A owes B 2 USD.
     pay(&pair, 8, 1_000_000).await;
     assert_eq!(pair.bob.received().len(), 8);
+    // A counts its settlement settled once its engine answered, which may come after B's credit.
+    let counters = &pair.a.node.settlement.counters;
     eventually(&pair, "A settled and B credited", async || {
-        pair.a.balance("b").await == 2_000_000 && pair.b.balance("a").await == -2_000_000
+        pair.a.balance("b").await == 2_000_000
+            && pair.b.balance("a").await == -2_000_000
+            && counters.settled.load(std::sync::atomic::Ordering::Relaxed) == 1
     })
     .await;
-    let counters = &pair.a.node.settlement.counters;
-    assert_eq!(counters.settled.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(counters.refunded.load(std::sync::atomic::Ordering::Relaxed), 0);
     // The payers' side is unchanged: alice paid 8 USD, bob received 8 USD.
     assert_eq!(pair.a.balance("alice").await, -8_000_000);
@@ -236,8 +238,11 @@ async fn an_operators_settle_now_settles_below_the_threshold_through_the_engines
     let begun = answer.json(hyper::StatusCode::ACCEPTED);
     assert_eq!((begun["amount"].as_str(), begun["asset_scale"].as_u64()), (Some("3000000"), Some(6)));
     assert_eq!(begun["settlement_id"].as_str().unwrap().len(), 32);
+    let settled = &pair.a.node.settlement.counters.settled;
     eventually(&pair, "settled by the operator and credited by B", async || {
-        pair.a.balance("b").await == 0 && pair.b.balance("a").await == 0
+        pair.a.balance("b").await == 0
+            && pair.b.balance("a").await == 0
+            && settled.load(std::sync::atomic::Ordering::Relaxed) == 1
     })
     .await;
     // Nothing above settle_to now: 200 with nothing begun.
@@ -247,7 +252,6 @@ async fn an_operators_settle_now_settles_below_the_threshold_through_the_engines
         (nothing["amount"].as_str(), &nothing["settlement_id"]),
         (Some("0"), &serde_json::Value::Null)
     );
-    assert_eq!(pair.a.node.settlement.counters.settled.load(std::sync::atomic::Ordering::Relaxed), 1);
     // And the scrape says so: settlements by state, none pending.
     let text = admin_call(&client, admin, "GET", "/metrics", Some(ADMIN_TOKEN), None).await.text();
     for line in [
@@ -296,10 +300,12 @@ async fn an_engine_down_then_back_settles_once_with_the_same_key() {
     let retries = || pair.a.node.settlement.counters.retries.load(std::sync::atomic::Ordering::Relaxed);
     eventually(&pair, "retried while the engine is down", async || retries() >= 2).await;
     pair.engine_a.restart();
-    eventually(&pair, "settled after the engine came back", async || pair.b.balance("a").await == 0).await;
     let counters = &pair.a.node.settlement.counters;
+    eventually(&pair, "settled after the engine came back", async || {
+        pair.b.balance("a").await == 0 && counters.settled.load(std::sync::atomic::Ordering::Relaxed) == 1
+    })
+    .await;
     assert_eq!(counters.begun.load(std::sync::atomic::Ordering::Relaxed), 1);
-    assert_eq!(counters.settled.load(std::sync::atomic::Ordering::Relaxed), 1);
     // Settled once: B credited exactly the 6 USD, not more, however many attempts there were.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((pair.a.balance("b").await, pair.b.balance("a").await), (0, 0));
@@ -503,11 +509,15 @@ settlement_engine_url = "{engine}"
     engine.restart();
     let node = TestNode::start_redis(&toml, RedisStore::connect(&redis_config).await.unwrap()).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !store.pending_settlements(&account).await.unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "not resumed:\n{}", engine.log());
+    // The counter moves just after the store's step: wait for both.
+    let settled = &node.node.settlement.counters.settled;
+    while !store.pending_settlements(&account).await.unwrap().is_empty()
+        || settled.load(std::sync::atomic::Ordering::Relaxed) != 1
+    {
+        let n = settled.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(Instant::now() < deadline, "not resumed once ({n} settled):\n{}", engine.log());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(node.node.settlement.counters.settled.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(node.balance("b").await, 0, "settled once, not refunded");
     // The engine got the settlement under the key recorded before the restart.
     let journal = std::fs::read_to_string(engine.dir.join("journal.jsonl")).unwrap();
