@@ -188,6 +188,7 @@ async fn money_crosses_between_a_mojaloop_scheme_and_rafiki_wallets_both_ways_an
     assert_eq!(quote("payeeReceiveAmount/amount"), QUOTED_RECEIVE_AMOUNT, "{}", quoted.text);
     assert_eq!(rafiki.wallets.balance(WALLET_MSISDN), Some(0), "a quote pays nothing");
     assert_eq!(rafiki.node_liquidity(), PREFUNDING, "the quote's probes moved no liquidity");
+    let quote_packets = rafiki.state().received.len();
 
     let done = mfi.put_transfer(&transfer_id, &json!({"acceptQuote": true})).await;
     done.expect_status(200);
@@ -197,6 +198,10 @@ async fn money_crosses_between_a_mojaloop_scheme_and_rafiki_wallets_both_ways_an
     assert_eq!(rafiki.wallets.balance(WALLET_MSISDN), Some(WALLET_CREDITED));
     let credits = rafiki.wallets.credits();
     assert_eq!(credits.len(), 1, "one packet: {credits:?}");
+    // The transfer paid at its quote's probed rate: the money packet and the close, no probe.
+    // (Rafiki limits the packets a peer may send a minute.)
+    let transfer_packets = rafiki.state().received.len() - quote_packets;
+    assert_eq!(transfer_packets, 2, "the transfer's Prepares (the quote's: {quote_packets})");
     let completed = done.str("/fulfil/body/completedTimestamp");
     let completed_ms = chrono::DateTime::parse_from_rfc3339(completed)
         .unwrap_or_else(|e| panic!("completedTimestamp {completed:?}: {e}"))

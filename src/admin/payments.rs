@@ -123,6 +123,8 @@ fn new_payment(
         slippage: input.slippage.unwrap_or_else(|| STREAM_SLIPPAGE.to_string()),
         deadline,
         source_max: input.source_max.as_ref().map(|v| units("source_max", v)).transpose()?,
+        // The admin API's payments probe their own path.
+        probed: None,
     };
     new.check(now).map_err(|e| invalid(e.field(), e.to_string()))?;
     Ok((new, credentials))

@@ -43,6 +43,7 @@ use super::party::{id_value_ok, ID_TYPES};
 use super::scheme::{Scheme, SchemeCurrency};
 use super::settlement;
 use crate::account::Account;
+use crate::balance::AMOUNT_MAX;
 use crate::http::listener::{
     accept_until_draining, drained, percent_decode, read_body, respond, Accepting, CONTENT_TYPE_JSON,
 };
@@ -54,7 +55,7 @@ use crate::spsp::SpspError;
 use crate::store::Store;
 use crate::store::{
     AmountKind, CreatedOutgoing, NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId, OutgoingState,
-    StoreError,
+    ProbedRate, StoreError,
 };
 use crate::stream::sender::{
     self, Amount, AssetDetails, Payment, Progress, Rules, Slippage, StopReason, Transport,
@@ -372,11 +373,16 @@ async fn quote<S: Store>(
     };
     // What the transfer's payment guarantees: it pays at the probed rate's lower bound less its
     // slippage, so that is the least the receiver gets, not the probed rate itself.
-    let receives = guaranteed(lower.floor_of(source), STREAM_SLIPPAGE);
+    let probed = u64::try_from(lower.floor_of(source)).unwrap_or(u64::MAX);
+    let receives = guaranteed(u128::from(probed), STREAM_SLIPPAGE);
     let mut body = serde_json::json!({
         "transferAmount": amount.to_string(),
         "transferAmountCurrency": request.currency,
     });
+    // Kept by the Connector with the quote and given back with its transfer, which pays at this
+    // rate without probing again (see `TransferQuote::probed`).
+    body[PROBED_RATE_FIELD] =
+        serde_json::json!({ "sent": source.to_string(), "delivered": probed.to_string() });
     if let Some(fee) = fee {
         body["payeeFspFeeAmount"] = serde_json::Value::from(fee.to_string());
         body["payeeFspFeeAmountCurrency"] = serde_json::Value::from(request.currency.as_str());
@@ -409,6 +415,32 @@ struct TransferQuote {
     transfer_amount: String,
     transfer_amount_currency: String,
     expiration: Option<String>,
+    /// The rate the quote's probe found, as the node's quote answer gave it: the transfer pays
+    /// at it (what the quote promised the payee) and sends no test packets of its own. Absent
+    /// from quotes of an older node; then the payment probes.
+    #[serde(default, rename = "thitsaxProbedRate")]
+    probed: Option<ProbedRateField>,
+}
+
+/// The field of the node's own quote answer that [`TransferQuote::probed`] reads back.
+const PROBED_RATE_FIELD: &str = "thitsaxProbedRate";
+
+/// A probe's reply, amounts as decimal strings: `sent` in the account's units, `delivered` in
+/// the receiver's.
+#[derive(Debug, Deserialize)]
+struct ProbedRateField {
+    sent: String,
+    delivered: String,
+}
+
+impl ProbedRateField {
+    /// The rate, if it was probed for this very source amount; anything else is not the node's
+    /// quote of this transfer, and the payment probes anew.
+    fn for_source(&self, source: u64) -> Option<ProbedRate> {
+        let sent = self.sent.parse::<u64>().ok().filter(|&sent| sent == source)?;
+        let delivered = self.delivered.parse::<u64>().ok().filter(|&d| d <= AMOUNT_MAX)?;
+        Some(ProbedRate { sent, delivered })
+    }
 }
 
 /// How often a transfer's payment is read while the node waits for its end, when no end of a
@@ -499,7 +531,11 @@ async fn transfer<S: Store>(
         slippage: STREAM_SLIPPAGE.to_string(),
         deadline,
         source_max: None,
+        probed: request.quote.probed.as_ref().and_then(|p| p.for_source(source)),
     };
+    if request.quote.probed.is_some() && new.probed.is_none() {
+        warn!(transfer = %id, "Mojaloop transfer: its quote's probed rate is not for its amount; probing again");
+    }
     new.check(now).map_err(|e| invalid(e.to_string()))?;
     let payment = match node.store.create_outgoing_payment(&account, &new, now).await.map_err(store_down)? {
         CreatedOutgoing::Created(p) => {
@@ -636,6 +672,26 @@ mod tests {
         assert_eq!(guaranteed(4_950_000_000, "0"), 4_950_000_000);
         assert_eq!(guaranteed(99, "0.01"), 98, "rounded down");
         assert_eq!(guaranteed(u128::from(u64::MAX) * 2, "0"), u64::MAX);
+    }
+
+    #[test]
+    fn a_quote_s_probed_rate_is_read_back_from_its_transfer_only_for_the_quoted_amount() {
+        let mut answer = serde_json::json!({ "transferAmount": "3.5", "transferAmountCurrency": "MXN" });
+        answer[PROBED_RATE_FIELD] = serde_json::json!({ "sent": "350", "delivered": "6384" });
+        answer["expiration"] = serde_json::Value::from("2026-12-02T17:43:07.045Z");
+        let quote: TransferQuote = serde_json::from_value(answer).unwrap();
+        let probed = quote.probed.unwrap();
+        assert_eq!(probed.for_source(350), Some(ProbedRate { sent: 350, delivered: 6384 }));
+        assert_eq!(probed.for_source(351), None, "a quote of another amount");
+        let field =
+            |sent: &str, delivered: &str| ProbedRateField { sent: sent.into(), delivered: delivered.into() };
+        assert_eq!(field("350", &(AMOUNT_MAX + 1).to_string()).for_source(350), None);
+        assert_eq!(field("350", "-1").for_source(350), None);
+        assert_eq!(field("0350", "1").for_source(350), Some(ProbedRate { sent: 350, delivered: 1 }));
+        // An older node's quote has none: the transfer probes.
+        let older: TransferQuote =
+            serde_json::from_str(r#"{"transferAmount": "1", "transferAmountCurrency": "MXN"}"#).unwrap();
+        assert!(older.probed.is_none());
     }
 
     #[test]

@@ -200,6 +200,8 @@ async fn attempt<S: Store>(
     let left = payment.deadline.duration_since(SystemTime::now()).unwrap_or_default();
     let mut rules = Rules::new(tokio::time::Instant::now() + left);
     rules.slippage = slippage;
+    // A Mojaloop transfer carries out its quote: the rate its probe found, no probe again.
+    rules.probed = payment.probed.map(|p| (p.sent, p.delivered));
     // Above every sequence an earlier run used on this connection: a run sends far fewer than
     // one packet per microsecond, so its sequences stay below the microseconds elapsed when the
     // next run starts.

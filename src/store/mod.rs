@@ -31,7 +31,7 @@ pub use incoming::{
 
 pub use outgoing::{
     AmountKind, CreatedOutgoing, InvalidOutgoing, NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId,
-    OutgoingState, PacketOutcome, Reserved, OUTGOING_PAYMENT_ID_BYTES_MAX,
+    OutgoingState, PacketOutcome, ProbedRate, Reserved, OUTGOING_PAYMENT_ID_BYTES_MAX,
 };
 
 pub use memory::MemoryStore;

@@ -108,6 +108,19 @@ pub struct NewOutgoingPayment {
     /// 1 ..= [`AMOUNT_MAX`]. With [`AmountKind::Source`] it must be `None` (the amount is the
     /// limit).
     pub source_max: Option<u64>,
+    /// The rate an earlier probe of the same path found (a Mojaloop quote's): the payment pays
+    /// at it, less its slippage, and sends no test packets of its own. Only with
+    /// [`AmountKind::Source`].
+    pub probed: Option<ProbedRate>,
+}
+
+/// One authentic probe reply: a test packet of `sent` source units delivered `delivered` receiver
+/// units, so the rate was in `[delivered / sent, (delivered + 1) / sent)`. Both at most
+/// [`AMOUNT_MAX`], `sent` at least 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbedRate {
+    pub sent: u64,
+    pub delivered: u64,
 }
 
 /// Why a [`NewOutgoingPayment`] is refused: the caller's mistake, refused with nothing written
@@ -140,6 +153,10 @@ pub enum InvalidOutgoing {
     SourceMaxZero,
     #[error("source_max {0} is above the largest amount a payment can hold ({AMOUNT_MAX})")]
     SourceMaxTooLarge(u64),
+    #[error("a probed rate's amounts are 1 ..= {AMOUNT_MAX} sent and at most {AMOUNT_MAX} delivered")]
+    ProbedOutOfRange,
+    #[error("a probed rate is only for a payment of a source amount")]
+    ProbedWithDelivered,
 }
 
 impl InvalidOutgoing {
@@ -156,6 +173,7 @@ impl InvalidOutgoing {
             | InvalidOutgoing::SourceMaxWithSource
             | InvalidOutgoing::SourceMaxZero
             | InvalidOutgoing::SourceMaxTooLarge(_) => "source_max",
+            InvalidOutgoing::ProbedOutOfRange | InvalidOutgoing::ProbedWithDelivered => "probed",
         }
     }
 }
@@ -200,6 +218,14 @@ impl NewOutgoingPayment {
             }
             (AmountKind::Delivered, Some(_)) => {}
         }
+        if let Some(probed) = self.probed {
+            if self.kind != AmountKind::Source {
+                return Err(InvalidOutgoing::ProbedWithDelivered);
+            }
+            if probed.sent == 0 || probed.sent > AMOUNT_MAX || probed.delivered > AMOUNT_MAX {
+                return Err(InvalidOutgoing::ProbedOutOfRange);
+            }
+        }
         Ok(())
     }
 
@@ -216,6 +242,7 @@ impl NewOutgoingPayment {
             slippage: self.slippage.clone(),
             deadline: from_millis(millis(self.deadline)),
             source_max: self.source_max,
+            probed: self.probed,
             created_at: from_millis(now_ms),
             updated_at: from_millis(now_ms),
             state: OutgoingState::Sending,
@@ -270,6 +297,7 @@ pub struct OutgoingPayment {
     pub slippage: String,
     pub deadline: SystemTime,
     pub source_max: Option<u64>,
+    pub probed: Option<ProbedRate>,
     pub created_at: SystemTime,
     /// When it last changed: the `now` of a claim, the node's clock for the other changes.
     pub updated_at: SystemTime,
@@ -415,6 +443,7 @@ mod tests {
             slippage: format!("0.{}", "1".repeat(OUTGOING_SLIPPAGE_BYTES_MAX - 2)),
             deadline: now + Duration::from_secs(OUTGOING_PAYMENT_DEADLINE_S_MAX),
             source_max: None,
+            probed: Some(ProbedRate { sent: AMOUNT_MAX, delivered: AMOUNT_MAX }),
         };
         assert_eq!(ok.check(now), Ok(()));
         let with = |change: &dyn Fn(&mut NewOutgoingPayment)| {
@@ -464,6 +493,7 @@ mod tests {
             with(&|n| {
                 n.kind = AmountKind::Delivered;
                 n.source_max = source_max;
+                n.probed = None;
             })
         };
         assert_eq!(delivered(Some(1)), Ok(()));
@@ -471,6 +501,19 @@ mod tests {
         assert_eq!(delivered(None), Err(InvalidOutgoing::SourceMaxMissing));
         assert_eq!(delivered(Some(0)), Err(InvalidOutgoing::SourceMaxZero));
         assert_eq!(delivered(Some(u64::MAX)), Err(InvalidOutgoing::SourceMaxTooLarge(u64::MAX)));
+        let probed = |sent, delivered| with(&|n| n.probed = Some(ProbedRate { sent, delivered }));
+        assert_eq!(probed(1, 0), Ok(()));
+        for (sent, delivered) in [(0, 1), (AMOUNT_MAX + 1, 1), (1, AMOUNT_MAX + 1)] {
+            assert_eq!(probed(sent, delivered), Err(InvalidOutgoing::ProbedOutOfRange), "{sent} {delivered}");
+        }
+        // A delivered amount probes the receiver's asset too: it is not paid from a rate alone.
+        let delivered_probed = with(&|n| {
+            n.kind = AmountKind::Delivered;
+            n.source_max = Some(1);
+            n.probed = Some(ProbedRate { sent: 1, delivered: 1 });
+        });
+        assert_eq!(delivered_probed, Err(InvalidOutgoing::ProbedWithDelivered));
+        assert_eq!(InvalidOutgoing::ProbedOutOfRange.field(), "probed");
         assert_eq!(InvalidOutgoing::SourceMaxZero.field(), "source_max");
         assert_eq!(InvalidOutgoing::SlippageMalformed.field(), "slippage");
     }

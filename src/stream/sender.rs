@@ -8,7 +8,9 @@
 //!    send, [`probe`]) come back as F99 with the amount that arrived, which brackets the rate
 //!    exactly ([`rate`]), or as F08 with the limit of a hop, which sizes packets ([`max_packet`]).
 //!    Rafiki's receiver answers F99 with an empty message and intermediaries answer F08 and T
-//!    codes while this goes on; all of it is expected.
+//!    codes while this goes on; all of it is expected. A payment that carries out a quote skips
+//!    this ([`Rules::probed`]): the quote's probe told the rate, and its first money packets
+//!    carry the connection's frames.
 //! 2. **Pay.** Fulfillable packets on stream 1, each at most the path's limit, its minimum
 //!    `floor(source × lower rate × (1 − slippage))` ([`amount`] sizes them for an exact source
 //!    or an exact delivered amount). Each reply's amount (what really arrived) goes into the
@@ -198,6 +200,12 @@ pub struct Rules {
     /// Stop once the probe has told the rate and the path's limit: a quote (what the receiver
     /// would get, in [`Outcome::rate`]), nothing paid.
     pub quote_only: bool,
+    /// A reply an earlier probe of this path got, `(sent, delivered)`: the quote a payment
+    /// carries out. A payment of a source amount then sends no test packets: it pays at no less
+    /// than `delivered / sent` less the slippage, what the quote promised, so a rate fallen since
+    /// stops it ([`StopReason::InsufficientExchangeRate`]) rather than paying less. (A payment
+    /// of a delivered amount probes all the same: it needs the receiver's asset.)
+    pub probed: Option<(u64, u64)>,
 }
 
 impl Rules {
@@ -215,6 +223,7 @@ impl Rules {
             refusals_max: limits::STREAM_REFUSALS_MAX,
             sequence_after: 0,
             quote_only: false,
+            probed: None,
         }
     }
 
@@ -495,16 +504,23 @@ struct Run<'p> {
 impl<'p> Run<'p> {
     fn new(payment: &'p Payment, rules: &'p Rules, progress: Progress) -> Run<'p> {
         let amounts = Amounts::new(payment.amount, progress);
-        let probe = Probe::new(amounts.probe_cap());
+        let mut rate = RateBounds::default();
+        let phase = match rules.probed {
+            Some((sent, delivered)) if !amounts.is_delivery() && sent > 0 && !rules.quote_only => {
+                rate.observe(sent, delivered);
+                Phase::Money { min_rate: rate.lower() }
+            }
+            _ => Phase::Probe(Probe::new(amounts.probe_cap())),
+        };
         // Nothing left to pay: no packet at all.
         let stop = amounts.is_complete().then_some(StopReason::Completed);
         Run {
             payment,
             rules,
             keys: payment.shared_secret.keys(),
-            phase: Phase::Probe(probe),
+            phase,
             amounts,
-            rate: RateBounds::default(),
+            rate,
             max_packet: MaxPacket::default(),
             destination_asset: None,
             established: false,
@@ -549,7 +565,9 @@ impl<'p> Run<'p> {
         let slippage = self.rules.slippage.as_fraction();
         match self.amounts.next(&self.rate, self.max_packet.limit(), min_rate, slippage) {
             AmountStep::Send { source, min, high } => {
-                let frames = vec![Frame::StreamMoney { stream_id: STREAM_ID, shares: 1 }];
+                // Without a probe, the first money packets open the connection.
+                let mut frames = self.connection_frames();
+                frames.push(Frame::StreamMoney { stream_id: STREAM_ID, shares: 1 });
                 Next::Send(Plan { kind: Kind::Money, source, min, high, frames })
             }
             AmountStep::Wait => Next::Wait,
@@ -557,21 +575,22 @@ impl<'p> Run<'p> {
         }
     }
 
-    /// An unfulfillable packet of `amount`, with the connection's frames until the receiver has
-    /// answered once.
+    /// An unfulfillable packet of `amount`.
     fn test_packet(&self, amount: u64) -> Plan {
-        let frames = if self.established {
-            Vec::new()
-        } else {
-            let source_address =
-                self.payment.source_address.as_ref().map(|a| a.to_string()).unwrap_or_default();
-            let asset = &self.payment.source_asset;
-            vec![
-                Frame::ConnectionNewAddress { source_address },
-                Frame::ConnectionAssetDetails { asset_code: asset.code.clone(), asset_scale: asset.scale },
-            ]
-        };
-        Plan { kind: Kind::Probe, source: amount, min: 0, high: 0, frames }
+        Plan { kind: Kind::Probe, source: amount, min: 0, high: 0, frames: self.connection_frames() }
+    }
+
+    /// The connection's frames, until the receiver has answered once.
+    fn connection_frames(&self) -> Vec<Frame> {
+        if self.established {
+            return Vec::new();
+        }
+        let source_address = self.payment.source_address.as_ref().map(|a| a.to_string()).unwrap_or_default();
+        let asset = &self.payment.source_asset;
+        vec![
+            Frame::ConnectionNewAddress { source_address },
+            Frame::ConnectionAssetDetails { asset_code: asset.code.clone(), asset_scale: asset.scale },
+        ]
     }
 
     /// The probe is over: the rate to pay at, or why there is none.

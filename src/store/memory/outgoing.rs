@@ -335,6 +335,7 @@ mod tests {
             slippage: "0".into(),
             deadline: now + Duration::from_secs(60),
             source_max: None,
+            probed: None,
         };
         payments.create("a", &new, now);
         let (lease, grace) = (Duration::from_secs(10), Duration::from_secs(2));

@@ -19,7 +19,7 @@ use crate::store::incoming::{from_millis, millis};
 use crate::store::outgoing::{reject_label, retention_cutoff_ms, stop_reason};
 use crate::store::{
     AmountKind, CreatedOutgoing, NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId, OutgoingState,
-    PacketOutcome, Reserved, StoreError,
+    PacketOutcome, ProbedRate, Reserved, StoreError,
 };
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -68,6 +68,10 @@ impl RedisStore {
             .arg(&k.outgoing_prefix)
             .arg(retention_cutoff_ms(now_ms))
             .arg(OUTGOING_PAYMENT_DELETE_BATCH_MAX);
+        match new.probed {
+            Some(probed) => invocation.arg(probed.sent).arg(probed.delivered),
+            None => invocation.arg("").arg(""),
+        };
         let (code, fields, deleted): (i64, Vec<(String, String)>, i64) = self.script(&invocation).await?;
         if deleted > 0 {
             tracing::debug!(account = %account.id, deleted, "ended outgoing payments past their retention deleted");
@@ -308,6 +312,16 @@ fn read_payment(
             )
         }
     };
+    let probed = match (get("probed_sent"), get("probed_delivered")) {
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            let sent =
+                total("probed_sent")
+                    .and_then(|n| if n >= 1 { Ok(n) } else { Err(malformed("probed_sent")) })?;
+            Some(ProbedRate { sent, delivered: total("probed_delivered")? })
+        }
+        _ => return Err(malformed("probed_sent")),
+    };
     let state = match get("state") {
         Some("sending") => OutgoingState::Sending,
         Some("completed") => OutgoingState::Completed,
@@ -342,6 +356,7 @@ fn read_payment(
         slippage: get("slippage").ok_or_else(|| malformed("slippage"))?.to_string(),
         deadline: from_millis(number("deadline_ms")?),
         source_max,
+        probed,
         created_at: from_millis(number("created_ms")?),
         updated_at: from_millis(number("updated_ms")?),
         state,

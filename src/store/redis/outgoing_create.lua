@@ -12,6 +12,7 @@
 -- (1 ..= 2^63-1, or '' for none)  ARGV[8] now (its creation), ms since the epoch
 -- ARGV[9] the prefix of a payment's keys (`<prefix>:{<account>}:outgoing:`)
 -- ARGV[10] delete payments that ended before this, ms since the epoch  ARGV[11] most deleted
+-- ARGV[12] ARGV[13] the probed rate's sent and delivered amounts, or '' '' for none
 -- (The node checked every value with NewOutgoingPayment::check.)
 -- Returns {1, {}, deleted} created; {0, fields, deleted} the id is taken: nothing changed but
 -- the deletions, and fields is the stored payment (HGETALL), as it is.
@@ -35,6 +36,9 @@ redis.call('HSET', KEYS[1], 'receiver', ARGV[2], 'amount', ARGV[3], 'kind', ARGV
   'packets_fulfilled', '0', 'packets_rejected', '0', 'packets_reserved', '0', 'reject_codes', '0')
 if ARGV[7] ~= '' then
   redis.call('HSET', KEYS[1], 'source_max', ARGV[7])
+end
+if ARGV[12] ~= '' then
+  redis.call('HSET', KEYS[1], 'probed_sent', ARGV[12], 'probed_delivered', ARGV[13])
 end
 redis.call('ZADD', KEYS[2], ARGV[8], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[8], ARGV[1])

@@ -8,8 +8,8 @@ use super::{
     AmountKind, CompletionReason, CreatedIncoming, CreatedOutgoing, DebitError, IncomingCredit,
     IncomingPayment, IncomingPaymentId, IncomingState, InvalidIncoming, InvalidOutgoing, NewIncomingPayment,
     NewOutgoingPayment, OutgoingPayment, OutgoingPaymentId, OutgoingState, OwedWithdrawal, PacketId,
-    PacketOutcome, Receipt, ReceiveRefusal, ReplayKey, Reserved, SettlementClaim, SettlementEnd, Store,
-    StoreError, Swept,
+    PacketOutcome, ProbedRate, Receipt, ReceiveRefusal, ReplayKey, Reserved, SettlementClaim, SettlementEnd,
+    Store, StoreError, Swept,
 };
 use crate::account::{test_account, Account};
 use crate::balance::{Balance, BalanceError, AMOUNT_MAX};

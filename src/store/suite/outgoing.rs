@@ -19,6 +19,7 @@ pub(super) fn new_outgoing(id: &str, amount: u64, now: SystemTime) -> NewOutgoin
         slippage: "0.01".into(),
         deadline: now + HOUR,
         source_max: None,
+        probed: None,
     }
 }
 
@@ -88,6 +89,7 @@ pub(super) async fn outgoing_payments_are_created_once_and_read_back<S: Store>(s
         slippage: "0.005".into(),
         deadline: now + Duration::from_micros(3_600_123_456),
         source_max: None,
+        probed: None,
     };
     let created = create_out(store, &a, &new, now).await;
     let expected = OutgoingPayment {
@@ -99,6 +101,7 @@ pub(super) async fn outgoing_payments_are_created_once_and_read_back<S: Store>(s
         slippage: "0.005".into(),
         deadline: now + ms(3_600_123),
         source_max: None,
+        probed: None,
         created_at: now,
         updated_at: now,
         state: OutgoingState::Sending,
@@ -123,6 +126,12 @@ pub(super) async fn outgoing_payments_are_created_once_and_read_back<S: Store>(s
     let exists = store.create_outgoing_payment(&a, &again, now + ms(1000)).await;
     assert_eq!(exists, Ok(CreatedOutgoing::Exists(expected.clone())));
     assert_eq!(read_out(store, &a, &new.id).await, expected);
+    // A payment given a probed rate keeps it, to the unit.
+    let rate = ProbedRate { sent: AMOUNT_MAX, delivered: 0 };
+    let probed = NewOutgoingPayment { probed: Some(rate), ..new.clone() };
+    let b = account(prefix, "out-create-probed", None);
+    let created = create_out(store, &b, &probed, now).await;
+    assert_eq!((created.probed, read_out(store, &b, &probed.id).await.probed), (Some(rate), Some(rate)));
     // A payment of a delivered amount keeps its source_max.
     let delivered = create_out(store, &a, &new_delivered("delivered", 700, 900, now), now + ms(1)).await;
     assert_eq!(

@@ -660,3 +660,58 @@ async fn rules_that_allow_no_packet_are_refused_before_sending() {
     assert_eq!(result.unwrap_err(), RulesError::NoExpiry);
     assert!(net.seen().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_payment_that_carries_out_a_quote_sends_no_test_packets() {
+    // 1 USD (scale 9) is 18.24 MXN (scale 2) at the connector: the quote's probe saw 1824.
+    let path = Path { rate: (1824, 1_000_000_000), asset: Some(mxn()), ..Path::default() };
+    let net = Network::new(path.clone());
+    let quote = Rules { quote_only: true, ..rules() };
+    let (quoted, _) = run(&net, Amount::Source(1_000_000_000), &quote, Progress::default()).await;
+    let (lower, _) = quoted.rate.unwrap();
+    let probed = (1_000_000_000, u64::try_from(lower.floor_of(1_000_000_000)).unwrap());
+    assert_eq!(probed.1, 1824);
+
+    let net = Network::new(path);
+    let carry_out = Rules { probed: Some(probed), ..rules() };
+    let (outcome, paid) = run(&net, Amount::Source(1_000_000_000), &carry_out, Progress::default()).await;
+    assert_eq!(outcome.stop, StopReason::Completed, "{outcome:?}");
+    assert_eq!((outcome.sent, outcome.delivered, net.received()), (1_000_000_000, 1824, 1824));
+    // One money packet, then the close: no probe at all.
+    let seen = net.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].money && seen[0].fulfilled && !seen[1].money, "{seen:?}");
+    assert_eq!((outcome.packets_fulfilled, outcome.packets_rejected, paid.len()), (1, 0, 1));
+    assert!(outcome.close_acknowledged);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quote_s_rate_fallen_since_stops_the_payment_before_it_pays_less() {
+    // The quote saw 1824 for 1 USD; the rate is now 1 % lower, and no slippage is allowed.
+    let path = Path { rate: (1805, 1_000_000_000), asset: Some(mxn()), ..Path::default() };
+    let net = Network::new(path);
+    let carry_out = Rules { probed: Some((1_000_000_000, 1824)), ..rules() };
+    let (outcome, paid) = run(&net, Amount::Source(1_000_000_000), &carry_out, Progress::default()).await;
+    assert_eq!(outcome.stop, StopReason::InsufficientExchangeRate, "{outcome:?}");
+    assert_eq!((outcome.sent, outcome.delivered, net.received()), (0, 0, 0));
+    assert!(paid.is_empty());
+    assert_eq!(net.money_seen().len(), 1, "one money packet refused, none sent after it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quote_s_rate_is_paid_in_packets_the_path_carries_and_a_delivered_amount_probes_anyway() {
+    let path = Path { connector_max: Some(1000), ..Path::default() };
+    let net = Network::new(path.clone());
+    let carry_out = Rules { probed: Some((10_500, 10_500)), ..rules() };
+    let (outcome, _) = run(&net, Amount::Source(10_500), &carry_out, Progress::default()).await;
+    assert_eq!(outcome.stop, StopReason::Completed, "{outcome:?}");
+    assert_eq!((outcome.sent, net.received()), (10_500, 10_500));
+    assert_eq!(outcome.max_packet_amount, Some(1000));
+    // Only the first money packet was too large: no test packet went.
+    assert_eq!((rejects(&outcome, "F08"), rejects(&outcome, "F99")), (1, 0), "{outcome:?}");
+
+    let net = Network::new(path);
+    let (outcome, _) = run(&net, Amount::Delivered(500), &carry_out, Progress::default()).await;
+    assert_eq!(outcome.stop, StopReason::Completed, "{outcome:?}");
+    assert!(rejects(&outcome, "F99") >= 1, "a delivered amount probes: {outcome:?}");
+}
