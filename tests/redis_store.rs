@@ -527,6 +527,7 @@ fn new_outgoing(id: &str, amount: u64, now: SystemTime) -> NewOutgoingPayment {
         slippage: "0.01".into(),
         deadline: now + Duration::from_secs(600),
         source_max: None,
+        probed: None,
     }
 }
 
