@@ -438,7 +438,7 @@ impl ProbedRateField {
     /// quote of this transfer, and the payment probes anew.
     fn for_source(&self, source: u64) -> Option<ProbedRate> {
         let sent = self.sent.parse::<u64>().ok().filter(|&sent| sent == source)?;
-        let delivered = self.delivered.parse::<u64>().ok().filter(|&d| d <= AMOUNT_MAX)?;
+        let delivered = self.delivered.parse::<u64>().ok().filter(|&d| (1..=AMOUNT_MAX).contains(&d))?;
         Some(ProbedRate { sent, delivered })
     }
 }
@@ -687,6 +687,7 @@ mod tests {
             |sent: &str, delivered: &str| ProbedRateField { sent: sent.into(), delivered: delivered.into() };
         assert_eq!(field("350", &(AMOUNT_MAX + 1).to_string()).for_source(350), None);
         assert_eq!(field("350", "-1").for_source(350), None);
+        assert_eq!(field("350", "0").for_source(350), None, "delivered nothing: no rate");
         assert_eq!(field("0350", "1").for_source(350), Some(ProbedRate { sent: 350, delivered: 1 }));
         // An older node's quote has none: the transfer probes.
         let older: TransferQuote =

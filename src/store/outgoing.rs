@@ -115,8 +115,9 @@ pub struct NewOutgoingPayment {
 }
 
 /// One authentic probe reply: a test packet of `sent` source units delivered `delivered` receiver
-/// units, so the rate was in `[delivered / sent, (delivered + 1) / sent)`. Both at most
-/// [`AMOUNT_MAX`], `sent` at least 1.
+/// units, so the rate was in `[delivered / sent, (delivered + 1) / sent)`. Both 1 ..=
+/// [`AMOUNT_MAX`]: a reply that delivered nothing tells no rate to pay at (a payment at it would
+/// take any amount, even nothing, as delivered).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProbedRate {
     pub sent: u64,
@@ -153,7 +154,7 @@ pub enum InvalidOutgoing {
     SourceMaxZero,
     #[error("source_max {0} is above the largest amount a payment can hold ({AMOUNT_MAX})")]
     SourceMaxTooLarge(u64),
-    #[error("a probed rate's amounts are 1 ..= {AMOUNT_MAX} sent and at most {AMOUNT_MAX} delivered")]
+    #[error("a probed rate's amounts, sent and delivered, are 1 ..= {AMOUNT_MAX}")]
     ProbedOutOfRange,
     #[error("a probed rate is only for a payment of a source amount")]
     ProbedWithDelivered,
@@ -222,7 +223,8 @@ impl NewOutgoingPayment {
             if self.kind != AmountKind::Source {
                 return Err(InvalidOutgoing::ProbedWithDelivered);
             }
-            if probed.sent == 0 || probed.sent > AMOUNT_MAX || probed.delivered > AMOUNT_MAX {
+            let in_range = |n: u64| (1..=AMOUNT_MAX).contains(&n);
+            if !in_range(probed.sent) || !in_range(probed.delivered) {
                 return Err(InvalidOutgoing::ProbedOutOfRange);
             }
         }
@@ -502,8 +504,8 @@ mod tests {
         assert_eq!(delivered(Some(0)), Err(InvalidOutgoing::SourceMaxZero));
         assert_eq!(delivered(Some(u64::MAX)), Err(InvalidOutgoing::SourceMaxTooLarge(u64::MAX)));
         let probed = |sent, delivered| with(&|n| n.probed = Some(ProbedRate { sent, delivered }));
-        assert_eq!(probed(1, 0), Ok(()));
-        for (sent, delivered) in [(0, 1), (AMOUNT_MAX + 1, 1), (1, AMOUNT_MAX + 1)] {
+        assert_eq!(probed(1, 1), Ok(()));
+        for (sent, delivered) in [(0, 1), (1, 0), (AMOUNT_MAX + 1, 1), (1, AMOUNT_MAX + 1)] {
             assert_eq!(probed(sent, delivered), Err(InvalidOutgoing::ProbedOutOfRange), "{sent} {delivered}");
         }
         // A delivered amount probes the receiver's asset too: it is not paid from a rate alone.

@@ -506,7 +506,10 @@ impl<'p> Run<'p> {
         let amounts = Amounts::new(payment.amount, progress);
         let mut rate = RateBounds::default();
         let phase = match rules.probed {
-            Some((sent, delivered)) if !amounts.is_delivery() && sent > 0 && !rules.quote_only => {
+            // A reply that delivered nothing tells no rate (a minimum of 0 takes anything): probe.
+            Some((sent, delivered))
+                if !amounts.is_delivery() && sent > 0 && delivered > 0 && !rules.quote_only =>
+            {
                 rate.observe(sent, delivered);
                 Phase::Money { min_rate: rate.lower() }
             }

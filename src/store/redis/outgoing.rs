@@ -315,10 +315,9 @@ fn read_payment(
     let probed = match (get("probed_sent"), get("probed_delivered")) {
         (None, None) => None,
         (Some(_), Some(_)) => {
-            let sent =
-                total("probed_sent")
-                    .and_then(|n| if n >= 1 { Ok(n) } else { Err(malformed("probed_sent")) })?;
-            Some(ProbedRate { sent, delivered: total("probed_delivered")? })
+            let positive =
+                |field: &str| total(field).and_then(|n| if n >= 1 { Ok(n) } else { Err(malformed(field)) });
+            Some(ProbedRate { sent: positive("probed_sent")?, delivered: positive("probed_delivered")? })
         }
         _ => return Err(malformed("probed_sent")),
     };

@@ -127,7 +127,7 @@ pub(super) async fn outgoing_payments_are_created_once_and_read_back<S: Store>(s
     assert_eq!(exists, Ok(CreatedOutgoing::Exists(expected.clone())));
     assert_eq!(read_out(store, &a, &new.id).await, expected);
     // A payment given a probed rate keeps it, to the unit.
-    let rate = ProbedRate { sent: AMOUNT_MAX, delivered: 0 };
+    let rate = ProbedRate { sent: AMOUNT_MAX, delivered: 1 };
     let probed = NewOutgoingPayment { probed: Some(rate), ..new.clone() };
     let b = account(prefix, "out-create-probed", None);
     let created = create_out(store, &b, &probed, now).await;

@@ -710,8 +710,20 @@ async fn a_quote_s_rate_is_paid_in_packets_the_path_carries_and_a_delivered_amou
     // Only the first money packet was too large: no test packet went.
     assert_eq!((rejects(&outcome, "F08"), rejects(&outcome, "F99")), (1, 0), "{outcome:?}");
 
-    let net = Network::new(path);
+    let net = Network::new(path.clone());
     let (outcome, _) = run(&net, Amount::Delivered(500), &carry_out, Progress::default()).await;
     assert_eq!(outcome.stop, StopReason::Completed, "{outcome:?}");
     assert!(rejects(&outcome, "F99") >= 1, "a delivered amount probes: {outcome:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quote_that_saw_nothing_delivered_is_no_rate_and_the_payment_probes() {
+    // At 1/2, one unit delivers nothing: a minimum of 0 from it would accept any rate at all.
+    let net = Network::new(Path { rate: (1, 2), ..Path::default() });
+    let carry_out = Rules { probed: Some((1, 0)), ..rules() };
+    let (outcome, _) = run(&net, Amount::Source(1000), &carry_out, Progress::default()).await;
+    assert_eq!(outcome.stop, StopReason::Completed, "{outcome:?}");
+    assert_eq!((outcome.sent, outcome.delivered, net.received()), (1000, 500, 500));
+    assert!(rejects(&outcome, "F99") >= 1, "it probed: {outcome:?}");
+    assert!(net.money_seen().iter().all(|s| s.fulfilled), "every money packet at the probed rate");
 }
